@@ -1,0 +1,287 @@
+"""Shared helpers for petwatch's benchmarks: paths, photo generation, RSS, results, tables.
+
+Benchmarks are plain scripts (``python bench/bench_x.py``); this module sits next to them
+and is imported as ``_common``. It never imports petwatch, so it is cheap to load in the
+worker subprocesses that must start clean for a fair peak-RSS figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+DATASETS_ENV = "PETWATCH_DATASETS"
+DEFAULT_DATASETS = REPO.parent / "shared" / "datasets"
+PETS = "oxford-pets-sample"
+LANDSCAPES = "landscapes"
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+
+# --- arguments and paths -------------------------------------------------------------------
+def add_datasets_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--datasets", type=Path, default=None,
+        help=f"folder with {PETS}/ and {LANDSCAPES}/ (default: ${DATASETS_ENV}, "
+             f"else {DEFAULT_DATASETS})",
+    )
+
+
+def datasets_dir(arg: Path | None) -> Path:
+    if arg is not None:
+        return arg.expanduser().absolute()
+    env = os.environ.get(DATASETS_ENV)
+    return Path(env).expanduser().absolute() if env else DEFAULT_DATASETS
+
+
+def dataset_part(root: Path, name: str) -> tuple[Path | None, str | None]:
+    """(path, None) when root/name is a folder with photos, else (None, reason)."""
+    path = root / name
+    if not path.is_dir():
+        return None, f"{path} is absent (set --datasets or ${DATASETS_ENV})"
+    if not any(p.suffix.lower() in PHOTO_SUFFIXES for p in path.rglob("*")):
+        return None, f"{path} holds no photos"
+    return path, None
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without PETWATCH_* settings (a user's config must not leak in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PETWATCH_")}
+    env.update(extra)
+    return env
+
+
+def strip_petwatch_env() -> None:
+    for key in [k for k in os.environ if k.startswith("PETWATCH_")]:
+        del os.environ[key]
+
+
+# --- synthetic camera photos -----------------------------------------------------------------
+def _source_images(datasets: Path | None, limit: int):
+    """Real photos to upscale (landscapes first: large, detailed), or None."""
+    if datasets is None:
+        return []
+    found: list[Path] = []
+    for part in (LANDSCAPES, PETS):
+        folder = datasets / part
+        if folder.is_dir():
+            found += sorted(p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
+    # Spread the picks over breeds and scenes rather than taking the first N files.
+    if len(found) > limit:
+        step = len(found) / limit
+        found = [found[int(i * step)] for i in range(limit)]
+    return found
+
+
+def _gradient(rng, width: int, height: int):
+    """A smooth, photographic-ish picture: low-frequency colour fields, no flat areas."""
+    import numpy as np
+
+    small_w, small_h = 16, 12
+    fields = rng.uniform(0, 255, size=(small_h, small_w, 3)).astype(np.uint8)
+    from PIL import Image
+
+    return Image.fromarray(fields, "RGB").resize((width, height), Image.Resampling.BICUBIC)
+
+
+def make_camera_jpegs(out_dir: Path, count: int, datasets: Path | None, width: int = 4000,
+                      height: int = 3000, quality: int = 90, noise: float = 6.0,
+                      seed: int = 0, log=print) -> list[Path]:
+    """``count`` camera-size JPEGs (default 12 MP, quality 90) that decode like real photos.
+
+    Each is a real photo from the datasets (or a smooth random colour field when they are
+    absent) upscaled to ``width`` x ``height`` with per-pixel luma and chroma noise, so the
+    file size (~3-4 MB) and entropy-decoding cost resemble a phone camera's JPEG, not a
+    flat colour that decodes for free. Files already there from an earlier run are kept.
+    """
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sources = _source_images(datasets, count)
+    rng = np.random.default_rng(seed)
+    paths = []
+    started = time.monotonic()
+    for i in range(count):
+        path = out_dir / f"IMG_{i:05d}.jpg"
+        paths.append(path)
+        if path.exists() and path.stat().st_size > 0:
+            continue
+        if sources:
+            src = Image.open(sources[i % len(sources)])
+            src = ImageOps.exif_transpose(src).convert("RGB")
+            image = ImageOps.fit(src, (width, height), Image.Resampling.BICUBIC)
+        else:
+            image = _gradient(rng, width, height)
+        pixels = np.asarray(image, dtype=np.float32)
+        luma = rng.standard_normal((height, width, 1), dtype=np.float32) * noise
+        chroma = rng.standard_normal((height, width, 3), dtype=np.float32) * (noise / 2)
+        pixels = np.clip(pixels + luma + chroma, 0, 255).astype(np.uint8)
+        tmp = path.with_suffix(".tmp")
+        Image.fromarray(pixels, "RGB").save(tmp, "JPEG", quality=quality)
+        os.replace(tmp, path)
+        if log and (i + 1) % 16 == 0:
+            log(f"  generated {i + 1}/{count} photos ({time.monotonic() - started:.0f}s)")
+    return paths
+
+
+# --- memory ----------------------------------------------------------------------------------
+def tree_rss(pid: int | None = None) -> int:
+    """Resident bytes of a process and all its descendants (Milvus Lite 2.x runs a child)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+class PeakRSS:
+    """Samples the process tree's RSS on a thread; ``peak`` is the highest sum seen."""
+
+    def __init__(self, pid: int | None = None, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss(self.pid))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, tree_rss(self.pid))
+
+
+def mib(n: float | int | None) -> str:
+    return "-" if n is None else f"{n / 2**20:,.0f} MiB"
+
+
+# --- subprocess workers ----------------------------------------------------------------------
+RESULT_MARK = "@@RESULT@@ "
+
+
+def emit(result: dict) -> None:
+    """A worker's last word: one marked JSON line on stdout."""
+    sys.stdout.write(RESULT_MARK + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def run_worker(argv: list[str], env: dict[str, str] | None = None, timeout: float | None = None,
+               python: str | None = None, echo=True) -> dict:
+    """Run ``python argv...`` in a fresh process and return the dict it ``emit``-ed.
+
+    Its stderr (progress, logs) is passed through; a non-zero exit raises with its tail.
+    """
+    cmd = [python or sys.executable, *argv]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None if echo else subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise RuntimeError(f"worker timed out after {timeout}s: {' '.join(cmd)}") from None
+    result = None
+    for line in out.splitlines():
+        if line.startswith(RESULT_MARK):
+            result = json.loads(line[len(RESULT_MARK):])
+        elif echo:
+            print("   |", line, flush=True)
+    if proc.returncode != 0 or result is None:
+        tail = "\n".join((out or "").splitlines()[-20:] + (err or "").splitlines()[-20:])
+        raise RuntimeError(f"worker failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+    return result
+
+
+# --- results ---------------------------------------------------------------------------------
+def machine() -> dict:
+    info = {"python": platform.python_version(), "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "processor": platform.processor()}
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    return info
+
+
+def versions(*modules: str) -> dict:
+    from importlib import metadata
+
+    found = {}
+    for name in modules:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def write_results(name: str, payload: dict) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               "machine": machine(), **payload}
+    path = RESULTS_DIR / f"{name}-{stamp}.json"
+    text = json.dumps(payload, indent=2, default=str)
+    path.write_text(text)
+    (RESULTS_DIR / f"{name}-latest.json").write_text(text)
+    return path
+
+
+def table(headers: list[str], rows: list[list], title: str | None = None) -> str:
+    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    if title:
+        lines.append(title)
+    for n, row in enumerate(cells):
+        lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def percentile(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")

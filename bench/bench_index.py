@@ -1,0 +1,355 @@
+"""Indexing throughput: petwatch's indexer against the seed article's one-photo-at-a-time loop.
+
+    python bench/bench_index.py                 # resnet50 + efficientnet_lite0/1/2, 96 photos
+    python bench/bench_index.py --quick         # resnet50 only, 24 photos (< 2 min)
+    python bench/bench_index.py --photos DIR    # your own photos instead of generated ones
+    python bench/bench_index.py --profile       # + where petwatch's time goes (resnet50)
+
+Baseline ("seed"), measured in the same run on the same files with the same model and weights:
+for each photo, ``Image.open(path).convert('RGB')`` (full decode, no draft), timm's
+``create_transform(**resolve_data_config(model))``, a forward pass of that single image and
+ONE pymilvus ``insert`` into a Milvus Lite collection.
+
+Petwatch: ``Library(settings).indexer.reconcile([folder])`` with ``PETWATCH_HOME`` in a temp
+dir, which is what ``petwatch index`` runs.
+
+Each variant runs in its own fresh process, so its peak RSS (process tree, Milvus Lite's
+server process included) is its own. Photos: N camera-size JPEGs (12 MP, quality 90)
+generated from the real photos in the datasets folder, upscaled with sensor-like noise, and
+cached in a temp dir for the next run (``--fresh`` regenerates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+MODELS = ["resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+TARGET_RATIO = 3.5
+TARGET_MODEL = "resnet50"
+CACHE = Path(tempfile.gettempdir()) / "petwatch-bench"
+
+
+# =============================================================================================
+# workers (each runs in a fresh process)
+# =============================================================================================
+def _photo_files(folder: Path) -> list[Path]:
+    from petwatch import photos
+
+    return sorted(p for p, _ in photos.iter_photo_files(folder))
+
+
+def worker_seed(args: argparse.Namespace) -> dict:
+    """The seed article's loop: decode, transform, forward and insert, one photo at a time."""
+    with C.PeakRSS() as peak:
+        started = time.perf_counter()
+        import timm.data
+        import torch
+        from PIL import Image
+        from pymilvus import MilvusClient
+
+        from petwatch.embed import build_model  # only to load the very same weights
+
+        model, source = build_model(args.model, args.weights)
+        model.eval()
+        config = timm.data.resolve_data_config({}, model=model)
+        transform = timm.data.create_transform(**config)
+        dim = int(model.num_features)
+        client = MilvusClient(str(Path(args.home) / "seed.db"))
+        client.create_collection("photos", dimension=dim, metric_type="COSINE")
+        files = _photo_files(Path(args.folder))
+        ready = time.perf_counter()
+        for i, path in enumerate(files):
+            image = Image.open(path).convert("RGB")
+            tensor = transform(image).unsqueeze(0)
+            with torch.no_grad():
+                feature = model(tensor)[0]
+            feature = feature / feature.norm()
+            client.insert("photos", [{"id": i, "vector": feature.tolist(), "path": str(path)}])
+        finished = time.perf_counter()
+        stored = client.query("photos", filter="", output_fields=["count(*)"])[0]["count(*)"]
+        client.close()
+    seconds = finished - ready
+    return {
+        "variant": "seed", "model": args.model, "weights": source, "dim": dim,
+        "images": len(files), "stored": int(stored), "seconds": seconds,
+        "images_per_s": len(files) / seconds, "startup_s": ready - started,
+        "torch_threads": torch.get_num_threads(), "peak_rss": peak.peak,
+    }
+
+
+def worker_petwatch(args: argparse.Namespace) -> dict:
+    """What ``petwatch index`` runs: open the Library, reconcile the folder."""
+    os.environ["PETWATCH_HOME"] = args.home
+    with C.PeakRSS() as peak:
+        started = time.perf_counter()
+        import torch
+
+        from petwatch.library import Library
+        from petwatch.settings import Settings
+
+        overrides = dict(item.split("=", 1) for item in args.set or [])
+        settings = Settings(model=args.model, model_weights=args.weights, **overrides)
+        library = Library(settings)
+        ready = time.perf_counter()
+        report = library.indexer.reconcile([args.folder])
+        finished = time.perf_counter()
+        stored = library.store.count()
+        library.close()
+    seconds = finished - ready
+    problems = {**report.skipped, **report.failed}
+    return {
+        "variant": "petwatch", "model": args.model, "weights": library.embedder.weights_source,
+        "dim": library.embedder.dim, "images": report.indexed + report.reused,
+        "stored": stored, "seconds": seconds,
+        "images_per_s": (report.indexed + report.reused) / seconds,
+        "startup_s": ready - started, "torch_threads": torch.get_num_threads(),
+        "batch_size": settings.batch_size, "decode_threads": library.embedder.decode_threads,
+        "draft_decode": settings.draft_decode, "settings_overrides": overrides,
+        "problems": dict(list(problems.items())[:5]), "peak_rss": peak.peak,
+    }
+
+
+def worker_profile(args: argparse.Namespace) -> dict:
+    """Where one photo's time goes, stage by stage, on this machine (see README)."""
+    import io
+
+    import numpy as np
+    import timm.data
+    import torch
+    from PIL import Image
+    from pymilvus import MilvusClient
+
+    from petwatch import photos
+    from petwatch.embed import Embedder
+
+    files = _photo_files(Path(args.folder))[: args.profile_n]
+    out: dict = {"model": args.model, "photos": len(files), "stages_ms": {}, "forward_ms_per_image": {}}
+    stages = out["stages_ms"]
+
+    def timed(label: str, fn, items):
+        fn(items[0])  # warm
+        t = time.perf_counter()
+        results = [fn(item) for item in items]
+        stages[label] = (time.perf_counter() - t) / len(items) * 1000
+        return results
+
+    embedder = Embedder(args.model, args.weights, "cpu", 16, 0)
+    network = embedder.network
+    transform = embedder.transform
+    min_side = embedder.decode_min_side
+    blobs = timed("read file", lambda p: p.read_bytes(), files)
+    timed("read_photo (read+sniff+hash+EXIF)", lambda p: photos.read_photo(p, 180_000_000), files)
+    timed("blake2b hash only", photos.content_hash, blobs)
+    full = timed("full decode (open.convert RGB)", lambda b: Image.open(io.BytesIO(b)).convert("RGB"), blobs)
+    drafts = timed(f"draft decode (photos.decode, min_side {min_side})",
+                   lambda b: photos.decode(b, min_side), blobs)
+    out["draft_size"] = list(drafts[0].size)
+    timed("timm transform of full-size image", transform, full)
+    tensors = timed("timm transform of draft image", transform, drafts)
+    del full
+
+    def forward_ms(batch: int, channels_last: bool, threads: int, dtype=None) -> float:
+        torch.set_num_threads(threads)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        net = network.to(memory_format=fmt)
+        x = torch.stack([tensors[i % len(tensors)] for i in range(batch)]).to(memory_format=fmt)
+        reps = max(2, 32 // batch)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            net(x)
+            t = time.perf_counter()
+            for _ in range(reps):
+                net(x)
+        return (time.perf_counter() - t) / (reps * batch) * 1000
+
+    cores = os.cpu_count() or 1
+    grid = out["forward_ms_per_image"]
+    for threads in sorted({1, cores}):
+        for batch in (1, 16, 32):
+            for cl in (False, True):
+                grid[f"threads={threads} batch={batch} channels_last={cl}"] = forward_ms(batch, cl, threads)
+    try:
+        grid[f"threads={cores} batch=16 channels_last=True bf16-autocast"] = forward_ms(16, True, cores, torch.bfloat16)
+    except Exception as error:  # noqa: BLE001 - not every CPU/torch has bf16 kernels
+        grid["bf16-autocast error"] = str(error)
+    torch.set_num_threads(cores)
+
+    # Insert: one row per call (seed) vs petwatch's Store.upsert of a batch.
+    vectors = np.random.default_rng(0).standard_normal((64, embedder.dim)).astype(np.float32)
+    client = MilvusClient(str(Path(args.home) / "profile.db"))
+    client.create_collection("one", dimension=embedder.dim, metric_type="COSINE")
+    t = time.perf_counter()
+    for i, v in enumerate(vectors):
+        client.insert("one", [{"id": i, "vector": v.tolist(), "path": f"/p/{i}.jpg"}])
+    stages["milvus insert, 1 row per call"] = (time.perf_counter() - t) / len(vectors) * 1000
+    client.close()
+    os.environ["PETWATCH_HOME"] = args.home
+    from petwatch.store import PhotoRow, Store
+
+    store = Store(str(Path(args.home) / "store.db"), "photos", "bench/1", embedder.dim)
+    rows = [PhotoRow(f"/p/{i}.jpg", f"{i:032x}", 1, 1, 1, 1, 0, 0, v) for i, v in enumerate(vectors)]
+    for start in (0, 16):  # first call warms the collection
+        chunk = rows[start:start + 16]
+        t = time.perf_counter()
+        store.upsert(chunk)
+    stages["Store.upsert, per row in a batch of 16"] = (time.perf_counter() - t) / 16 * 1000
+    store.close()
+    return out
+
+
+# =============================================================================================
+# driver
+# =============================================================================================
+def photo_set(args: argparse.Namespace, datasets: Path) -> tuple[Path, str]:
+    """The folder both variants index, holding exactly ``n`` photos, and how it was made."""
+    if args.photos:
+        source = args.photos.expanduser().absolute()
+        files = _photo_files(source)
+        if not files:
+            sys.exit(f"no photos under {source}")
+        chosen = files[: args.n] if args.n else files
+        link_dir = Path(tempfile.mkdtemp(prefix="petwatch-bench-set-"))
+        for i, path in enumerate(chosen):
+            os.symlink(path, link_dir / f"{i:05d}{path.suffix.lower()}")
+        return link_dir, f"{len(chosen)} photos from {source}"
+    photos_dir = CACHE / f"camera-{args.width}x{args.height}-q90"
+    if args.fresh and photos_dir.exists():
+        shutil.rmtree(photos_dir)
+    found, reason = C.dataset_part(datasets, C.LANDSCAPES)
+    if found is None:
+        found, reason = C.dataset_part(datasets, C.PETS)
+    real = datasets if found is not None else None
+    origin = f"upscaled real photos from {datasets}" if real else (
+        f"smooth random colour fields (real photos unavailable: {reason})")
+    print(f"photos: {args.n} x {args.width}x{args.height} q90 JPEGs in {photos_dir} ({origin})")
+    all_files = C.make_camera_jpegs(photos_dir, max(args.n, _count_existing(photos_dir)), real,
+                                    args.width, args.height)
+    link_dir = Path(tempfile.mkdtemp(prefix="petwatch-bench-set-"))
+    for path in all_files[: args.n]:
+        os.symlink(path, link_dir / path.name)
+    return link_dir, f"{args.n} generated {args.width}x{args.height} q90 JPEGs ({origin})"
+
+
+def _count_existing(folder: Path) -> int:
+    return len(list(folder.glob("IMG_*.jpg"))) if folder.is_dir() else 0
+
+
+def resnet_weights() -> Path:
+    """Random-init resnet50 weights as a state-dict file (the hub is unreachable here)."""
+    path = CACHE / "resnet50-random-init.pth"
+    if not path.exists():
+        import timm
+        import torch
+
+        CACHE.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        torch.save(timm.create_model("resnet50", pretrained=False).state_dict(), path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
+    return path
+
+
+def run_variant(variant: str, model: str, weights: Path | None, folder: Path,
+                extra: list[str] | None = None) -> dict:
+    home = tempfile.mkdtemp(prefix=f"petwatch-bench-{variant}-")
+    try:
+        argv = [__file__, "--worker", variant, "--model", model, "--folder", str(folder), "--home", home]
+        if weights:
+            argv += ["--weights", str(weights)]
+        argv += extra or []
+        return C.run_worker(argv, env=C.clean_env())
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    C.add_datasets_arg(parser)
+    parser.add_argument("--n", type=int, default=None, help="photos per run (default 96, --quick 24)")
+    parser.add_argument("--quick", action="store_true", help="resnet50 only, 24 photos")
+    parser.add_argument("--models", default=None, help=f"comma-separated (default: {','.join(MODELS)})")
+    parser.add_argument("--photos", type=Path, default=None, help="index these photos instead of generated ones")
+    parser.add_argument("--width", type=int, default=4000)
+    parser.add_argument("--height", type=int, default=3000)
+    parser.add_argument("--fresh", action="store_true", help="regenerate the cached photos")
+    parser.add_argument("--profile", action="store_true", help="also break petwatch's time down by stage")
+    parser.add_argument("--profile-n", type=int, default=12, help="photos used by --profile")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="petwatch setting for the petwatch runs (e.g. --set batch_size=32); repeatable")
+    parser.add_argument("--worker", choices=["seed", "petwatch", "profile"], help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--home", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        C.emit({"seed": worker_seed, "petwatch": worker_petwatch, "profile": worker_profile}[args.worker](args))
+        return
+
+    args.n = args.n or (24 if args.quick else 96)
+    models = args.models.split(",") if args.models else ([TARGET_MODEL] if args.quick else MODELS)
+    datasets = C.datasets_dir(args.datasets)
+    folder, described = photo_set(args, datasets)
+    print(f"indexing {described}; {os.cpu_count()} CPU cores")
+    weights = resnet_weights() if "resnet50" in models else None
+    extra = [arg for item in args.set or [] for arg in ("--set", item)]
+    runs = []
+    try:
+        for model in models:
+            w = weights if model == "resnet50" else None
+            print(f"\n[{model}] seed loop ...", flush=True)
+            seed = run_variant("seed", model, w, folder)
+            print(f"  seed: {seed['images_per_s']:.2f} images/s ({seed['images']} in {seed['seconds']:.1f}s)")
+            print(f"[{model}] petwatch indexer ...", flush=True)
+            pet = run_variant("petwatch", model, w, folder, extra)
+            print(f"  petwatch: {pet['images_per_s']:.2f} images/s ({pet['images']} in {pet['seconds']:.1f}s)")
+            if pet["images"] != seed["images"] or pet["problems"]:
+                print(f"  WARNING: petwatch indexed {pet['images']} of {seed['images']}: {pet['problems']}")
+            runs.append({"model": model, "seed": seed, "petwatch": pet,
+                         "ratio": pet["images_per_s"] / seed["images_per_s"]})
+        profile = None
+        if args.profile:
+            print("\n[profile] stage timings ...", flush=True)
+            profile = run_variant("profile", TARGET_MODEL if TARGET_MODEL in models else models[0],
+                                  weights, folder, ["--profile-n", str(args.profile_n)])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    rows = []
+    for run in runs:
+        s, p = run["seed"], run["petwatch"]
+        rows.append([run["model"], f"{s['images_per_s']:.2f}", f"{p['images_per_s']:.2f}", f"{run['ratio']:.2f}x",
+                     C.mib(s["peak_rss"]), C.mib(p["peak_rss"]), f"{s['startup_s']:.1f}s", f"{p['startup_s']:.1f}s"])
+    print()
+    print(C.table(["model", "seed img/s", "petwatch img/s", "ratio", "seed peak RSS", "petwatch peak RSS",
+                   "seed startup", "petwatch startup"], rows,
+                  title=f"Indexing {described} (peak RSS = process tree incl. Milvus Lite)"))
+    target = next((r for r in runs if r["model"] == TARGET_MODEL), None)
+    ok = None if target is None else target["ratio"] >= TARGET_RATIO
+    if target:
+        print(f"\ntarget: {TARGET_MODEL} ratio >= {TARGET_RATIO}x: {target['ratio']:.2f}x  {C.verdict(ok)}")
+    if profile:
+        print()
+        print(C.table(["stage", "ms / photo"], [[k, f"{v:.1f}"] for k, v in profile["stages_ms"].items()],
+                      title=f"[profile] {profile['model']}, {profile['photos']} photos, one thread unless noted "
+                            f"(draft decodes to {profile['draft_size']})"))
+        print()
+        print(C.table(["forward", "ms / image"],
+                      [[k, f"{v:.1f}" if isinstance(v, float) else v] for k, v in profile["forward_ms_per_image"].items()]))
+    path = C.write_results("bench_index", {
+        "photos": described, "n": args.n, "runs": runs, "target": {
+            "model": TARGET_MODEL, "ratio": TARGET_RATIO, "met": ok}, "profile": profile,
+        "versions": C.versions("torch", "timm", "pillow", "pymilvus", "milvus-lite")})
+    print(f"\nresults: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from petwatch.cli import main
+
+raise SystemExit(main())

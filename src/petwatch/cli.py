@@ -1,0 +1,377 @@
+"""Argument parsing and printing; the work is done by the daemon (or, without one, the library).
+
+Exit codes: 0 ok, 2 usage error, 1 failure (one line on stderr saying what to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from petwatch import __version__, locations
+from petwatch import settings as settings_module
+from petwatch.client import DaemonClient, DaemonUnavailable
+from petwatch.errors import PetwatchError
+from petwatch.progress import ProgressLine
+
+
+def _print_json(data) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+def _human_bytes(count: int | None) -> str:
+    if count is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return str(count)
+
+
+def _daemon() -> DaemonClient | None:
+    """A client when the daemon runs, else None (the caller works in-process)."""
+    client = DaemonClient()
+    if client.socket.exists() and client.is_running():
+        return client
+    client.close()
+    return None
+
+
+def _require_daemon() -> DaemonClient:
+    client = _daemon()
+    if client is None:
+        raise DaemonUnavailable(locations.socket_path())
+    return client
+
+
+def _open_library():
+    from petwatch.library import Library  # torch + Milvus: only on the in-process path
+
+    logging.getLogger("pymilvus").setLevel(logging.ERROR)
+    return Library(settings_module.load())
+
+
+# --- commands ----------------------------------------------------------------------------
+def cmd_index(args) -> int:
+    folders = [os.path.abspath(f) for f in args.folders]
+    for folder in folders:
+        if not os.path.isdir(folder):
+            raise PetwatchError(f"not a directory: {folder}")
+    progress = ProgressLine("indexing")
+    client = _daemon()
+    if client is not None:
+        follower = threading.Thread(target=_follow_progress, args=(progress,), daemon=True)
+        follower.start()
+        report = client.index(folders)
+    else:
+        library = _open_library()
+        try:
+            report = library.indexer.reconcile(folders, progress.update).to_dict()
+        finally:
+            library.close()
+    progress.finish()
+    if args.json:
+        _print_json(report)
+    else:
+        _print_report(report)
+    return 0
+
+
+def _follow_progress(progress: ProgressLine) -> None:
+    try:
+        with DaemonClient() as follower:
+            for kind, data in follower.events():
+                if kind == "progress" and data.get("total"):
+                    progress.update(data["done"], data["total"], data.get("current", ""))
+    except PetwatchError:
+        pass
+
+
+def _print_report(report: dict) -> None:
+    print(f"indexed {report['indexed']}, reused {report['reused']} (renamed or copied), "
+          f"unchanged {report['unchanged']}, removed {report['removed']}, "
+          f"skipped {len(report['skipped'])}, failed {len(report['failed'])} "
+          f"in {report['seconds']:.1f}s")
+    for label in ("skipped", "failed"):
+        for path, reason in sorted(report[label].items()):
+            print(f"  {label}: {path}: {reason}")
+    for folder in report.get("offline", []):
+        print(f"  offline (missing, photos kept): {folder}")
+
+
+def cmd_search(args) -> int:
+    if not os.path.exists(args.image):
+        raise PetwatchError(f"query image not found: {args.image}")
+    settings = settings_module.load()
+    top_k = args.top_k or settings.top_k
+    min_score = settings.min_score if args.min_score is None else args.min_score
+    client = _daemon()
+    if client is not None:
+        hits = client.search(image=os.path.abspath(args.image), top_k=top_k, min_score=min_score)["hits"]
+    else:
+        library = _open_library()
+        try:
+            hits = [h.to_dict() for h in library.search(args.image, top_k, min_score)]
+        finally:
+            library.close()
+    if args.json:
+        _print_json(hits)
+        return 0
+    if not hits:
+        print("no matches (index some folders with `petwatch index FOLDER`, or lower --min-score)")
+    for rank, hit in enumerate(hits, 1):
+        print(f"{rank:4d}  {hit['score']:.3f}  {hit['path']}")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    client = _daemon()
+    if client is not None:
+        stats = client.stats()
+    else:
+        library = _open_library()
+        try:
+            stats = library.stats().to_dict()
+        finally:
+            library.close()
+    if args.json:
+        _print_json(stats)
+    else:
+        print(f"photos indexed  {stats['photos']}")
+        print(f"model           {stats['model']} ({stats['dim']}-d, cosine)")
+        print(f"database        {stats['db']} ({_human_bytes(stats['db_bytes'])})")
+        print(f"failures        {stats['failures']}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    client = _require_daemon()
+    status = client.status()
+    failures = client.failures()
+    if args.json:
+        _print_json({**status, "failures": failures})
+        return 0
+    print(f"state     {status['state']}  (pid {status['pid']}, up {status['uptime_s']:.0f}s)")
+    print(f"indexed   {status['indexed']}   queued {status['queued']}   failed {status['failed']}")
+    print(f"model     {status['model']} ({status['dim']}-d)")
+    progress = status.get("progress")
+    if progress and progress.get("total"):
+        print(f"progress  {progress['done']}/{progress['total']} at {progress['rate']}/s, ETA {progress['eta_s']}s")
+    for folder in status["folders"]:
+        print(f"folder    {folder['path']}  [{folder['mode']}]  {folder['photos']} photos")
+    for failure in failures[:20]:
+        print(f"failed    {failure['path']}: {failure['reason']}")
+    if len(failures) > 20:
+        print(f"          ... {len(failures) - 20} more (petwatch status --json)")
+    return 0
+
+
+def cmd_folders(args) -> int:
+    client = _daemon()
+    if args.action == "list":
+        if client is not None:
+            folders = client.folders()
+        else:
+            folders = [{"path": str(f), "mode": "daemon not running", "online": f.is_dir(), "photos": None}
+                       for f in settings_module.load().folders]
+    else:
+        path = os.path.abspath(os.path.expanduser(args.path))
+        if client is not None:
+            folders = client.add_folder(path) if args.action == "add" else client.remove_folder(path)
+        else:
+            folders = _edit_folders_offline(args.action, path)
+    if args.json:
+        _print_json(folders)
+    else:
+        if not folders:
+            print("no folders watched: add one with `petwatch folders add PATH`")
+        for folder in folders:
+            count = "" if folder.get("photos") is None else f"  {folder['photos']} photos"
+            print(f"{folder['path']}  [{folder['mode']}]{count}")
+    return 0
+
+
+def _edit_folders_offline(action: str, path: str) -> list[dict]:
+    current = [str(f) for f in settings_module.load().folders]
+    if action == "add":
+        if not os.path.isdir(path):
+            raise PetwatchError(f"{path} is not a directory")
+        if path not in current:
+            current.append(path)
+    else:
+        if path not in current:
+            raise PetwatchError(f"{path} is not a watched folder (see `petwatch folders list`)")
+        current.remove(path)
+    settings_module.update_config_file(folders=current)
+    print("saved; the daemon is not running: start it with `petwatch daemon` to index", file=sys.stderr)
+    return [{"path": f, "mode": "daemon not running", "online": os.path.isdir(f), "photos": None}
+            for f in current]
+
+
+def cmd_rescan(args) -> int:
+    _require_daemon().rescan()
+    print("rescan queued; follow it with `petwatch status`")
+    return 0
+
+
+def cmd_reindex(args) -> int:
+    if _daemon() is not None:
+        raise PetwatchError("stop the daemon first (it owns the index), then run `petwatch reindex`")
+    from petwatch.embed import Embedder
+    from petwatch.library import Library
+    from petwatch.store import Store
+
+    settings = settings_module.load()
+    embedder = Embedder(settings.model, settings.model_weights, settings.device,
+                        settings.batch_size, settings.decode_threads)
+    from pymilvus import MilvusClient
+
+    raw = MilvusClient(uri=settings.effective_milvus_uri, token=settings.milvus_token or "")
+    if raw.has_collection(settings.collection):
+        raw.drop_collection(settings.collection)
+    raw.close()
+    del Store
+    library = Library(settings, embedder)
+    progress = ProgressLine("re-indexing")
+    try:
+        report = library.indexer.reconcile([str(f) for f in settings.folders], progress.update)
+    finally:
+        library.close()
+    progress.finish()
+    _print_report(report.to_dict())
+    return 0
+
+
+def cmd_config(args) -> int:
+    settings = settings_module.load()
+    values = settings.model_dump(mode="json")
+    for secret in ("openai_api_key", "milvus_token"):
+        if values.get(secret):
+            values[secret] = "***"
+    if args.json:
+        _print_json({"settings": values, "paths": {k: str(v) for k, v in locations.all_paths().items()}})
+        return 0
+    print("# paths")
+    for name, path in locations.all_paths().items():
+        print(f"{name:<16} {path}")
+    print(f"\n# settings (PETWATCH_<NAME> env > {locations.config_file()} > default)")
+    for name, description in settings_module.describe():
+        print(f"{name} = {json.dumps(values[name])}")
+        print(f"    {description}")
+    return 0
+
+
+def cmd_daemon(args) -> int:
+    from petwatch.daemon.run import main as run_daemon
+
+    return run_daemon()
+
+
+def cmd_service(args) -> int:
+    from petwatch.daemon import systemd
+
+    if args.action == "install":
+        path = systemd.install(start=not args.no_start)
+        print(f"installed {path}" + ("" if args.no_start else " and started it"))
+        print("to keep it running while you are logged out: loginctl enable-linger $USER")
+    elif args.action == "uninstall":
+        print(f"removed {systemd.uninstall()}")
+    else:
+        print(systemd.render_unit(), end="")
+    return 0
+
+
+def cmd_tui(args) -> int:
+    from petwatch.tui.app import run as run_tui
+
+    return run_tui()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="petwatch", description="Find every photo of your pet from one example photo.")
+    parser.add_argument("--version", action="version", version=f"petwatch {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def with_json(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+        return sub
+
+    index = with_json(command("index", cmd_index, "index every photo under FOLDER(s), once"))
+    index.add_argument("folders", nargs="+", metavar="FOLDER")
+
+    search = with_json(command("search", cmd_search, "the indexed photos most like IMAGE"))
+    search.add_argument("image", metavar="IMAGE")
+    search.add_argument("--top-k", type=_top_k, default=None, metavar="K", help="number of hits (1-1000)")
+    search.add_argument("--min-score", type=_score, default=None, metavar="S",
+                        help="minimum cosine similarity (-1..1)")
+
+    with_json(command("stats", cmd_stats, "photos indexed, model, database"))
+    with_json(command("status", cmd_status, "what the daemon is doing, and failures"))
+    with_json(command("config", cmd_config, "effective settings and paths"))
+
+    folders = commands.add_parser("folders", help="album folders the daemon watches")
+    folder_actions = folders.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, help_text in (("add", "watch a folder"), ("remove", "stop watching a folder")):
+        sub = with_json(folder_actions.add_parser(action, help=help_text))
+        sub.add_argument("path", metavar="PATH")
+        sub.set_defaults(handler=cmd_folders)
+    with_json(folder_actions.add_parser("list", help="watched folders")).set_defaults(handler=cmd_folders)
+
+    command("rescan", cmd_rescan, "walk every folder now (the daemon does it hourly anyway)")
+    command("reindex", cmd_reindex, "rebuild the index from scratch, e.g. after changing model")
+    command("daemon", cmd_daemon, "run the daemon in the foreground")
+    command("tui", cmd_tui, "the terminal UI (also: petwatch with no command)")
+
+    service = commands.add_parser("service", help="the systemd user service")
+    service_actions = service.add_subparsers(dest="action", metavar="ACTION", required=True)
+    install = service_actions.add_parser("install", help="install, enable and start the user unit")
+    install.add_argument("--no-start", action="store_true", help="only write the unit file")
+    service_actions.add_parser("uninstall", help="stop, disable and remove the user unit")
+    service_actions.add_parser("show", help="print the unit this install would use")
+    service.set_defaults(handler=cmd_service)
+    return parser
+
+
+def _top_k(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be between 1 and 1000")
+    return value
+
+
+def _score(text: str) -> float:
+    value = float(text)
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between -1 and 1")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None) or cmd_tui
+    try:
+        return handler(args)
+    except PetwatchError as error:
+        print(f"petwatch: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("petwatch: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,229 @@
+"""Talking to the daemon over its Unix socket: HTTP/1.1 + JSON, events as server-sent events.
+
+``DaemonClient`` is synchronous (the CLI); ``AsyncDaemonClient`` is asyncio (the TUI). Both
+raise ``DaemonUnavailable`` when no daemon listens, and ``DaemonError`` carrying the daemon's
+one-line message when a request fails. This module imports nothing heavy (no torch, no
+Milvus): the CLI and TUI start fast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from petwatch import locations
+from petwatch.errors import PetwatchError
+
+BASE = "http://petwatch"  # the host part is ignored on a Unix socket
+START_HINT = "start it with `petwatch daemon` (or `petwatch service install` to run it under systemd)"
+
+
+class DaemonUnavailable(PetwatchError):
+    def __init__(self, socket: Path) -> None:
+        super().__init__(f"the petwatch daemon is not running (no socket at {socket}): {START_HINT}")
+
+
+class DaemonError(PetwatchError):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        message = response.json().get("error") or response.text
+    except (json.JSONDecodeError, AttributeError):
+        message = response.text or response.reason_phrase
+    raise DaemonError(str(message), response.status_code)
+
+
+def _parse_sse(lines: Iterator[str] | list[str]):
+    """Yield (event, data) from SSE lines; shared by the sync and async readers."""
+    event, data = "message", []
+    for line in lines:
+        if line == "":
+            if data:
+                yield event, json.loads("\n".join(data))
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+
+
+class _Api:
+    """Request shapes shared by both clients: (method, url, kwargs) per call."""
+
+    @staticmethod
+    def search(image: str | None = None, photo: str | None = None, top_k: int = 20,
+               min_score: float = 0.0, offset: int = 0) -> tuple[str, str, dict]:
+        body = {"image": image, "photo": photo, "top_k": top_k, "min_score": min_score, "offset": offset}
+        return "POST", "/search", {"json": body}
+
+
+class DaemonClient:
+    def __init__(self, socket: Path | None = None, timeout: float = 30.0) -> None:
+        self.socket = socket or locations.socket_path()
+        self._http = httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)),
+                                  base_url=BASE, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DaemonClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        if not self.socket.exists():
+            raise DaemonUnavailable(self.socket)
+        try:
+            response = self._http.request(method, url, **kwargs)
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError):
+            raise DaemonUnavailable(self.socket) from None
+        except httpx.TimeoutException:
+            raise PetwatchError(f"the daemon did not answer {method} {url} in time; "
+                                "see its log (journalctl --user -u petwatch)") from None
+        _raise_for(response)
+        return response
+
+    def call(self, method: str, url: str, **kwargs: Any) -> Any:
+        return self.request(method, url, **kwargs).json()
+
+    def is_running(self) -> bool:
+        try:
+            self.call("GET", "/status")
+            return True
+        except DaemonUnavailable:
+            return False
+
+    # --- the API -------------------------------------------------------------------------
+    def status(self) -> dict:
+        return self.call("GET", "/status")
+
+    def search(self, image: str | None = None, photo: str | None = None, top_k: int = 20,
+               min_score: float = 0.0, offset: int = 0) -> dict:
+        method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset)
+        return self.call(method, url, **kwargs)
+
+    def index(self, folders: list[str]) -> dict:
+        return self.call("POST", "/index", json={"folders": folders}, timeout=None)
+
+    def stats(self) -> dict:
+        return self.call("GET", "/stats")
+
+    def folders(self) -> list[dict]:
+        return self.call("GET", "/folders")
+
+    def add_folder(self, path: str) -> list[dict]:
+        return self.call("POST", "/folders", json={"path": path})
+
+    def remove_folder(self, path: str) -> list[dict]:
+        return self.call("POST", "/folders/remove", json={"path": path})
+
+    def rescan(self) -> dict:
+        return self.call("POST", "/rescan")
+
+    def failures(self) -> list[dict]:
+        return self.call("GET", "/failures")
+
+    def photo(self, path: str) -> dict:
+        return self.call("GET", "/photo", params={"path": path})
+
+    def thumbnail(self, path: str, size: int = 256) -> bytes:
+        return self.request("GET", "/thumbnail", params={"path": path, "size": size}).content
+
+    def events(self) -> Iterator[tuple[str, dict]]:
+        """Server-pushed events as (kind, data) until the daemon goes away."""
+        if not self.socket.exists():
+            raise DaemonUnavailable(self.socket)
+        try:
+            with self._http.stream("GET", "/events", timeout=None) as response:
+                _raise_for(response)
+                yield from _parse_sse(response.iter_lines())
+        except (httpx.ConnectError, FileNotFoundError):
+            raise DaemonUnavailable(self.socket) from None
+        except httpx.RemoteProtocolError:
+            return
+
+
+class AsyncDaemonClient:
+    """The same API for asyncio callers (the TUI)."""
+
+    def __init__(self, socket: Path | None = None, timeout: float = 30.0) -> None:
+        self.socket = socket or locations.socket_path()
+        self._http = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(self.socket)),
+                                       base_url=BASE, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        if not self.socket.exists():
+            raise DaemonUnavailable(self.socket)
+        try:
+            response = await self._http.request(method, url, **kwargs)
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError):
+            raise DaemonUnavailable(self.socket) from None
+        except httpx.TimeoutException:
+            raise PetwatchError(f"the daemon did not answer {method} {url} in time") from None
+        _raise_for(response)
+        return response
+
+    async def call(self, method: str, url: str, **kwargs: Any) -> Any:
+        return (await self.request(method, url, **kwargs)).json()
+
+    async def status(self) -> dict:
+        return await self.call("GET", "/status")
+
+    async def search(self, image: str | None = None, photo: str | None = None, top_k: int = 20,
+                     min_score: float = 0.0, offset: int = 0) -> dict:
+        method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset)
+        return await self.call(method, url, **kwargs)
+
+    async def folders(self) -> list[dict]:
+        return await self.call("GET", "/folders")
+
+    async def add_folder(self, path: str) -> list[dict]:
+        return await self.call("POST", "/folders", json={"path": path})
+
+    async def remove_folder(self, path: str) -> list[dict]:
+        return await self.call("POST", "/folders/remove", json={"path": path})
+
+    async def rescan(self) -> dict:
+        return await self.call("POST", "/rescan")
+
+    async def failures(self) -> list[dict]:
+        return await self.call("GET", "/failures")
+
+    async def photo(self, path: str) -> dict:
+        return await self.call("GET", "/photo", params={"path": path})
+
+    async def thumbnail(self, path: str, size: int = 256) -> bytes:
+        return (await self.request("GET", "/thumbnail", params={"path": path, "size": size})).content
+
+    async def events(self) -> AsyncIterator[tuple[str, dict]]:
+        if not self.socket.exists():
+            raise DaemonUnavailable(self.socket)
+        try:
+            async with self._http.stream("GET", "/events", timeout=None) as response:
+                _raise_for(response)
+                lines: list[str] = []
+                async for line in response.aiter_lines():
+                    lines.append(line)
+                    if line == "":
+                        for item in _parse_sse(lines):
+                            yield item
+                        lines = []
+        except (httpx.ConnectError, FileNotFoundError):
+            raise DaemonUnavailable(self.socket) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            return

@@ -1,0 +1,195 @@
+"""The socket API: HTTP/1.1 + JSON over a Unix socket (as Docker's API), events as SSE.
+
+One error shape everywhere: ``{"error": "one line the user can act on"}``. Requests are
+validated by pydantic models; bodies over MAX_BODY_BYTES are refused before they are read
+into memory; only the daemon's own user may connect (SO_PEERCRED).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import struct
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from petwatch.daemon.service import Daemon
+from petwatch.errors import PetwatchError
+from petwatch.library import MAX_TOP_K
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1 << 20  # every request is small; a 100 MB message is refused unread
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchRequest(_Strict):
+    image: str | None = Field(None, max_length=8192, description="Path of any image file")
+    photo: str | None = Field(None, max_length=8192, description="Path of an indexed photo")
+    top_k: int = Field(20, ge=1, le=MAX_TOP_K)
+    min_score: float = Field(0.0, ge=-1.0, le=1.0)
+    offset: int = Field(0, ge=0, le=MAX_TOP_K)
+
+
+class FolderRequest(_Strict):
+    path: str = Field(..., min_length=1, max_length=8192)
+
+
+class IndexRequest(_Strict):
+    folders: list[str] = Field(..., min_length=1, max_length=256)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: refuse oversized bodies by Content-Length, or as they stream in."""
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                return await _error(413, f"request body over {self.limit} bytes")(scope, receive, send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await _error(413, f"request body over {self.limit} bytes")(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(daemon: Daemon) -> FastAPI:
+    app = FastAPI(title="petwatch daemon", version="1", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(PetwatchError)
+    async def _petwatch_error(request: Request, error: PetwatchError):
+        return _error(400, str(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError):
+        first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error(422, f"invalid request: {where + ': ' if where else ''}{first.get('msg')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException):
+        if error.status_code == 404:
+            return _error(404, f"unknown method: {request.method} {request.url.path}")
+        return _error(error.status_code, str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, error: Exception):
+        log.exception("internal error on %s", request.url.path)
+        return _error(500, f"internal error: {error}; see the daemon log")
+
+    @app.get("/status")
+    def status() -> dict:
+        return daemon.status()
+
+    @app.get("/stats")
+    def stats() -> dict:
+        return daemon.library.stats().to_dict()
+
+    @app.post("/search")
+    def search(request: SearchRequest) -> dict:
+        return daemon.search(request.image, request.photo, request.top_k, request.min_score, request.offset)
+
+    @app.post("/index")
+    def index(request: IndexRequest) -> dict:
+        folders = [os.path.abspath(f) for f in request.folders]
+        missing = [f for f in folders if not os.path.isdir(f)]
+        if missing:
+            raise PetwatchError(f"not a directory: {missing[0]}")
+        return daemon.request_reconcile(folders).result().to_dict()
+
+    @app.post("/rescan")
+    def rescan() -> dict:
+        daemon.rescan()
+        return {"queued": True}
+
+    @app.get("/folders")
+    def folders() -> list[dict]:
+        return daemon.folder_list()
+
+    @app.post("/folders")
+    def add_folder(request: FolderRequest) -> list[dict]:
+        return daemon.add_folder(request.path)
+
+    @app.post("/folders/remove")
+    def remove_folder(request: FolderRequest) -> list[dict]:
+        return daemon.remove_folder(request.path)
+
+    @app.get("/failures")
+    def failures() -> list[dict]:
+        return daemon.failures()
+
+    @app.get("/photo")
+    def photo(path: str = Query(..., max_length=8192)) -> dict:
+        return daemon.photo(path)
+
+    @app.get("/thumbnail")
+    def thumbnail(path: str = Query(..., max_length=8192), size: int = Query(256, ge=16, le=2048)):
+        return Response(daemon.thumbnail(path, size), media_type="image/jpeg",
+                        headers={"Cache-Control": "max-age=86400"})
+
+    @app.get("/events")
+    async def events():
+        async def stream():
+            yield _sse("hello", daemon.status())
+            async for kind, data in daemon.bus.subscribe():
+                yield _sse(kind, data)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    return BodyLimit(app)
+
+
+def _sse(kind: str, data: dict) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
+
+
+class OwnerOnlyH11(H11Protocol):
+    """uvicorn's HTTP protocol, closing any connection from another user (SO_PEERCRED)."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is None or sock.family != socket.AF_UNIX:
+            return
+        try:
+            _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        except OSError:
+            transport.close()
+            return
+        if uid != os.getuid():
+            log.warning("refused a connection from uid %d", uid)
+            transport.close()

@@ -1,0 +1,44 @@
+"""Server-pushed events: worker threads publish, each socket subscriber gets its own queue."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+
+SUBSCRIBER_BACKLOG = 512
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._subscribers: set[asyncio.Queue] = set()
+        self._lock = threading.Lock()
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def publish(self, kind: str, data: dict) -> None:
+        """Thread-safe; never blocks the publisher."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._fan_out, kind, data)
+        except RuntimeError:  # the loop closed between the check and the call
+            pass
+
+    def _fan_out(self, kind: str, data: dict) -> None:
+        for queue in list(self._subscribers):
+            if queue.full():  # a slow reader loses its oldest events, never the daemon's memory
+                queue.get_nowait()
+            queue.put_nowait((kind, data))
+
+    async def subscribe(self) -> AsyncIterator[tuple[str, dict]]:
+        queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_BACKLOG)
+        self._subscribers.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.discard(queue)

@@ -1,0 +1,141 @@
+"""``petwatch daemon``: single instance, load, serve the socket, notify systemd, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+import platformdirs
+
+from petwatch import locations, settings as settings_module
+from petwatch.daemon import systemd
+from petwatch.errors import PetwatchError
+
+log = logging.getLogger("petwatch.daemon")
+
+# journald reads a "<N>" syslog priority prefix on each line.
+_JOURNAL_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+
+class _JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_JOURNAL_PRIORITY.get(record.levelname, 6)}>{record.name}: {super().format(record)}"
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if systemd.under_journald():
+        handler.setFormatter(_JournalFormatter("%(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    for noisy in ("pymilvus", "uvicorn.access", "httpx", "watchdog"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if level != "DEBUG" else logging.INFO)
+    logging.getLogger("pymilvus").setLevel(logging.ERROR)
+
+
+def acquire_instance_lock() -> int:
+    """Hold an exclusive lock on the data dir for the daemon's lifetime."""
+    path = locations.daemon_lock()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise PetwatchError(f"another petwatch daemon (pid {pid}) is already running on "
+                            f"{locations.data_dir()}; see `petwatch status`") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def bind_socket(path: Path) -> socket.socket:
+    """The API socket: 0600 in a 0700 directory, a stale one from a crash replaced."""
+    if len(os.fsencode(path)) > locations.MAX_SOCKET_PATH:
+        raise PetwatchError(f"socket path too long for Unix sockets ({path}); use a shorter PETWATCH_HOME")
+    locations.ensure_private_dir(path.parent)
+    path.unlink(missing_ok=True)  # we hold the instance lock: any socket here is stale
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(256)
+    sock.setblocking(False)
+    return sock
+
+
+def _first_run_folders(settings) -> None:
+    """No folders configured ever: start with the user's Pictures folder, if there is one."""
+    if settings.folders or locations.config_file().exists() or os.environ.get("PETWATCH_FOLDERS"):
+        return
+    pictures = Path(platformdirs.user_pictures_dir())
+    if pictures.is_dir():
+        settings_module.update_config_file(folders=[str(pictures)])
+        settings.folders = [pictures]
+        log.info("first run: watching %s (change with `petwatch folders add/remove`)", pictures)
+    else:
+        log.info("no folders to watch yet: add one with `petwatch folders add PATH`")
+
+
+def main() -> int:
+    settings = settings_module.load()
+    setup_logging(settings.log_level)
+    lock = acquire_instance_lock()
+    _first_run_folders(settings)
+    import uvicorn  # heavy imports only once we know we are the one daemon
+
+    from petwatch.daemon.api import OwnerOnlyH11, create_app
+    from petwatch.daemon.service import Daemon
+
+    systemd.notify("STATUS=loading the model and the index")
+    daemon = Daemon(settings)
+    sock = bind_socket(locations.socket_path())
+    config = uvicorn.Config(create_app(daemon), http=OwnerOnlyH11, lifespan="off", log_level="warning",
+                            timeout_keep_alive=5, limit_concurrency=512, timeout_graceful_shutdown=3,
+                            h11_max_incomplete_event_size=64 * 1024)
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        daemon.bus.attach(loop)
+        daemon.start()
+        pinger = asyncio.create_task(_watchdog_pings())
+        systemd.notify("READY=1\nSTATUS=watching " + ", ".join(daemon.folders or ["no folders"]))
+        log.info("petwatch daemon ready: %d photos, socket %s", len(daemon.library.indexer.catalog),
+                 locations.socket_path())
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            pinger.cancel()
+
+    try:
+        asyncio.run(serve())
+    finally:
+        systemd.notify("STOPPING=1")
+        log.info("stopping: finishing the batch in flight")
+        daemon.stop()
+        locations.socket_path().unlink(missing_ok=True)
+        os.close(lock)
+    return 0
+
+
+async def _watchdog_pings() -> None:
+    interval = systemd.watchdog_interval()
+    if not interval:
+        return
+    while True:  # pings come from the event loop: a wedged loop stops them and systemd restarts us
+        systemd.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)

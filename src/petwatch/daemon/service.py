@@ -1,0 +1,355 @@
+"""The daemon's state and work: one worker thread applies changes to the library in order.
+
+Everything that changes the index (walks, watch hints, folder changes, CLI index requests)
+goes through one queue, so the store is written by one thread at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from petwatch import __version__, locations, photos, settings as settings_module
+from petwatch.daemon.events import EventBus
+from petwatch.errors import PetwatchError
+from petwatch.index import IndexReport, is_under
+from petwatch.library import Library
+from petwatch.settings import Settings
+from petwatch.store import Hit
+from petwatch.watch import Sink, Watcher
+
+log = logging.getLogger(__name__)
+
+MAX_FILES_PER_BATCH = 2000
+THUMBNAIL_SIZES = (128, 256, 512, 1024)
+FOLDER_CHECK_SECONDS = 10.0
+
+
+@dataclass
+class _Task:
+    kind: str  # "reconcile" | "files" | "tree" | "remove_folder"
+    folders: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    done: Future | None = None
+
+
+@dataclass
+class _Progress:
+    done: int = 0
+    total: int = 0
+    started: float = field(default_factory=time.monotonic)
+    current: str = ""
+
+    def to_dict(self) -> dict:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else None
+        return {"done": self.done, "total": self.total, "rate": round(rate, 2),
+                "eta_s": round(eta, 1) if eta is not None else None, "current": self.current}
+
+
+class Daemon:
+    def __init__(self, settings: Settings, library: Library | None = None) -> None:
+        self.settings = settings
+        self.started = time.monotonic()
+        self.bus = EventBus()
+        self.library = library or Library(settings)
+        self.folders: list[str] = [str(f) for f in settings.folders]
+        self._tasks: queue.Queue[_Task] = queue.Queue()
+        self._stopping = threading.Event()
+        self._busy = False
+        self.progress: _Progress | None = None
+        self.watcher = Watcher(Sink(self._hint_files, self._hint_tree),
+                               settings.settle_seconds, settings.poll_seconds)
+        self._worker = threading.Thread(target=self._work_loop, name="indexer", daemon=True)
+        self._clock = threading.Thread(target=self._clock_loop, name="clock", daemon=True)
+        self._last_walk = 0.0
+        self._folder_modes: dict[str, str] = {}
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        self.watcher.start()
+        for folder in self.folders:
+            self._watch(folder)
+        self._worker.start()
+        self._clock.start()
+        self.request_reconcile()
+
+    def stop(self) -> None:
+        """Finish the batch in flight, drop the rest (the next start's walk picks it up)."""
+        self._stopping.set()
+        self.watcher.stop()
+        self._worker.join(timeout=60)
+        self.library.close()
+
+    def _watch(self, folder: str) -> None:
+        polling = any(is_under(folder, str(p)) for p in self.settings.poll_folders)
+        mode = self.watcher.watch(folder, polling=polling)
+        self._folder_modes[folder] = mode
+        if mode == "offline":
+            log.warning("folder %s is missing (unplugged?); its photos stay indexed, marked offline", folder)
+
+    # --- hints from the watcher (any thread) ------------------------------------------------
+    def _hint_files(self, paths: list[str]) -> None:
+        self._tasks.put(_Task("files", paths=paths))
+
+    def _hint_tree(self, added: list[str], removed: list[str]) -> None:
+        self._tasks.put(_Task("tree", folders=added, removed=removed))
+
+    # --- requests (API threads) -----------------------------------------------------------
+    def request_reconcile(self, folders: list[str] | None = None) -> Future:
+        done: Future = Future()
+        self._tasks.put(_Task("reconcile", folders=folders or [], done=done))
+        return done
+
+    def rescan(self) -> Future:
+        """Re-read the folder list from the config (hand edits count), then walk everything."""
+        try:
+            fresh = settings_module.load()
+            self._set_folders([str(f) for f in fresh.folders])
+        except PetwatchError as error:
+            log.warning("config not re-read: %s", error)
+        return self.request_reconcile()
+
+    def add_folder(self, path: str) -> list[dict]:
+        folder = os.path.abspath(os.path.expanduser(path))
+        if not os.path.isdir(folder):
+            raise PetwatchError(f"{folder} is not a directory")
+        if folder in self.folders:
+            return self.folder_list()
+        for existing in self.folders:
+            if is_under(folder, existing):
+                raise PetwatchError(f"{folder} is already watched as part of {existing}")
+        self._set_folders([*self.folders, folder], persist=True)
+        self.request_reconcile([folder])
+        return self.folder_list()
+
+    def remove_folder(self, path: str) -> list[dict]:
+        folder = os.path.abspath(os.path.expanduser(path))
+        if folder not in self.folders:
+            raise PetwatchError(f"{folder} is not a watched folder (see `petwatch folders list`)")
+        self._set_folders([f for f in self.folders if f != folder], persist=True)
+        self._tasks.put(_Task("remove_folder", folders=[folder]))
+        return self.folder_list()
+
+    def _set_folders(self, folders: list[str], persist: bool = False) -> None:
+        if persist:
+            settings_module.update_config_file(folders=folders)
+        for gone in set(self.folders) - set(folders):
+            self.watcher.unwatch(gone)
+            self._folder_modes.pop(gone, None)
+        for new in [f for f in folders if f not in self.folders]:
+            self._watch(new)
+        self.folders = folders
+        self.bus.publish("folders", {"folders": self.folder_list()})
+
+    # --- reads ---------------------------------------------------------------------------
+    def state(self) -> str:
+        return "indexing" if self._busy or not self._tasks.empty() or self.watcher.queued() else "idle"
+
+    def status(self) -> dict:
+        return {
+            "state": self.state(),
+            "indexed": len(self.library.indexer.catalog),
+            "queued": self.watcher.queued() + self._tasks.qsize()
+            + (self.progress.total - self.progress.done if self.progress else 0),
+            "failed": self.library.failures.count(),
+            "folders": self.folder_list(),
+            "model": self.library.embedder.name,
+            "dim": self.library.embedder.dim,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "progress": self.progress.to_dict() if self.progress else None,
+            "pid": os.getpid(),
+            "version": __version__,
+            "db": self.library.store.uri,
+        }
+
+    def folder_list(self) -> list[dict]:
+        counts = self.library.indexer.folder_counts(self.folders)
+        return [{"path": f, "mode": self.watcher.mode(f), "online": os.path.isdir(f),
+                 "photos": counts.get(f, 0)} for f in self.folders]
+
+    def failures(self) -> list[dict]:
+        return [{"path": path, "reason": reason, "size": size}
+                for path, (size, _mtime, reason) in sorted(self.library.failures.known().items())]
+
+    def search(self, image: str | None, photo: str | None, top_k: int, min_score: float,
+               offset: int = 0) -> dict:
+        query = photo or image
+        if not query:
+            raise PetwatchError("give a query: an image path, or an indexed photo")
+        if photo and os.path.abspath(photo) not in self.library.indexer.catalog:
+            raise PetwatchError(f"{photo} is not an indexed photo")
+        started = time.monotonic()
+        hits = self.library.search(query, top_k + offset, min_score)[offset:]
+        return {"query": os.path.abspath(query), "hits": [self._hit(h) for h in hits],
+                "took_ms": round((time.monotonic() - started) * 1000, 1)}
+
+    def _hit(self, hit: Hit) -> dict:
+        data = hit.to_dict()
+        data["online"] = any(is_under(hit.path, f) and os.path.isdir(f) for f in self.folders) \
+            or os.path.exists(hit.path)
+        return data
+
+    def photo(self, path: str) -> dict:
+        path = os.path.abspath(path)
+        row = self.library.store.get(path) if path in self.library.indexer.catalog else None
+        if row is None:
+            raise PetwatchError(f"{path} is not an indexed photo")
+        data = {name: getattr(row, name) for name in
+                ("path", "content_hash", "size", "mtime_ns", "width", "height", "taken_at", "indexed_at")}
+        data["online"] = os.path.exists(path)
+        data["folder"] = next((f for f in self.folders if is_under(path, f)), os.path.dirname(path))
+        return data
+
+    def thumbnail(self, path: str, size: int) -> bytes:
+        path = os.path.abspath(path)
+        entry = self.library.indexer.catalog.get(path)
+        if entry is None:
+            raise PetwatchError(f"{path} is not an indexed photo")
+        size = min((s for s in THUMBNAIL_SIZES if s >= size), default=THUMBNAIL_SIZES[-1])
+        cached = locations.thumbnails_dir() / f"{entry.content_hash}-{size}.jpg"
+        if cached.exists():
+            return cached.read_bytes()
+        try:
+            data = photos.thumbnail(photos.read_photo(path, self.settings.max_image_pixels), size)
+        except photos.PhotoError as error:
+            raise PetwatchError(f"no thumbnail for {path}: {error}") from None
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, cached)
+        return data
+
+    # --- the worker ----------------------------------------------------------------------
+    def _work_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                task = self._tasks.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self._busy = True
+            try:
+                if task.kind == "files":
+                    self._drain_files(task)
+                self._run(task)
+            except Exception as error:  # noqa: BLE001 - the daemon outlives any one task
+                log.exception("task %s failed", task.kind)
+                self.bus.publish("error", {"message": str(error)})
+                if task.done and not task.done.done():
+                    task.done.set_exception(error)
+            finally:
+                self._busy = False
+                self.progress = None
+                if self._tasks.empty():
+                    self.bus.publish("state", {"state": self.state()})
+
+    def _drain_files(self, task: _Task) -> None:
+        """Coalesce queued file hints into one batch: a burst becomes one embed run."""
+        while len(task.paths) < MAX_FILES_PER_BATCH:
+            try:
+                more = self._tasks.queue[0]  # peek: only merge hints, keep other tasks in order
+            except IndexError:
+                return
+            if more.kind != "files":
+                return
+            self._tasks.get_nowait()
+            task.paths.extend(more.paths)
+
+    def _run(self, task: _Task) -> None:
+        indexer = self.library.indexer
+        if task.kind == "reconcile":
+            folders = task.folders or self.folders
+            self.progress = _Progress()
+            self.bus.publish("state", {"state": "indexing"})
+            report = indexer.reconcile(folders, self._on_progress, self._stopping.is_set, self._on_stored)
+            self._last_walk = time.monotonic()
+            self._finish(report, task)
+        elif task.kind == "files":
+            paths = list(dict.fromkeys(p for p in task.paths if self._watched(p)))
+            present = [s for s in map(indexer.stat, paths) if s is not None]
+            missing = [p for p in paths if not os.path.lexists(p)]
+            changed = [s for s in present if self._changed(s)]
+            self.progress = _Progress(total=len(changed)) if changed else None
+            report = indexer.index_files(changed, self._on_progress, self._stopping.is_set, self._on_stored)
+            report.removed += self._remove(missing)
+            self._finish(report, task)
+        elif task.kind == "tree":
+            self.progress = _Progress()
+            report = IndexReport()
+            walk_roots = [d for d in task.folders if self._watched(d) and os.path.isdir(d)]
+            if walk_roots:
+                report = indexer.reconcile(walk_roots, self._on_progress, self._stopping.is_set, self._on_stored)
+            gone = [p for prefix in task.removed for p in list(indexer.catalog)
+                    if is_under(p, prefix) and not os.path.lexists(p)]
+            report.removed += self._remove(gone)
+            self._finish(report, task)
+        elif task.kind == "remove_folder":
+            folder = task.folders[0]
+            if not any(is_under(folder, f) for f in self.folders):  # not still covered by a parent
+                removed = self._remove([p for p in list(indexer.catalog) if is_under(p, folder)])
+                log.info("folder %s removed from the list: %d photos dropped from the index", folder, removed)
+
+    def _changed(self, stat) -> bool:
+        entry = self.library.indexer.catalog.get(stat.path)
+        if entry and (entry.size, entry.mtime_ns) == (stat.size, stat.mtime_ns):
+            return False
+        failed = self.library.failures.known().get(stat.path) if not entry else None
+        return not (failed and failed[:2] == (stat.size, stat.mtime_ns))
+
+    def _watched(self, path: str) -> bool:
+        return any(is_under(path, folder) for folder in self.folders)
+
+    def _remove(self, paths: list[str]) -> int:
+        removed = self.library.indexer.remove(paths)
+        if removed:
+            self.bus.publish("removed", {"paths": paths[:100], "count": removed})
+        return removed
+
+    def _on_progress(self, done: int, total: int, current: str) -> None:
+        if self.progress is None:
+            self.progress = _Progress()
+        self.progress.done, self.progress.total, self.progress.current = done, total, current
+        self.bus.publish("progress", self.progress.to_dict())
+
+    def _on_stored(self, paths: list[str]) -> None:
+        self.bus.publish("indexed", {"paths": paths[:100], "count": len(paths),
+                                     "total": len(self.library.indexer.catalog)})
+
+    def _finish(self, report: IndexReport, task: _Task) -> None:
+        for path, reason in report.skipped.items():
+            log.info("skipped %s: %s", path, reason)
+        for path, reason in report.failed.items():
+            log.error("failed %s: %s", path, reason)
+        if report.indexed or report.reused or report.removed:
+            log.info("indexed %d, reused %d, removed %d, unchanged %d in %.1fs", report.indexed,
+                     report.reused, report.removed, report.unchanged, report.seconds)
+        self.bus.publish("report", report.to_dict())
+        if task.done and not task.done.done():
+            task.done.set_result(report)
+
+    # --- the clock: periodic walks, offline folders coming back ----------------------------
+    def _clock_loop(self) -> None:
+        while not self._stopping.wait(FOLDER_CHECK_SECONDS):
+            for folder in list(self.folders):
+                was = self._folder_modes.get(folder)
+                online = os.path.isdir(folder)
+                if was == "offline" and online:
+                    log.info("folder %s is back", folder)
+                    self._watch(folder)
+                    self.request_reconcile([folder])
+                elif was != "offline" and not online:
+                    log.warning("folder %s went offline; its photos stay indexed", folder)
+                    self.watcher.unwatch(folder)
+                    self._folder_modes[folder] = "offline"
+            interval = self.settings.rescan_minutes * 60
+            if interval and time.monotonic() - self._last_walk > interval and self._tasks.empty():
+                self._last_walk = time.monotonic()
+                self.request_reconcile()

@@ -1,0 +1,307 @@
+"""Keeping the store equal to the folders: walk, compare, embed what is new, drop what is gone.
+
+The walk is the source of truth; anything else (watch events) only says where to look first.
+A photo is embedded once per distinct content: a rename or a byte-identical copy reuses the
+vector already stored for that content hash.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from petwatch import photos
+from petwatch.embed import Embedder
+from petwatch.store import CatalogEntry, PhotoRow, Store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]  # (done, total, current path)
+
+
+@dataclass
+class IndexReport:
+    indexed: int = 0  # embedded now
+    reused: int = 0  # new path, known bytes (rename or copy): vector reused, not re-embedded
+    unchanged: int = 0
+    removed: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> reason (bad or unsupported file)
+    failed: dict[str, str] = field(default_factory=dict)  # path -> reason (petwatch or DB error)
+    offline: list[str] = field(default_factory=list)  # folders that are missing right now
+    seconds: float = 0.0
+
+    def merge(self, other: IndexReport) -> None:
+        self.indexed += other.indexed
+        self.reused += other.reused
+        self.unchanged += other.unchanged
+        self.removed += other.removed
+        self.skipped.update(other.skipped)
+        self.failed.update(other.failed)
+        self.offline += [f for f in other.offline if f not in self.offline]
+        self.seconds += other.seconds
+
+    def to_dict(self) -> dict:
+        return {
+            "indexed": self.indexed, "reused": self.reused, "unchanged": self.unchanged,
+            "removed": self.removed, "skipped": self.skipped, "failed": self.failed,
+            "offline": self.offline, "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class FileStat:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+class FailureLog:
+    """Files that could not be indexed, with why; retried only once the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS failures (path BLOB PRIMARY KEY, size INTEGER,"
+            " mtime_ns INTEGER, reason TEXT, at REAL)"
+        )
+        self._lock = threading.Lock()
+
+    def record(self, stat: FileStat, reason: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)",
+                (os.fsencode(stat.path), stat.size, stat.mtime_ns, reason, time.time()),
+            )
+
+    def clear(self, paths: Iterable[str]) -> None:
+        with self._lock:
+            self._db.executemany("DELETE FROM failures WHERE path = ?", [(os.fsencode(p),) for p in paths])
+
+    def known(self) -> dict[str, tuple[int, int, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT path, size, mtime_ns, reason FROM failures").fetchall()
+        return {os.fsdecode(path): (size, mtime, reason) for path, size, mtime, reason in rows}
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM failures").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def is_under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+class _Work:
+    """One file on its way through read, decode and embed."""
+
+    __slots__ = ("stat", "photo", "copy_of_hash")
+
+    def __init__(self, stat: FileStat) -> None:
+        self.stat = stat
+        self.photo: photos.PhotoFile | None = None
+        self.copy_of_hash: str | None = None
+
+
+class Indexer:
+    """Compares folders with the store and brings the store up to date."""
+
+    def __init__(self, store: Store, embedder: Embedder, failures: FailureLog,
+                 max_pixels: int = 180_000_000, draft_decode: bool = True) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.failures = failures
+        self.max_pixels = max_pixels
+        self.min_side = embedder.decode_min_side if draft_decode else None
+        self.catalog: dict[str, CatalogEntry] = dict(store.iter_catalog())
+        self.paths_by_hash: dict[str, set[str]] = {}
+        for path, entry in self.catalog.items():
+            self.paths_by_hash.setdefault(entry.content_hash, set()).add(path)
+        self._lock = threading.Lock()
+
+    # --- the walk ------------------------------------------------------------------------
+    def walk(self, folder: str, report: IndexReport) -> dict[str, FileStat]:
+        found: dict[str, FileStat] = {}
+
+        def problem(path: Path, reason: str) -> None:
+            report.skipped[str(path)] = reason
+
+        for path, stat in photos.iter_photo_files(Path(folder), on_error=problem):
+            found[str(path)] = FileStat(str(path), stat.st_size, stat.st_mtime_ns)
+        return found
+
+    def plan(self, folders: Sequence[str], report: IndexReport) -> tuple[list[FileStat], list[str]]:
+        """(files to read, indexed paths that are gone) for these folders."""
+        seen: dict[str, FileStat] = {}
+        online: list[str] = []
+        for folder in folders:
+            if not os.path.isdir(folder):
+                report.offline.append(folder)  # unplugged drive: keep its rows until it returns
+                continue
+            online.append(folder)
+            seen.update(self.walk(folder, report))
+        failed_before = self.failures.known()
+        todo = []
+        for path, stat in seen.items():
+            entry = self.catalog.get(path)
+            if entry and entry.size == stat.size and entry.mtime_ns == stat.mtime_ns:
+                report.unchanged += 1
+                continue
+            earlier = failed_before.get(path)
+            if earlier and earlier[:2] == (stat.size, stat.mtime_ns):
+                report.skipped[path] = earlier[2]  # same bytes failed before: not retried
+                continue
+            todo.append(stat)
+        gone = [path for path in self.catalog
+                if path not in seen and any(is_under(path, folder) for folder in online)]
+        return todo, gone
+
+    def reconcile(self, folders: Sequence[str], progress: Progress | None = None,
+                  should_stop: Callable[[], bool] = lambda: False,
+                  on_stored: Callable[[list[str]], None] | None = None) -> IndexReport:
+        started = time.monotonic()
+        report = IndexReport()
+        todo, gone = self.plan([os.path.abspath(f) for f in folders], report)
+        # New paths first: a rename then finds its bytes still stored and reuses the vector.
+        report.merge(self.index_files(todo, progress, should_stop, on_stored))
+        if not should_stop():
+            report.removed += self.remove(gone)
+        report.seconds = time.monotonic() - started
+        return report
+
+    # --- changes -------------------------------------------------------------------------
+    def remove(self, paths: Iterable[str]) -> int:
+        paths = [p for p in paths if p in self.catalog]
+        if not paths:
+            return 0
+        self.store.delete_paths(paths)
+        with self._lock:
+            for path in paths:
+                entry = self.catalog.pop(path)
+                same = self.paths_by_hash.get(entry.content_hash)
+                if same:
+                    same.discard(path)
+                    if not same:
+                        del self.paths_by_hash[entry.content_hash]
+        self.failures.clear(paths)
+        return len(paths)
+
+    def remove_under(self, folder: str) -> int:
+        return self.remove([p for p in list(self.catalog) if is_under(p, folder)])
+
+    def stat(self, path: str) -> FileStat | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return FileStat(path, st.st_size, st.st_mtime_ns)
+
+    def index_files(self, files: Sequence[FileStat], progress: Progress | None = None,
+                    should_stop: Callable[[], bool] = lambda: False,
+                    on_stored: Callable[[list[str]], None] | None = None) -> IndexReport:
+        """Read, embed and store these files, one batch at a time (a batch is the unit of work)."""
+        report = IndexReport()
+        total = len(files)
+        done = 0
+        claimed: dict[str, _Work] = {}  # content hash -> the item that embeds it in this run
+        claim_lock = threading.Lock()
+
+        def load(work: _Work) -> Image.Image | None:
+            # Stat right before reading: what is stored is never newer than what was read.
+            fresh = self.stat(work.stat.path)
+            if fresh is None:
+                raise photos.PhotoError("file vanished before it could be read")
+            work.stat = fresh
+            photo = photos.read_photo(fresh.path, self.max_pixels)
+            work.photo = photos.PhotoFile(b"", photo.content_hash, photo.format, photo.width,
+                                          photo.height, photo.taken_at)
+            with claim_lock:
+                if photo.content_hash in self.paths_by_hash or photo.content_hash in claimed:
+                    work.copy_of_hash = photo.content_hash
+                    return None
+                claimed[photo.content_hash] = work
+            return photos.decode(photo, self.min_side)
+
+        stream = self.embedder.embed_stream((_Work(stat) for stat in files), load)
+        for batch in stream:
+            rows: list[PhotoRow] = []
+            now = int(time.time())
+            fresh_vectors = {r.item.photo.content_hash: r.vector for r in batch if r.vector is not None}
+            for result in batch:
+                work = result.item
+                if result.error is not None:
+                    report.skipped[work.stat.path] = result.error
+                    self.failures.record(work.stat, result.error)
+                    continue
+                assert work.photo is not None
+                if work.copy_of_hash is not None:
+                    reused = self._reuse(work, fresh_vectors.get(work.copy_of_hash), now)
+                    if reused is None:
+                        report.failed[work.stat.path] = "copy of a photo that failed to index"
+                        continue
+                    rows.extend(reused)
+                    report.reused += 1
+                else:
+                    rows.append(self._row(work, result.vector, now))
+                    report.indexed += 1
+            try:
+                self.store.upsert(rows)
+            except Exception as error:  # noqa: BLE001 - the DB refused (disk full, server down)
+                for row in rows:
+                    report.failed[row.path] = f"could not write to the index: {error}"
+                report.indexed -= sum(1 for r in rows if r.view == 0)
+                log.error("index write failed: %s", error)
+            else:
+                self._remember(rows)
+                if on_stored and rows:
+                    on_stored([row.path for row in rows if row.view == 0])
+            done += len(batch)
+            if progress:
+                progress(done, total, batch[-1].item.stat.path)
+            if should_stop():
+                stream.close()  # finish this batch, drop the rest: the next walk resumes
+                break
+        return report
+
+    def _row(self, work: _Work, vector, now: int, view: int = 0) -> PhotoRow:
+        photo = work.photo
+        return PhotoRow(path=work.stat.path, content_hash=photo.content_hash, size=work.stat.size,
+                        mtime_ns=work.stat.mtime_ns, width=photo.width, height=photo.height,
+                        taken_at=photo.taken_at, indexed_at=now, vector=vector, view=view)
+
+    def _reuse(self, work: _Work, vector, now: int) -> list[PhotoRow] | None:
+        if vector is not None:
+            return [self._row(work, vector, now)]
+        source = self.store.rows_for_hash(work.photo.content_hash)
+        if not source:
+            return None
+        return [self._row(work, row.vector, now, row.view) for row in source]
+
+    def _remember(self, rows: list[PhotoRow]) -> None:
+        with self._lock:
+            for row in rows:
+                if row.view != 0:
+                    continue
+                old = self.catalog.get(row.path)
+                if old and old.content_hash != row.content_hash:
+                    self.paths_by_hash.get(old.content_hash, set()).discard(row.path)
+                self.catalog[row.path] = CatalogEntry(row.size, row.mtime_ns, row.content_hash)
+                self.paths_by_hash.setdefault(row.content_hash, set()).add(row.path)
+        self.failures.clear(row.path for row in rows)
+
+    def folder_counts(self, folders: Sequence[str]) -> dict[str, int]:
+        with self._lock:
+            paths = list(self.catalog)
+        return {folder: sum(1 for p in paths if is_under(p, folder)) for folder in folders}

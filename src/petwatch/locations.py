@@ -1,0 +1,105 @@
+"""Where every file petwatch owns lives.
+
+By default the platform's user dirs (platformdirs); ``PETWATCH_HOME=DIR`` puts config, data,
+cache and runtime under DIR, so tests and scripts get a private, disposable petwatch.
+Nothing here ever points into the user's album folders.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import platformdirs
+
+APP = "petwatch"
+HOME_ENV = "PETWATCH_HOME"
+# sun_path in sockaddr_un holds 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH = 107
+
+
+def home() -> Path | None:
+    value = os.environ.get(HOME_ENV)
+    return Path(value).expanduser().absolute() if value else None
+
+
+def config_dir() -> Path:
+    root = home()
+    return root / "config" if root else Path(platformdirs.user_config_dir(APP))
+
+
+def data_dir() -> Path:
+    root = home()
+    return root / "data" if root else Path(platformdirs.user_data_dir(APP))
+
+
+def cache_dir() -> Path:
+    root = home()
+    return root / "cache" if root else Path(platformdirs.user_cache_dir(APP))
+
+
+def runtime_dir() -> Path:
+    root = home()
+    if root:
+        return root / "run"
+    runtime = platformdirs.user_runtime_dir(APP)
+    # /run/user/UID only exists under a systemd login session; fall back to a private tmp dir.
+    if Path(runtime).parent.is_dir():
+        return Path(runtime)
+    return Path(tempfile.gettempdir()) / f"{APP}-{os.getuid()}"
+
+
+def config_file() -> Path:
+    return config_dir() / "config.toml"
+
+
+def milvus_lite_db() -> Path:
+    return data_dir() / "milvus.db"
+
+
+def state_db() -> Path:
+    """SQLite file for what is not a vector: failures, pet profiles and marks, comic jobs."""
+    return data_dir() / "state.sqlite3"
+
+
+def comics_dir() -> Path:
+    return data_dir() / "comics"
+
+
+def thumbnails_dir() -> Path:
+    return cache_dir() / "thumbnails"
+
+
+def socket_path() -> Path:
+    return runtime_dir() / "petwatch.sock"
+
+
+def daemon_lock() -> Path:
+    return data_dir() / "daemon.lock"
+
+
+def log_file() -> Path:
+    return data_dir() / "daemon.log"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) readable by this user only."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def all_paths() -> dict[str, Path]:
+    """Every location, for ``petwatch config``."""
+    return {
+        "config_file": config_file(),
+        "data_dir": data_dir(),
+        "cache_dir": cache_dir(),
+        "runtime_dir": runtime_dir(),
+        "milvus_lite_db": milvus_lite_db(),
+        "state_db": state_db(),
+        "socket": socket_path(),
+        "comics_dir": comics_dir(),
+        "thumbnails_dir": thumbnails_dir(),
+    }

@@ -1,0 +1,234 @@
+"""What a photo is: detect by content, open upright, guard against bombs, hash, thumbnail.
+
+Every function here only *reads* the user's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+try:  # HEIC/HEIF from iPhones; AVIF is built into Pillow >= 11.2.
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - pillow-heif is a dependency
+    pass
+
+# Cheap first gate for walks and watch events: a file with another extension is not read.
+PHOTO_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".heic", ".heif", ".hif", ".avif",
+     ".tif", ".tiff"}
+)
+
+# Pillow format names petwatch indexes; the content decides, not the extension.
+PHOTO_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "HEIF", "AVIF", "TIFF"})
+
+# Pillow's own guard stays as the backstop; ours runs first with a clear message.
+Image.MAX_IMAGE_PIXELS = None
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+class PhotoError(Exception):
+    """This file cannot be indexed; the message is the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class PhotoFile:
+    """A photo's bytes and what was read from its header."""
+
+    data: bytes
+    content_hash: str
+    format: str
+    width: int  # upright, after EXIF orientation
+    height: int
+    taken_at: int  # Unix seconds from EXIF DateTimeOriginal, 0 when unknown
+
+
+def has_photo_extension(path: str | os.PathLike[str]) -> bool:
+    return os.path.splitext(os.fspath(path))[1].lower() in PHOTO_EXTENSIONS
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The photo format from a file's first bytes, or None when it is not a photo."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        if brand in (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"):
+            return "HEIF"
+    return None
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def read_photo(path: str | os.PathLike[str], max_pixels: int) -> PhotoFile:
+    """Read a file once, check it is a photo and not a bomb; decoding comes later."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise PhotoError("file vanished before it could be read") from None
+    except IsADirectoryError:
+        raise PhotoError("is a directory") from None
+    except PermissionError:
+        raise PhotoError("permission denied") from None
+    except OSError as error:
+        raise PhotoError(f"unreadable: {error.strerror or error}") from None
+    if not data:
+        raise PhotoError("empty file (0 bytes)")
+    kind = sniff_format(data[:32])
+    if kind is None:
+        raise PhotoError("not a supported image (JPEG, PNG, WebP, HEIC, AVIF, TIFF)")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise PhotoError(f"unreadable {kind} header") from None
+    except Exception as error:  # noqa: BLE001 - decoders raise anything on bad bytes
+        raise PhotoError(f"unreadable {kind}: {error}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise PhotoError(
+            f"too large: {width}x{height} = {width * height / 1e6:.0f} MP exceeds "
+            f"max_image_pixels ({max_pixels / 1e6:.0f} MP); possible decompression bomb"
+        )
+    exif = _exif(image)
+    if exif.get(0x0112) in (5, 6, 7, 8):  # orientations that swap width and height
+        width, height = height, width
+    return PhotoFile(
+        data=data,
+        content_hash=content_hash(data),
+        format=image.format or kind,
+        width=width,
+        height=height,
+        taken_at=_taken_at(exif),
+    )
+
+
+def decode(photo: PhotoFile | bytes, min_side: int | None = None) -> Image.Image:
+    """Decode to an upright RGB image.
+
+    With ``min_side``, JPEGs are decoded at the largest DCT reduction (1/2, 1/4, 1/8) that
+    keeps the shorter side at least ``min_side`` (Pillow draft mode): most of a 12 MP
+    decode's cost avoided when the model only needs ~300 px.
+    """
+    data = photo.data if isinstance(photo, PhotoFile) else photo
+    try:
+        image = Image.open(io.BytesIO(data))
+        if min_side and image.format in ("JPEG", "MPO"):
+            width, height = image.size
+            scale = min_side / min(width, height)
+            if scale < 1:
+                image.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
+        image = ImageOps.exif_transpose(image)
+        if image.mode != "RGB":
+            image = _to_rgb(image)
+        image.load()
+    except PhotoError:
+        raise
+    except Exception as error:  # noqa: BLE001 - truncated data, bad codecs, ...
+        raise PhotoError(f"cannot decode: {error}") from None
+    return image
+
+
+def open_upright(path: str | os.PathLike[str], max_pixels: int, min_side: int | None = None) -> Image.Image:
+    return decode(read_photo(path, max_pixels), min_side)
+
+
+def thumbnail(photo: PhotoFile | bytes, size: int) -> bytes:
+    """A JPEG thumbnail whose longer side is ``size`` px, upright."""
+    image = decode(photo, min_side=size)
+    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85, optimize=True)
+    return out.getvalue()
+
+
+def downscaled_png(path: str | os.PathLike[str], long_side: int, max_pixels: int) -> bytes:
+    """An upright PNG copy no larger than ``long_side`` px, for sending elsewhere."""
+    image = open_upright(path, max_pixels, min_side=long_side)
+    image.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: scale to 8 bits rather than clipping everything to white.
+        image = image.point(lambda value: value / 256).convert("L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def _exif(image: Image.Image) -> dict[int, object]:
+    try:
+        exif = image.getexif()
+        merged: dict[int, object] = dict(exif)
+        merged.update(exif.get_ifd(0x8769))  # the Exif sub-IFD holds DateTimeOriginal
+        return merged
+    except Exception:  # noqa: BLE001 - broken EXIF must not make a photo unreadable
+        return {}
+
+
+def _taken_at(exif: dict[int, object]) -> int:
+    for tag in (0x9003, 0x9004, 0x0132):  # DateTimeOriginal, DateTimeDigitized, DateTime
+        value = exif.get(tag)
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "ignore")
+        if not isinstance(value, str):
+            continue
+        try:
+            moment = datetime.strptime(value.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+        except ValueError:
+            continue
+        # EXIF times carry no zone: keep wall-clock time, stored as if UTC.
+        return int(moment.replace(tzinfo=timezone.utc).timestamp())
+    return 0
+
+
+def iter_photo_files(root: Path, on_error=None):
+    """Yield (path, stat) of every file with a photo extension under ``root``.
+
+    Does not follow directory symlinks (no loops); unreadable directories are reported to
+    ``on_error(path, reason)`` and skipped.
+    """
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as error:
+            if on_error:
+                on_error(Path(directory), f"cannot list directory: {error.strerror or error}")
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif has_photo_extension(entry.name) and entry.is_file():
+                    yield Path(entry.path), entry.stat()
+            except OSError as error:
+                if on_error:
+                    on_error(Path(entry.path), f"cannot stat: {error.strerror or error}")

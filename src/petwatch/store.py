@@ -1,0 +1,275 @@
+"""Photo rows and their vectors in Milvus: a local Milvus Lite file, or a server by URI.
+
+One row per (photo file, view). View 0 is the whole image; higher views are left for
+crops of the same photo, so a photo can carry several vectors without a schema change.
+The collection's description records which model made its vectors; a Store refuses to
+open it for another model rather than mix vectors that cannot be compared.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from petwatch.errors import PetwatchError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MAX_PATH_CHARS = 4096
+WRITE_BATCH = 256
+WHOLE_IMAGE = 0
+ROW_FIELDS = ["path", "view", "content_hash", "size", "mtime_ns", "width", "height",
+              "taken_at", "indexed_at"]
+
+
+@dataclass
+class PhotoRow:
+    path: str
+    content_hash: str
+    size: int
+    mtime_ns: int
+    width: int
+    height: int
+    taken_at: int
+    indexed_at: int
+    vector: np.ndarray = field(repr=False)
+    view: int = WHOLE_IMAGE
+
+
+@dataclass
+class Hit:
+    path: str
+    score: float
+    content_hash: str
+    size: int
+    mtime_ns: int
+    width: int
+    height: int
+    taken_at: int
+    indexed_at: int
+    view: int = WHOLE_IMAGE
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+def photo_id(path: str) -> int:
+    """A stable signed 64-bit id for a path: deletes filter on ints, never on quoted paths."""
+    return int.from_bytes(hashlib.blake2b(_path_bytes(path), digest_size=8).digest(), "big", signed=True)
+
+
+def row_pk(path: str, view: int) -> int:
+    digest = hashlib.blake2b(_path_bytes(path) + b"\0" + str(view).encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _path_bytes(path: str) -> bytes:
+    return os.fsencode(path)
+
+
+def encode_path(path: str) -> str:
+    """Paths are stored as UTF-8; a path that is not valid UTF-8 is stored reversibly as b64:..."""
+    raw = _path_bytes(path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "b64:" + base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+def decode_path(stored: str) -> str:
+    if stored.startswith("b64:"):
+        return os.fsdecode(base64.urlsafe_b64decode(stored[4:]))
+    return stored
+
+
+class Store:
+    """The photo collection, opened for one model identity and vector dimension."""
+
+    def __init__(self, uri: str, collection: str, identity: str, dim: int, token: str | None = None) -> None:
+        from pymilvus import MilvusClient  # slow import, so only where a store is opened
+        # pymilvus logs routine iterator notes as warnings; keep its real errors only.
+        logging.getLogger("pymilvus").setLevel(logging.ERROR)
+
+        self.uri = uri
+        self.collection = collection
+        self.identity = identity
+        self.dim = dim
+        self.is_lite = "://" not in uri
+        if self.is_lite:
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with warnings.catch_warnings():  # milvus-lite 2.5 imports the deprecated pkg_resources
+                warnings.simplefilter("ignore", UserWarning)
+                self.client = MilvusClient(uri=uri, token=token or "")
+        except Exception as error:  # noqa: BLE001 - pymilvus wraps errors inconsistently
+            hint = ("only one process can open a Milvus Lite DB: if the petwatch daemon is running, "
+                    "use it (petwatch status) or stop it first" if self.is_lite
+                    else "check milvus_uri and milvus_token, and that the server is up")
+            raise PetwatchError(f"cannot open Milvus at {uri}: {error}; {hint}") from None
+        self._open_or_create()
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def _description(self) -> str:
+        return json.dumps({"petwatch_schema": SCHEMA_VERSION, "model": self.identity, "dim": self.dim})
+
+    def _open_or_create(self) -> None:
+        if self.client.has_collection(self.collection):
+            described = self.client.describe_collection(self.collection)
+            try:
+                recorded = json.loads(described.get("description") or "{}")
+            except json.JSONDecodeError:
+                recorded = {}
+            if recorded.get("model") != self.identity or recorded.get("dim") != self.dim:
+                raise PetwatchError(
+                    f"the index in {self.uri} (collection {self.collection!r}) was made by model "
+                    f"{recorded.get('model', 'unknown')!r}, but the settings ask for {self.identity!r}. "
+                    f"Either set model back, or rebuild the index for the new model with "
+                    f"`petwatch reindex` (your photos are untouched; only the index is rebuilt)"
+                )
+            self.client.load_collection(self.collection)
+            return
+        self._create()
+
+    def _create(self) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, description=self._description())
+        schema.add_field("pk", DataType.INT64, is_primary=True)
+        schema.add_field("photo_id", DataType.INT64)
+        schema.add_field("view", DataType.INT8)
+        schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH_CHARS * 4)
+        schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
+        schema.add_field("size", DataType.INT64)
+        schema.add_field("mtime_ns", DataType.INT64)
+        schema.add_field("width", DataType.INT32)
+        schema.add_field("height", DataType.INT32)
+        schema.add_field("taken_at", DataType.INT64)
+        schema.add_field("indexed_at", DataType.INT64)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        index = self.client.prepare_index_params()
+        # Milvus Lite only has FLAT; a server gets HNSW, its usual choice for this size.
+        if self.is_lite:
+            index.add_index("vector", index_type="FLAT", metric_type="COSINE")
+        else:
+            index.add_index("vector", index_type="HNSW", metric_type="COSINE",
+                            params={"M": 16, "efConstruction": 200})
+        self.client.create_collection(self.collection, schema=schema, index_params=index,
+                                      consistency_level="Strong")
+
+    def drop(self) -> None:
+        self.client.drop_collection(self.collection)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- writes --------------------------------------------------------------------------
+    def upsert(self, rows: Sequence[PhotoRow]) -> None:
+        for start in range(0, len(rows), WRITE_BATCH):
+            batch = rows[start:start + WRITE_BATCH]
+            self.client.upsert(self.collection, [self._entity(row) for row in batch])
+
+    def _entity(self, row: PhotoRow) -> dict:
+        entity = {name: getattr(row, name) for name in ROW_FIELDS}
+        entity["path"] = encode_path(row.path)
+        entity["pk"] = row_pk(row.path, row.view)
+        entity["photo_id"] = photo_id(row.path)
+        entity["vector"] = np.asarray(row.vector, dtype=np.float32).tolist()
+        return entity
+
+    def delete_paths(self, paths: Iterable[str]) -> int:
+        ids = [photo_id(path) for path in paths]
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start:start + 1000]
+            self.client.delete(self.collection, filter=f"photo_id in {chunk}")
+        return len(ids)
+
+    # --- reads ---------------------------------------------------------------------------
+    def count(self) -> int:
+        rows = self.client.query(self.collection, filter=f"view == {WHOLE_IMAGE}",
+                                 output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def iter_catalog(self) -> Iterator[tuple[str, CatalogEntry]]:
+        """Every indexed photo's path with the size, mtime and hash it was indexed at."""
+        iterator = self.client.query_iterator(
+            self.collection, batch_size=2000, filter=f"view == {WHOLE_IMAGE}",
+            output_fields=["path", "size", "mtime_ns", "content_hash"],
+        )
+        try:
+            while batch := iterator.next():
+                for row in batch:
+                    yield decode_path(row["path"]), CatalogEntry(row["size"], row["mtime_ns"], row["content_hash"])
+        finally:
+            iterator.close()
+
+    def rows_for_hash(self, content_hash: str) -> list[PhotoRow]:
+        """Rows (all views, with vectors) of any photo with these bytes: a rename or copy reuses them."""
+        found = self.client.query(
+            self.collection, filter=f'content_hash == "{content_hash}"',
+            output_fields=[*ROW_FIELDS, "vector"], limit=64,
+        )
+        if not found:
+            return []
+        first_path = found[0]["path"]  # one source photo's views are enough
+        return [self._row(raw) for raw in found if raw["path"] == first_path]
+
+    def get(self, path: str) -> PhotoRow | None:
+        found = self.client.query(
+            self.collection, filter=f"photo_id == {photo_id(path)} and view == {WHOLE_IMAGE}",
+            output_fields=[*ROW_FIELDS, "vector"], limit=1,
+        )
+        return self._row(found[0]) if found else None
+
+    def search(self, vector: np.ndarray, top_k: int, min_score: float = -1.0,
+               whole_image_only: bool = True) -> list[Hit]:
+        """The ``top_k`` most similar photos, best first, cosine similarity >= ``min_score``."""
+        params: dict = {"metric_type": "COSINE"}
+        if min_score > -1.0:
+            # Range search: Milvus drops hits below the radius itself (COSINE: larger is closer).
+            params["params"] = {"radius": float(min_score) - 1e-6, "range_filter": 1.0001}
+        results = self.client.search(
+            self.collection,
+            data=[np.asarray(vector, dtype=np.float32).tolist()],
+            limit=top_k,
+            filter=f"view == {WHOLE_IMAGE}" if whole_image_only else "",
+            output_fields=ROW_FIELDS,
+            search_params=params,
+        )
+        hits = []
+        for raw in results[0]:
+            entity = raw["entity"]
+            hits.append(Hit(
+                path=decode_path(entity["path"]), score=float(raw["distance"]),
+                **{name: entity[name] for name in ROW_FIELDS if name != "path"},
+            ))
+        return [hit for hit in hits if hit.score >= min_score]
+
+    def _row(self, raw: dict) -> PhotoRow:
+        values = {name: raw[name] for name in ROW_FIELDS}
+        values["path"] = decode_path(values["path"])
+        return PhotoRow(vector=np.asarray(raw["vector"], dtype=np.float32), **values)
+
+    def disk_bytes(self) -> int | None:
+        if not self.is_lite:
+            return None
+        root = Path(self.uri)
+        if root.is_file():
+            return root.stat().st_size
+        return sum(p.stat().st_size for p in root.parent.glob(root.name + "*") if p.is_file())
