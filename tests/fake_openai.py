@@ -32,11 +32,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from PIL import Image, ImageDraw
 
 BEHAVIOURS = frozenset(
-    {"ok", "safety", "bad_request", "unauthorized", "forbidden", "not_found", "rate_limit",
-     "quota", "server_error", "hang", "slow", "garbage"}
+    {
+        "ok",
+        "safety",
+        "bad_request",
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "rate_limit",
+        "quota",
+        "server_error",
+        "hang",
+        "slow",
+        "garbage",
+    }
 )
 MAX_IMAGES = 16  # the API's limit on reference images
-SAFETY_REASON = "Your request was rejected by the safety system: the image may depict a real person."
+SAFETY_REASON = (
+    "Your request was rejected by the safety system: the image may depict a real person."
+)
 
 
 @dataclass
@@ -123,7 +137,9 @@ class FakeOpenAI:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-openai", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-openai", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -169,11 +185,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         fake = self.server_fake
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        request = RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()})
+        request = RecordedRequest(
+            "POST", self.path, {k.lower(): v for k, v in self.headers.items()}
+        )
         if self.path.rstrip("/") != "/v1/images/edits":
             request.problems.append(f"unexpected path {self.path}")
             fake._record(request)
-            self._reply_error(HTTPStatus.NOT_FOUND, f"unknown path {self.path}", "invalid_request_error", None)
+            self._reply_error(
+                HTTPStatus.NOT_FOUND, f"unknown path {self.path}", "invalid_request_error", None
+            )
             return
         _parse_multipart(request, self.headers.get("Content-Type", ""), body)
         _check_edit_request(request, fake)
@@ -181,15 +201,28 @@ class _Handler(BaseHTTPRequestHandler):
         fake._record(request)
 
         if request.headers.get("authorization") != f"Bearer {fake.api_key}":
-            self._reply_error(HTTPStatus.UNAUTHORIZED, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+            self._reply_error(
+                HTTPStatus.UNAUTHORIZED,
+                "Incorrect API key provided.",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
             return
         if fake.models is not None and request.model not in fake.models:
             self._reply_error(
-                HTTPStatus.NOT_FOUND, f"The model '{request.model}' does not exist.", "invalid_request_error", "model_not_found"
+                HTTPStatus.NOT_FOUND,
+                f"The model '{request.model}' does not exist.",
+                "invalid_request_error",
+                "model_not_found",
             )
             return
         if request.problems:
-            self._reply_error(HTTPStatus.BAD_REQUEST, "fake server: " + "; ".join(request.problems), "invalid_request_error", None)
+            self._reply_error(
+                HTTPStatus.BAD_REQUEST,
+                "fake server: " + "; ".join(request.problems),
+                "invalid_request_error",
+                None,
+            )
             return
         self._behave(request)
 
@@ -199,11 +232,26 @@ class _Handler(BaseHTTPRequestHandler):
         if behaviour == "ok":
             self._reply_json(HTTPStatus.OK, _image_response(request))
         elif behaviour == "safety":
-            self._reply_error(HTTPStatus.BAD_REQUEST, SAFETY_REASON, "image_generation_user_error", "moderation_blocked")
+            self._reply_error(
+                HTTPStatus.BAD_REQUEST,
+                SAFETY_REASON,
+                "image_generation_user_error",
+                "moderation_blocked",
+            )
         elif behaviour == "bad_request":
-            self._reply_error(HTTPStatus.BAD_REQUEST, "Invalid value for 'size'.", "invalid_request_error", "invalid_value")
+            self._reply_error(
+                HTTPStatus.BAD_REQUEST,
+                "Invalid value for 'size'.",
+                "invalid_request_error",
+                "invalid_value",
+            )
         elif behaviour == "unauthorized":
-            self._reply_error(HTTPStatus.UNAUTHORIZED, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+            self._reply_error(
+                HTTPStatus.UNAUTHORIZED,
+                "Incorrect API key provided.",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
         elif behaviour == "forbidden":
             self._reply_error(
                 HTTPStatus.FORBIDDEN,
@@ -212,13 +260,33 @@ class _Handler(BaseHTTPRequestHandler):
                 None,
             )
         elif behaviour == "not_found":
-            self._reply_error(HTTPStatus.NOT_FOUND, "The model does not exist.", "invalid_request_error", "model_not_found")
+            self._reply_error(
+                HTTPStatus.NOT_FOUND,
+                "The model does not exist.",
+                "invalid_request_error",
+                "model_not_found",
+            )
         elif behaviour == "rate_limit":
-            self._reply_error(HTTPStatus.TOO_MANY_REQUESTS, "Rate limit reached for images per minute.", "requests", "rate_limit_exceeded")
+            self._reply_error(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                "Rate limit reached for images per minute.",
+                "requests",
+                "rate_limit_exceeded",
+            )
         elif behaviour == "quota":
-            self._reply_error(HTTPStatus.TOO_MANY_REQUESTS, "You exceeded your current quota.", "insufficient_quota", "insufficient_quota")
+            self._reply_error(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                "You exceeded your current quota.",
+                "insufficient_quota",
+                "insufficient_quota",
+            )
         elif behaviour == "server_error":
-            self._reply_error(HTTPStatus.INTERNAL_SERVER_ERROR, "The server had an error processing your request.", "server_error", None)
+            self._reply_error(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                "The server had an error processing your request.",
+                "server_error",
+                None,
+            )
         elif behaviour == "hang":
             fake._stopping.wait(fake.hang_seconds)
             self.close_connection = True
@@ -226,7 +294,10 @@ class _Handler(BaseHTTPRequestHandler):
             fake._stopping.wait(fake.hang_seconds)
             self._reply_json(HTTPStatus.OK, _image_response(request))
         elif behaviour == "garbage":
-            self._reply_json(HTTPStatus.OK, {"created": 0, "data": [{"b64_json": base64.b64encode(b"not a png").decode()}]})
+            self._reply_json(
+                HTTPStatus.OK,
+                {"created": 0, "data": [{"b64_json": base64.b64encode(b"not a png").decode()}]},
+            )
 
     def _reply_json(self, status: HTTPStatus, payload: dict) -> None:
         data = json.dumps(payload).encode()
@@ -237,12 +308,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _reply_error(self, status: HTTPStatus, message: str, kind: str, code: str | None) -> None:
-        self._reply_json(status, {"error": {"message": message, "type": kind, "param": None, "code": code}})
+        self._reply_json(
+            status, {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        )
 
 
 def _parse_multipart(request: RecordedRequest, content_type: str, body: bytes) -> None:
     if not content_type.startswith("multipart/form-data"):
-        request.problems.append(f"expected multipart/form-data, got {content_type or 'no content type'}")
+        request.problems.append(
+            f"expected multipart/form-data, got {content_type or 'no content type'}"
+        )
         return
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         f"Content-Type: {content_type}\r\n\r\n".encode() + body
@@ -251,7 +326,9 @@ def _parse_multipart(request: RecordedRequest, content_type: str, body: bytes) -
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True) or b""
         if part.get_filename() is not None or name in ("image", "image[]"):
-            request.images.append(ReferenceImage(part.get_filename() or "", part.get_content_type(), payload))
+            request.images.append(
+                ReferenceImage(part.get_filename() or "", part.get_content_type(), payload)
+            )
         elif name:
             request.fields[name] = payload.decode("utf-8")
 
@@ -274,7 +351,9 @@ def _check_edit_request(request: RecordedRequest, fake: FakeOpenAI) -> None:
                 image.width, image.height = opened.size
                 opened.verify()
         except Exception as error:  # noqa: BLE001 - any decode failure is the finding
-            request.problems.append(f"image {number} ({image.filename}) is not a valid PNG: {error}")
+            request.problems.append(
+                f"image {number} ({image.filename}) is not a valid PNG: {error}"
+            )
             continue
         if max(image.width, image.height) > fake.reference_px:
             request.problems.append(

@@ -24,13 +24,19 @@ from petwatch.comics import MAX_REFERENCES, ComicStudio
 from petwatch.errors import PetwatchError
 
 REFERENCE_PX = 256  # small, so every dataset photo is really downscaled
-DATASETS = Path(os.path.abspath(os.environ.get("PETWATCH_DATASETS", Path(__file__).parents[1] / ".." / "shared" / "datasets")))
+DATASETS = Path(
+    os.path.abspath(
+        os.environ.get(
+            "PETWATCH_DATASETS", Path(__file__).parents[1] / ".." / "shared" / "datasets"
+        )
+    )
+)
 PETS = DATASETS / "oxford-pets-sample"
 
 
 # --- fixtures --------------------------------------------------------------------------------
 @pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(locations.HOME_ENV, str(tmp_path / "home"))
     for name in list(os.environ):
         if name.startswith(settings.ENV_PREFIX) and name != locations.HOME_ENV:
@@ -71,7 +77,13 @@ def studio(server: FakeOpenAI) -> ComicStudio:
 def _jpeg(path: Path, size: tuple[int, int], seed: int, orientation: int | None = None) -> Path:
     width, height = size
     image = Image.new("RGB", size)
-    image.putdata([((x * 7 + seed * 40) % 256, (y * 5 + seed * 90) % 256, (x ^ y) % 256) for y in range(height) for x in range(width)])
+    image.putdata(
+        [
+            ((x * 7 + seed * 40) % 256, (y * 5 + seed * 90) % 256, (x ^ y) % 256)
+            for y in range(height)
+            for x in range(width)
+        ]
+    )
     exif = Image.Exif()
     if orientation:
         exif[0x0112] = orientation
@@ -93,7 +105,10 @@ def pet_photos(tmp_path: Path, rotated_photo: Path) -> list[Path]:
         breed = sorted(path for path in PETS.iterdir() if path.is_dir())[0]
         chosen = sorted(breed.glob("*.jpg"))[:3]
     else:
-        chosen = [_jpeg(tmp_path / "album" / f"pet{index}.jpg", (500, 375), seed=index) for index in range(3)]
+        chosen = [
+            _jpeg(tmp_path / "album" / f"pet{index}.jpg", (500, 375), seed=index)
+            for index in range(3)
+        ]
     return [*chosen, rotated_photo]
 
 
@@ -101,7 +116,10 @@ def pet_photos(tmp_path: Path, rotated_photo: Path) -> list[Path]:
 def many_photos(tmp_path: Path) -> list[Path]:
     folder = tmp_path / "many"
     folder.mkdir()
-    return [_jpeg(folder / f"p{index:02d}.jpg", (96, 64), seed=index) for index in range(MAX_REFERENCES + 1)]
+    return [
+        _jpeg(folder / f"p{index:02d}.jpg", (96, 64), seed=index)
+        for index in range(MAX_REFERENCES + 1)
+    ]
 
 
 def snapshot(paths: list[Path]) -> dict[str, object]:
@@ -188,7 +206,9 @@ def test_a_persistent_server_error_fails_after_bounded_retries(studio, server, p
     server.set_mode("server_error")
     job = studio.run(studio.submit(pet_photos, "a comic").id)
     assert job.state == "failed" and job.error_kind == "server"
-    assert "HTTP 500" in job.error and "after 3 attempts" in job.error and "retry later" in job.error
+    assert (
+        "HTTP 500" in job.error and "after 3 attempts" in job.error and "retry later" in job.error
+    )
     assert len(server.requests) == 3  # 1 + comic_max_retries
 
 
@@ -226,8 +246,11 @@ def test_openai_api_key_from_the_environment_is_used(server, pet_photos, monkeyp
 
 @pytest.mark.parametrize(
     ("behaviour", "kind", "words"),
-    [("unauthorized", "auth", "OPENAI_API_KEY"), ("forbidden", "forbidden", "gpt-image-1.5"),
-     ("garbage", "bad_response", "not an image")],
+    [
+        ("unauthorized", "auth", "OPENAI_API_KEY"),
+        ("forbidden", "forbidden", "gpt-image-1.5"),
+        ("garbage", "bad_response", "not an image"),
+    ],
 )
 def test_refusals_are_explained(studio, server, pet_photos, behaviour, kind, words):
     server.then(behaviour)
@@ -266,7 +289,10 @@ def test_refinement_sends_the_previous_comic_and_keeps_the_chain(studio, server,
     request = server.requests[-1]
     assert len(request.images) == len(pet_photos) + 1
     sent_comic = request.images[0]
-    assert (sent_comic.width, sent_comic.height) == (REFERENCE_PX, REFERENCE_PX)  # the 1024 px comic, downscaled
+    assert (sent_comic.width, sent_comic.height) == (
+        REFERENCE_PX,
+        REFERENCE_PX,
+    )  # the 1024 px comic, downscaled
     assert "a day at the beach" in request.prompt and "make it night" in request.prompt
     assert [job.id for job in studio.chain(done.id)] == [first.id, done.id]
     assert record_on_disk(done.id)["parent"] == first.id
@@ -280,7 +306,9 @@ def test_refining_an_unfinished_comic_is_refused(studio, pet_photos):
 
 
 # --- limits ----------------------------------------------------------------------------------
-def test_more_than_16_photos_are_refused_and_refinement_stays_within_16(studio, server, many_photos):
+def test_more_than_16_photos_are_refused_and_refinement_stays_within_16(
+    studio, server, many_photos
+):
     with pytest.raises(PetwatchError, match="at most 16"):
         studio.submit(many_photos, "a comic")
     assert list(locations.comics_dir().glob("*.json")) == []
@@ -310,7 +338,9 @@ def test_the_daily_budget_refuses_what_would_exceed_it(server, pet_photos):
 
 def test_estimate_grows_with_quality_size_and_references(studio):
     low = studio.estimate(1, "1024x1024", "low")
-    assert low["references"] == 1 and low["usd"] == pytest.approx(low["output_usd"] + low["input_usd"], abs=1e-4)
+    assert low["references"] == 1 and low["usd"] == pytest.approx(
+        low["output_usd"] + low["input_usd"], abs=1e-4
+    )
     assert studio.estimate(1, "1024x1024", "high")["usd"] > low["usd"]
     assert studio.estimate(1, "1536x1024", "low")["usd"] > low["usd"]
     assert studio.estimate(4, "1024x1024", "low")["usd"] > low["usd"]
@@ -336,7 +366,9 @@ def test_records_survive_a_restart(server, pet_photos):
     assert restarted.get(done.id).to_dict() == done.to_dict()
     assert restarted.get(waiting.id).state == "queued"
     interrupted = restarted.get(cut_short.id)
-    assert interrupted.state == "failed" and interrupted.error == "interrupted by a restart; retry it"
+    assert (
+        interrupted.state == "failed" and interrupted.error == "interrupted by a restart; retry it"
+    )
     assert record_on_disk(cut_short.id)["state"] == "failed"
     assert restarted.run(waiting.id).state == "succeeded"
     assert restarted.run(restarted.resubmit(cut_short.id).id).state == "succeeded"
@@ -404,3 +436,17 @@ def test_the_fake_server_catches_oversized_references(server, pet_photos):
     job = studio.run(studio.submit([big], "a comic").id)
     assert job.state == "failed" and "over 256 px" in job.error
     assert server.problems
+
+
+def test_listeners_hear_every_change(server, pet_photos):
+    heard: list[tuple[str, str]] = []
+    studio = ComicStudio(
+        make_settings(server),
+        backoff_base_seconds=0.01,
+        on_change=lambda job: heard.append((job.state, job.progress)),
+    )
+    server.then("rate_limit")
+    studio.run(studio.submit(pet_photos, "a comic").id)
+    states = [state for state, _ in heard]
+    assert states[0] == "queued" and states[-1] == "succeeded" and "running" in states
+    assert any("retrying" in progress for _, progress in heard)

@@ -28,8 +28,9 @@ import random
 import secrets
 import threading
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,13 @@ log = logging.getLogger(__name__)
 
 MAX_REFERENCES = 16  # the image-edit API's limit on input images
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+)
 STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 FINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
@@ -86,12 +93,16 @@ PRICING_BASIS = (
 )
 
 
-def estimate_cost_usd(n_references: int, size: str, quality: str, input_fidelity: str | None) -> tuple[float, float]:
+def estimate_cost_usd(
+    n_references: int, size: str, quality: str, input_fidelity: str | None
+) -> tuple[float, float]:
     """(output image USD, input USD) for one comic."""
     by_size = OUTPUT_IMAGE_USD["high" if quality == "auto" else quality]
     output_usd = max(by_size.values()) if size == "auto" else by_size[size]
     image_tokens = n_references * REFERENCE_IMAGE_TOKENS[input_fidelity or "high"]
-    input_usd = image_tokens * TOKEN_USD["image_input"] + PROMPT_TOKENS_ALLOWANCE * TOKEN_USD["text_input"]
+    input_usd = (
+        image_tokens * TOKEN_USD["image_input"] + PROMPT_TOKENS_ALLOWANCE * TOKEN_USD["text_input"]
+    )
     return output_usd, input_usd
 
 
@@ -149,7 +160,9 @@ class ComicJob:
     input_fidelity: str | None  # None when the model takes no such parameter
     created_at: str  # ISO 8601, UTC
     full_prompt: str = ""  # exactly what is sent
-    references: list[str] = field(default_factory=list)  # what is sent, in order (parent comic first)
+    references: list[str] = field(
+        default_factory=list
+    )  # what is sent, in order (parent comic first)
     state: str = QUEUED
     progress: str = "queued"
     started_at: str | None = None
@@ -207,10 +220,16 @@ def _is_safety_rejection(error: openai.APIStatusError) -> bool:
     body = error.body if isinstance(error.body, dict) else {}
     code = str(body.get("code") or "")
     text = f"{code} {body.get('type') or ''} {_server_reason(error)}".lower()
-    return code in ("moderation_blocked", "content_policy_violation") or "safety" in text or "moderation" in text
+    return (
+        code in ("moderation_blocked", "content_policy_violation")
+        or "safety" in text
+        or "moderation" in text
+    )
 
 
-def explain_api_error(error: openai.APIError, *, model: str, base_url: str | None, timeout: float, attempts: int) -> ComicFailure:
+def explain_api_error(
+    error: openai.APIError, *, model: str, base_url: str | None, timeout: float, attempts: int
+) -> ComicFailure:
     """A user-facing ComicFailure for an SDK error; ``attempts`` made so far."""
     config = locations.config_file()
     tries = f" after {attempts} attempts" if attempts > 1 else ""
@@ -230,7 +249,9 @@ def explain_api_error(error: openai.APIError, *, model: str, base_url: str | Non
             retryable=True,
         )
     if not isinstance(error, openai.APIStatusError):
-        return ComicFailure("bad_response", f"the image API sent an unusable answer: {error.message}")
+        return ComicFailure(
+            "bad_response", f"the image API sent an unusable answer: {error.message}"
+        )
     status, reason = error.status_code, _server_reason(error)
     if status == 400 and _is_safety_rejection(error):
         return ComicFailure(
@@ -291,9 +312,11 @@ def _retry_after_seconds(error: openai.APIError) -> float | None:
         return None
     for header, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         value = response.headers.get(header)
+        if value is None:
+            continue
         try:
-            return float(value) / divisor if value is not None else None
-        except ValueError:
+            return float(value) / divisor
+        except ValueError:  # an HTTP date: fall back to our own backoff
             continue
     return None
 
@@ -311,7 +334,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _local_date(iso: str) -> Any:
+def _local_date(iso: str) -> date:
     return datetime.fromisoformat(iso).astimezone().date()
 
 
@@ -335,7 +358,9 @@ def _as_png(data: bytes) -> bytes:
             image.save(out, "PNG")
             return out.getvalue()
     except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ComicFailure("bad_response", f"the image API returned something that is not an image ({error}).") from None
+        raise ComicFailure(
+            "bad_response", f"the image API returned something that is not an image ({error})."
+        ) from None
 
 
 # --- the studio ------------------------------------------------------------------------------
@@ -346,6 +371,8 @@ class ComicStudio:
     ``settings`` may be replaced at any time (a config reload); a job uses the settings of
     the moment it is submitted (model, size, quality) and run (key, URL, timeout, retries).
     ``backoff_base_seconds`` is the first retry delay, doubled each retry: tests pass a tiny one.
+    ``on_change(job)`` is called with a copy after every change of a job (state, progress),
+    from whichever thread made it, so the daemon can push events; it must not block.
     """
 
     def __init__(
@@ -355,8 +382,10 @@ class ComicStudio:
         directory: Path | None = None,
         backoff_base_seconds: float = 1.0,
         backoff_max_seconds: float = 30.0,
+        on_change: Callable[[ComicJob], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.on_change = on_change
         self.directory = locations.ensure_private_dir(directory or locations.comics_dir())
         self.backoff_base_seconds = backoff_base_seconds
         self.backoff_max_seconds = backoff_max_seconds
@@ -380,7 +409,11 @@ class ComicStudio:
         """The refinement chain ending at ``job_id``, first comic first."""
         with self._lock:
             chain = [self._job(job_id)]
-            while chain[-1].parent and chain[-1].parent in self._jobs and len(chain) <= len(self._jobs):
+            while (
+                chain[-1].parent
+                and chain[-1].parent in self._jobs
+                and len(chain) <= len(self._jobs)
+            ):
                 chain.append(self._jobs[chain[-1].parent])
             return [job.copy() for job in reversed(chain)]
 
@@ -388,12 +421,23 @@ class ComicStudio:
         """Today's (local date) cost: reported usage, else estimates of queued/running/succeeded jobs."""
         today = _now().astimezone().date()
         with self._lock:
-            return round(sum(job.chargeable_usd for job in self._jobs.values() if _local_date(job.created_at) == today), 6)
+            return round(
+                sum(
+                    job.chargeable_usd
+                    for job in self._jobs.values()
+                    if _local_date(job.created_at) == today
+                ),
+                6,
+            )
 
-    def estimate(self, n_refs: int, size: str | None = None, quality: str | None = None) -> dict[str, Any]:
+    def estimate(
+        self, n_refs: int, size: str | None = None, quality: str | None = None
+    ) -> dict[str, Any]:
         """The cost of one comic with ``n_refs`` reference images, and where today's budget stands."""
         if not 1 <= n_refs <= MAX_REFERENCES:
-            raise PetwatchError(f"a comic takes 1 to {MAX_REFERENCES} reference images, not {n_refs}")
+            raise PetwatchError(
+                f"a comic takes 1 to {MAX_REFERENCES} reference images, not {n_refs}"
+            )
         size, quality = self._size_and_quality(size, quality)
         fidelity = input_fidelity_for(self.settings.comic_model, self.settings.comic_input_fidelity)
         output_usd, input_usd = estimate_cost_usd(n_refs, size, quality, fidelity)
@@ -436,7 +480,11 @@ class ComicStudio:
         settings = self.settings
         with self._lock:
             parent_job = self._parent(parent) if parent else None
-            selection = _absolute_unique(photos) if photos else list(parent_job.photos if parent_job else [])
+            selection = (
+                _absolute_unique(photos)
+                if photos
+                else list(parent_job.photos if parent_job else [])
+            )
             if not selection:
                 raise PetwatchError("select at least one photo of your pet for the comic")
             if len(selection) > MAX_REFERENCES:
@@ -496,7 +544,9 @@ class ComicStudio:
                 return job.copy()
             was_running = job.state == RUNNING
             job.state = CANCELLED
-            job.progress = "cancelled" + ("; the answer to the request in flight will be dropped" if was_running else "")
+            job.progress = "cancelled" + (
+                "; the answer to the request in flight will be dropped" if was_running else ""
+            )
             job.finished_at = _now().isoformat()
             if job_id in self._cancel_events:
                 self._cancel_events[job_id].set()
@@ -535,7 +585,9 @@ class ComicStudio:
         return self.get(job_id)
 
     # --- the request -----------------------------------------------------------------------
-    def _generate(self, job: ComicJob, cancelled: threading.Event) -> tuple[bytes, dict[str, Any] | None]:
+    def _generate(
+        self, job: ComicJob, cancelled: threading.Event
+    ) -> tuple[bytes, dict[str, Any] | None]:
         settings = self.settings
         api_key = settings.effective_openai_api_key
         if not api_key:
@@ -555,28 +607,47 @@ class ComicStudio:
         attempts = settings.comic_max_retries + 1
         # Our own retry loop rather than the SDK's: progress text, cancel between tries, and
         # a configurable backoff.
-        with openai.OpenAI(api_key=api_key, base_url=base_url, timeout=settings.comic_timeout_seconds, max_retries=0) as client:
+        with openai.OpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=settings.comic_timeout_seconds,
+            max_retries=0,
+        ) as client:
             for attempt in range(1, attempts + 1):
                 if cancelled.is_set():
                     raise _Cancelled
-                self._update(job.id, attempts=attempt, progress=f"drawing with {job.model}" + (f" (attempt {attempt}/{attempts})" if attempt > 1 else ""))
+                self._update(
+                    job.id,
+                    attempts=attempt,
+                    progress=f"drawing with {job.model}"
+                    + (f" (attempt {attempt}/{attempts})" if attempt > 1 else ""),
+                )
                 try:
                     response = client.images.edit(**request)
                 except openai.APIError as error:
                     failure = explain_api_error(
-                        error, model=job.model, base_url=base_url, timeout=settings.comic_timeout_seconds, attempts=attempt
+                        error,
+                        model=job.model,
+                        base_url=base_url,
+                        timeout=settings.comic_timeout_seconds,
+                        attempts=attempt,
                     )
                     if not failure.retryable or attempt == attempts:
                         raise failure from None
                     delay = self._backoff(attempt, error)
                     log.info("comic %s: %s; retrying in %.1f s", job.id, failure.kind, delay)
-                    self._update(job.id, progress=f"{failure.kind.replace('_', ' ')}; retrying in {delay:.0f} s")
+                    self._update(
+                        job.id,
+                        progress=f"{failure.kind.replace('_', ' ')}; retrying in {delay:.0f} s",
+                    )
                     if cancelled.wait(delay):
                         raise _Cancelled from None
                     continue
                 usage = response.usage.model_dump() if response.usage else None
                 if cancelled.is_set():
-                    self._update(job.id, usage=usage, cost_usd=cost_from_usage(usage) if usage else None)
+                    self._update(
+                        job.id, usage=usage, cost_usd=cost_from_usage(usage) if usage else None
+                    )
                     raise _Cancelled
                 self._update(job.id, progress="saving")
                 return _decode_image(response), usage
@@ -590,7 +661,9 @@ class ComicStudio:
             try:
                 data = downscaled_png(path, settings.comic_reference_px, settings.max_image_pixels)
             except PhotoError as error:
-                raise ComicFailure("bad_photo", f"cannot use {path}: {error}. Deselect it and submit again.") from None
+                raise ComicFailure(
+                    "bad_photo", f"cannot use {path}: {error}. Deselect it and submit again."
+                ) from None
             images.append((f"reference-{number:02d}.png", data, "image/png"))
         return images
 
@@ -611,7 +684,9 @@ class ComicStudio:
     def _parent(self, parent_id: str) -> ComicJob:
         parent = self._job(parent_id)
         if parent.state != SUCCEEDED or not parent.image or not os.path.isfile(parent.image):
-            raise PetwatchError(f"comic {parent_id} has no finished image to refine ({parent.state})")
+            raise PetwatchError(
+                f"comic {parent_id} has no finished image to refine ({parent.state})"
+            )
         return parent
 
     def _size_and_quality(self, size: str | None, quality: str | None) -> tuple[str, str]:
@@ -627,7 +702,9 @@ class ComicStudio:
         budget = self.settings.comic_daily_budget_usd
         config = locations.config_file()
         if budget <= 0:
-            raise PetwatchError(f"comics are switched off: comic_daily_budget_usd is 0; raise it in {config}")
+            raise PetwatchError(
+                f"comics are switched off: comic_daily_budget_usd is 0; raise it in {config}"
+            )
         spent = self.spent_today_usd()
         if spent + estimate > budget + 1e-9:
             raise PetwatchError(
@@ -645,8 +722,16 @@ class ComicStudio:
                 setattr(job, name, value)
             self._save(job)
 
-    def _finish(self, job_id: str, state: str, *, usage: dict | None = None, image: str | None = None,
-                error: str | None = None, kind: str | None = None) -> None:
+    def _finish(
+        self,
+        job_id: str,
+        state: str,
+        *,
+        usage: dict[str, Any] | None = None,
+        image: str | None = None,
+        error: str | None = None,
+        kind: str | None = None,
+    ) -> None:
         with self._lock:
             job = self._jobs[job_id]
             if usage is not None:
@@ -656,12 +741,21 @@ class ComicStudio:
                 job.finished_at = _now().isoformat()
                 job.image = image if state == SUCCEEDED else None
                 job.error, job.error_kind = error, kind
-                job.progress = {SUCCEEDED: f"done: {image}", FAILED: "failed", CANCELLED: "cancelled"}[state]
+                job.progress = {
+                    SUCCEEDED: f"done: {image}",
+                    FAILED: "failed",
+                    CANCELLED: "cancelled",
+                }[state]
             self._save(job)
 
     def _save(self, job: ComicJob) -> None:
         data = json.dumps(job.to_dict(), indent=2, ensure_ascii=False).encode() + b"\n"
         _write_atomically(self.directory / f"{job.id}.json", data)
+        if self.on_change is not None:
+            try:
+                self.on_change(job.copy())
+            except Exception:  # noqa: BLE001 - a listener's bug must not fail the job
+                log.exception("comic on_change listener failed")
 
     def _load(self) -> None:
         for leftover in self.directory.glob(".*.tmp"):
@@ -683,11 +777,15 @@ class ComicStudio:
 def _decode_image(response: Any) -> bytes:
     first = response.data[0] if response.data else None
     if first is None or not first.b64_json:
-        raise ComicFailure("bad_response", "the image API answered without an image; retry the comic.")
+        raise ComicFailure(
+            "bad_response", "the image API answered without an image; retry the comic."
+        )
     try:
         data = base64.b64decode(first.b64_json, validate=True)
     except (binascii.Error, ValueError):
-        raise ComicFailure("bad_response", "the image API returned an image that is not valid base64.") from None
+        raise ComicFailure(
+            "bad_response", "the image API returned an image that is not valid base64."
+        ) from None
     return _as_png(data)
 
 

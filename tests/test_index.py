@@ -1,0 +1,216 @@
+"""Index and search as a user sees it: real photos, a real model, a real Milvus Lite."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from petwatch import settings
+from petwatch.embed import Embedder
+from petwatch.errors import PetwatchError
+from petwatch.library import Library
+from tests.album import snapshot
+from tests.conftest import DATASETS, TEST_MODEL, dataset, run_cli, write_photos
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return Embedder(TEST_MODEL)
+
+
+@pytest.fixture
+def library(home, embedder):
+    opened = Library(settings.load(), embedder)
+    yield opened
+    opened.close()
+
+
+def _edited_copy(source: Path, target: Path) -> Path:
+    """A cropped, mirrored, re-compressed copy: what a messaging app makes of a photo."""
+    image = ImageOps.exif_transpose(Image.open(source)).convert("RGB")
+    width, height = image.size
+    image = image.crop((width // 10, height // 10, width - width // 12, height - height // 8))
+    ImageOps.mirror(image).save(target, "JPEG", quality=55)
+    return target
+
+
+def test_edited_copy_finds_its_original_first(library, tmp_path):
+    album = tmp_path / "album"
+    originals = write_photos(album, 60)
+    report = library.indexer.reconcile([str(album)])
+    assert report.indexed == len(originals) and not report.failed
+    misses = []
+    for original in originals[::6]:
+        query = _edited_copy(original, tmp_path / f"query_{original.name}")
+        hits = library.search(str(query), top_k=5)
+        if hits[0].path != str(original):
+            misses.append((original.name, [h.path for h in hits[:3]]))
+    assert not misses
+
+
+def test_same_breed_ranks_above_other_breeds(library):
+    pets = dataset("oxford-pets-sample")
+    breeds = sorted(p.name for p in pets.iterdir() if p.is_dir())[:12]
+    folders = [str(pets / b) for b in breeds]
+    library.indexer.reconcile(folders)
+    same, other = [], []
+    for breed in breeds:
+        query = sorted((pets / breed).glob("*.jpg"))[0]
+        for hit in library.search(str(query), top_k=1000):
+            if hit.path == str(query):
+                continue
+            (same if Path(hit.path).parent.name == breed else other).append(hit.score)
+    assert np.mean(same) > np.mean(other) + 0.05, (np.mean(same), np.mean(other))
+
+
+def test_second_run_skips_unchanged_and_follows_changes(library, tmp_path):
+    album = tmp_path / "album"
+    photos = write_photos(album, 8)
+    first = library.indexer.reconcile([str(album)])
+    assert first.indexed == 8
+    again = library.indexer.reconcile([str(album)])
+    assert (again.indexed, again.unchanged, again.removed) == (0, 8, 0)
+
+    # changed in place: re-embedded; deleted: dropped; renamed: vector reused, not re-embedded
+    Image.open(photos[1]).rotate(90, expand=True).save(photos[0], "JPEG", quality=90)
+    photos[2].unlink()
+    photos[3].rename(album / "renamed.jpg")
+    changed = library.indexer.reconcile([str(album)])
+    assert (changed.indexed, changed.reused, changed.removed) == (1, 1, 2)
+    assert library.stats().photos == 7
+    paths = {h.path for h in library.search(str(album / "renamed.jpg"), top_k=20)}
+    assert str(album / "renamed.jpg") in paths and str(photos[3]) not in paths
+
+
+def test_identical_bytes_under_two_names_are_embedded_once(library, tmp_path):
+    album = tmp_path / "album"
+    [photo] = write_photos(album, 1)
+    shutil.copyfile(photo, album / "copy.jpg")
+    report = library.indexer.reconcile([str(album)])
+    assert (report.indexed, report.reused) == (1, 1)
+    scores = {Path(h.path).name: h.score for h in library.search(str(photo), top_k=2)}
+    assert scores[photo.name] == pytest.approx(scores["copy.jpg"], abs=1e-5)
+
+
+def test_missing_folder_keeps_its_rows(library, tmp_path):
+    album = tmp_path / "album"
+    write_photos(album, 3)
+    library.indexer.reconcile([str(album)])
+    album.rename(tmp_path / "unplugged")
+    report = library.indexer.reconcile([str(album)])
+    assert report.offline == [str(album)] and report.removed == 0
+    assert library.stats().photos == 3
+
+
+def test_bad_files_are_skipped_with_reasons_and_the_run_finishes(library, tmp_path):
+    album = tmp_path / "album"
+    write_photos(album, 2)
+    (album / "zero.jpg").write_bytes(b"")
+    (album / "text.jpg").write_text("not a photo")
+    Image.new("1", (20000, 20000)).save(album / "bomb.png")
+    good = (album / sorted(os.listdir(album))[0]).read_bytes()
+    (album / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    report = library.indexer.reconcile([str(album)])
+    assert report.indexed == 2
+    reasons = {Path(p).name: r for p, r in report.skipped.items()}
+    assert "empty" in reasons["zero.jpg"]
+    assert "not a supported image" in reasons["text.jpg"]
+    assert "decompression bomb" in reasons["bomb.png"]
+    assert "truncated" in reasons["truncated.jpg"]
+    # Skipped files are not retried while unchanged.
+    again = library.indexer.reconcile([str(album)])
+    assert again.indexed == 0 and set(again.skipped) == set(report.skipped)
+
+
+def test_fixtures_are_each_indexed_or_skipped(library):
+    fixtures = dataset("photo-fixtures")
+    report = library.indexer.reconcile([str(fixtures)])
+    assert report.indexed + report.reused >= 100 and not report.failed
+    assert all(reason for reason in report.skipped.values())
+    assert any("broken" in p for p in report.skipped)
+
+
+def test_model_change_is_refused_with_how_to_reindex(home, embedder, tmp_path):
+    Library(settings.load(), embedder).close()
+    with pytest.raises(PetwatchError, match="reindex"):
+        Library(settings.load(model="efficientnet_lite1"))
+
+
+def test_indexing_never_writes_into_the_album(home, tmp_path):
+    album = tmp_path / "album"
+    write_photos(album, 4)
+    (album / "sub").mkdir()
+    Image.new("RGB", (32, 32)).save(album / "sub" / "x.png")
+    for path in [album, album / "sub", *album.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    before = snapshot(album)
+    result = run_cli("index", str(album))
+    assert result.returncode == 0, result.stderr
+    assert snapshot(album) == before
+    for path in [album, *album.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_cli_index_search_stats_json(home, tmp_path):
+    album = tmp_path / "album"
+    photos = write_photos(album, 6)
+    indexed = run_cli("index", "--json", str(album))
+    assert indexed.returncode == 0, indexed.stderr
+    assert json.loads(indexed.stdout)["indexed"] == 6
+    assert "indexed 6" in indexed.stderr or "6/6" in indexed.stderr  # progress on stderr
+
+    found = run_cli("search", "--json", "--top-k", "3", str(photos[2]))
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    assert len(hits) == 3 and hits[0]["path"] == str(photos[2]) and os.path.isabs(hits[0]["path"])
+    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+
+    strict = json.loads(run_cli("search", "--json", "--min-score", "0.99", str(photos[2])).stdout)
+    assert [h["path"] for h in strict] == [str(photos[2])]
+
+    stats = json.loads(run_cli("stats", "--json").stdout)
+    assert stats["photos"] == 6 and stats["model"] == TEST_MODEL and stats["dim"] == 1280
+    assert stats["db"].startswith(str(home)) and stats["db_bytes"] > 0
+
+
+def test_cli_exit_codes(home, tmp_path):
+    assert run_cli("search", str(tmp_path / "nope.jpg")).returncode == 1
+    usage = run_cli("search", "x.jpg", "--top-k", "0")
+    assert usage.returncode == 2
+    missing = run_cli("index", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_unreadable_directory_is_reported_not_fatal(home, tmp_path):
+    """Run as an unprivileged user, since root reads everything."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user")
+    try:
+        subprocess.run([sys.executable, "-c", "import petwatch"], user=65534, check=True,
+                       capture_output=True, timeout=60)
+    except (PermissionError, subprocess.CalledProcessError):
+        pytest.skip("this Python install is not usable by an unprivileged user (e.g. under /root)")
+    album = tmp_path / "album"
+    write_photos(album, 2)
+    (album / "private").mkdir()
+    shutil.copy(next(album.glob("*.jpg")), album / "private" / "secret.jpg")
+    (album / "private").chmod(0o000)
+    for path in (tmp_path, album, home):
+        path.chmod(0o777)
+    for path in album.glob("*.jpg"):
+        path.chmod(0o644)
+    env = {**os.environ, "HOME": str(home)}
+    result = subprocess.run(
+        [sys.executable, "-m", "petwatch", "index", str(album)], capture_output=True, text=True,
+        env=env, user=65534, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "indexed 2" in result.stdout and "cannot list directory" in result.stdout
