@@ -214,3 +214,14 @@ def test_unreadable_directory_is_reported_not_fatal(home, tmp_path):
         env=env, user=65534, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "indexed 2" in result.stdout and "cannot list directory" in result.stdout
+
+
+def test_many_copies_in_one_run_are_embedded_once(library, tmp_path):
+    """Decoding runs in parallel, so a copy may be seen before the file that embeds its bytes."""
+    album = tmp_path / "album"
+    others = write_photos(album, 5)
+    for n in range(40):
+        shutil.copyfile(others[0], album / f"copy_{n:02d}.jpg")
+    report = library.indexer.reconcile([str(album)])
+    assert (report.indexed, report.reused, report.failed) == (5, 40, {})
+    assert library.stats().photos == 45

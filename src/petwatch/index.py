@@ -234,36 +234,53 @@ class Indexer:
                 claimed[photo.content_hash] = work
             return photos.decode(photo, self.min_side)
 
+        # Copies whose embedding item comes in a later batch wait for it here (decoding runs in
+        # parallel, so the item that claimed a hash is not always the first in order).
+        waiting: dict[str, list[_Work]] = {}
+        source_errors: dict[str, str] = {}
         stream = self.embedder.embed_stream((_Work(stat) for stat in files), load)
         for batch in stream:
             rows: list[PhotoRow] = []
             now = int(time.time())
+            embedded = reused = 0
             fresh_vectors = {r.item.photo.content_hash: r.vector for r in batch if r.vector is not None}
+            copies: list[_Work] = []
             for result in batch:
                 work = result.item
                 if result.error is not None:
-                    report.skipped[work.stat.path] = result.error
-                    self.failures.record(work.stat, result.error)
+                    self._skip(work, result.error, report)
+                    if work.photo is not None and claimed.get(work.photo.content_hash) is work:
+                        source_errors[work.photo.content_hash] = result.error
+                        for copy in waiting.pop(work.photo.content_hash, []):
+                            self._skip(copy, result.error, report)
                     continue
-                assert work.photo is not None
                 if work.copy_of_hash is not None:
-                    reused = self._reuse(work, fresh_vectors.get(work.copy_of_hash), now)
-                    if reused is None:
-                        report.failed[work.stat.path] = "copy of a photo that failed to index"
-                        continue
-                    rows.extend(reused)
-                    report.reused += 1
+                    copies.append(work)
+                    continue
+                rows.append(self._row(work, result.vector, now))
+                embedded += 1
+                copies.extend(waiting.pop(work.photo.content_hash, []))
+            for work in copies:
+                digest = work.copy_of_hash
+                if digest in source_errors:
+                    self._skip(work, source_errors[digest], report)
+                elif digest in fresh_vectors:
+                    rows.append(self._row(work, fresh_vectors[digest], now))
+                    reused += 1
+                elif digest in self.paths_by_hash and (source := self.store.rows_for_hash(digest)):
+                    rows.extend(self._row(work, row.vector, now, row.view) for row in source)
+                    reused += 1
                 else:
-                    rows.append(self._row(work, result.vector, now))
-                    report.indexed += 1
+                    waiting.setdefault(digest, []).append(work)
             try:
                 self.store.upsert(rows)
             except Exception as error:  # noqa: BLE001 - the DB refused (disk full, server down)
                 for row in rows:
                     report.failed[row.path] = f"could not write to the index: {error}"
-                report.indexed -= sum(1 for r in rows if r.view == 0)
                 log.error("index write failed: %s", error)
             else:
+                report.indexed += embedded
+                report.reused += reused
                 self._remember(rows)
                 if on_stored and rows:
                     on_stored([row.path for row in rows if row.view == 0])
@@ -273,21 +290,20 @@ class Indexer:
             if should_stop():
                 stream.close()  # finish this batch, drop the rest: the next walk resumes
                 break
+        for works in waiting.values():  # only after a stop: their source was never reached
+            for work in works:
+                report.failed[work.stat.path] = "not indexed: stopped before its content was embedded"
         return report
+
+    def _skip(self, work: _Work, reason: str, report: IndexReport) -> None:
+        report.skipped[work.stat.path] = reason
+        self.failures.record(work.stat, reason)
 
     def _row(self, work: _Work, vector, now: int, view: int = 0) -> PhotoRow:
         photo = work.photo
         return PhotoRow(path=work.stat.path, content_hash=photo.content_hash, size=work.stat.size,
                         mtime_ns=work.stat.mtime_ns, width=photo.width, height=photo.height,
                         taken_at=photo.taken_at, indexed_at=now, vector=vector, view=view)
-
-    def _reuse(self, work: _Work, vector, now: int) -> list[PhotoRow] | None:
-        if vector is not None:
-            return [self._row(work, vector, now)]
-        source = self.store.rows_for_hash(work.photo.content_hash)
-        if not source:
-            return None
-        return [self._row(work, row.vector, now, row.view) for row in source]
 
     def _remember(self, rows: list[PhotoRow]) -> None:
         with self._lock:
