@@ -9,8 +9,10 @@ import argparse
 import json
 import logging
 import os
+import queue
 import sys
 import threading
+import typing
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -270,6 +272,181 @@ def cmd_config(args) -> int:
     return 0
 
 
+# --- comics (the daemon owns the jobs) -----------------------------------------------------
+# petwatch.comics.FINAL_STATES, spelled out so the CLI does not import the OpenAI SDK.
+COMIC_FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+COMIC_POLL_SECONDS = 2.0  # a status read between events, so a missed event cannot stall us
+
+
+def _comic_choices(setting: str) -> tuple[str, ...]:
+    return typing.get_args(settings_module.Settings.model_fields[setting].annotation)
+
+
+def cmd_comic(args) -> int:
+    client = _require_daemon()
+    photos = [os.path.abspath(os.path.expanduser(p)) for p in args.photo or []]
+    if not photos and not args.refine:
+        raise PetwatchError("select your pet: give at least one --photo PATH (up to 16)")
+    estimate = client.comic_estimate(photos=photos or None, size=args.size, quality=args.quality,
+                                     parent=args.refine)
+    refining = f" (the comic {args.refine} first, then the photos)" if args.refine else ""
+    _print_comic_estimate(estimate, refining)
+    if estimate["within_budget"]:  # over the cap, the daemon refuses and says why
+        _confirm_spending(args.yes)
+    if args.refine:
+        job = client.comic_refine(args.refine, args.prompt, photos, args.size, args.quality)
+    else:
+        job = client.comic_submit(photos, args.prompt, args.size, args.quality)
+    return _comic_outcome(client, job, args)
+
+
+def _print_comic_estimate(estimate: dict, refining: str = "") -> None:
+    print(f"comic: {estimate['references']} reference image(s){refining}, {estimate['size']}, "
+          f"{estimate['quality']} quality, {estimate['model']}", file=sys.stderr)
+    line = (f"estimated cost: about ${estimate['usd']:.2f} (image ${estimate['output_usd']:.3f} "
+            f"+ inputs ${estimate['input_usd']:.3f}); today ${estimate['spent_today_usd']:.2f} "
+            f"spent or queued of the ${estimate['budget_usd']:.2f} daily cap")
+    print(line, file=sys.stderr)
+    if not estimate["within_budget"]:
+        print("this comic would go over today's cap (comic_daily_budget_usd)", file=sys.stderr)
+
+
+def _confirm_spending(yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise PetwatchError("not sent: a comic costs money; confirm with --yes "
+                            "(there is no terminal to ask on)")
+    print("send it? [y/N] ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise PetwatchError("not sent")
+
+
+def _comic_outcome(client: DaemonClient, job: dict, args) -> int:
+    """After submitting: follow the job unless --no-wait, print the PNG path or the failure."""
+    print(f"queued comic {job['id']}", file=sys.stderr)
+    if args.no_wait:
+        if args.json:
+            _print_json(job)
+        else:
+            print(job["id"])
+            print(f"follow it with `petwatch comics show {job['id']}`", file=sys.stderr)
+        return 0
+    try:
+        job = _follow_comic(client, job["id"])
+    except KeyboardInterrupt:
+        print(f"\nstopped waiting; comic {job['id']} goes on in the daemon: see "
+              f"`petwatch comics show {job['id']}` (or `petwatch comics cancel {job['id']}`)",
+              file=sys.stderr)
+        return 130
+    if args.json:
+        _print_json(job)
+    if job["state"] == "succeeded":
+        cost = job.get("cost_usd")
+        print(f"cost ${cost:.3f} (the API's reported usage)" if cost is not None
+              else f"cost about ${job['estimated_cost_usd']:.2f} (estimate)", file=sys.stderr)
+        if not args.json:
+            print(job["image"])
+        return 0
+    if job["state"] == "cancelled":
+        print(f"petwatch: comic {job['id']} was cancelled", file=sys.stderr)
+        return 1
+    print(f"petwatch: comic {job['id']} failed: {job.get('error') or 'unknown error'} "
+          f"Retry with `petwatch comics retry {job['id']}` (add --prompt \"...\" to change the words).",
+          file=sys.stderr)
+    return 1
+
+
+def _follow_comic(client: DaemonClient, job_id: str) -> dict:
+    """Wait for the job to finish, showing its progress; events, with a status read between."""
+    updates: queue.Queue[dict | None] = queue.Queue()
+
+    def listen() -> None:
+        try:
+            with DaemonClient(client.socket) as listener:
+                for kind, data in listener.events():
+                    if kind == "comic" and data.get("id") == job_id:
+                        updates.put(data)
+        except PetwatchError:
+            pass
+        updates.put(None)  # the stream ended: reads alone from now on
+
+    threading.Thread(target=listen, name="comic-events", daemon=True).start()
+    shown = ""
+    try:
+        job = client.comic(job_id)
+        while job["state"] not in COMIC_FINAL_STATES:
+            if job.get("progress") and job["progress"] != shown:
+                shown = job["progress"]
+                print(f"comic {job_id}: {shown}", file=sys.stderr)
+            try:
+                job = updates.get(timeout=COMIC_POLL_SECONDS) or client.comic(job_id)
+            except queue.Empty:
+                job = client.comic(job_id)
+    except DaemonUnavailable:
+        raise PetwatchError(f"the daemon stopped while making comic {job_id}; start it again "
+                            f"(`petwatch daemon`) and see `petwatch comics show {job_id}`") from None
+    return job
+
+
+def cmd_comics(args) -> int:
+    client = _require_daemon()
+    if args.action == "list":
+        jobs = client.comics()
+        if args.json:
+            _print_json(jobs)
+            return 0
+        if not jobs:
+            print('no comics yet: make one with `petwatch comic --photo PATH --prompt "..."`')
+        for job in jobs:
+            cost = job["cost_usd"] if job.get("cost_usd") is not None else job["estimated_cost_usd"]
+            prompt = job["prompt"] if len(job["prompt"]) <= 60 else job["prompt"][:57] + "..."
+            print(f"{job['id']}  {job['state']:<9}  ${cost:.2f}  {prompt}")
+        return 0
+    if args.action == "show":
+        job = client.comic(args.id)
+        if args.json:
+            _print_json(job)
+        else:
+            _print_comic(job)
+        return 0
+    if args.action == "cancel":
+        job = client.comic_cancel(args.id)
+        if args.json:
+            _print_json(job)
+        else:
+            print(f"comic {job['id']}: {job['state']} ({job['progress']})")
+        return 0
+    # retry: the old selection, size, quality and parent, optionally new words
+    old = client.comic(args.id)
+    estimate = client.comic_estimate(photos=old["photos"], size=old["size"], quality=old["quality"],
+                                     parent=old["parent"])
+    _print_comic_estimate(estimate, f" (again, as comic {args.id})")
+    if estimate["within_budget"]:
+        _confirm_spending(args.yes)
+    return _comic_outcome(client, client.comic_retry(args.id, args.prompt), args)
+
+
+def _print_comic(job: dict) -> None:
+    print(f"comic     {job['id']}  [{job['state']}]  {job['progress']}")
+    print(f"prompt    {job['prompt']}")
+    for number, photo in enumerate(job["photos"]):
+        print(f"{'photos' if number == 0 else '':<10}{photo}")
+    print(f"drawing   {job['size']}, {job['quality']} quality, {job['model']}")
+    cost = job.get("cost_usd")
+    print("cost      " + (f"${cost:.3f} (reported usage)" if cost is not None
+                           else f"about ${job['estimated_cost_usd']:.2f} (estimate)"))
+    print(f"created   {job['created_at']}" + (f", finished {job['finished_at']}" if job.get("finished_at") else ""))
+    if job.get("image"):
+        print(f"image     {job['image']}")
+    if job.get("error"):
+        print(f"error     {job['error']}")
+    chain = job.get("chain") or []
+    if len(chain) > 1:
+        for number, link in enumerate(chain):
+            print(f"{'chain' if number == 0 else '':<10}{link['id']}  [{link['state']}]  {link['prompt']}")
+
+
 def cmd_daemon(args) -> int:
     from petwatch.daemon.run import main as run_daemon
 
@@ -336,6 +513,34 @@ def build_parser() -> argparse.ArgumentParser:
     command("reindex", cmd_reindex, "rebuild the index from scratch, e.g. after changing model")
     command("daemon", cmd_daemon, "run the daemon in the foreground")
     command("tui", cmd_tui, "the terminal UI (also: petwatch with no command)")
+
+    comic = with_json(command("comic", cmd_comic,
+                              "draw a comic of your pet from reference photos (OpenAI image API; costs money)"))
+    comic.add_argument("--photo", action="append", metavar="PATH",
+                       help="a reference photo of the pet; repeat for more (1-16)")
+    comic.add_argument("--prompt", required=True, help="what should happen in the comic")
+    comic.add_argument("--size", choices=_comic_choices("comic_size"), help="default: comic_size")
+    comic.add_argument("--quality", choices=_comic_choices("comic_quality"),
+                       help="default: comic_quality (higher costs more)")
+    comic.add_argument("--refine", metavar="ID",
+                       help="revise comic ID (sent first as a reference); --photo defaults to its photos")
+    comic.add_argument("--yes", "-y", action="store_true", help="send without asking about the cost")
+    comic.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+
+    comics = commands.add_parser("comics", help="comic jobs: list, show, retry, cancel")
+    comic_actions = comics.add_subparsers(dest="action", metavar="ACTION", required=True)
+    with_json(comic_actions.add_parser("list", help="every comic, newest first")).set_defaults(
+        handler=cmd_comics)
+    for action, help_text in (("show", "one comic: record, refinement chain, image path"),
+                              ("cancel", "cancel a queued or running comic"),
+                              ("retry", "submit a finished comic again (after a failure, say)")):
+        sub = with_json(comic_actions.add_parser(action, help=help_text))
+        sub.add_argument("id", metavar="ID")
+        sub.set_defaults(handler=cmd_comics)
+        if action == "retry":
+            sub.add_argument("--prompt", help="new words instead of the old prompt")
+            sub.add_argument("--yes", "-y", action="store_true", help="send without asking about the cost")
+            sub.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
 
     service = commands.add_parser("service", help="the systemd user service")
     service_actions = service.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -9,9 +9,11 @@ Milvus): the CLI and TUI start fast.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -65,6 +67,39 @@ class _Api:
                min_score: float = 0.0, offset: int = 0) -> tuple[str, str, dict]:
         body = {"image": image, "photo": photo, "top_k": top_k, "min_score": min_score, "offset": offset}
         return "POST", "/search", {"json": body}
+
+    # --- comics: (method, url, kwargs); photo paths made absolute here, in the caller's cwd
+    @staticmethod
+    def comic_submit(photos: list[str], prompt: str, size: str | None = None,
+                     quality: str | None = None, parent: str | None = None) -> tuple[str, str, dict]:
+        body = {"photos": _absolute(photos), "prompt": prompt, "size": size, "quality": quality,
+                "parent": parent}
+        return "POST", "/comics", {"json": body}
+
+    @staticmethod
+    def comic_estimate(n: int | None = None, photos: list[str] | None = None, size: str | None = None,
+                       quality: str | None = None, parent: str | None = None) -> tuple[str, str, dict]:
+        body = {"n": n, "photos": _absolute(photos) if photos else None, "size": size,
+                "quality": quality, "parent": parent}
+        return "POST", "/comics/estimate", {"json": body}
+
+    @staticmethod
+    def comic_refine(job_id: str, prompt: str, photos: list[str] | None = None, size: str | None = None,
+                     quality: str | None = None) -> tuple[str, str, dict]:
+        body = {"prompt": prompt, "photos": _absolute(photos or []), "size": size, "quality": quality}
+        return "POST", f"{_comic_url(job_id)}/refine", {"json": body}
+
+    @staticmethod
+    def comic_retry(job_id: str, prompt: str | None = None) -> tuple[str, str, dict]:
+        return "POST", f"{_comic_url(job_id)}/retry", {"json": {"prompt": prompt}}
+
+
+def _absolute(paths: list[str]) -> list[str]:
+    return [os.path.abspath(os.path.expanduser(str(path))) for path in paths]
+
+
+def _comic_url(job_id: str) -> str:
+    return f"/comics/{quote(job_id, safe='')}"
 
 
 class DaemonClient:
@@ -141,6 +176,40 @@ class DaemonClient:
     def thumbnail(self, path: str, size: int = 256) -> bytes:
         return self.request("GET", "/thumbnail", params={"path": path, "size": size}).content
 
+    # --- comics (the daemon owns the jobs) ------------------------------------------------
+    def comic_submit(self, photos: list[str], prompt: str, size: str | None = None,
+                     quality: str | None = None, parent: str | None = None) -> dict:
+        method, url, kwargs = _Api.comic_submit(photos, prompt, size, quality, parent)
+        return self.call(method, url, **kwargs)
+
+    def comic_estimate(self, n: int | None = None, photos: list[str] | None = None,
+                       size: str | None = None, quality: str | None = None,
+                       parent: str | None = None) -> dict:
+        method, url, kwargs = _Api.comic_estimate(n, photos, size, quality, parent)
+        return self.call(method, url, **kwargs)
+
+    def comics(self) -> list[dict]:
+        return self.call("GET", "/comics")
+
+    def comic(self, job_id: str) -> dict:
+        """The job record plus ``chain``: the refinement chain ending at it, first comic first."""
+        return self.call("GET", _comic_url(job_id))
+
+    def comic_cancel(self, job_id: str) -> dict:
+        return self.call("POST", f"{_comic_url(job_id)}/cancel")
+
+    def comic_refine(self, job_id: str, prompt: str, photos: list[str] | None = None,
+                     size: str | None = None, quality: str | None = None) -> dict:
+        method, url, kwargs = _Api.comic_refine(job_id, prompt, photos, size, quality)
+        return self.call(method, url, **kwargs)
+
+    def comic_retry(self, job_id: str, prompt: str | None = None) -> dict:
+        method, url, kwargs = _Api.comic_retry(job_id, prompt)
+        return self.call(method, url, **kwargs)
+
+    def comic_image(self, job_id: str) -> bytes:
+        return self.request("GET", f"{_comic_url(job_id)}/image").content
+
     def events(self) -> Iterator[tuple[str, dict]]:
         """Server-pushed events as (kind, data) until the daemon goes away."""
         if not self.socket.exists():
@@ -209,6 +278,40 @@ class AsyncDaemonClient:
 
     async def thumbnail(self, path: str, size: int = 256) -> bytes:
         return (await self.request("GET", "/thumbnail", params={"path": path, "size": size})).content
+
+    # --- comics (the daemon owns the jobs) ------------------------------------------------
+    async def comic_submit(self, photos: list[str], prompt: str, size: str | None = None,
+                           quality: str | None = None, parent: str | None = None) -> dict:
+        method, url, kwargs = _Api.comic_submit(photos, prompt, size, quality, parent)
+        return await self.call(method, url, **kwargs)
+
+    async def comic_estimate(self, n: int | None = None, photos: list[str] | None = None,
+                             size: str | None = None, quality: str | None = None,
+                             parent: str | None = None) -> dict:
+        method, url, kwargs = _Api.comic_estimate(n, photos, size, quality, parent)
+        return await self.call(method, url, **kwargs)
+
+    async def comics(self) -> list[dict]:
+        return await self.call("GET", "/comics")
+
+    async def comic(self, job_id: str) -> dict:
+        """The job record plus ``chain``: the refinement chain ending at it, first comic first."""
+        return await self.call("GET", _comic_url(job_id))
+
+    async def comic_cancel(self, job_id: str) -> dict:
+        return await self.call("POST", f"{_comic_url(job_id)}/cancel")
+
+    async def comic_refine(self, job_id: str, prompt: str, photos: list[str] | None = None,
+                           size: str | None = None, quality: str | None = None) -> dict:
+        method, url, kwargs = _Api.comic_refine(job_id, prompt, photos, size, quality)
+        return await self.call(method, url, **kwargs)
+
+    async def comic_retry(self, job_id: str, prompt: str | None = None) -> dict:
+        method, url, kwargs = _Api.comic_retry(job_id, prompt)
+        return await self.call(method, url, **kwargs)
+
+    async def comic_image(self, job_id: str) -> bytes:
+        return (await self.request("GET", f"{_comic_url(job_id)}/image")).content
 
     async def events(self) -> AsyncIterator[tuple[str, dict]]:
         if not self.socket.exists():
