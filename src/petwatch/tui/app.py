@@ -1,0 +1,373 @@
+"""The petwatch TUI app: the connection to the daemon, app-wide state, and global keys.
+
+State lives here and screens watch it: ``connected`` (None until the first try), the daemon's
+``daemon_status`` (kept current by the daemon's pushed events, not by polling), the backfill
+``progress``, and the ``selection`` (a list of paths that survives new searches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from PIL import Image
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widget import Widget
+
+from petwatch.client import AsyncDaemonClient
+from petwatch.errors import PetwatchError
+from petwatch.tui import format, images, launcher
+from petwatch.tui.commands import PetwatchCommands
+from petwatch.tui.widgets import picture
+
+RETRY_SECONDS = (0.25, 0.5, 1.0)  # reconnect attempts back off to the last value
+NEW_PHOTOS_QUIET_SECONDS = 2.0  # "N new photos" waits for a burst to end...
+NEW_PHOTOS_MAX_WAIT_SECONDS = 10.0  # ...but not longer than this during a long backfill
+START_TIMEOUT_SECONDS = 180.0
+
+
+def default_theme() -> str:
+    """TEXTUAL_THEME if set; a light theme when the terminal says its background is light."""
+    if os.environ.get("TEXTUAL_THEME"):
+        return os.environ["TEXTUAL_THEME"]
+    background = os.environ.get("COLORFGBG", "").split(";")[-1]
+    return "textual-light" if background in ("7", "15") else "textual-dark"
+
+
+class PetwatchApp(App[int]):
+    TITLE = "petwatch"
+    CSS_PATH = "petwatch.tcss"
+    COMMANDS = App.COMMANDS | {PetwatchCommands}
+    BINDINGS = [
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("f", "folders", "Folders"),
+        Binding("v", "show_selection", "Selection"),
+        Binding("e", "failures", "Failures", show=False),
+        Binding("y", "copy_selection", "Copy selection", show=False),
+        Binding("k", "comic", "Comic", show=False),
+        Binding("s", "start_daemon", "Start daemon"),
+        Binding("r", "rescan", "Rescan", show=False),
+        Binding("ctrl+t", "toggle_dark", "Light/dark theme", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    connected: reactive[bool | None] = reactive(None)
+    starting: reactive[bool] = reactive(False)
+    daemon_status: reactive[dict] = reactive(dict, always_update=True)
+    progress: reactive[dict | None] = reactive(None, always_update=True)
+    selection_count: reactive[int] = reactive(0)
+
+    def __init__(self, client: AsyncDaemonClient | None = None,
+                 picture_class: type[Widget] | None = None,
+                 start_daemon: Callable[[], launcher.Launch] = launcher.start_daemon,
+                 retry_seconds: tuple[float, ...] = RETRY_SECONDS, theme: str | None = None) -> None:
+        super().__init__()
+        self._own_client = client is None
+        self.client = client or AsyncDaemonClient()
+        self.picture_class = picture_class or picture.picture_class()
+        self.start_daemon = start_daemon
+        self.retry_seconds = retry_seconds
+        self.thumbnails = images.ThumbnailCache(600)
+        self.previews = images.ThumbnailCache(8)
+        self.selection: list[str] = []
+        self._selected: set[str] = set()
+        self.ever_connected = False
+        self.viewer_available = launcher.system_viewer() is not None
+        self._new_photos = 0
+        self._new_photos_since = 0.0
+        self._new_photos_timer = None
+        self._initial_theme = theme or default_theme()
+
+    @property
+    def socket_path(self) -> Path:
+        return self.client.socket
+
+    def get_default_screen(self) -> Screen:
+        from petwatch.tui.screens.search import SearchScreen
+
+        return SearchScreen()
+
+    def on_mount(self) -> None:
+        if self._initial_theme in self.available_themes:
+            self.theme = self._initial_theme
+        self.listen()
+
+    async def on_unmount(self) -> None:
+        if self._own_client:
+            await self.client.aclose()
+
+    # --- the connection: one event stream, reconnecting by itself ------------------------------
+    @work(exclusive=True, group="events")
+    async def listen(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                async for kind, data in self.client.events():
+                    if kind == "hello":
+                        attempt = 0
+                        self._connected(data)
+                    else:
+                        self.on_daemon_event(kind, data)
+            except (PetwatchError, httpx.HTTPError, OSError, ValueError):
+                pass  # not running, gone, or a garbled stream: all mean "reconnect"
+            self._disconnected()
+            await asyncio.sleep(self.retry_seconds[min(attempt, len(self.retry_seconds) - 1)])
+            attempt += 1
+
+    def _connected(self, status: dict) -> None:
+        again = self.ever_connected and self.connected is False
+        self.ever_connected = True
+        self.starting = False
+        self.daemon_status = status
+        self.progress = status.get("progress")
+        self.connected = True
+        if again:
+            self.notify("connected to the daemon again", title="petwatch")
+
+    def _disconnected(self) -> None:
+        if self.connected is not False:
+            self.progress = None
+            self.connected = False
+
+    def on_daemon_event(self, kind: str, data: dict) -> None:
+        """One pushed event from the daemon (kinds as in petwatch.daemon.service)."""
+        status = self.daemon_status
+        if kind == "state":
+            self.daemon_status = {**status, "state": data.get("state", "?")}
+            if data.get("state") == "idle":
+                self.progress = None
+                self.refresh_status()
+        elif kind == "progress":
+            self.progress = data
+            if status.get("state") != "indexing":
+                self.daemon_status = {**status, "state": "indexing"}
+        elif kind == "indexed":
+            self.daemon_status = {**status, "indexed": data.get("total", status.get("indexed", 0))}
+            self._count_new_photos(int(data.get("count", 0)))
+        elif kind in ("removed", "report"):
+            self.refresh_status()
+        elif kind == "folders":
+            self.daemon_status = {**status, "folders": data.get("folders", [])}
+        elif kind == "error":
+            self.notify(str(data.get("message", data)), title="Daemon error", severity="error")
+
+    @work(exclusive=True, group="status")
+    async def refresh_status(self) -> None:
+        try:
+            self.daemon_status = await self.client.status()
+        except PetwatchError:
+            pass
+
+    def _count_new_photos(self, count: int) -> None:
+        if count <= 0:
+            return
+        now = time.monotonic()
+        if not self._new_photos:
+            self._new_photos_since = now
+        self._new_photos += count
+        if self._new_photos_timer is not None:
+            self._new_photos_timer.stop()
+        if now - self._new_photos_since >= NEW_PHOTOS_MAX_WAIT_SECONDS:
+            self._announce_new_photos()
+        else:
+            self._new_photos_timer = self.set_timer(NEW_PHOTOS_QUIET_SECONDS, self._announce_new_photos)
+
+    def _announce_new_photos(self) -> None:
+        count, self._new_photos, self._new_photos_timer = self._new_photos, 0, None
+        if count:
+            total = self.daemon_status.get("indexed")
+            self.notify(f"{format.plural(count, 'new photo')} indexed ({format.count(total)} in all)",
+                        title="Indexed")
+
+    # --- thumbnails ----------------------------------------------------------------------
+    async def load_thumbnail(self, path: str, size: int) -> Image.Image | None:
+        """The daemon's thumbnail of ``path``, from memory when seen before; None if unavailable."""
+        cache = self.thumbnails if size <= images.TILE_SIZE else self.previews
+        image = cache.get(path, size)
+        if image is not None:
+            return image
+        try:
+            data = await self.client.thumbnail(path, size)
+            image = await asyncio.to_thread(images.decode, data)
+        except (PetwatchError, httpx.HTTPError, OSError, Image.DecompressionBombError):
+            return None
+        cache.put(path, size, image)
+        return image
+
+    # --- selection -----------------------------------------------------------------------
+    def is_selected(self, path: str) -> bool:
+        return path in self._selected
+
+    def toggle_selected(self, path: str) -> bool:
+        if path in self._selected:
+            self.selection.remove(path)
+        else:
+            self.selection.append(path)
+        self.selection_changed()
+        return path in self._selected
+
+    def unselect_all(self) -> None:
+        self.selection.clear()
+        self.selection_changed()
+
+    def selection_changed(self) -> None:
+        """Call after changing ``selection`` from outside: counts and tiles follow."""
+        self.selection[:] = list(dict.fromkeys(self.selection))
+        self._selected = set(self.selection)
+        self.selection_count = len(self.selection)
+
+    def save_selection(self, target: str) -> Path | None:
+        if not self.selection:
+            self.notify("nothing selected yet: select hits with Space", severity="warning")
+            return None
+        path = Path(os.path.expanduser(target or "petwatch-selection.txt")).absolute()
+        try:
+            path.write_text("".join(f"{p}\n" for p in self.selection))
+        except OSError as error:
+            self.notify(f"could not write {path}: {error.strerror or error}", severity="error")
+            return None
+        self.notify(f"saved {format.plural(len(self.selection), 'path')} to {path}")
+        return path
+
+    # --- actions -------------------------------------------------------------------------
+    def _search_screen(self):
+        from petwatch.tui.screens.search import SearchScreen
+
+        while not isinstance(self.screen, SearchScreen) and len(self.screen_stack) > 1:
+            self.pop_screen()
+        return self.screen if isinstance(self.screen, SearchScreen) else None
+
+    def action_focus_query(self) -> None:
+        if screen := self._search_screen():
+            screen.action_focus_query()
+
+    def action_browse(self) -> None:
+        if screen := self._search_screen():
+            screen.action_browse()
+
+    def action_more(self) -> None:
+        if screen := self._search_screen():
+            screen.action_more()
+
+    def action_help(self) -> None:
+        from petwatch.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_folders(self) -> None:
+        from petwatch.tui.screens.folders import FoldersScreen
+
+        if not any(isinstance(s, FoldersScreen) for s in self.screen_stack):
+            self.push_screen(FoldersScreen())
+
+    def action_failures(self) -> None:
+        from petwatch.tui.screens.failures import FailuresScreen
+
+        if not self.connected:
+            self.notify("the daemon is not running: no failures to list", severity="warning")
+        elif not isinstance(self.screen, FailuresScreen):
+            self.push_screen(FailuresScreen())
+
+    def action_show_selection(self) -> None:
+        from petwatch.tui.screens.selection import SelectionScreen
+
+        if not isinstance(self.screen, SelectionScreen):
+            self.push_screen(SelectionScreen())
+
+    def action_copy_selection(self) -> None:
+        if not self.selection:
+            self.notify("nothing selected yet: select hits with Space", severity="warning")
+            return
+        self.copy_to_clipboard("\n".join(self.selection))
+        self.notify(f"copied {format.plural(len(self.selection), 'path')} to the clipboard")
+
+    def action_unselect_all(self) -> None:
+        self.unselect_all()
+
+    def action_comic(self) -> None:
+        """Hook for comics: opens petwatch.tui.screens.comic.ComicScreen(paths) when it exists."""
+        if not self.selection:
+            self.notify("select the photos for the comic first (Space on a hit)", severity="warning")
+            return
+        try:
+            module = importlib.import_module("petwatch.tui.screens.comic")
+        except ModuleNotFoundError as error:
+            if error.name != "petwatch.tui.screens.comic":
+                raise
+            self.notify(f"comics are not available in this version; the {len(self.selection)} "
+                        "selected paths can be copied (y) or saved (v, w)", severity="warning")
+            return
+        self.push_screen(module.ComicScreen(list(self.selection)))
+
+    def action_start_daemon(self) -> None:
+        if self.connected:
+            self.notify("the daemon is already running")
+            return
+        if self.starting:
+            return
+        try:
+            launch = self.start_daemon()
+        except PetwatchError as error:
+            self.notify(str(error), title="Daemon not started", severity="error")
+            return
+        self.starting = True
+        self.notify(launch.describe(), title="petwatch")
+        self._watch_launch(launch)
+
+    @work(group="launch")
+    async def _watch_launch(self, launch: launcher.Launch) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while self.starting and time.monotonic() < deadline:
+            if launch.process is not None and launch.process.poll() is not None:
+                self.starting = False
+                tail = launcher.log_tail(launch.log)
+                self.notify(f"the daemon stopped at once (exit {launch.process.returncode})"
+                            + (f": {tail}" if tail else ""), title="Daemon not started",
+                            severity="error", timeout=15)
+                return
+            await asyncio.sleep(0.5)
+        if self.starting:
+            self.starting = False
+            self.notify(f"the daemon did not answer in {START_TIMEOUT_SECONDS:.0f}s; see {launch.log or 'its log'}",
+                        severity="error")
+
+    @work(exclusive=True, group="rescan")
+    async def action_rescan(self) -> None:
+        try:
+            await self.client.rescan()
+        except PetwatchError as error:
+            self.notify(str(error), title="Rescan", severity="error")
+            return
+        self.notify("rescan queued: every watched folder is walked for changes")
+
+    def action_toggle_dark(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    def open_external(self, path: str) -> None:
+        try:
+            launcher.open_in_viewer(path)
+        except PetwatchError as error:
+            self.notify(str(error), severity="error")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "start_daemon":
+            return self.connected is False and not self.starting
+        return True
+
+
+def run() -> int:
+    """``petwatch tui``: probe the terminal's picture support, then run the app."""
+    picture.detect_terminal_graphics()
+    app = PetwatchApp()
+    app.run()
+    return app.return_code or 0

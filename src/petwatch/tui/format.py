@@ -1,0 +1,69 @@
+"""Pure text formatting for the TUI: numbers, durations, sizes, dates, paths."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+
+def count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def plural(value: int, word: str) -> str:
+    return f"{count(value)} {word}{'' if value == 1 else 's'}"
+
+
+def duration(seconds: float | None) -> str:
+    """A short human duration: 42s, 3m05s, 2h10m; "-" when unknown."""
+    if seconds is None or seconds < 0:
+        return "-"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def rate(per_second: float | None) -> str:
+    if not per_second:
+        return "-"
+    return f"{per_second:.1f}/s" if per_second < 100 else f"{per_second:.0f}/s"
+
+
+def size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    amount = float(value)
+    for unit in ("B", "KB", "MB", "GB"):
+        if amount < 1024 or unit == "GB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    return str(value)
+
+
+def taken(unix_seconds: int | float | None) -> str:
+    """The EXIF capture time in local time; 0 or missing means unknown."""
+    if not unix_seconds:
+        return "unknown"
+    try:
+        return datetime.fromtimestamp(unix_seconds).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):
+        return "unknown"
+
+
+def short_path(path: str, width: int) -> str:
+    """``path`` cut from the left to ``width`` characters, keeping the file name."""
+    if len(path) <= width:
+        return path
+    if width <= 1:
+        return "…"[:width]
+    return "…" + path[-(width - 1):]
+
+
+def home_relative(path: str) -> str:
+    home = os.path.expanduser("~")
+    if home not in ("", "/") and (path == home or path.startswith(home + os.sep)):
+        return "~" + path[len(home):]
+    return path

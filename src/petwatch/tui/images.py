@@ -1,0 +1,60 @@
+"""Thumbnails in memory: decoding the daemon's JPEGs and an LRU cache of them."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import OrderedDict
+
+from PIL import Image
+
+# The extensions the indexer reads (petwatch.photos.PHOTO_EXTENSIONS; a test keeps them equal):
+# the TUI imports no indexing module, so it offers the same files in its pickers.
+PHOTO_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".heic", ".heif", ".hif", ".avif",
+     ".tif", ".tiff"}
+)
+
+TILE_SIZE = 128  # the daemon's thumbnail sizes: 128, 256, 512, 1024 pixels on the long side
+PREVIEW_SIZE = 1024
+
+
+def is_photo_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in PHOTO_EXTENSIONS
+
+
+def decode(data: bytes) -> Image.Image:
+    """JPEG bytes to a loaded RGB image (call it in a thread: it is CPU work)."""
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+class ThumbnailCache:
+    """Decoded thumbnails by (path, size), least recently used dropped first."""
+
+    def __init__(self, capacity: int = 600) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[tuple[str, int], Image.Image] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: tuple[str, int]) -> bool:
+        return key in self._items
+
+    def get(self, path: str, size: int) -> Image.Image | None:
+        key = (path, size)
+        image = self._items.get(key)
+        if image is not None:
+            self._items.move_to_end(key)
+        return image
+
+    def put(self, path: str, size: int, image: Image.Image) -> None:
+        self._items[(path, size)] = image
+        self._items.move_to_end((path, size))
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()

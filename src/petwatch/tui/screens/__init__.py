@@ -1,0 +1,2 @@
+"""Screens of the petwatch TUI: search (the main one), preview, folders, failures, selection,
+browse, help."""

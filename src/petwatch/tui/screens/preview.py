@@ -1,0 +1,136 @@
+"""One hit large: the picture, its EXIF date, size and folder; page through the hits."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, cast
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from petwatch.errors import PetwatchError
+from petwatch.tui import format
+from petwatch.tui.images import PREVIEW_SIZE
+from petwatch.tui.widgets.banner import ConnectionBanner
+from petwatch.tui.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from petwatch.tui.app import PetwatchApp
+
+
+class PreviewScreen(Screen[tuple[str, object]]):
+    """Dismisses with ("cursor", index) to move the grid, or ("search", hit) to search from it."""
+
+    BINDINGS = [
+        Binding("escape,q", "back", "Back"),
+        Binding("left", "step(-1)", "Previous"),
+        Binding("right", "step(1)", "Next"),
+        Binding("space", "toggle_select", "Select"),
+        Binding("a", "search_from", "Search from this"),
+        Binding("o", "open_external", "System viewer"),
+        Binding("y", "copy_path", "Copy path", show=False),
+    ]
+
+    def __init__(self, hits: list[dict], index: int) -> None:
+        super().__init__()
+        self.hits = hits
+        self.index = index
+        self.meta: dict | None = None
+
+    @property
+    def petwatch(self) -> PetwatchApp:
+        return cast("PetwatchApp", self.app)
+
+    @property
+    def hit(self) -> dict:
+        return self.hits[self.index]
+
+    def compose(self) -> ComposeResult:
+        yield ConnectionBanner()
+        with Horizontal(id="preview-body"):
+            with Container(id="preview-frame"):
+                yield self.petwatch.picture_class(id="preview-picture")
+            with VerticalScroll(id="preview-meta"):
+                yield Static("", id="preview-title", markup=False)
+                yield Static("", id="preview-details")
+        yield StatusBar()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.watch(self.petwatch, "selection_count", self._render_details, init=False)
+        self.show_hit(self.index)
+
+    def show_hit(self, index: int) -> None:
+        self.index = index
+        self.meta = None
+        self.query_one("#preview-picture").image = None
+        self._render_details()
+        self.load(self.hit["path"])
+
+    @work(exclusive=True, group="preview")
+    async def load(self, path: str) -> None:
+        image = await self.petwatch.load_thumbnail(path, PREVIEW_SIZE)
+        if path != self.hit["path"]:
+            return
+        self.query_one("#preview-picture").image = image
+        try:
+            self.meta = await self.petwatch.client.photo(path)
+        except PetwatchError as error:
+            self.meta = {"error": str(error)}
+        if path == self.hit["path"]:
+            self._render_details()
+
+    def _render_details(self, _value: object = None) -> None:
+        hit, meta = self.hit, self.meta or {}
+        path = hit["path"]
+        self.query_one("#preview-title", Static).update(os.path.basename(path))
+        width, height = meta.get("width", hit.get("width")), meta.get("height", hit.get("height"))
+        rows = [
+            ("hit", f"{self.index + 1} of {len(self.hits)}"),
+            ("score", f"{hit['score']:.3f}"),
+            ("taken", format.taken(meta.get("taken_at", hit.get("taken_at")))),
+            ("pixels", f"{width} × {height}" if width and height else "unknown"),
+            ("file size", format.size(meta.get("size", hit.get("size")))),
+            ("folder", format.home_relative(meta.get("folder") or os.path.dirname(path))),
+            ("path", format.home_relative(path)),
+            ("selected", "yes ★" if self.petwatch.is_selected(path) else "no"),
+        ]
+        if meta.get("online") is False or hit.get("online") is False:
+            rows.append(("file", "[b]offline[/] (its folder is not mounted)"))
+        if "error" in meta:
+            rows.append(("daemon", meta["error"]))
+        text = "\n".join(f"[b]{label:>9}[/]  {value}" for label, value in rows)
+        self.query_one("#preview-details", Static).update(text)
+
+    # --- actions -------------------------------------------------------------------------
+    def action_back(self) -> None:
+        self.dismiss(("cursor", self.index))
+
+    def action_step(self, delta: int) -> None:
+        index = self.index + delta
+        if 0 <= index < len(self.hits):
+            self.show_hit(index)
+
+    def action_toggle_select(self) -> None:
+        self.petwatch.toggle_selected(self.hit["path"])
+
+    def action_search_from(self) -> None:
+        self.dismiss(("search", self.hit))
+
+    def action_open_external(self) -> None:
+        self.petwatch.open_external(self.hit["path"])
+
+    def action_copy_path(self) -> None:
+        self.app.copy_to_clipboard(self.hit["path"])
+        self.notify("path copied to the clipboard")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "open_external":
+            return self.petwatch.viewer_available
+        if action == "step":
+            return 0 <= self.index + cast(int, parameters[0]) < len(self.hits) or None
+        return True

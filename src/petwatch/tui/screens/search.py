@@ -1,0 +1,248 @@
+"""The main screen: pick a query photo, see the hits as a grid, page further, select."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, cast
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Static
+
+from petwatch.errors import PetwatchError
+from petwatch.tui import format
+from petwatch.tui.widgets.banner import ConnectionBanner
+from petwatch.tui.widgets.path_input import PathInput
+from petwatch.tui.widgets.results import ResultsGrid
+from petwatch.tui.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from petwatch.tui.app import PetwatchApp
+
+DEFAULT_TOP_K = 20  # the daemon's defaults (settings.top_k / settings.min_score)
+DEFAULT_MIN_SCORE = 0.0
+MAX_HITS = 1000  # the daemon's MAX_TOP_K: offset + page stays within it
+
+EMPTY_TEXT = """\
+[b]Find every photo of your pet from one example.[/b]
+
+Type the path of a photo of your pet above and press [b]Enter[/] ([b]Tab[/] or [b]→[/] completes),
+or press [b]b[/] to browse for one. Then: arrows move, [b]Enter[/] opens a hit large,
+[b]Space[/] selects it, [b]a[/] searches again from it, [b]m[/] shows more.
+[b]f[/] manages the watched folders, [b]?[/] lists every key, [b]ctrl+p[/] the commands."""
+
+
+class SearchScreen(Screen):
+    BINDINGS = [
+        Binding("slash", "focus_query", "Query"),
+        Binding("b", "browse", "Browse"),
+        Binding("m", "more", "More hits"),
+        Binding("escape", "focus_results", "Leave the query field", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_query: dict | None = None  # {"path", "by_photo", "top_k", "min_score"}
+        self.exhausted = False
+
+    @property
+    def petwatch(self) -> PetwatchApp:
+        return cast("PetwatchApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield ConnectionBanner()
+        with Horizontal(id="search-bar"):
+            yield PathInput(placeholder="photo of your pet: type its path (Tab completes)",
+                            id="query", compact=True)
+            yield Label("top", classes="field-label")
+            yield Input(str(DEFAULT_TOP_K), id="top-k", type="integer", compact=True, max_length=4,
+                        tooltip="how many hits per page (1-1000)")
+            yield Label("min", classes="field-label")
+            yield Input(str(DEFAULT_MIN_SCORE), id="min-score", type="number", compact=True,
+                        max_length=6, tooltip="minimum similarity (-1..1)")
+            yield Button("Search", id="search-button", compact=True, variant="primary")
+            yield Button("Browse", id="browse-button", compact=True)
+        with Horizontal(id="results-header"):
+            yield Static("", id="results-info")
+            yield Static("", id="hit-info")
+        yield ResultsGrid(id="results")
+        yield Static(EMPTY_TEXT, id="results-empty")
+        yield StatusBar()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#query", PathInput).focus()
+        self.watch(self.petwatch, "connected", self._connection_changed)
+
+    def _connection_changed(self, _connected: bool | None) -> None:
+        # after any focus change already queued (focus() is deferred too)
+        self.call_after_refresh(self._focus_for_connection)
+
+    def _focus_for_connection(self) -> None:
+        """Without a daemon, an empty query field gives up the keyboard, so s (start), f, ?
+        and q work at once; it takes it back when the daemon answers."""
+        query = self.query_one("#query", PathInput)
+        connected = self.petwatch.connected
+        if connected is False and self.focused in (None, query) and not query.value:
+            self.set_focus(None)
+        elif connected and self.focused is None and self.app.screen is self and not self.grid.hits:
+            query.focus()
+
+    @property
+    def grid(self) -> ResultsGrid:
+        return self.query_one(ResultsGrid)
+
+    # --- actions -------------------------------------------------------------------------
+    def action_focus_query(self) -> None:
+        self.query_one("#query", PathInput).focus()
+
+    def action_focus_results(self) -> None:
+        if self.grid.hits:
+            self.grid.focus()
+        else:
+            self.set_focus(None)  # keys reach the screen and app bindings (f, ?, q...)
+
+    def action_browse(self) -> None:
+        from petwatch.tui.screens.browse import BrowseScreen
+
+        current = self.query_one("#query", PathInput).value.strip()
+        self.app.push_screen(BrowseScreen(self._browse_start(current)), self._browsed)
+
+    def _browse_start(self, current: str) -> str:
+        candidates = [os.path.dirname(os.path.expanduser(current)) if current else ""]
+        candidates += [f["path"] for f in self.petwatch.daemon_status.get("folders", [])]
+        candidates.append(os.path.expanduser("~"))
+        return next((c for c in candidates if c and os.path.isdir(c)), os.sep)
+
+    def _browsed(self, path: str | None) -> None:
+        if path:
+            self.query_one("#query", PathInput).value = path
+            self.search(path)
+
+    def action_more(self) -> None:
+        if self.last_query is None or not self.grid.hits:
+            self.notify("search first: there is nothing to show more of", severity="warning")
+            return
+        if self.exhausted:
+            self.notify("no more hits above the minimum score")
+            return
+        offset = len(self.grid.hits)
+        page = min(self.last_query["top_k"], MAX_HITS - offset)
+        if page <= 0:
+            self.notify(f"at most {MAX_HITS} hits per search", severity="warning")
+            return
+        self.run_search(self.last_query["path"], self.last_query["by_photo"], page,
+                        self.last_query["min_score"], offset)
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#search-button")
+    def _submitted(self) -> None:
+        path = self.query_one("#query", PathInput).value.strip()
+        if not path:
+            self.notify("type the path of a photo first (or press b to browse)", severity="warning")
+            self.action_focus_query()
+            return
+        self.search(path)
+
+    @on(Button.Pressed, "#browse-button")
+    def _browse_pressed(self) -> None:
+        self.action_browse()
+
+    # --- searching ---------------------------------------------------------------------------
+    def search(self, path: str, by_photo: bool = False) -> None:
+        """A new search from ``path`` (an image file, or with by_photo an indexed photo)."""
+        try:
+            top_k, min_score = self._limits()
+        except ValueError as error:
+            self.notify(str(error), severity="error")
+            return
+        path = os.path.abspath(os.path.expanduser(path))
+        if not by_photo and not os.path.exists(path):
+            by_photo = True  # not on disk (an offline drive?): maybe the daemon knows it
+        self.last_query = {"path": path, "by_photo": by_photo, "top_k": top_k, "min_score": min_score}
+        self.exhausted = False
+        self.run_search(path, by_photo, top_k, min_score, 0)
+
+    def search_from_hit(self, hit: dict) -> None:
+        self.query_one("#query", PathInput).value = hit["path"]
+        self.search(hit["path"], by_photo=True)
+
+    def _limits(self) -> tuple[int, float]:
+        top_text = self.query_one("#top-k", Input).value.strip() or str(DEFAULT_TOP_K)
+        score_text = self.query_one("#min-score", Input).value.strip() or str(DEFAULT_MIN_SCORE)
+        try:
+            top_k = int(top_text)
+        except ValueError:
+            raise ValueError(f"top-k must be a whole number, not {top_text!r}") from None
+        try:
+            min_score = float(score_text)
+        except ValueError:
+            raise ValueError(f"the minimum score must be a number, not {score_text!r}") from None
+        if not 1 <= top_k <= MAX_HITS:
+            raise ValueError(f"top-k must be between 1 and {MAX_HITS}")
+        if not -1.0 <= min_score <= 1.0:
+            raise ValueError("the minimum score must be between -1 and 1")
+        return top_k, min_score
+
+    @work(exclusive=True, group="search")
+    async def run_search(self, path: str, by_photo: bool, top_k: int, min_score: float,
+                         offset: int) -> None:
+        info = self.query_one("#results-info", Static)
+        name = os.path.basename(path)
+        info.update(f"searching for photos like {name}…")
+        kind = {"photo": path} if by_photo else {"image": path}
+        try:
+            result = await self.petwatch.client.search(**kind, top_k=top_k, min_score=min_score,
+                                                        offset=offset)
+        except PetwatchError as error:
+            info.update(f"search failed: {error}")
+            self.notify(str(error), title="Search failed", severity="error")
+            return
+        hits = result.get("hits", [])
+        self.exhausted = len(hits) < top_k
+        grid = self.grid
+        self.add_class("-has-results")
+        added = grid.show(hits, append=offset > 0)
+        self.set_class(bool(grid.hits), "-has-results")
+        if not grid.hits:
+            self.query_one("#results-empty", Static).update(
+                f"No photo is like {name} with a score of at least {min_score}. Lower the minimum "
+                "score, or watch more folders (f).")
+        more = "" if self.exhausted or len(grid.hits) >= MAX_HITS else " · m: more"
+        info.update(f"{format.plural(len(grid.hits), 'hit')} for {name} "
+                    f"({result.get('took_ms', 0):.0f} ms){more}")
+        if offset and not added:
+            self.notify("no more hits above the minimum score")
+        if offset == 0 and grid.hits:
+            grid.focus()
+
+    # --- the grid's messages -----------------------------------------------------------------
+    @on(ResultsGrid.Highlighted)
+    def _highlighted(self, event: ResultsGrid.Highlighted) -> None:
+        text = ""
+        if event.hit is not None:
+            text = (f"{event.index + 1}/{len(self.grid.hits)}  {event.hit['score']:.3f}  "
+                    f"{format.home_relative(event.hit['path'])}")
+        self.query_one("#hit-info", Static).update(text)
+
+    @on(ResultsGrid.Open)
+    def _open(self, event: ResultsGrid.Open) -> None:
+        from petwatch.tui.screens.preview import PreviewScreen
+
+        self.app.push_screen(PreviewScreen(self.grid.hits, event.index), self._preview_closed)
+
+    def _preview_closed(self, result: tuple[str, object] | None) -> None:
+        if not result:
+            return
+        kind, value = result
+        if kind == "cursor":
+            self.grid.cursor = cast(int, value)
+        elif kind == "search":
+            self.search_from_hit(cast(dict, value))
+
+    @on(ResultsGrid.SearchFrom)
+    def _search_from(self, event: ResultsGrid.SearchFrom) -> None:
+        self.search_from_hit(event.hit)

@@ -1,0 +1,1 @@
+"""Widgets of the petwatch TUI, one module per screen area."""

@@ -1,0 +1,85 @@
+"""TUI test helpers: one real daemon per test module, and waiting on the app."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import TEST_MODEL, DaemonProcess, write_photos
+
+
+@dataclass
+class Live:
+    home: Path
+    album: Path
+    photos: list[Path]
+    daemon: DaemonProcess
+
+
+@pytest.fixture(scope="module")
+def live() -> Live:
+    """A daemon on a private /tmp home, watching one album of real photos (indexed, idle)."""
+    from petwatch import settings as settings_module
+
+    home = Path(tempfile.mkdtemp(prefix="pwt-", dir="/tmp"))
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PETWATCH_HOME", str(home))
+    patch.setenv("PETWATCH_MODEL", TEST_MODEL)
+    patch.setenv("PETWATCH_SETTLE_SECONDS", "0.5")
+    patch.setenv("PETWATCH_TUI_IMAGES", "halfblock")
+    for name in ("PETWATCH_FOLDERS", "PETWATCH_MILVUS_URI", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        patch.delenv(name, raising=False)
+    album = home / "album"
+    photos = write_photos(album, 12)
+    # The folder list lives in the config file (as `petwatch folders add` leaves it), so a
+    # restarted daemon, and folders added by the tests, keep it.
+    settings_module.update_config_file(folders=[str(album)])
+    daemon = DaemonProcess().start()
+    try:
+        daemon.wait_idle()
+        yield Live(home, album, photos, daemon)
+    finally:
+        daemon.stop()
+        patch.undo()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0,
+                   what: str = "condition") -> None:
+    """Let the app run until ``condition()`` is true."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await pilot.pause(0.05)
+        await asyncio.sleep(0)
+
+
+async def ready(pilot, connected: bool | None = True) -> None:
+    """The search screen composed and focused (an auto-pilot may start earlier), and the
+    connection settled (``connected=None``: either way)."""
+    from petwatch.tui.screens.search import SearchScreen
+
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, SearchScreen) and list(app.screen.query("#query"))
+                   and (app.connected is connected if connected is not None else app.connected is not None),
+                   what="the app to be ready")
+    await pilot.pause()
+    await pilot.pause()
+
+
+def screen_text(app) -> str:
+    """Everything on the current screen as plain text (for asserting what the user sees)."""
+    from textual.widgets import Static
+
+    parts = []
+    for widget in app.screen.query(Static):
+        if widget.display:
+            parts.append(str(widget.render()))
+    return "\n".join(parts)

@@ -1,0 +1,144 @@
+"""Snapshots of the main screens (pytest-textual-snapshot), from fixed data: no daemon needed.
+
+Update after a deliberate visual change with ``pytest tests/tui/test_snapshots.py --snapshot-update``
+and look at the SVGs under ``__snapshots__/`` before checking them in.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from petwatch.tui.app import PetwatchApp
+from petwatch.tui.widgets.picture import HalfBlockPicture
+from petwatch.tui.widgets.results import ResultsGrid
+
+from .conftest import ready, wait_for
+from .fakes import FakeClient, fake_hits, fake_status
+
+SIZE = (100, 30)
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock_zone(monkeypatch):
+    """Capture dates are shown in local time: pin the zone so snapshots match anywhere."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def make_app(theme: str = "textual-dark", **client_args) -> PetwatchApp:
+    app = PetwatchApp(client=FakeClient(**client_args), picture_class=HalfBlockPicture, theme=theme)
+    app.viewer_available = False  # whether xdg-open exists must not change the footer
+    return app
+
+
+async def quiet(pilot) -> None:
+    """No blinking cursor in the shot."""
+    for field in pilot.app.screen.query("Input"):
+        field.cursor_blink = False
+    await pilot.pause()
+
+
+async def searched(pilot) -> None:
+    app = pilot.app
+    await ready(pilot)
+    app.screen.query_one("#query").value = "/photos/query.jpg"
+    await pilot.press("enter")
+    grid = app.screen.query_one(ResultsGrid)
+    await wait_for(pilot, lambda: grid.hits, what="hits")
+    await wait_for(pilot, lambda: all(grid.states[i] == "done" for i in grid.visible_range()),
+                   what="thumbnails")
+    await quiet(pilot)
+
+
+def test_disconnected_screen(snap_compare):
+    async def run_before(pilot):
+        await ready(pilot, connected=False)
+        await quiet(pilot)
+
+    assert snap_compare(make_app(running=False), terminal_size=SIZE, run_before=run_before)
+
+
+def test_results_grid(snap_compare):
+    async def run_before(pilot):
+        await searched(pilot)
+        await pilot.press("space", "right", "right", "down")  # select the first; cursor on the 7th
+        await pilot.pause()
+
+    assert snap_compare(make_app(hits=fake_hits(60)), terminal_size=SIZE, run_before=run_before)
+
+
+def test_results_grid_light_theme(snap_compare):
+    async def run_before(pilot):
+        await searched(pilot)
+        await pilot.press("right", "space")
+
+    assert snap_compare(make_app(theme="textual-light", hits=fake_hits(60)), terminal_size=SIZE,
+                        run_before=run_before)
+
+
+def test_preview_screen(snap_compare):
+    async def run_before(pilot):
+        await searched(pilot)
+        await pilot.press("right", "enter")
+        await wait_for(pilot, lambda: getattr(pilot.app.screen, "meta", None), what="the preview")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_help_screen(snap_compare):
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("escape", "question_mark")
+        await quiet(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_folders_screen(snap_compare):
+    status = fake_status(indexed=1534, folders=[
+        {"path": "/photos/pets", "mode": "events", "online": True, "photos": 1234},
+        {"path": "/mnt/nas/photos", "mode": "polling", "online": True, "photos": 300},
+        {"path": "/media/usb/camera", "mode": "offline", "online": False, "photos": 0},
+    ])
+
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("escape", "f")
+        await quiet(pilot)
+
+    assert snap_compare(make_app(status=status), terminal_size=SIZE, run_before=run_before)
+
+
+def test_status_bar_while_indexing(snap_compare):
+    status = fake_status(indexed=5210, state="indexing", queued=4790, failed=3,
+                         progress={"done": 5210, "total": 10000, "rate": 41.7, "eta_s": 115.0,
+                                   "current": "/photos/pets/x.jpg"})
+    failures = [{"path": "/photos/pets/broken.jpg", "reason": "truncated JPEG", "size": 1234}]
+
+    async def run_before(pilot):
+        await ready(pilot)
+        await quiet(pilot)
+
+    assert snap_compare(make_app(status=status, failures=failures), terminal_size=SIZE,
+                        run_before=run_before)
+
+
+def test_failures_list(snap_compare):
+    status = fake_status(failed=2)
+    failures = [{"path": "/photos/pets/broken.jpg", "reason": "cannot identify image file", "size": 1234},
+                {"path": "/photos/pets/huge.png", "reason": "over 200 megapixels", "size": 99_000_000}]
+
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.click("#status-failures")
+        await wait_for(pilot, lambda: getattr(pilot.app.screen, "failures", None), what="failures")
+        await pilot.pause()
+
+    assert snap_compare(make_app(status=status, failures=failures), terminal_size=SIZE,
+                        run_before=run_before)
