@@ -234,7 +234,7 @@ def cmd_reindex(args) -> int:
 
     settings = settings_module.load()
     embedder = Embedder(settings.model, settings.model_weights, settings.device,
-                        settings.batch_size, settings.decode_threads)
+                        settings.batch_size, settings.decode_threads, settings.region_views)
     from pymilvus import MilvusClient
 
     raw = MilvusClient(uri=settings.effective_milvus_uri, token=settings.milvus_token or "")
@@ -285,6 +285,8 @@ def _comic_choices(setting: str) -> tuple[str, ...]:
 def cmd_comic(args) -> int:
     client = _require_daemon()
     photos = [os.path.abspath(os.path.expanduser(p)) for p in args.photo or []]
+    if args.pet:  # the best photos of the pet's album (petwatch pets show NAME)
+        photos += [p for p in client.pet_paths(args.pet, args.pet_photos) if p not in photos]
     if not photos and not args.refine:
         raise PetwatchError("select your pet: give at least one --photo PATH (up to 16)")
     estimate = client.comic_estimate(photos=photos or None, size=args.size, quality=args.quality,
@@ -447,6 +449,50 @@ def _print_comic(job: dict) -> None:
             print(f"{'chain' if number == 0 else '':<10}{link['id']}  [{link['state']}]  {link['prompt']}")
 
 
+# --- pet profiles (the daemon owns them) -------------------------------------------------
+def cmd_pets(args) -> int:
+    client = _require_daemon()
+    if args.action == "list":
+        pets = client.pets()
+        if args.json:
+            _print_json(pets)
+        elif not pets:
+            print("no pets yet: `petwatch pets add NAME --photo PHOTO --photo PHOTO --photo PHOTO`")
+        for pet in [] if args.json else pets:
+            print(_pet_line(pet))
+        return 0
+    if args.action == "remove":
+        print(f"removed {client.pet_remove(args.name)['removed']} (its photos are untouched)")
+        return 0
+    if args.action == "add":
+        pet = client.pet_add(args.name, args.photo)
+    elif args.action == "mark":
+        pet = client.pet_mark(args.name, args.paths, args.mark)
+    else:  # show / album
+        pet = client.pet(args.name, limit=args.top or 0)
+        if args.paths:
+            for hit in pet["hits"]:
+                print(hit["path"])
+            return 0
+    if args.json:
+        _print_json(pet)
+        return 0
+    print(_pet_line(pet))
+    for path in pet.get("stale", []):
+        print(f"  stale mark (made by another model, photo gone): {path}")
+    for rank, hit in enumerate(pet.get("hits", []), 1):
+        mark = f"  [{hit['mark']}]" if hit.get("mark") else ""
+        print(f"{rank:5d}  {hit['score']:.3f}  {hit['path']}{mark}")
+    if args.action in ("add", "mark"):
+        print(f"see the album with `petwatch pets show {pet['name']}`")
+    return 0
+
+
+def _pet_line(pet: dict) -> str:
+    return (f"{pet['name']}: {pet['count']} photos (threshold {pet['threshold']:.3f}; "
+            f"{pet['examples']} examples, {pet['confirmed']} confirmed, {pet['rejected']} rejected)")
+
+
 def cmd_daemon(args) -> int:
     from petwatch.daemon.run import main as run_daemon
 
@@ -525,6 +571,10 @@ def build_parser() -> argparse.ArgumentParser:
     comic.add_argument("--refine", metavar="ID",
                        help="revise comic ID (sent first as a reference); --photo defaults to its photos")
     comic.add_argument("--yes", "-y", action="store_true", help="send without asking about the cost")
+    comic.add_argument("--pet", metavar="NAME",
+                       help="add the best photos of this pet's album as references (petwatch pets)")
+    comic.add_argument("--pet-photos", type=int, default=4, choices=range(1, 17), metavar="N",
+                       help="how many of the pet's photos --pet adds (default 4)")
     comic.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
 
     comics = commands.add_parser("comics", help="comic jobs: list, show, retry, cancel")
@@ -541,6 +591,31 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--prompt", help="new words instead of the old prompt")
             sub.add_argument("--yes", "-y", action="store_true", help="send without asking about the cost")
             sub.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+
+    pets = commands.add_parser("pets", help="pet profiles: every photo of your pet, learning from you")
+    pet_actions = pets.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = with_json(pet_actions.add_parser("add", help="create a pet from example photos (or add examples)"))
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--photo", action="extend", nargs="+", required=True, metavar="PATH",
+                     help="example photos of the pet (three or more work best)")
+    with_json(pet_actions.add_parser("list", help="every pet, with its album's size"))
+    show = with_json(pet_actions.add_parser("show", aliases=["album"],
+                                            help="the album: every photo of the pet, best first, with scores"))
+    show.add_argument("name", metavar="NAME")
+    show.add_argument("--top", type=int, default=None, metavar="N", help="only the N best photos")
+    show.add_argument("--paths", action="store_true",
+                      help="print only the paths, one a line (e.g. for `petwatch comic --photo`)")
+    mark = with_json(pet_actions.add_parser("mark", help="teach a pet: --not (not my pet), --yes (my pet)"))
+    mark.add_argument("name", metavar="NAME")
+    mark.add_argument("paths", nargs="+", metavar="PATH")
+    which = mark.add_mutually_exclusive_group(required=True)
+    which.add_argument("--not", dest="mark", action="store_const", const="not", help="not this pet")
+    which.add_argument("--yes", dest="mark", action="store_const", const="yes",
+                       help="this pet (also adds a photo the album missed)")
+    which.add_argument("--forget", dest="mark", action="store_const", const="forget", help="drop the mark")
+    pet_actions.add_parser("remove", help="remove a pet profile (its photos are untouched)").add_argument(
+        "name", metavar="NAME")
+    pets.set_defaults(handler=cmd_pets)
 
     service = commands.add_parser("service", help="the systemd user service")
     service_actions = service.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -93,6 +93,24 @@ class _Api:
     def comic_retry(job_id: str, prompt: str | None = None) -> tuple[str, str, dict]:
         return "POST", f"{_comic_url(job_id)}/retry", {"json": {"prompt": prompt}}
 
+    # --- pet profiles (daemon/pet_routes.py); an album can take a while on a big library
+    @staticmethod
+    def pet_add(name: str, photos: list[str]) -> tuple[str, str, dict]:
+        return "POST", "/pets", {"json": {"name": name, "photos": _absolute(photos)}, "timeout": PET_TIMEOUT}
+
+    @staticmethod
+    def pet(name: str, offset: int = 0, limit: int = 0) -> tuple[str, str, dict]:
+        return "GET", _pet_url(name), {"params": {"offset": offset, "limit": limit}, "timeout": PET_TIMEOUT}
+
+    @staticmethod
+    def pet_paths(name: str, top: int = 8) -> tuple[str, str, dict]:
+        return "GET", f"{_pet_url(name)}/paths", {"params": {"top": top}, "timeout": PET_TIMEOUT}
+
+    @staticmethod
+    def pet_mark(name: str, paths: list[str], mark: str) -> tuple[str, str, dict]:
+        body = {"paths": _absolute(paths), "mark": mark}
+        return "POST", f"{_pet_url(name)}/marks", {"json": body, "timeout": PET_TIMEOUT}
+
 
 def _absolute(paths: list[str]) -> list[str]:
     return [os.path.abspath(os.path.expanduser(str(path))) for path in paths]
@@ -100,6 +118,13 @@ def _absolute(paths: list[str]) -> list[str]:
 
 def _comic_url(job_id: str) -> str:
     return f"/comics/{quote(job_id, safe='')}"
+
+
+PET_TIMEOUT = 300.0
+
+
+def _pet_url(name: str) -> str:
+    return f"/pets/{quote(name, safe='')}"
 
 
 class DaemonClient:
@@ -210,6 +235,33 @@ class DaemonClient:
     def comic_image(self, job_id: str) -> bytes:
         return self.request("GET", f"{_comic_url(job_id)}/image").content
 
+    # --- pet profiles (the daemon owns them) ----------------------------------------------
+    def pets(self) -> list[dict]:
+        return self.call("GET", "/pets", timeout=PET_TIMEOUT)
+
+    def pet_add(self, name: str, photos: list[str]) -> dict:
+        """Create a profile from example photos, or add examples to it."""
+        method, url, kwargs = _Api.pet_add(name, photos)
+        return self.call(method, url, **kwargs)
+
+    def pet(self, name: str, offset: int = 0, limit: int = 0) -> dict:
+        """The profile's summary and its album (``hits``, best first; limit 0 = all)."""
+        method, url, kwargs = _Api.pet(name, offset, limit)
+        return self.call(method, url, **kwargs)
+
+    def pet_paths(self, name: str, top: int = 8) -> list[str]:
+        """The ``top`` best photos of a pet, e.g. a comic's reference photos."""
+        method, url, kwargs = _Api.pet_paths(name, top)
+        return self.call(method, url, **kwargs)["paths"]
+
+    def pet_mark(self, name: str, paths: list[str], mark: str) -> dict:
+        """``mark``: "yes" (my pet), "not" (not my pet) or "forget"."""
+        method, url, kwargs = _Api.pet_mark(name, paths, mark)
+        return self.call(method, url, **kwargs)
+
+    def pet_remove(self, name: str) -> dict:
+        return self.call("DELETE", _pet_url(name))
+
     def events(self) -> Iterator[tuple[str, dict]]:
         """Server-pushed events as (kind, data) until the daemon goes away."""
         if not self.socket.exists():
@@ -312,6 +364,29 @@ class AsyncDaemonClient:
 
     async def comic_image(self, job_id: str) -> bytes:
         return (await self.request("GET", f"{_comic_url(job_id)}/image")).content
+
+    # --- pet profiles (the daemon owns them) ----------------------------------------------
+    async def pets(self) -> list[dict]:
+        return await self.call("GET", "/pets", timeout=PET_TIMEOUT)
+
+    async def pet_add(self, name: str, photos: list[str]) -> dict:
+        method, url, kwargs = _Api.pet_add(name, photos)
+        return await self.call(method, url, **kwargs)
+
+    async def pet(self, name: str, offset: int = 0, limit: int = 0) -> dict:
+        method, url, kwargs = _Api.pet(name, offset, limit)
+        return await self.call(method, url, **kwargs)
+
+    async def pet_paths(self, name: str, top: int = 8) -> list[str]:
+        method, url, kwargs = _Api.pet_paths(name, top)
+        return (await self.call(method, url, **kwargs))["paths"]
+
+    async def pet_mark(self, name: str, paths: list[str], mark: str) -> dict:
+        method, url, kwargs = _Api.pet_mark(name, paths, mark)
+        return await self.call(method, url, **kwargs)
+
+    async def pet_remove(self, name: str) -> dict:
+        return await self.call("DELETE", _pet_url(name))
 
     async def events(self) -> AsyncIterator[tuple[str, dict]]:
         if not self.socket.exists():

@@ -38,6 +38,15 @@ LITE_MODELS = {
 }
 DEFAULT_MODEL = "efficientnet_lite2"
 
+# Region views (bench/bench_pets.py, docs/pets.md): besides the whole-image vector (view 0,
+# unchanged), the photo is seen again at 1.5x the model's input size and the four corner
+# windows of that feature map, each 60% of its height and width, are average-pooled into
+# views 1-4. A pet small in the frame then has a vector of its own; queries stay whole-image
+# vectors. Cost: a second forward pass at 2.25x the pixels, and 5 vectors per photo.
+REGION_SCALE = 1.5
+REGION_FRACTION = 0.6
+REGION_VIEWS = 4
+
 
 def known_models() -> list[str]:
     return [*LITE_MODELS, "resnet50"]
@@ -48,6 +57,7 @@ class EmbedResult(Generic[Item]):
     item: Item
     vector: np.ndarray | None  # unit vector, float32
     error: str | None  # why the item has no vector
+    views: np.ndarray | None = None  # region views (views x dim) when the embedder makes them
 
 
 def _weights_fingerprint(path: Path) -> str:
@@ -162,6 +172,7 @@ class Embedder:
         device: str = "auto",
         batch_size: int = 16,
         decode_threads: int = 0,
+        region_views: bool = False,
     ) -> None:
         import timm.data
 
@@ -176,6 +187,14 @@ class Embedder:
         config = timm.data.resolve_data_config({}, model=network)
         self.transform = timm.data.create_transform(**config)
         size = config["input_size"][-1]
+        self.region_views = region_views and _has_feature_map(network, config)
+        if region_views and not self.region_views:
+            log.warning("%s has no spatial feature map: region views are off", model)
+        self.views = 1 + REGION_VIEWS if self.region_views else 1  # vectors per photo
+        if self.region_views:  # the photo again at 1.5x: detail for the regions
+            size = round(size * REGION_SCALE)
+            self.region_transform = timm.data.create_transform(
+                **{**config, "input_size": (config["input_size"][0], size, size)})
         # The shorter side timm's Resize produces; draft decoding stays at or above it.
         self.decode_min_side = int(size / config.get("crop_pct", 1.0)) + 1
         self.network = network.to(self.device, memory_format=torch.channels_last)
@@ -188,12 +207,29 @@ class Embedder:
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.transform(image)
 
+    def preprocess_views(self, image: Image.Image) -> tuple[torch.Tensor, ...]:
+        """The tensors ``forward_views`` takes: the whole image, and the 1.5x one for regions."""
+        if not self.region_views:
+            return (self.transform(image),)
+        return self.transform(image), self.region_transform(image)
+
     def forward(self, batch: list[torch.Tensor]) -> np.ndarray:
         stacked = torch.stack(batch).to(self.device, memory_format=torch.channels_last)
         with torch.inference_mode():
             features = self.network(stacked).float()
         features = torch.nn.functional.normalize(features, dim=1)
         return features.cpu().numpy().astype(np.float32, copy=False)
+
+    def forward_views(self, batch: list[tuple[torch.Tensor, ...]]) -> np.ndarray:
+        """Every view's vector (``preprocess_views`` tensors in): (batch, views, dim)."""
+        whole = self.forward([tensors[0] for tensors in batch])[:, None]
+        if not self.region_views:
+            return whole
+        stacked = torch.stack([tensors[1] for tensors in batch]).to(self.device, memory_format=torch.channels_last)
+        with torch.inference_mode():
+            regions = torch.stack(region_pools(self.network.forward_features(stacked)), dim=1).float()
+        regions = torch.nn.functional.normalize(regions, dim=2).cpu().numpy().astype(np.float32, copy=False)
+        return np.concatenate([whole, regions], axis=1)
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:
         if not images:
@@ -210,9 +246,9 @@ class Embedder:
         one that returns None gives a result with neither vector nor error.
         """
 
-        def prepare(item: Item) -> torch.Tensor | None:
+        def prepare(item: Item) -> tuple[torch.Tensor, ...] | None:
             image = load(item)
-            return None if image is None else self.preprocess(image)
+            return None if image is None else self.preprocess_views(image)
 
         window = 2 * self.batch_size
         with ThreadPoolExecutor(self.decode_threads, thread_name_prefix="decode") as pool:
@@ -229,7 +265,7 @@ class Embedder:
                 if not pending:
                     return
                 done: list[EmbedResult[Item]] = []
-                tensors: list[torch.Tensor] = []
+                tensors: list[tuple[torch.Tensor, ...]] = []
                 owners: list[EmbedResult[Item]] = []
                 while pending and len(done) < self.batch_size:
                     item, future = pending.popleft()
@@ -251,10 +287,30 @@ class Embedder:
                         else:
                             pending.append((item, pool.submit(prepare, item)))
                 if tensors:
-                    vectors = self.forward(tensors)
-                    for result, vector in zip(owners, vectors, strict=True):
-                        result.vector = vector
+                    vectors = self.forward_views(tensors)
+                    for result, views in zip(owners, vectors, strict=True):
+                        result.vector = views[0]
+                        result.views = views[1:] if len(views) > 1 else None
                 yield done
 
 
 _END = object()
+
+
+def region_pools(fmap: torch.Tensor) -> list[torch.Tensor]:
+    """Average-pooled corner windows (REGION_FRACTION of each side) of a (B, C, H, W) map."""
+    height, width = fmap.shape[-2:]
+    h, w = max(1, round(REGION_FRACTION * height)), max(1, round(REGION_FRACTION * width))
+    return [fmap[:, :, y:y + h, x:x + w].mean(dim=(2, 3))
+            for y in (0, height - h) for x in (0, width - w)]
+
+
+def _has_feature_map(network: torch.nn.Module, config: dict) -> bool:
+    """Whether forward_features gives a (B, C, H, W) map that average pooling summarises."""
+    try:
+        with torch.inference_mode():
+            fmap = network.forward_features(torch.zeros(1, *config["input_size"]))
+            pooled = network.forward_head(fmap, pre_logits=True)
+            return fmap.ndim == 4 and torch.allclose(pooled, fmap.mean(dim=(2, 3)), atol=1e-4)
+    except Exception:  # noqa: BLE001 - a model without these timm methods: no regions
+        return False

@@ -244,6 +244,7 @@ class Indexer:
             now = int(time.time())
             embedded = reused = 0
             fresh_vectors = {r.item.photo.content_hash: r.vector for r in batch if r.vector is not None}
+            fresh_views = {r.item.photo.content_hash: r.views for r in batch if r.views is not None}
             copies: list[_Work] = []
             for result in batch:
                 work = result.item
@@ -258,6 +259,7 @@ class Indexer:
                     copies.append(work)
                     continue
                 rows.append(self._row(work, result.vector, now))
+                rows.extend(self._view_rows(work, result.views, now))
                 embedded += 1
                 copies.extend(waiting.pop(work.photo.content_hash, []))
             for work in copies:
@@ -266,6 +268,7 @@ class Indexer:
                     self._skip(work, source_errors[digest], report)
                 elif digest in fresh_vectors:
                     rows.append(self._row(work, fresh_vectors[digest], now))
+                    rows.extend(self._view_rows(work, fresh_views.get(digest), now))
                     reused += 1
                 elif digest in self.paths_by_hash and (source := self.store.rows_for_hash(digest)):
                     rows.extend(self._row(work, row.vector, now, row.view) for row in source)
@@ -304,6 +307,10 @@ class Indexer:
         return PhotoRow(path=work.stat.path, content_hash=photo.content_hash, size=work.stat.size,
                         mtime_ns=work.stat.mtime_ns, width=photo.width, height=photo.height,
                         taken_at=photo.taken_at, indexed_at=now, vector=vector, view=view)
+
+    def _view_rows(self, work: _Work, views, now: int) -> list[PhotoRow]:
+        """Rows for a photo's region views (1, 2, ...), when the embedder makes them."""
+        return [] if views is None else [self._row(work, v, now, n) for n, v in enumerate(views, 1)]
 
     def _remember(self, rows: list[PhotoRow]) -> None:
         with self._lock:

@@ -44,7 +44,7 @@ class Library:
         started = time.monotonic()
         self.embedder = embedder or Embedder(
             settings.model, settings.model_weights, settings.device,
-            settings.batch_size, settings.decode_threads,
+            settings.batch_size, settings.decode_threads, settings.region_views,
         )
         self.store = Store(settings.effective_milvus_uri, settings.collection,
                            self.embedder.identity, self.embedder.dim, settings.milvus_token)
@@ -81,7 +81,15 @@ class Library:
         if not 1 <= top_k <= MAX_TOP_K:
             raise PetwatchError(f"top-k must be between 1 and {MAX_TOP_K}, not {top_k}")
         min_score = self.settings.min_score if min_score is None else min_score
-        return self.store.search(self.query_vector(image_path), top_k, min_score)
+        vector = self.query_vector(image_path)
+        if self.embedder.views == 1:
+            return self.store.search(vector, top_k, min_score)
+        # Region views: a photo scores its best view. It has at most `views` rows, so the
+        # top k * views rows hold the top k photos.
+        best: dict[str, Hit] = {}
+        for hit in self.store.search(vector, top_k * self.embedder.views, min_score, whole_image_only=False):
+            best.setdefault(hit.path, hit)  # rows come best first
+        return list(best.values())[:top_k]
 
     def stats(self) -> Stats:
         return Stats(

@@ -84,6 +84,13 @@ class Settings(BaseSettings):
         le=64,
         description="Threads decoding photos while the model runs (0 = one per CPU core).",
     )
+    region_views: bool = Field(
+        default=True,
+        description="Besides the whole photo, store a vector for each of its four corner regions "
+        "(seen at 1.5x the model's input size), so that search and pet albums also find a pet "
+        "that is small in the frame. Costs a second, larger forward pass per photo and 5 "
+        "vectors instead of 1. Photos indexed before it was on get regions with `petwatch reindex`.",
+    )
     draft_decode: bool = Field(
         default=True,
         description="Decode JPEGs at reduced scale (Pillow draft mode) when the model needs "

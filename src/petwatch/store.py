@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 MAX_PATH_CHARS = 4096
 WRITE_BATCH = 256
+RANGE_PAGE = 16384  # the most hits Milvus returns from one search
 WHOLE_IMAGE = 0
 ROW_FIELDS = ["path", "view", "content_hash", "size", "mtime_ns", "width", "height",
               "taken_at", "indexed_at"]
@@ -221,14 +222,19 @@ class Store:
 
     def rows_for_hash(self, content_hash: str) -> list[PhotoRow]:
         """Rows (all views, with vectors) of any photo with these bytes: a rename or copy reuses them."""
-        found = self.client.query(
-            self.collection, filter=f'content_hash == "{content_hash}"',
-            output_fields=[*ROW_FIELDS, "vector"], limit=64,
+        # One source photo's views are enough: pick it by its whole-image row, then take all of
+        # its rows (a limit over every row with these bytes could miss the pick's view 0).
+        first = self.client.query(
+            self.collection, filter=f'content_hash == "{content_hash}" and view == {WHOLE_IMAGE}',
+            output_fields=["photo_id"], limit=1,
         )
-        if not found:
+        if not first:
             return []
-        first_path = found[0]["path"]  # one source photo's views are enough
-        return [self._row(raw) for raw in found if raw["path"] == first_path]
+        found = self.client.query(
+            self.collection, filter=f"photo_id == {first[0]['photo_id']}",
+            output_fields=[*ROW_FIELDS, "vector"], limit=1024,
+        )
+        return [self._row(raw) for raw in found if raw["content_hash"] == content_hash]
 
     def get(self, path: str) -> PhotoRow | None:
         found = self.client.query(
@@ -260,6 +266,50 @@ class Store:
                 **{name: entity[name] for name in ROW_FIELDS if name != "path"},
             ))
         return [hit for hit in hits if hit.score >= min_score]
+
+    def range_search(self, vector: np.ndarray, min_score: float, whole_image_only: bool = True,
+                     page_size: int = RANGE_PAGE) -> list[Hit]:
+        """Every row (one per photo and view) with cosine similarity >= ``min_score``, best first.
+
+        No top-k: Milvus caps one search at 16384 hits, so this pages down the score range,
+        each page's lowest score becoming the next page's ceiling (rows seen are skipped).
+        """
+        query = [np.asarray(vector, dtype=np.float32).tolist()]
+        ceiling, seen, hits = 1.0001, set(), []
+        while True:
+            results = self.client.search(
+                self.collection, data=query, limit=page_size,
+                filter=f"view == {WHOLE_IMAGE}" if whole_image_only else "",
+                output_fields=ROW_FIELDS,
+                search_params={"metric_type": "COSINE", "params": {
+                    "radius": float(min_score) - 1e-6, "range_filter": ceiling}},
+            )[0]
+            for raw in results:
+                entity = raw["entity"]
+                key = (entity["path"], entity["view"])
+                if key in seen or float(raw["distance"]) < min_score:
+                    continue
+                seen.add(key)
+                hits.append(Hit(path=decode_path(entity["path"]), score=float(raw["distance"]),
+                                **{name: entity[name] for name in ROW_FIELDS if name != "path"}))
+            lowest = min((float(raw["distance"]) for raw in results), default=ceiling)
+            if len(results) < page_size or lowest >= ceiling:  # the last page (or all one score)
+                break
+            ceiling = lowest
+        hits.sort(key=lambda hit: -hit.score)
+        return hits
+
+    def vectors(self, paths: Iterable[str]) -> dict[str, np.ndarray]:
+        """Each stored photo's vectors, one row per view in view order: {path: (views, dim)}."""
+        ids = [photo_id(path) for path in paths]
+        found: dict[str, list[tuple[int, list[float]]]] = {}
+        for start in range(0, len(ids), 256):
+            chunk = ids[start:start + 256]
+            for raw in self.client.query(self.collection, filter=f"photo_id in {chunk}",
+                                         output_fields=["path", "view", "vector"]):
+                found.setdefault(decode_path(raw["path"]), []).append((raw["view"], raw["vector"]))
+        return {path: np.asarray([vector for _view, vector in sorted(rows, key=lambda r: r[0])],
+                                 dtype=np.float32) for path, rows in found.items()}
 
     def _row(self, raw: dict) -> PhotoRow:
         values = {name: raw[name] for name in ROW_FIELDS}

@@ -4,6 +4,20 @@ Events are only hints: the daemon's periodic walk remains the source of truth, s
 or coalesced event costs latency, never correctness. A file is handed on only once its size
 and mtime have stood still for ``settle_seconds`` and no writer holds it open, so a photo
 being copied is never read half-written.
+
+What each event means for a photo file:
+
+- created: it may still be empty, a writer may follow; settle it (an empty file waits for
+  its writer);
+- modified (a write): a writer holds it open; it waits for the close, then settles;
+- closed after writing: the writer is done; settle it;
+- moved within the watched folders: complete; hand on both names at once, so the index
+  sees the new name before the old one goes and reuses the vector;
+- moved in from elsewhere (``mv ~/Downloads/x.jpg``): complete; hand it on at once;
+- deleted or moved out: hand it on at once (the daemon decides when to drop it).
+
+A directory created in a watched folder is settled file by file like any new file (``cp -r``
+may still be writing into it); a directory moved in, or within, is walked at once.
 """
 
 from __future__ import annotations
@@ -15,11 +29,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -31,7 +47,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from petwatch.photos import has_photo_extension
+from petwatch.photos import has_photo_extension, iter_photo_files
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +69,7 @@ class _Pending:
     size: int
     mtime_ns: int
     since: float
-    writing: bool = False
+    writing: bool | None = None  # True: a writer has it open; False: closed; None: unknown
 
 
 @dataclass
@@ -63,6 +79,7 @@ class _Settler:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def touch(self, path: str, writing: bool | None = None) -> None:
+        """(Re)start settling ``path``; ``writing`` True/False when an event says so."""
         try:
             stat = os.stat(path)
             size, mtime = stat.st_size, stat.st_mtime_ns
@@ -72,9 +89,22 @@ class _Settler:
             entry = self.pending.get(path)
             if entry is None or (entry.size, entry.mtime_ns) != (size, mtime):
                 self.pending[path] = entry = _Pending(size, mtime, time.monotonic(),
-                                                      entry.writing if entry else False)
+                                                      entry.writing if entry else None)
             if writing is not None:
                 entry.writing = writing
+
+    def holds(self, path: str) -> bool:
+        with self.lock:
+            return path in self.pending
+
+    def _settled(self, entry: _Pending, now: float) -> bool:
+        still = now - entry.since
+        if still >= STALE_WRITER_SECONDS:  # a writer that never closes (crashed copy)
+            return True
+        if still < self.settle_seconds or entry.writing:
+            return False
+        # Created and still empty, with no close seen: its writer has not begun yet.
+        return entry.writing is False or entry.size != 0
 
     def ready(self) -> list[str]:
         """Paths whose size and mtime stood still long enough; missing ones are ready at once."""
@@ -97,8 +127,7 @@ class _Settler:
                 elif current != (entry.size, entry.mtime_ns):
                     entry.size, entry.mtime_ns, entry.since = *current, now
                     continue
-                elif now - entry.since >= self.settle_seconds and (
-                        not entry.writing or now - entry.since >= STALE_WRITER_SECONDS):
+                elif self._settled(entry, now):
                     done.append(path)
                 else:
                     continue
@@ -112,14 +141,18 @@ class _Settler:
 class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: Watcher, tracks_writers: bool) -> None:
         self.watcher = watcher
-        self.tracks_writers = tracks_writers  # inotify reports close-after-write; polling can't
+        self.tracks_writers = tracks_writers  # inotify reports writes and closes; polling can't
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         src = os.fsdecode(event.src_path)
+        dest = os.fsdecode(event.dest_path)
         settler, sink = self.watcher.settler, self.watcher.sink
-        if isinstance(event, (FileCreatedEvent, FileModifiedEvent)):
+        if isinstance(event, FileModifiedEvent):
             if has_photo_extension(src):
                 settler.touch(src, writing=True if self.tracks_writers else None)
+        elif isinstance(event, (FileCreatedEvent, FileAttribEvent)):
+            if has_photo_extension(src):
+                settler.touch(src)
         elif isinstance(event, FileClosedEvent):
             if has_photo_extension(src):
                 settler.touch(src, writing=False)
@@ -127,18 +160,27 @@ class _Handler(FileSystemEventHandler):
             if has_photo_extension(src):
                 sink.files_changed([src])
         elif isinstance(event, FileMovedEvent):
-            dest = os.fsdecode(event.dest_path)
-            # One batch: the index sees the new name before the old one goes, and reuses its vector.
-            paths = [p for p in (dest, src) if has_photo_extension(p)]
+            # "" stands for outside the watched folders (moved in, or out). One batch: the
+            # index sees the new name before the old one goes, and reuses its vector.
+            paths = [p for p in (dest, src) if p and has_photo_extension(p)]
             if paths:
                 sink.files_changed(paths)
         elif isinstance(event, DirMovedEvent):
-            sink.tree_changed([os.fsdecode(event.dest_path)], [src])
+            sink.tree_changed([dest] if dest else [], [src] if src else [])
         elif isinstance(event, DirDeletedEvent):
             sink.tree_changed([], [src])
         elif isinstance(event, DirCreatedEvent):
-            # A directory moved in from outside arrives as "created", with no events for its files.
-            sink.tree_changed([src], [])
+            # Made here, and maybe still being filled (cp -r): settle its files one by one.
+            self.watcher.settle_tree(src)
+
+
+def _event_observer():
+    """inotify reporting unpaired moves as moves ("" for the outside end), else the default."""
+    try:
+        from watchdog.observers.inotify import InotifyObserver
+    except ImportError:  # not Linux
+        return Observer()
+    return InotifyObserver(generate_full_events=True)
 
 
 class Watcher:
@@ -147,22 +189,31 @@ class Watcher:
     def __init__(self, sink: Sink, settle_seconds: float, poll_seconds: float) -> None:
         self.sink = sink
         self.settler = _Settler(settle_seconds)
-        self._events = Observer()
+        try:
+            self._events = _event_observer()
+        except OSError as error:  # no inotify instance left for this user
+            log.warning("inotify unavailable (%s): watching by polling; %s", error, INOTIFY_HINT)
+            self._events = None
         self._polling = PollingObserver(timeout=poll_seconds)
         self._watches: dict[str, tuple[str, object]] = {}  # folder -> (mode, watch handle)
+        self._trees: list[str] = []  # new directories whose files are to be settled
+        self._trees_lock = threading.Lock()
         self._stop = threading.Event()
         self._settle_thread = threading.Thread(target=self._settle_loop, name="settle", daemon=True)
 
+    def _observers(self) -> list:
+        return [o for o in (self._events, self._polling) if o is not None]
+
     def start(self) -> None:
-        self._events.start()
-        self._polling.start()
+        for observer in self._observers():
+            observer.start()
         self._settle_thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        for observer in (self._events, self._polling):
+        for observer in self._observers():
             observer.stop()
-        for observer in (self._events, self._polling):
+        for observer in self._observers():
             if observer.is_alive():
                 observer.join(timeout=5)
 
@@ -171,7 +222,7 @@ class Watcher:
         self.unwatch(folder)
         if not os.path.isdir(folder):
             return "offline"
-        if not polling:
+        if not polling and self._events is not None:
             try:
                 handle = self._events.schedule(_Handler(self, True), folder, recursive=True)
                 self._watches[folder] = ("events", handle)
@@ -202,12 +253,39 @@ class Watcher:
         return entry[0]
 
     def queued(self) -> int:
-        return len(self.settler)
+        with self._trees_lock:
+            trees = len(self._trees)
+        return len(self.settler) + trees
+
+    def settle_tree(self, folder: str) -> None:
+        """Settle every photo under ``folder`` as if each had just been created (walked on
+        the settle thread, not the observer's)."""
+        with self._trees_lock:
+            self._trees.append(folder)
+
+    def settle_files(self, paths: list[str]) -> None:
+        """Settle these before they are read (a walk found them still changing)."""
+        for path in paths:
+            self.settler.touch(path)
+
+    def holds(self, path: str) -> bool:
+        """Whether ``path`` is settling now (it is handed on when done)."""
+        return self.settler.holds(path)
+
+    def _walk_trees(self) -> None:
+        with self._trees_lock:
+            trees = list(self._trees)
+        for tree in trees:
+            for path, _stat in iter_photo_files(Path(tree)):
+                self.settler.touch(str(path))
+        with self._trees_lock:  # only now: queued() never reads 0 while files are on their way
+            del self._trees[:len(trees)]
 
     def _settle_loop(self) -> None:
         tick = min(0.2, max(0.05, self.settler.settle_seconds / 4))
         while not self._stop.wait(tick):
             try:
+                self._walk_trees()
                 ready = self.settler.ready()
                 if ready:
                     self.sink.files_changed(ready)

@@ -119,3 +119,162 @@ class FakeClient:
     async def failures(self) -> list[dict]:
         self._check()
         return self._failures
+
+
+# --- comics and pets, with fixed data -----------------------------------------------------------
+def fake_comic(job_id: str, state: str = "succeeded", prompt: str = "Rex as a space pirate, four panels",
+               photos: list[str] | None = None, **overrides) -> dict:
+    photos = photos if photos is not None else [h["path"] for h in fake_hits(3)]
+    job = {"id": job_id, "prompt": prompt, "photos": photos, "parent": None, "model": "gpt-image-1.5",
+           "size": "1024x1024", "quality": "medium", "input_fidelity": "high",
+           "created_at": "2026-05-12T18:15:02+00:00", "full_prompt": prompt, "references": photos,
+           "state": state, "progress": {"succeeded": "done", "failed": "failed"}.get(state, state),
+           "started_at": "2026-05-12T18:15:03+00:00", "finished_at": None, "attempts": 1,
+           "image": f"/home/you/.local/share/petwatch/comics/{job_id}.png" if state == "succeeded" else None,
+           "estimated_cost_usd": 0.171, "usage": None, "cost_usd": 0.061 if state == "succeeded" else None,
+           "error": None, "error_kind": None}
+    job.update(overrides)
+    return job
+
+
+def fake_comic_picture() -> bytes:
+    """A square "comic": four panels (PNG)."""
+    image = Image.new("RGB", (256, 256), (250, 240, 200))
+    draw = ImageDraw.Draw(image)
+    for box, colour in (((8, 8, 124, 124), (200, 80, 60)), ((132, 8, 248, 124), (60, 120, 200)),
+                        ((8, 132, 124, 248), (80, 160, 90)), ((132, 132, 248, 248), (230, 180, 40))):
+        draw.rectangle(box, outline=(20, 20, 20), width=4, fill=colour)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+class FakeStudioClient(FakeClient):
+    """FakeClient plus comic jobs and pet profiles. Submitted jobs stay queued until a test
+    pushes their changes with ``push_comic`` (as the daemon's events would)."""
+
+    def __init__(self, comics: list[dict] | None = None, pets: list[dict] | None = None,
+                 budget: float = 5.0, spent: float = 0.2, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.jobs: dict[str, dict] = {job["id"]: job for job in comics or []}
+        self.pet_profiles: dict[str, dict] = {pet["name"]: pet for pet in pets or []}
+        self.budget, self.spent = budget, spent
+        self.calls: list[tuple[str, dict]] = []
+        self._next = 0
+
+    async def comic_estimate(self, n=None, photos=None, size=None, quality=None, parent=None) -> dict:
+        self._check()
+        self.calls.append(("estimate", {"photos": photos, "size": size, "quality": quality, "parent": parent}))
+        size, quality = size or "1024x1024", quality or "medium"
+        if n is None and not photos and parent:
+            n = len(self.jobs[parent]["photos"])
+        refs = (n or len(photos or [])) + (1 if parent else 0)
+        output = {"low": 0.009, "medium": 0.034, "high": 0.133, "auto": 0.2}[quality]
+        usd = round(output + refs * 0.0336 + 0.0025, 4)
+        return {"model": "gpt-image-1.5", "references": refs, "size": size, "quality": quality,
+                "input_fidelity": "high", "output_usd": output, "input_usd": round(usd - output, 4),
+                "usd": usd, "spent_today_usd": self.spent, "budget_usd": self.budget,
+                "within_budget": self.spent + usd <= self.budget, "basis": "estimate"}
+
+    def _new_job(self, photos, prompt, size, quality, parent) -> dict:
+        self._next += 1
+        job = fake_comic(f"20260512-1816{self._next:02d}-abc{self._next:03d}", state="queued", prompt=prompt,
+                         photos=list(photos), size=size or "1024x1024", quality=quality or "medium",
+                         parent=parent, progress="queued", started_at=None)
+        self.jobs[job["id"]] = job
+        return dict(job)
+
+    async def comic_submit(self, photos, prompt, size=None, quality=None, parent=None) -> dict:
+        self._check()
+        self.calls.append(("submit", {"photos": photos, "prompt": prompt, "size": size, "quality": quality}))
+        return self._new_job(photos, prompt, size, quality, parent)
+
+    async def comic_refine(self, job_id, prompt, photos=None, size=None, quality=None) -> dict:
+        self._check()
+        self.calls.append(("refine", {"job": job_id, "prompt": prompt}))
+        parent = self.jobs[job_id]
+        return self._new_job(photos or parent["photos"], prompt, size, quality, job_id)
+
+    async def comic_retry(self, job_id, prompt=None) -> dict:
+        self._check()
+        self.calls.append(("retry", {"job": job_id, "prompt": prompt}))
+        old = self.jobs[job_id]
+        return self._new_job(old["photos"], prompt or old["prompt"], old["size"], old["quality"], old["parent"])
+
+    async def comics(self) -> list[dict]:
+        self._check()
+        return sorted(self.jobs.values(), key=lambda job: (job["created_at"], job["id"]), reverse=True)
+
+    async def comic(self, job_id) -> dict:
+        self._check()
+        return {**self.jobs[job_id], "chain": [self.jobs[job_id]]}
+
+    async def comic_cancel(self, job_id) -> dict:
+        self._check()
+        job = self.jobs[job_id]
+        if job["state"] in ("queued", "running"):
+            job.update(state="cancelled", progress="cancelled")
+        return dict(job)
+
+    async def comic_image(self, job_id) -> bytes:
+        self._check()
+        if self.jobs.get(job_id, {}).get("state") != "succeeded":
+            raise DaemonError(f"comic {job_id} has no image", 400)
+        return fake_comic_picture()
+
+    async def push_comic(self, job_id: str, **changes) -> dict:
+        """Change a job as the daemon would, and push the event."""
+        job = self.jobs[job_id]
+        job.update(changes)
+        if job["state"] == "succeeded" and not job.get("image"):
+            job["image"] = f"/home/you/.local/share/petwatch/comics/{job_id}.png"
+        await self.events_queue.put(("comic", dict(job)))
+        return job
+
+    # --- pets
+    async def pets(self) -> list[dict]:
+        self._check()
+        return [self._summary(name) for name in self.pet_profiles]
+
+    def _summary(self, name: str) -> dict:
+        pet = self.pet_profiles[name]
+        return {"name": name, "created_at": 1_700_000_000.0, "examples": len(pet["examples"]),
+                "confirmed": len(pet.get("yes", [])), "rejected": len(pet.get("not", [])),
+                "threshold": 0.5, "count": len(self._album(name)), "stale": [],
+                "example_paths": list(pet["examples"])}
+
+    def _album(self, name: str) -> list[dict]:
+        pet = self.pet_profiles[name]
+        rejected = set(pet.get("not", []))
+        paths = [p for p in pet["album"] + pet.get("yes", []) if p not in rejected]
+        marks = {**{p: "example" for p in pet["examples"]}, **{p: "yes" for p in pet.get("yes", [])}}
+        return [{"path": p, "score": round(0.95 - i * 0.01, 4), "content_hash": f"{i:016x}",
+                 "mark": marks.get(p)} for i, p in enumerate(dict.fromkeys(paths))]
+
+    async def pet_add(self, name, photos) -> dict:
+        self._check()
+        pet = self.pet_profiles.setdefault(name, {"examples": [], "album": []})
+        pet["examples"] += [p for p in photos if p not in pet["examples"]]
+        pet["album"] += [p for p in photos if p not in pet["album"]]
+        return self._summary(name)
+
+    async def pet(self, name, offset=0, limit=0) -> dict:
+        self._check()
+        if name not in self.pet_profiles:
+            raise DaemonError(f"no pet named {name!r}", 400)
+        hits = self._album(name)
+        return {**self._summary(name), "offset": offset, "hits": hits[offset: offset + limit if limit else None]}
+
+    async def pet_paths(self, name, top=8) -> list[str]:
+        return [hit["path"] for hit in (await self.pet(name))["hits"][:top]]
+
+    async def pet_mark(self, name, paths, mark) -> dict:
+        self._check()
+        self.calls.append(("mark", {"name": name, "paths": list(paths), "mark": mark}))
+        self.pet_profiles[name].setdefault(mark, []).extend(paths)
+        return self._summary(name)
+
+    async def pet_remove(self, name) -> dict:
+        self._check()
+        del self.pet_profiles[name]
+        return {"removed": name}

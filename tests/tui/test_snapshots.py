@@ -15,7 +15,7 @@ from petwatch.tui.widgets.picture import HalfBlockPicture
 from petwatch.tui.widgets.results import ResultsGrid
 
 from .conftest import ready, wait_for
-from .fakes import FakeClient, fake_hits, fake_status
+from .fakes import FakeClient, FakeStudioClient, fake_comic, fake_hits, fake_status
 
 SIZE = (100, 30)
 
@@ -38,7 +38,7 @@ def make_app(theme: str = "textual-dark", **client_args) -> PetwatchApp:
 
 async def quiet(pilot) -> None:
     """No blinking cursor in the shot."""
-    for field in pilot.app.screen.query("Input"):
+    for field in pilot.app.screen.query("Input, TextArea"):
         field.cursor_blink = False
     await pilot.pause()
 
@@ -142,3 +142,66 @@ def test_failures_list(snap_compare):
 
     assert snap_compare(make_app(status=status, failures=failures), terminal_size=SIZE,
                         run_before=run_before)
+
+
+# --- comics ---------------------------------------------------------------------------------------
+SAFETY_ERROR = ("the image API refused this comic for safety reasons: Your request was rejected by the "
+                "safety system: the image may depict a real person. Your prompt and photo selection "
+                "are kept: edit them and submit again.")
+
+
+def make_studio_app() -> PetwatchApp:
+    comics = [fake_comic("20260512-181502-3fa9c1"),
+              fake_comic("20260512-120000-0a1b2c", state="failed", prompt="Rex meets the president",
+                         error=SAFETY_ERROR, error_kind="rejected"),
+              fake_comic("20260511-090000-d4e5f6", prompt="Rex and Cola at the beach, three panels",
+                         quality="high", cost_usd=0.19)]
+    app = PetwatchApp(client=FakeStudioClient(comics=comics), picture_class=HalfBlockPicture,
+                      theme="textual-dark")
+    app.viewer_available = False
+    return app
+
+
+async def comic_screen_ready(pilot) -> None:
+    screen = pilot.app.screen
+    await wait_for(pilot, lambda: screen.estimate_data and all(t.image is not None for t in screen.query(".comic-ref")),
+                   what="estimate and thumbnails")
+    await quiet(pilot)
+
+
+def test_comic_screen(snap_compare):
+    """Three selected photos, a prompt typed: the estimate, the options, Send."""
+    async def run_before(pilot):
+        app = pilot.app
+        await ready(pilot)
+        app.selection.extend(hit["path"] for hit in fake_hits(3))
+        app.selection_changed()
+        await pilot.press("escape", "k", *"Rex as a space pirate, four panels")
+        await comic_screen_ready(pilot)
+
+    assert snap_compare(make_studio_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_comic_screen_after_a_safety_rejection(snap_compare):
+    """The reason, the prompt kept to edit, Retry."""
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("escape", "g")
+        await wait_for(pilot, lambda: pilot.app.screen.loaded, what="the gallery")
+        await pilot.press("right", "r")
+        await comic_screen_ready(pilot)
+
+    assert snap_compare(make_studio_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_comics_gallery(snap_compare):
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("escape", "g")
+        grid = pilot.app.screen.query_one("ComicGrid")
+        await wait_for(pilot, lambda: pilot.app.screen.loaded and all(grid.states[i] in ("done", "failed")
+                                                                      for i in grid.visible_range()),
+                       what="the gallery's pictures")
+        await quiet(pilot)
+
+    assert snap_compare(make_studio_app(), terminal_size=SIZE, run_before=run_before)

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from petwatch.daemon.comic_jobs import router as comics_router
+from petwatch.daemon.pet_routes import router as pets_router
 from petwatch.daemon.service import Daemon
 from petwatch.errors import PetwatchError
 from petwatch.library import MAX_TOP_K
@@ -54,7 +56,12 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 class BodyLimit:
-    """Pure ASGI middleware: refuse oversized bodies by Content-Length, or as they stream in."""
+    """Pure ASGI middleware: a body over the limit is refused with 413 before the app sees
+    any of it, whether announced by Content-Length or streamed (chunked).
+
+    Every request body is small, so it is read here in full and replayed to the app; what
+    comes after it (a client hanging up on a stream) still reaches the app.
+    """
 
     def __init__(self, app, limit: int = MAX_BODY_BYTES) -> None:
         self.app, self.limit = app, limit
@@ -62,27 +69,30 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        too_large = _error(413, f"request body over {self.limit} bytes")
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                return await _error(413, f"request body over {self.limit} bytes")(scope, receive, send)
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
+                return await too_large(scope, receive, send)
+        body = bytearray()
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
-            return message
+            if message["type"] != "http.request":  # the client hung up
+                return None
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                return await too_large(scope, receive, send)
+            if not message.get("more_body"):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await _error(413, f"request body over {self.limit} bytes")(scope, receive, send)
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
 
-
-class _TooLarge(Exception):
-    pass
+        return await self.app(scope, replay, send)
 
 
 def create_app(daemon: Daemon) -> FastAPI:
@@ -169,6 +179,8 @@ def create_app(daemon: Daemon) -> FastAPI:
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
+    app.include_router(comics_router(daemon.comics))
+    app.include_router(pets_router(daemon.pets))
     return BodyLimit(app)
 
 

@@ -14,6 +14,7 @@ class EventBus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscribers: set[asyncio.Queue] = set()
         self._lock = threading.Lock()
+        self._closed = False
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -28,17 +29,27 @@ class EventBus:
         except RuntimeError:  # the loop closed between the check and the call
             pass
 
-    def _fan_out(self, kind: str, data: dict) -> None:
+    def _fan_out(self, kind: str, data: dict | None) -> None:
         for queue in list(self._subscribers):
             if queue.full():  # a slow reader loses its oldest events, never the daemon's memory
                 queue.get_nowait()
             queue.put_nowait((kind, data))
 
+    def close(self) -> None:
+        """End every subscriber's stream (the daemon is stopping); call on the loop."""
+        self._closed = True
+        self._fan_out("", None)
+
     async def subscribe(self) -> AsyncIterator[tuple[str, dict]]:
+        if self._closed:
+            return
         queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_BACKLOG)
         self._subscribers.add(queue)
         try:
             while True:
-                yield await queue.get()
+                kind, data = await queue.get()
+                if data is None:
+                    return
+                yield kind, data
         finally:
             self._subscribers.discard(queue)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import platformdirs
@@ -35,7 +38,7 @@ def setup_logging(level: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    for noisy in ("pymilvus", "uvicorn.access", "httpx", "watchdog"):
+    for noisy in ("pymilvus", "uvicorn.access", "httpx", "watchdog", "torch"):
         logging.getLogger(noisy).setLevel(logging.WARNING if level != "DEBUG" else logging.INFO)
     logging.getLogger("pymilvus").setLevel(logging.ERROR)
 
@@ -90,24 +93,76 @@ def _first_run_folders(settings) -> None:
         log.info("no folders to watch yet: add one with `petwatch folders add PATH`")
 
 
+class _StopRequested(Exception):
+    """SIGTERM while loading: unwind, clean up, exit 0."""
+
+
+def _stop_while_loading(signum, frame) -> None:
+    raise _StopRequested
+
+
 def main() -> int:
     settings = settings_module.load()
     setup_logging(settings.log_level)
     lock = acquire_instance_lock()
-    _first_run_folders(settings)
-    import uvicorn  # heavy imports only once we know we are the one daemon
+    # Until the server takes over the stop signals (below), SIGTERM unwinds the load.
+    signal.signal(signal.SIGTERM, _stop_while_loading)
+    daemon = None
+    try:
+        _first_run_folders(settings)
+        import uvicorn  # heavy imports only once we know we are the one daemon
 
-    from petwatch.daemon.api import OwnerOnlyH11, create_app
-    from petwatch.daemon.service import Daemon
+        from petwatch.daemon.api import OwnerOnlyH11, create_app
+        from petwatch.daemon.service import Daemon
 
-    systemd.notify("STATUS=loading the model and the index")
-    daemon = Daemon(settings)
-    sock = bind_socket(locations.socket_path())
-    config = uvicorn.Config(create_app(daemon), http=OwnerOnlyH11, lifespan="off", log_level="warning",
-                            timeout_keep_alive=5, limit_concurrency=512, timeout_graceful_shutdown=3,
-                            h11_max_incomplete_event_size=64 * 1024)
-    server = uvicorn.Server(config)
+        systemd.notify("STATUS=loading the model and the index")
+        daemon = Daemon(settings)
+        sock = bind_socket(locations.socket_path())
+        config = uvicorn.Config(create_app(daemon), http=OwnerOnlyH11, lifespan="off", log_level="warning",
+                                timeout_keep_alive=5, limit_concurrency=512, timeout_graceful_shutdown=3,
+                                h11_max_incomplete_event_size=64 * 1024)
+        _serve(daemon, sock, _server_class(uvicorn, daemon.bus.close)(config))
+    except _StopRequested:
+        log.info("stopped while loading")
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        systemd.notify("STOPPING=1")
+        if daemon is not None:
+            log.info("stopping: finishing the batch in flight")
+            daemon.stop()
+            locations.socket_path().unlink(missing_ok=True)
+        os.close(lock)
+        log.info("stopped")
+    return 0
 
+
+def _server_class(uvicorn, on_shutdown):
+    class Server(uvicorn.Server):
+        """uvicorn's server, except that a stop signal is not re-raised once it has shut down
+        (uvicorn's default, which kills the process by the signal before our cleanup runs):
+        SIGTERM and SIGINT stop the daemon cleanly, with exit status 0. Event streams are
+        ended first, so open ones do not hold the shutdown up."""
+
+        async def shutdown(self, sockets=None) -> None:
+            on_shutdown()
+            await super().shutdown(sockets=sockets)
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in originals.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
+def _serve(daemon, sock: socket.socket, server) -> None:
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         daemon.bus.attach(loop)
@@ -121,15 +176,7 @@ def main() -> int:
         finally:
             pinger.cancel()
 
-    try:
-        asyncio.run(serve())
-    finally:
-        systemd.notify("STOPPING=1")
-        log.info("stopping: finishing the batch in flight")
-        daemon.stop()
-        locations.socket_path().unlink(missing_ok=True)
-        os.close(lock)
-    return 0
+    asyncio.run(serve())
 
 
 async def _watchdog_pings() -> None:

@@ -2,6 +2,11 @@
 
 Everything that changes the index (walks, watch hints, folder changes, CLI index requests)
 goes through one queue, so the store is written by one thread at a time.
+
+A photo that disappears is dropped at once only when another path still holds its bytes
+(a rename: the vector lives on); otherwise it is dropped after a short grace, so that the
+other half of a move (between two watched folders, or out and back in) finds its vector
+still stored and reuses it instead of embedding the photo again.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from petwatch import __version__, locations, photos, settings as settings_module
+from petwatch.daemon.comic_jobs import ComicJobs
 from petwatch.daemon.events import EventBus
 from petwatch.errors import PetwatchError
 from petwatch.index import IndexReport, is_under
 from petwatch.library import Library
+from petwatch.pets import Pets
 from petwatch.settings import Settings
 from petwatch.store import Hit
 from petwatch.watch import Sink, Watcher
@@ -28,7 +35,8 @@ log = logging.getLogger(__name__)
 
 MAX_FILES_PER_BATCH = 2000
 THUMBNAIL_SIZES = (128, 256, 512, 1024)
-FOLDER_CHECK_SECONDS = 10.0
+FOLDER_CHECK_SECONDS = 2.0  # how soon a vanished or returned folder is noticed
+REMOVE_GRACE_SECONDS = 2.0  # on top of settle_seconds: the other half of a move arrives first
 
 
 @dataclass
@@ -60,7 +68,9 @@ class Daemon:
         self.settings = settings
         self.started = time.monotonic()
         self.bus = EventBus()
+        self.comics = ComicJobs(settings, self.bus)  # comic jobs: their own worker thread
         self.library = library or Library(settings)
+        self.pets = Pets(self.library, locations.state_db())  # pet profiles (daemon/pet_routes.py)
         self.folders: list[str] = [str(f) for f in settings.folders]
         self._tasks: queue.Queue[_Task] = queue.Queue()
         self._stopping = threading.Event()
@@ -70,8 +80,10 @@ class Daemon:
                                settings.settle_seconds, settings.poll_seconds)
         self._worker = threading.Thread(target=self._work_loop, name="indexer", daemon=True)
         self._clock = threading.Thread(target=self._clock_loop, name="clock", daemon=True)
-        self._last_walk = 0.0
+        self._last_walk = time.monotonic()  # the walk start() asks for counts: no second one at once
         self._folder_modes: dict[str, str] = {}
+        self._removals: dict[str, float] = {}  # path -> when to drop it if still missing
+        self._grace = settings.settle_seconds + REMOVE_GRACE_SECONDS
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -80,14 +92,26 @@ class Daemon:
             self._watch(folder)
         self._worker.start()
         self._clock.start()
+        self.comics.start()
         self.request_reconcile()
 
     def stop(self) -> None:
         """Finish the batch in flight, drop the rest (the next start's walk picks it up)."""
         self._stopping.set()
         self.watcher.stop()
-        self._worker.join(timeout=60)
-        self.library.close()
+        self.comics.stop()
+        if self._worker.is_alive():
+            self._worker.join(timeout=20)
+        while True:  # requests still waiting get an answer instead of hanging
+            try:
+                task = self._tasks.get_nowait()
+            except queue.Empty:
+                break
+            if task.done and not task.done.done():
+                task.done.set_exception(PetwatchError("the daemon stopped before this was done; "
+                                                      "start it again and it resumes"))
+        if not self._worker.is_alive():
+            self.library.close()
 
     def _watch(self, folder: str) -> None:
         polling = any(is_under(folder, str(p)) for p in self.settings.poll_folders)
@@ -152,13 +176,14 @@ class Daemon:
 
     # --- reads ---------------------------------------------------------------------------
     def state(self) -> str:
-        return "indexing" if self._busy or not self._tasks.empty() or self.watcher.queued() else "idle"
+        busy = self._busy or not self._tasks.empty() or self.watcher.queued() or self._removals
+        return "indexing" if busy else "idle"
 
     def status(self) -> dict:
         return {
             "state": self.state(),
             "indexed": len(self.library.indexer.catalog),
-            "queued": self.watcher.queued() + self._tasks.qsize()
+            "queued": self.watcher.queued() + self._tasks.qsize() + len(self._removals)
             + (self.progress.total - self.progress.done if self.progress else 0),
             "failed": self.library.failures.count(),
             "folders": self.folder_list(),
@@ -232,7 +257,11 @@ class Daemon:
     def _work_loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                task = self._tasks.get(timeout=0.5)
+                self._remove_due()
+            except Exception:  # noqa: BLE001 - the daemon outlives any one task
+                log.exception("dropping removed photos failed")
+            try:
+                task = self._tasks.get(timeout=self._idle_wait())
             except queue.Empty:
                 continue
             self._busy = True
@@ -269,7 +298,7 @@ class Daemon:
             folders = task.folders or self.folders
             self.progress = _Progress()
             self.bus.publish("state", {"state": "indexing"})
-            report = indexer.reconcile(folders, self._on_progress, self._stopping.is_set, self._on_stored)
+            report = self._reconcile(folders)
             self._last_walk = time.monotonic()
             self._finish(report, task)
         elif task.kind == "files":
@@ -279,23 +308,97 @@ class Daemon:
             changed = [s for s in present if self._changed(s)]
             self.progress = _Progress(total=len(changed)) if changed else None
             report = indexer.index_files(changed, self._on_progress, self._stopping.is_set, self._on_stored)
-            report.removed += self._remove(missing)
+            report.removed += self._drop(missing)
             self._finish(report, task)
         elif task.kind == "tree":
             self.progress = _Progress()
             report = IndexReport()
             walk_roots = [d for d in task.folders if self._watched(d) and os.path.isdir(d)]
             if walk_roots:
-                report = indexer.reconcile(walk_roots, self._on_progress, self._stopping.is_set, self._on_stored)
+                report = self._reconcile(walk_roots)
             gone = [p for prefix in task.removed for p in list(indexer.catalog)
                     if is_under(p, prefix) and not os.path.lexists(p)]
-            report.removed += self._remove(gone)
+            report.removed += self._drop(gone)
             self._finish(report, task)
         elif task.kind == "remove_folder":
             folder = task.folders[0]
             if not any(is_under(folder, f) for f in self.folders):  # not still covered by a parent
                 removed = self._remove([p for p in list(indexer.catalog) if is_under(p, folder)])
                 log.info("folder %s removed from the list: %d photos dropped from the index", folder, removed)
+
+    def _reconcile(self, folders: list[str]) -> IndexReport:
+        """The walk: embed what is new or changed, drop what is gone; files still being
+        written are left to the watcher, which hands them on once they stand still."""
+        indexer = self.library.indexer
+        started = time.monotonic()
+        report = IndexReport()
+        todo, gone = indexer.plan([os.path.abspath(f) for f in folders], report)
+        todo = self._not_being_written(todo)
+        # New paths first: a rename then finds its bytes still stored and reuses the vector.
+        report.merge(indexer.index_files(todo, self._on_progress, self._stopping.is_set, self._on_stored))
+        if not self._stopping.is_set():
+            report.removed += self._remove(gone)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _not_being_written(self, files: list) -> list:
+        """``files`` less those settling in the watcher or modified within settle_seconds
+        (those are handed to the watcher to settle): a walk never reads a half-copied photo."""
+        now_ns = time.time_ns()
+        window_ns = self.settings.settle_seconds * 1e9
+        ready, busy = [], []
+        for stat in files:
+            if self._watched(stat.path) and (self.watcher.holds(stat.path)
+                                             or now_ns - stat.mtime_ns < window_ns):
+                busy.append(stat.path)
+            else:
+                ready.append(stat)
+        if busy:
+            self.watcher.settle_files(busy)
+        return ready
+
+    def _drop(self, paths: list[str]) -> int:
+        """Drop these vanished photos from the index: now when another path holds the same
+        bytes (nothing is lost), else after a grace (the other half of a move may come)."""
+        indexer = self.library.indexer
+        now, later = [], []
+        for path in paths:
+            entry = indexer.catalog.get(path)
+            if entry is None:
+                continue
+            (now if len(indexer.paths_by_hash.get(entry.content_hash, ())) > 1 else later).append(path)
+        due = time.monotonic() + self._grace
+        for path in later:
+            self._removals.setdefault(path, due)
+        return self._remove(now)
+
+    def _remove_due(self) -> None:
+        if not self._removals:
+            return
+        now = time.monotonic()
+        due = [path for path, when in self._removals.items() if when <= now]
+        if not due:
+            return
+        gone = [path for path in due if not os.path.lexists(path) and self._folder_online(path)]
+        removed = self._remove(gone)
+        for path in due:
+            del self._removals[path]
+        if removed:
+            log.info("removed %d photos", removed)
+            self.bus.publish("report", IndexReport(removed=removed).to_dict())
+        if self._tasks.empty() and not self._removals:
+            self.bus.publish("state", {"state": self.state()})
+
+    def _idle_wait(self) -> float:
+        if not self._removals:
+            return 0.5
+        wait = min(self._removals.values()) - time.monotonic()
+        return min(0.5, max(0.02, wait))
+
+    def _folder_online(self, path: str) -> bool:
+        """False when the watched folder holding ``path`` is itself missing (unplugged)."""
+        folder = next((f for f in self.folders if is_under(path, f)), None)
+        return folder is None or os.path.isdir(folder)
 
     def _changed(self, stat) -> bool:
         entry = self.library.indexer.catalog.get(stat.path)
@@ -322,6 +425,8 @@ class Daemon:
     def _on_stored(self, paths: list[str]) -> None:
         self.bus.publish("indexed", {"paths": paths[:100], "count": len(paths),
                                      "total": len(self.library.indexer.catalog)})
+        for event in self.pets.on_stored(paths):  # a new photo of a pet joins its album
+            self.bus.publish("pet", event)
 
     def _finish(self, report: IndexReport, task: _Task) -> None:
         for path, reason in report.skipped.items():

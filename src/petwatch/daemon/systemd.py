@@ -50,7 +50,16 @@ def unit_dir() -> Path:
 
 def exec_start() -> str:
     """The command systemd runs: this interpreter and this install's petwatch."""
-    return f"{sys.executable} -m petwatch daemon"
+    return " ".join(quote(word) for word in (sys.executable, "-m", "petwatch", "daemon"))
+
+
+def quote(word: str) -> str:
+    """One word of a unit's command line, as systemd parses it (systemd.service(5), "Command
+    lines"): ``%`` and ``$`` escaped, quoted when it holds spaces or quotes."""
+    word = word.replace("%", "%%").replace("$", "$$")
+    if word and not any(c.isspace() or c in "\\\"';" for c in word):
+        return word
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def render_unit() -> str:

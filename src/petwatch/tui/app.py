@@ -2,7 +2,9 @@
 
 State lives here and screens watch it: ``connected`` (None until the first try), the daemon's
 ``daemon_status`` (kept current by the daemon's pushed events, not by polling), the backfill
-``progress``, and the ``selection`` (a list of paths that survives new searches).
+``progress``, and the ``selection`` (a list of paths that survives new searches). Comic jobs
+and pet profiles live in the daemon: their pushed events land in ``comic_event`` /
+``pet_event`` (screens watch them) and in ``comic_records``, the latest record of each job.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ RETRY_SECONDS = (0.25, 0.5, 1.0)  # reconnect attempts back off to the last valu
 NEW_PHOTOS_QUIET_SECONDS = 2.0  # "N new photos" waits for a burst to end...
 NEW_PHOTOS_MAX_WAIT_SECONDS = 10.0  # ...but not longer than this during a long backfill
 START_TIMEOUT_SECONDS = 180.0
+COMIC_FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+MAX_COMIC_RECORDS = 500  # the latest record of this many jobs is kept from the event stream
 
 
 def default_theme() -> str:
@@ -53,7 +57,9 @@ class PetwatchApp(App[int]):
         Binding("v", "show_selection", "Selection"),
         Binding("e", "failures", "Failures", show=False),
         Binding("y", "copy_selection", "Copy selection", show=False),
-        Binding("k", "comic", "Comic", show=False),
+        Binding("k", "comic", "Comic of the selection", show=False),
+        Binding("g", "comics", "Comics gallery", show=False),
+        Binding("p", "pets", "Pets", show=False),
         Binding("s", "start_daemon", "Start daemon"),
         Binding("r", "rescan", "Rescan", show=False),
         Binding("ctrl+t", "toggle_dark", "Light/dark theme", show=False),
@@ -65,6 +71,8 @@ class PetwatchApp(App[int]):
     daemon_status: reactive[dict] = reactive(dict, always_update=True)
     progress: reactive[dict | None] = reactive(None, always_update=True)
     selection_count: reactive[int] = reactive(0)
+    comic_event: reactive[dict | None] = reactive(None, always_update=True)  # a job record, pushed
+    pet_event: reactive[dict | None] = reactive(None, always_update=True)  # {name, new, count}
 
     def __init__(self, client: AsyncDaemonClient | None = None,
                  picture_class: type[Widget] | None = None,
@@ -86,6 +94,10 @@ class PetwatchApp(App[int]):
         self._new_photos_since = 0.0
         self._new_photos_timer = None
         self._initial_theme = theme or default_theme()
+        self.comic_records: dict[str, dict] = {}  # job id -> the latest record seen on the stream
+        self.my_comics: set[str] = set()  # sent from this TUI: announced when they end unseen
+        self.pet_names: list[str] = []  # as last seen (the palette offers "comic of <name>")
+        self._pet_news = Burst(self, self._announce_pet_photos)
 
     @property
     def socket_path(self) -> Path:
@@ -159,6 +171,62 @@ class PetwatchApp(App[int]):
             self.daemon_status = {**status, "folders": data.get("folders", [])}
         elif kind == "error":
             self.notify(str(data.get("message", data)), title="Daemon error", severity="error")
+        elif kind == "comic":
+            self._comic_changed(data)
+        elif kind == "pet":
+            self._pet_changed(data)
+
+    # --- comics and pets: pushed by the daemon ---------------------------------------------
+    def _comic_changed(self, job: dict) -> None:
+        job_id = job.get("id")
+        if not job_id:
+            return
+        self.comic_records.pop(job_id, None)
+        self.comic_records[job_id] = job
+        while len(self.comic_records) > MAX_COMIC_RECORDS:
+            self.comic_records.pop(next(iter(self.comic_records)))
+        self.comic_event = job
+        state = job.get("state")
+        if job_id in self.my_comics and state in COMIC_FINAL_STATES:
+            self.my_comics.discard(job_id)
+            follows = getattr(self.screen, "follows_comic", None)
+            if follows is not None and follows(job_id):
+                return  # the screen on show says it already
+            prompt = format.short_text(job.get("prompt", ""), 40)
+            if state == "succeeded":
+                self.notify(f"“{prompt}” is ready: press g for the gallery", title="Comic ready")
+            elif state == "failed":
+                self.notify(f"“{prompt}” failed: {job.get('error') or 'no reason given'} "
+                            "(g: the gallery, to retry it)", title="Comic failed", severity="error",
+                            timeout=10)
+
+    def _pet_changed(self, data: dict) -> None:
+        name = data.get("name")
+        if not name:
+            return
+        if name not in self.pet_names:
+            self.pet_names.append(name)
+        self.pet_event = data
+        self._pet_news.add(name, len(data.get("new") or []))
+
+    def _announce_pet_photos(self, counts: dict[str, int]) -> None:
+        for name, count in counts.items():
+            self.notify(f"{format.plural(count, 'new photo')} of {name}", title="Pets")
+
+    async def load_comic_thumbnail(self, job_id: str, size: int = images.TILE_SIZE) -> Image.Image | None:
+        """A comic's picture, at most ``size`` pixels on the long side; None if unavailable."""
+        key = f"comic:{job_id}"
+        cache = self.thumbnails if size <= images.TILE_SIZE else self.previews
+        image = cache.get(key, size)
+        if image is not None:
+            return image
+        try:
+            data = await self.client.comic_image(job_id)
+            image = await asyncio.to_thread(images.decode, data, size)
+        except (PetwatchError, httpx.HTTPError, OSError, Image.DecompressionBombError):
+            return None
+        cache.put(key, size, image)
+        return image
 
     @work(exclusive=True, group="status")
     async def refresh_status(self) -> None:
@@ -294,6 +362,75 @@ class PetwatchApp(App[int]):
     def action_unselect_all(self) -> None:
         self.unselect_all()
 
+    def bring_up(self, screen_class: type[Screen], make: Callable[[], Screen]) -> None:
+        """Back to the open screen of ``screen_class`` (closing those above it), else a new one."""
+        if isinstance(self.screen, screen_class):
+            return
+        if any(isinstance(screen, screen_class) for screen in self.screen_stack):
+            while not isinstance(self.screen, screen_class):
+                self.pop_screen()
+        else:
+            self.push_screen(make())
+
+    def action_comics(self) -> None:
+        from petwatch.tui.screens.comics import ComicsScreen
+
+        self.bring_up(ComicsScreen, ComicsScreen)
+
+    def action_pets(self) -> None:
+        from petwatch.tui.screens.pets import PetsScreen
+
+        self.bring_up(PetsScreen, PetsScreen)
+
+    def open_pet_album(self, name: str) -> None:
+        from petwatch.tui.screens.pets import PetAlbumScreen
+
+        if isinstance(self.screen, PetAlbumScreen) and self.screen.name_of_pet == name:
+            return
+        self.push_screen(PetAlbumScreen(name))
+
+    def action_pet_new(self) -> None:
+        """A pet profile from the selected photos: asks for the name, then the daemon makes it."""
+        from petwatch.tui.screens.pets import PetNameScreen
+
+        if not self.selection:
+            self.notify("select example photos of your pet first (Space on a hit; three or more "
+                        "work best), then make the profile", severity="warning")
+            return
+        photos = list(self.selection)
+        self.push_screen(PetNameScreen(len(photos)),
+                         lambda name: self.make_pet(name, photos) if name else None)
+
+    @work(group="pets-edit")
+    async def make_pet(self, name: str, photos: list[str]) -> None:
+        self.notify(f"making {name}'s profile from {format.plural(len(photos), 'photo')}…", title="Pets")
+        try:
+            summary = await self.client.pet_add(name, photos)
+        except PetwatchError as error:
+            self.notify(str(error), title="Pet profile not made", severity="error")
+            return
+        name = summary.get("name", name)
+        if name not in self.pet_names:
+            self.pet_names.append(name)
+        self.notify(f"{name}: {format.plural(summary.get('examples', len(photos)), 'example')}, "
+                    f"{format.plural(summary.get('count', 0), 'photo')} in the album", title="Pets")
+        self.open_pet_album(name)
+
+    @work(group="pet-comic")
+    async def comic_of_pet(self, name: str) -> None:
+        """The comic screen with the pet's best photos (at most the API's 16) as references."""
+        from petwatch.tui.screens.comic import MAX_REFERENCES, ComicScreen
+
+        try:
+            paths = await self.client.pet_paths(name, MAX_REFERENCES)
+        except PetwatchError as error:
+            self.notify(str(error), title="No comic", severity="error")
+            return
+        if not paths:
+            self.notify(f"{name}'s album is empty: no photos to draw from", severity="warning")
+            return
+        self.push_screen(ComicScreen(paths, title=f"Comic of {name}"))
+
     def action_comic(self) -> None:
         """Hook for comics: opens petwatch.tui.screens.comic.ComicScreen(paths) when it exists."""
         if not self.selection:
@@ -306,6 +443,8 @@ class PetwatchApp(App[int]):
                 raise
             self.notify(f"comics are not available in this version; the {len(self.selection)} "
                         "selected paths can be copied (y) or saved (v, w)", severity="warning")
+            return
+        if isinstance(self.screen, module.ComicScreen):
             return
         self.push_screen(module.ComicScreen(list(self.selection)))
 
@@ -363,6 +502,37 @@ class PetwatchApp(App[int]):
         if action == "start_daemon":
             return self.connected is False and not self.starting
         return True
+
+
+class Burst:
+    """Counts by key that come in bursts (a backfill), announced once a burst is over: after
+    NEW_PHOTOS_QUIET_SECONDS without news, or NEW_PHOTOS_MAX_WAIT_SECONDS after the first."""
+
+    def __init__(self, app: App, announce: Callable[[dict[str, int]], None]) -> None:
+        self.app = app
+        self.announce = announce
+        self.counts: dict[str, int] = {}
+        self.since = 0.0
+        self.timer = None
+
+    def add(self, key: str, count: int) -> None:
+        if count <= 0:
+            return
+        now = time.monotonic()
+        if not self.counts:
+            self.since = now
+        self.counts[key] = self.counts.get(key, 0) + count
+        if self.timer is not None:
+            self.timer.stop()
+        if now - self.since >= NEW_PHOTOS_MAX_WAIT_SECONDS:
+            self.flush()
+        else:
+            self.timer = self.app.set_timer(NEW_PHOTOS_QUIET_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        counts, self.counts, self.timer = self.counts, {}, None
+        if counts:
+            self.announce(counts)
 
 
 def run() -> int:

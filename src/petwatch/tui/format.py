@@ -67,3 +67,18 @@ def home_relative(path: str) -> str:
     if home not in ("", "/") and (path == home or path.startswith(home + os.sep)):
         return "~" + path[len(home):]
     return path
+
+
+def usd(value: float | None) -> str:
+    """Dollars as the CLI shows them: $0.07; "-" when unknown."""
+    if value is None:
+        return "-"
+    if 0 < value < 0.005:
+        return "<$0.01"
+    return f"${value:.2f}"
+
+
+def short_text(text: str, width: int) -> str:
+    """One line of at most ``width`` characters, cut with "…"."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: max(0, width - 1)] + "…"

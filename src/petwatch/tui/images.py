@@ -23,11 +23,17 @@ def is_photo_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in PHOTO_EXTENSIONS
 
 
-def decode(data: bytes) -> Image.Image:
-    """JPEG bytes to a loaded RGB image (call it in a thread: it is CPU work)."""
+def decode(data: bytes, max_side: int | None = None) -> Image.Image:
+    """JPEG or PNG bytes to a loaded RGB image, shrunk to ``max_side`` pixels on the long side
+    when given (call it in a thread: it is CPU work)."""
     image = Image.open(io.BytesIO(data))
+    if max_side:
+        image.draft("RGB", (max_side, max_side))  # JPEG: decode at a smaller scale
     image.load()
-    return image if image.mode == "RGB" else image.convert("RGB")
+    image = image if image.mode == "RGB" else image.convert("RGB")
+    if max_side and max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return image
 
 
 class ThumbnailCache:

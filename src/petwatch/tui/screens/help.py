@@ -15,6 +15,10 @@ EXTRA_KEYS = [
     ("Everywhere", "ctrl+q", "Quit"),
     ("Results grid", "mouse", "Click to move, double-click to open"),
     ("Status bar", "mouse", "Click the failures or the selection count to list them"),
+    ("Comic", "tab", "Between the prompt, the options and the buttons"),
+    ("Comics gallery", "arrows / enter", "Move; open the comic large"),
+    ("Pets", "enter", "Open the pet's album"),
+    ("Pet album", "arrows / enter / space", "As in the results grid: move, open large, select"),
 ]
 
 
@@ -22,9 +26,12 @@ def binding_rows() -> list[tuple[str, str, str]]:
     """(area, keys, what) for every binding of every screen and widget of the TUI."""
     from petwatch.tui.app import PetwatchApp
     from petwatch.tui.screens.browse import BrowseScreen
+    from petwatch.tui.screens.comic import ComicScreen
+    from petwatch.tui.screens.comics import ComicsScreen
     from petwatch.tui.screens.confirm import ConfirmScreen
     from petwatch.tui.screens.failures import FailuresScreen
     from petwatch.tui.screens.folders import FoldersScreen
+    from petwatch.tui.screens.pets import PetAlbumScreen, PetNameScreen, PetsScreen
     from petwatch.tui.screens.preview import PreviewScreen
     from petwatch.tui.screens.search import SearchScreen
     from petwatch.tui.screens.selection import SelectionScreen
@@ -32,8 +39,9 @@ def binding_rows() -> list[tuple[str, str, str]]:
 
     areas = [("Everywhere", PetwatchApp), ("Search screen", SearchScreen), ("Results grid", ResultsGrid),
              ("Preview", PreviewScreen), ("Folders", FoldersScreen), ("Selection", SelectionScreen),
-             ("Failures", FailuresScreen), ("Browse", BrowseScreen), ("Confirm", ConfirmScreen),
-             ("Help", HelpScreen)]
+             ("Failures", FailuresScreen), ("Comic", ComicScreen), ("Comics gallery", ComicsScreen),
+             ("Pets", PetsScreen), ("Pet album", PetAlbumScreen), ("Pet name", PetNameScreen),
+             ("Browse", BrowseScreen), ("Confirm", ConfirmScreen), ("Help", HelpScreen)]
     rows: list[tuple[str, str, str]] = []
     for area, owner in areas[:3] + [("Query path input", None)] + areas[3:]:
         by_action: dict[tuple[str, str], list[str]] = {}
@@ -47,7 +55,8 @@ def binding_rows() -> list[tuple[str, str, str]]:
 
 
 def _key_name(binding: Binding, key: str) -> str:
-    names = {"question_mark": "?", "slash": "/", "space": "space", "tilde": "~", "delete": "del"}
+    names = {"question_mark": "?", "slash": "/", "space": "space", "tilde": "~", "delete": "del",
+             "plus": "+"}
     return binding.key_display or names.get(key, key)
 
 

@@ -1,4 +1,5 @@
-"""The selected photos (from any number of searches): review, copy out, save, make a comic."""
+"""The selected photos (from any number of searches): review, copy out, save, make a comic or
+a pet profile."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class SelectionScreen(ModalScreen):
         Binding("w", "focus_save", "Save to file"),
         Binding("X", "clear", "Clear all", show=False),
         Binding("k", "app.comic", "Comic"),
+        Binding("n", "app.pet_new", "Pet profile"),
     ]
 
     @property
@@ -46,8 +48,9 @@ class SelectionScreen(ModalScreen):
                 yield Button("Save", id="selection-save-button", compact=True)
                 yield Button("Copy", id="selection-copy", compact=True, variant="primary")
                 yield Button("Comic", id="selection-comic", compact=True)
+                yield Button("Pet profile", id="selection-pet", compact=True)
             yield Static("[b]x[/] unselect · [b]X[/] clear all · [b]y[/] copy paths · [b]w[/] save to file · "
-                         "[b]k[/] comic · [b]Esc[/] close", classes="dialog-hint")
+                         "[b]k[/] comic · [b]n[/] pet profile · [b]Esc[/] close", classes="dialog-hint")
 
     def on_mount(self) -> None:
         self.watch(self.petwatch, "selection_count", self._fill)
@@ -91,3 +94,7 @@ class SelectionScreen(ModalScreen):
     @on(Button.Pressed, "#selection-comic")
     async def _comic(self) -> None:
         await self.app.run_action("app.comic")
+
+    @on(Button.Pressed, "#selection-pet")
+    async def _pet(self) -> None:
+        await self.app.run_action("app.pet_new")

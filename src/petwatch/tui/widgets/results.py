@@ -39,8 +39,22 @@ TILE_HEIGHT = PICTURE_ROWS + 4  # border, picture, score line, name line, border
 THUMB_WORKERS = 4
 LOOKAHEAD_SCREENS = 1  # thumbnails load this many screens above and below the view
 
+MARK_NOTES = {"example": " example", "yes": " confirmed"}  # a pet album's marks
+
 NORMAL_BORDER = "╭─╮│╰╯"
 CURSOR_BORDER = "┏━┓┃┗┛"
+
+
+MOVE_BINDINGS = [
+    Binding("left", "move(-1)", "Previous hit", show=False),
+    Binding("right", "move(1)", "Next hit", show=False),
+    Binding("up", "move_rows(-1)", "Row up", show=False),
+    Binding("down", "move_rows(1)", "Row down", show=False),
+    Binding("pageup", "move_page(-1)", "Screen up", show=False),
+    Binding("pagedown", "move_page(1)", "Screen down", show=False),
+    Binding("home", "move_to(0)", "First hit", show=False),
+    Binding("end", "move_to(-1)", "Last hit", show=False),
+]
 
 
 class ResultsGrid(ScrollView, can_focus=True):
@@ -69,14 +83,7 @@ class ResultsGrid(ScrollView, can_focus=True):
     """
 
     BINDINGS = [
-        Binding("left", "move(-1)", "Previous hit", show=False),
-        Binding("right", "move(1)", "Next hit", show=False),
-        Binding("up", "move_rows(-1)", "Row up", show=False),
-        Binding("down", "move_rows(1)", "Row down", show=False),
-        Binding("pageup", "move_page(-1)", "Screen up", show=False),
-        Binding("pagedown", "move_page(1)", "Screen down", show=False),
-        Binding("home", "move_to(0)", "First hit", show=False),
-        Binding("end", "move_to(-1)", "Last hit", show=False),
+        *MOVE_BINDINGS,
         Binding("enter", "open", "Open large"),
         Binding("space", "toggle_select", "Select"),
         Binding("a", "search_from", "Search again from hit"),
@@ -298,7 +305,7 @@ class ResultsGrid(ScrollView, can_focus=True):
     def _render_tile(self, index: int, width: int, base: Style) -> list[list[Segment]]:
         hit = self.hits[index]
         component = self.get_component_rich_style
-        selected = self.petwatch.is_selected(hit["path"])
+        selected = self.is_marked(hit)
         if index == self.cursor:
             frame, chars = base + component("results--cursor"), CURSOR_BORDER
         elif selected:
@@ -311,17 +318,35 @@ class ResultsGrid(ScrollView, can_focus=True):
         out = [[Segment(chars[0] + chars[1] * inner + chars[2], frame)]]
         for strip in self._picture(index, inner, inside):
             out.append([left, *strip, right])
-        mark = "✓ " if selected else ""
-        offline = " offline" if hit.get("online") is False else ""
-        note = {"failed": " no preview", "queued": " …"}.get(self.states[index], "")
-        score = f"{mark}{hit['score']:.3f}"
-        extra = _fit(offline + note, inner - cell_len(score))
+        score, extra, name = self.tile_text(index, selected)
+        if cell_len(score) > inner:
+            score = _fit(score, inner, ellipsis=True)
+        extra = _fit(extra, inner - cell_len(score))
         out.append([left, Segment(score, inside + component("results--score")),
                     Segment(extra, inside + component("results--note")), right])
-        name = os.path.basename(hit["path"])
         out.append([left, Segment(_fit(name, inner, ellipsis=True), inside + component("results--caption")), right])
         out.append([Segment(chars[4] + chars[1] * inner + chars[5], frame)])
         return out
+
+    # --- what a tile shows: subclasses (the comics gallery) change these -------------------
+    def tile_text(self, index: int, selected: bool) -> tuple[str, str, str]:
+        """(bold first line, note after it, caption) of tile ``index``."""
+        hit = self.hits[index]
+        mark = "✓ " if selected else ""
+        offline = " offline" if hit.get("online") is False else ""
+        album_mark = MARK_NOTES.get(hit.get("mark") or "", "")
+        note = {"failed": " no preview", "queued": " …"}.get(self.states[index], "")
+        return f"{mark}{hit['score']:.3f}", album_mark + offline + note, os.path.basename(hit["path"])
+
+    def is_marked(self, hit: dict) -> bool:
+        """Whether the tile is drawn as selected."""
+        return self.petwatch.is_selected(hit["path"])
+
+    def cached_picture(self, hit: dict) -> Image.Image | None:
+        return self.petwatch.thumbnails.get(hit["path"], TILE_SIZE)
+
+    async def fetch_picture(self, hit: dict) -> Image.Image | None:
+        return await self.petwatch.load_thumbnail(hit["path"], TILE_SIZE)
 
     def _picture(self, index: int, width: int, style: Style) -> list[list[Segment]]:
         image = self.pictures[index]
@@ -357,11 +382,10 @@ class ResultsGrid(ScrollView, can_focus=True):
         self._visible_pending = False
         if self._queue is None:
             return
-        cache = self.petwatch.thumbnails
         for index in self.visible_range():
             if self.states[index] != "none":
                 continue
-            cached = cache.get(self.hits[index]["path"], TILE_SIZE)
+            cached = self.cached_picture(self.hits[index])
             if cached is not None:
                 self._set_picture(index, cached)
             else:
@@ -383,7 +407,7 @@ class ResultsGrid(ScrollView, can_focus=True):
             if index not in self.visible_range():
                 self.states[index] = "none"  # scrolled away before its turn: fetched when seen again
                 continue
-            image = await self.petwatch.load_thumbnail(self.hits[index]["path"], TILE_SIZE)
+            image = await self.fetch_picture(self.hits[index])
             if generation == self._generation and index < len(self.states):
                 self._set_picture(index, image)
 

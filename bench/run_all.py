@@ -1,0 +1,91 @@
+"""Run every petwatch benchmark, one after another, and summarise their targets.
+
+    python bench/run_all.py            # full runs (~25 min on a 2-core box)
+    python bench/run_all.py --quick    # each benchmark's quick mode (~5 min)
+    python bench/run_all.py --only index,quality
+
+Each benchmark prints its own tables and writes bench/results/<name>-<time>.json (and
+<name>-latest.json); this script adds a one-screen summary at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+BENCHES = {
+    "index": "bench_index.py",
+    "search": "bench_search.py",
+    "quality": "bench_quality.py",
+}
+
+
+def summary(name: str) -> list[list]:
+    path = C.RESULTS_DIR / f"bench_{name}-latest.json"
+    if not path.exists():
+        return [[name, "no results", ""]]
+    data = json.loads(path.read_text())
+    if data.get("skipped"):
+        return [[name, "skipped", data["skipped"]]]
+    rows = []
+    if name == "index":
+        for run in data.get("runs", []):
+            rows.append([name, f"{run['model']}: petwatch / seed images/s",
+                         f"{run['petwatch']['images_per_s']:.2f} / {run['seed']['images_per_s']:.2f} = "
+                         f"{run['ratio']:.2f}x"])
+        target = data.get("target", {})
+        rows.append([name, f"target {target.get('model')} >= {target.get('ratio')}x", C.verdict(target.get("met"))])
+    elif name == "search":
+        for check in data.get("checks", []):
+            rows.append([name, check["target"], f"{C.verdict(check['met'])} ({check['measured']})"])
+    elif name == "quality":
+        for key, result in data.get("results", {}).items():
+            rows.append([name, f"{key}: mAP / P@5", f"{result['map']:.4f} / {result['p_at_5']:.4f}"])
+        for check in data.get("draft_checks", []):
+            rows.append([name, f"draft on-off mAP, {check['photos']}",
+                         f"{check['diff']:+.4f} {C.verdict(check['met'])}"])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    C.add_datasets_arg(parser)
+    parser.add_argument("--quick", action="store_true", help="each benchmark's --quick mode")
+    parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset of: "
+                        + ", ".join(BENCHES))
+    args = parser.parse_args()
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in BENCHES]
+    if unknown:
+        sys.exit(f"unknown benchmark(s): {', '.join(unknown)}")
+    failed = []
+    timings = {}
+    for name in chosen:
+        cmd = [sys.executable, str(C.BENCH_DIR / BENCHES[name])]
+        if args.quick:
+            cmd.append("--quick")
+        if args.datasets and name in ("index", "quality"):
+            cmd += ["--datasets", str(args.datasets)]
+        print(f"\n{'=' * 100}\n$ {' '.join(cmd)}\n{'=' * 100}", flush=True)
+        started = time.monotonic()
+        code = subprocess.call(cmd)
+        timings[name] = time.monotonic() - started
+        if code:
+            failed.append(name)
+    print(f"\n{'=' * 100}")
+    rows = [row for name in chosen if name not in failed for row in summary(name)]
+    rows += [[name, "benchmark crashed", "see its output above"] for name in failed]
+    rows += [[name, "wall time", f"{seconds:.0f}s"] for name, seconds in timings.items()]
+    print(C.table(["benchmark", "figure", "value"], rows, title="Summary"))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The pet-profile part of the socket API: ``petwatch pets ...`` and the TUI's pet screens.
+
+The daemon owns the profiles (``Daemon.pets``, a ``petwatch.pets.Pets`` in the state
+SQLite); its stored-photos callback matches each newly indexed photo against them and
+publishes a ``pet`` event (``{"name": ..., "new": [paths], "count": album size}``) when a
+photo joins an album. ``api.create_app`` includes ``router(daemon.pets)``.
+
+    GET    /pets                      every profile's summary
+    POST   /pets                      {"name", "photos"}: create, or add examples
+    GET    /pets/{name}?offset&limit  summary + the album, best first (limit 0 = all of it)
+    GET    /pets/{name}/paths?top=N   the N best photos' paths (e.g. a comic's references)
+    POST   /pets/{name}/marks         {"paths", "mark": "yes" | "not" | "forget"}
+    DELETE /pets/{name}               remove the profile and its marks (photos untouched)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from petwatch.pets import MAX_NAME, NOT, YES, Pets
+
+MAX_PHOTOS = 1000  # photos in one add or mark request
+MAX_ALBUM_PAGE = 100_000
+PhotoPath = Annotated[str, Field(min_length=1, max_length=8192)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PetAddRequest(_Strict):
+    name: str = Field(..., min_length=1, max_length=MAX_NAME, description="The pet's name")
+    photos: list[PhotoPath] = Field(..., min_length=1, max_length=MAX_PHOTOS,
+                              description="Example photos of the pet (three or more work best)")
+
+
+class PetMarkRequest(_Strict):
+    paths: list[PhotoPath] = Field(..., min_length=1, max_length=MAX_PHOTOS)
+    mark: str = Field(..., pattern=f"^({YES}|{NOT}|forget)$",
+                      description="yes: my pet (add it); not: not my pet; forget: drop the mark")
+
+
+def _name():
+    return Path(..., min_length=1, max_length=MAX_NAME, description="The pet's name (any case)")
+
+
+def router(pets: Pets) -> APIRouter:
+    """The /pets routes over the daemon's profiles."""
+    routes = APIRouter(prefix="/pets", tags=["pets"])
+
+    @routes.get("")
+    def pet_list() -> list[dict]:
+        return pets.list()
+
+    @routes.post("")
+    def pet_add(request: PetAddRequest) -> dict:
+        return pets.add(request.name, request.photos)
+
+    @routes.get("/{name}")
+    def pet_album(name: str = _name(), offset: int = Query(0, ge=0, le=MAX_ALBUM_PAGE),
+                  limit: int = Query(0, ge=0, le=MAX_ALBUM_PAGE, description="0 = the whole album")) -> dict:
+        return pets.album(name, offset, limit or None)
+
+    @routes.get("/{name}/paths")
+    def pet_paths(name: str = _name(), top: int = Query(8, ge=1, le=MAX_ALBUM_PAGE)) -> dict:
+        return {"name": name, "paths": pets.top_paths(name, top)}
+
+    @routes.post("/{name}/marks")
+    def pet_mark(request: PetMarkRequest, name: str = _name()) -> dict:
+        return pets.mark(name, request.paths, request.mark)
+
+    @routes.delete("/{name}")
+    def pet_remove(name: str = _name()) -> dict:
+        return pets.remove(name)
+
+    return routes

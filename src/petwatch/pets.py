@@ -1,0 +1,593 @@
+"""Pet profiles: example photos of one pet, the album of every indexed photo that shows it,
+and what the user taught it (marks).
+
+A profile holds positive vectors (the example photos, and photos the user confirmed with
+``pets mark --yes``) and negative ones (photos the user rejected with ``--not``). What was
+measured to work best (``bench/bench_pets.py``, numbers in docs/pets.md):
+
+* the prototype is the normalised **mean** of the positives: it beats any single example,
+  and beats max-similarity over the examples (several prototypes);
+* a photo's similarity is the best cosine similarity of **any of its stored views** to the
+  prototype: view 0 is the whole image, higher views are crops where the index has them;
+* rejected photos demote what looks more like them than like the pet (re-ranking):
+  ``score = pos - max(0, neg - pos + SUPPRESS_MARGIN)``, ``neg`` the best similarity to any
+  rejected photo;
+* the threshold sits between what the library's photos typically score (the median of a
+  sample) and what the example photos score against the others (leave-one-out):
+  ``t = median + GAMMA * (mean LOO - median)``; rejected photos that still clear it pull it
+  halfway up towards them. Confirmed photos sharpen the prototype but do not raise the bar
+  (they are the easy ones, and the album is meant to hold *all* the photos of the pet).
+
+The album is every indexed photo whose score reaches the threshold, found by range search
+(no top-k: all of them, 5 or 5,000), plus the confirmed photos, minus the rejected ones.
+
+Marks are kept in the state SQLite by content hash (the path is kept for display and for
+re-embedding), together with the vector they contributed and the model that made it: they
+survive a daemon restart, a rename and a re-index. After a model change their vectors are
+taken again from the new index (same bytes) or re-embedded from the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from petwatch.errors import PetwatchError
+
+if TYPE_CHECKING:  # the daemon's Library; pets only use its store, embedder and catalog
+    from petwatch.library import Library
+
+log = logging.getLogger(__name__)
+
+EXAMPLE, YES, NOT = "example", "yes", "not"
+KINDS = (EXAMPLE, YES, NOT)
+POSITIVE = (EXAMPLE, YES)
+
+GAMMA = 0.75  # where between the library's median and the pet's LOO mean the threshold sits
+SUPPRESS_MARGIN = 0.05  # a photo within this of a rejected photo's similarity is demoted
+LOO_ONE_EXAMPLE = 0.6  # assumed LOO mean with a single positive (typical for 3+, see bench)
+BACKGROUND_SAMPLE = 256  # photos sampled from the library for its median score
+MAX_NEGATIVES = 256  # the most recent rejections used for re-ranking
+MAX_NAME = 64
+_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]+$")
+
+
+# --- the pure middle: vectors in, scores and thresholds out ---------------------------------
+def normalise(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+def prototype(positives: np.ndarray) -> np.ndarray:
+    """The normalised mean of the positive vectors."""
+    return normalise(np.asarray(positives, dtype=np.float32).mean(axis=0)).astype(np.float32)
+
+
+def loo_scores(positives: np.ndarray) -> list[float]:
+    """Each positive's similarity to the prototype of the others (leave-one-out)."""
+    positives = np.asarray(positives, dtype=np.float32)
+    if len(positives) < 2:
+        return []
+    total = positives.sum(axis=0)
+    return [float(p @ normalise(total - p)) for p in positives]
+
+
+def score_views(views: np.ndarray, proto: np.ndarray, negatives: np.ndarray | None = None,
+                margin: float = SUPPRESS_MARGIN) -> tuple[float, int]:
+    """(score, best view) of one photo's views (views x dim) against a profile."""
+    sims = np.asarray(views, dtype=np.float32) @ proto
+    best = int(np.argmax(sims))
+    return suppress(float(sims[best]), best_negative(views, negatives), margin), best
+
+
+def best_negative(views: np.ndarray, negatives: np.ndarray | None) -> float:
+    if negatives is None or len(negatives) == 0:
+        return -1.0
+    return float((np.asarray(views, dtype=np.float32) @ np.asarray(negatives).T).max())
+
+
+def suppress(positive: float, negative: float, margin: float = SUPPRESS_MARGIN) -> float:
+    """Demote a photo that looks more like a rejected photo than like the pet."""
+    return positive - max(0.0, negative - positive + margin)
+
+
+def threshold(background: Sequence[float], examples: np.ndarray,
+              rejected: Sequence[float] = (), gamma: float = GAMMA) -> float:
+    """The album's cut: between the library's median score and the examples' own (LOO)
+    scores, raised halfway towards rejected photos that would still clear it."""
+    loo = loo_scores(examples)
+    anchor = float(np.mean(loo)) if loo else LOO_ONE_EXAMPLE
+    median = float(np.median(background)) if len(background) else 0.0
+    cut = median + gamma * (anchor - median)
+    if len(rejected):
+        cut = max(cut, 0.5 * (cut + float(np.mean(rejected))))
+    return cut
+
+
+def rejected_scores(proto: np.ndarray, negatives: np.ndarray, margin: float = SUPPRESS_MARGIN) -> list[float]:
+    """Each rejected vector's score with itself left out of the negatives (leave-one-out)."""
+    scores = []
+    for i, vector in enumerate(negatives):
+        others = np.delete(negatives, i, axis=0)
+        scores.append(suppress(float(vector @ proto), best_negative(vector[None], others), margin))
+    return scores
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_NAME or not _NAME.match(name) or name.startswith("-"):
+        raise PetwatchError(f"a pet's name is 1 to {MAX_NAME} characters, without / \\ or control "
+                            f"characters, not starting with '-': {name!r}")
+    return name
+
+
+# --- persistence: the profiles and marks in the state SQLite --------------------------------
+@dataclass
+class Mark:
+    """One photo a profile knows: an example, a confirmed or a rejected photo."""
+
+    content_hash: str
+    path: str
+    kind: str
+    vector: np.ndarray | None = field(repr=False)  # None: made by another model, not re-derived yet
+    model: str = ""
+    at: float = 0.0
+
+
+@dataclass
+class Profile:
+    name: str
+    created_at: float
+    marks: list[Mark]
+
+    def vectors(self, kinds: Iterable[str]) -> np.ndarray:
+        wanted = set(kinds)
+        rows = [m.vector for m in self.marks if m.kind in wanted and m.vector is not None]
+        return np.asarray(rows, dtype=np.float32) if rows else np.zeros((0, 0), np.float32)
+
+    def hashes(self, kinds: Iterable[str]) -> set[str]:
+        wanted = set(kinds)
+        return {m.content_hash for m in self.marks if m.kind in wanted}
+
+    def count(self, kind: str) -> int:
+        return sum(1 for m in self.marks if m.kind == kind)
+
+
+class PetBook:
+    """Profiles and marks in SQLite (the state DB): what must survive restarts and re-indexing."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(
+            "CREATE TABLE IF NOT EXISTS pets (name TEXT PRIMARY KEY COLLATE NOCASE, created_at REAL);"
+            "CREATE TABLE IF NOT EXISTS pet_marks ("
+            " pet TEXT NOT NULL COLLATE NOCASE REFERENCES pets(name) ON DELETE CASCADE,"
+            " content_hash TEXT NOT NULL, path BLOB NOT NULL, kind TEXT NOT NULL,"
+            " model TEXT NOT NULL, vector BLOB, at REAL NOT NULL,"
+            " PRIMARY KEY (pet, content_hash));"
+        )
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT name FROM pets ORDER BY name COLLATE NOCASE")]
+
+    def find(self, name: str) -> str | None:
+        """The stored spelling of ``name`` (names are case-insensitive), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT name FROM pets WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def create(self, name: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO pets VALUES (?, ?)", (name, time.time()))
+
+    def delete(self, name: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM pets WHERE name = ?", (name,)).rowcount > 0
+
+    def load(self, name: str) -> Profile | None:
+        with self._lock:
+            row = self._db.execute("SELECT name, created_at FROM pets WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return None
+            marks = [
+                Mark(content_hash, os.fsdecode(path), kind,
+                     None if blob is None else np.frombuffer(blob, dtype=np.float32).copy(), model, at)
+                for content_hash, path, kind, model, blob, at in self._db.execute(
+                    "SELECT content_hash, path, kind, model, vector, at FROM pet_marks WHERE pet = ?"
+                    " ORDER BY at", (row[0],))
+            ]
+        return Profile(row[0], row[1], marks)
+
+    def put(self, name: str, marks: Sequence[Mark]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO pet_marks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(name, m.content_hash, os.fsencode(m.path), m.kind, m.model,
+                  None if m.vector is None else np.asarray(m.vector, np.float32).tobytes(), m.at)
+                 for m in marks])
+
+    def forget(self, name: str, hashes: Iterable[str]) -> int:
+        with self._lock:
+            return sum(self._db.execute("DELETE FROM pet_marks WHERE pet = ? AND content_hash = ?",
+                                        (name, h)).rowcount for h in hashes)
+
+
+# --- the service the daemon runs --------------------------------------------------------------
+@dataclass
+class _State:
+    """What an album needs, derived from a profile and the library; dropped when either changes."""
+
+    profile: Profile
+    proto: np.ndarray
+    negatives: np.ndarray | None
+    threshold: float
+    library_size: int
+    album: dict[str, float] | None = None  # path -> score, when computed
+
+
+class Pets:
+    """Profiles over an opened Library: albums by range search, marks, live matching."""
+
+    def __init__(self, library: Library, db_path: Path) -> None:
+        self.library = library
+        self.book = PetBook(db_path)
+        self._lock = threading.RLock()
+        self._states: dict[str, _State] = {}
+        self._known: dict[str, set[str]] = {}  # album members already seen, per pet: "new" is news
+        self._background: tuple[int, list[np.ndarray]] | None = None
+
+    def close(self) -> None:
+        self.book.close()
+
+    # --- shortcuts into the library -----------------------------------------------------------
+    @property
+    def _catalog(self):
+        return self.library.indexer.catalog
+
+    @property
+    def _identity(self) -> str:
+        return self.library.embedder.identity
+
+    @property
+    def _views(self) -> bool:
+        """Whether the index holds region views (then every search looks at all views)."""
+        return self.library.embedder.views > 1
+
+    def _name(self, name: str) -> str:
+        stored = self.book.find(name.strip())
+        if stored is None:
+            known = ", ".join(self.book.names()) or "none yet"
+            raise PetwatchError(f"no pet named {name!r} (known: {known}); "
+                                f"create one with `petwatch pets add NAME --photo PHOTO...`")
+        return stored
+
+    # --- commands -------------------------------------------------------------------------------
+    def add(self, name: str, photos: Sequence[str]) -> dict:
+        """Create a profile from example photos, or add examples to an existing one."""
+        name = check_name(name)
+        if not photos:
+            raise PetwatchError("give at least one example photo (--photo PATH); three or more work best")
+        marks = [self._mark_for(path, EXAMPLE, None) for path in photos]
+        with self._lock:
+            name = self.book.find(name) or name
+            self.book.create(name)
+            self.book.put(name, marks)
+            self._states.pop(name, None)
+        return self.summary(name)
+
+    def remove(self, name: str) -> dict:
+        with self._lock:
+            name = self._name(name)
+            self.book.delete(name)
+            self._states.pop(name, None)
+            self._known.pop(name, None)
+        return {"removed": name}
+
+    def mark(self, name: str, paths: Sequence[str], kind: str) -> dict:
+        """Teach a profile: ``yes`` (my pet: add it), ``not`` (not my pet) or ``forget``."""
+        if kind not in (YES, NOT, "forget"):
+            raise PetwatchError(f"a mark is yes, not or forget, not {kind!r}")
+        with self._lock:
+            name = self._name(name)
+            if kind == "forget":
+                self.book.forget(name, self._hashes_to_forget(name, paths))
+            else:
+                state = self._state(name)
+                self.book.put(name, [self._mark_for(path, kind, state.proto) for path in paths])
+            self._states.pop(name, None)
+        return self.summary(name)
+
+    def names(self) -> list[str]:
+        return self.book.names()
+
+    def _hashes_to_forget(self, name: str, paths: Sequence[str]) -> list[str]:
+        profile = self.book.load(name)
+        by_path = {m.path: m.content_hash for m in profile.marks} if profile else {}
+        hashes = []
+        for path in paths:
+            path = os.path.abspath(os.path.expanduser(path))
+            if path in by_path:
+                hashes.append(by_path[path])
+            elif os.path.isfile(path):
+                hashes.append(self._hash_of(path))
+            else:
+                raise PetwatchError(f"{path}: no such photo, and {name} has no mark for it")
+        return hashes
+
+    def list(self) -> list[dict]:
+        return [self.summary(name) for name in self.book.names()]
+
+    def summary(self, name: str) -> dict:
+        with self._lock:
+            name = self._name(name)
+            state = self._state(name)
+            album = self._album(state)
+        profile = state.profile
+        stale = [m.path for m in profile.marks if m.vector is None]
+        return {
+            "name": name, "created_at": profile.created_at,
+            "examples": profile.count(EXAMPLE), "confirmed": profile.count(YES),
+            "rejected": profile.count(NOT), "threshold": round(state.threshold, 4),
+            "count": len(album), "stale": stale,
+            "example_paths": [m.path for m in profile.marks if m.kind == EXAMPLE],
+        }
+
+    def album(self, name: str, offset: int = 0, limit: int | None = None) -> dict:
+        """The profile and its album: every matching indexed photo, best first."""
+        with self._lock:
+            name = self._name(name)
+            state = self._state(name)
+            album = dict(self._album(state))
+            self._known[name] = set(album)
+        summary = self.summary(name)
+        ranked = sorted(album.items(), key=lambda item: -item[1])
+        window = ranked[offset:offset + limit if limit else None]
+        marks = {m.content_hash: m.kind for m in state.profile.marks}
+        hits = []
+        for path, score in window:
+            entry = self._catalog.get(path)
+            content_hash = entry.content_hash if entry else ""
+            hits.append({"path": path, "score": round(score, 4), "content_hash": content_hash,
+                         "mark": marks.get(content_hash)})
+        return {**summary, "offset": offset, "hits": hits}
+
+    def top_paths(self, name: str, count: int) -> list[str]:
+        """The ``count`` best photos of a pet: reference photos for a comic."""
+        return [hit["path"] for hit in self.album(name, 0, count)["hits"]]
+
+    # --- the daemon's hook: photos just stored in the index -----------------------------------
+    def on_stored(self, paths: Sequence[str]) -> list[dict]:
+        """Match freshly indexed photos against every profile; one event per pet with new photos.
+
+        Runs on the indexer's thread: a failure is logged, never raised into indexing.
+        """
+        try:
+            return self._match_new(paths)
+        except Exception:  # noqa: BLE001 - a profile problem must never stop indexing
+            log.exception("matching new photos against pet profiles failed")
+            return []
+
+    def _match_new(self, paths: Sequence[str]) -> list[dict]:
+        names = self.book.names()
+        if not names or not paths:
+            return []
+        vectors = self.library.store.vectors(paths)
+        events = []
+        with self._lock:
+            for name in names:
+                state = self._state(name)
+                album = self._album(state)
+                known = self._known.get(name)
+                if known is None:  # album computed just now: the fresh photos are in it already
+                    known = set(album) - set(vectors)
+                rejected = state.profile.hashes([NOT])
+                confirmed = state.profile.hashes(POSITIVE)
+                new = []
+                for path, views in vectors.items():
+                    entry = self._catalog.get(path)
+                    content_hash = entry.content_hash if entry else ""
+                    if content_hash in rejected:
+                        album.pop(path, None)
+                        continue
+                    score, _view = score_views(views, state.proto, state.negatives)
+                    if score >= state.threshold or content_hash in confirmed:
+                        if path not in known:
+                            new.append(path)
+                        album[path] = score
+                    else:
+                        album.pop(path, None)
+                self._drop_missing(album)
+                self._known[name] = set(album)
+                if new:
+                    events.append({"name": name, "new": new[:100], "count": len(album)})
+        return events
+
+    # --- derived state ----------------------------------------------------------------------------
+    def _state(self, name: str) -> _State:
+        size = len(self._catalog)
+        state = self._states.get(name)
+        if state is not None and not _grew(state.library_size, size):
+            return state
+        profile = self.book.load(name)
+        if profile is None:
+            raise PetwatchError(f"no pet named {name!r}")
+        self._refresh_vectors(profile)
+        positives = profile.vectors(POSITIVE)
+        if len(positives) == 0:
+            raise PetwatchError(f"{name} has no usable example photos left; add some with "
+                                f"`petwatch pets add {name} --photo PHOTO...`")
+        proto = prototype(positives)
+        negatives = profile.vectors([NOT])[-MAX_NEGATIVES:]
+        negatives = negatives if len(negatives) else None
+        background = [score_views(views, proto, negatives)[0] for views in self._background_sample()]
+        rejected = rejected_scores(proto, negatives) if negatives is not None else []
+        examples = profile.vectors([EXAMPLE])
+        cut = threshold(background, examples if len(examples) else positives, rejected)
+        state = _State(profile, proto, negatives, cut, size)
+        self._states[name] = state
+        return state
+
+    def _background_sample(self) -> list[np.ndarray]:
+        """Vectors of a random sample of indexed photos (what a photo typically scores)."""
+        size = len(self._catalog)
+        if self._background is None or _grew(self._background[0], size):
+            paths = _keys(self._catalog)
+            sample = random.Random(0).sample(paths, min(BACKGROUND_SAMPLE, len(paths)))
+            self._background = (size, list(self.library.store.vectors(sample).values()))
+        return self._background[1]
+
+    def _album(self, state: _State) -> dict[str, float]:
+        if state.album is None:
+            state.album = self._search(state)
+        self._drop_missing(state.album)
+        return state.album
+
+    def _drop_missing(self, album: dict[str, float]) -> None:
+        for path in [p for p in album if p not in self._catalog]:
+            del album[path]
+
+    def _search(self, state: _State) -> dict[str, float]:
+        """Range search: every indexed photo whose best view clears the threshold."""
+        store, views = self.library.store, self._views
+        positive: dict[str, float] = {}
+        for hit in store.range_search(state.proto, state.threshold, whole_image_only=not views):
+            positive[hit.path] = max(hit.score, positive.get(hit.path, -1.0))
+        negative: dict[str, float] = {}
+        if state.negatives is not None and positive:
+            for vector in state.negatives:
+                for hit in store.range_search(vector, state.threshold - SUPPRESS_MARGIN,
+                                              whole_image_only=not views):
+                    negative[hit.path] = max(hit.score, negative.get(hit.path, -1.0))
+        rejected = state.profile.hashes([NOT])
+        album = {}
+        for path, score in positive.items():
+            entry = self._catalog.get(path)
+            if entry is None or entry.content_hash in rejected:
+                continue
+            final = suppress(score, negative.get(path, -1.0))
+            if final >= state.threshold:
+                album[path] = final
+        # Confirmed photos belong to the album whatever they score.
+        confirmed_paths = [p for h in state.profile.hashes(POSITIVE)
+                           for p in self.library.indexer.paths_by_hash.get(h, ()) if p not in album]
+        for path, views in self.library.store.vectors(confirmed_paths).items():
+            album[path] = score_views(views, state.proto, state.negatives)[0]
+        return album
+
+    # --- marks' vectors -------------------------------------------------------------------------
+    def _mark_for(self, path: str, kind: str, proto: np.ndarray | None) -> Mark:
+        """A mark for a photo file: its hash and the vector it contributes.
+
+        An example contributes its whole-image vector. A confirmed or rejected photo
+        contributes the view that best matches the pet (a crop showing the dog, where the
+        index has crops), since that view is what made it match or miss.
+        """
+        path = os.path.abspath(os.path.expanduser(path))
+        if not os.path.isfile(path):
+            raise PetwatchError(f"photo not found: {path}")
+        content_hash = self._hash_of(path)
+        views = self._indexed_views(path)
+        if views is None:
+            views = np.asarray([self.library.query_vector(path)], dtype=np.float32)
+        if kind == EXAMPLE or proto is None:
+            vector = views[0]
+        else:
+            vector = views[int(np.argmax(views @ proto))]
+        return Mark(content_hash, path, kind, np.asarray(vector, np.float32), self._identity, time.time())
+
+    def _hash_of(self, path: str) -> str:
+        entry = self._catalog.get(path)
+        current = self.library.indexer.stat(path)
+        if entry and current and (current.size, current.mtime_ns) == (entry.size, entry.mtime_ns):
+            return entry.content_hash
+        from petwatch import photos
+
+        try:
+            return photos.read_photo(path, self.library.settings.max_image_pixels).content_hash
+        except photos.PhotoError as error:
+            raise PetwatchError(f"cannot use {path}: {error}") from None
+
+    def _indexed_views(self, path: str) -> np.ndarray | None:
+        """The stored views of an indexed, unchanged photo (or of any photo with its bytes)."""
+        entry = self._catalog.get(path)
+        current = self.library.indexer.stat(path)
+        if entry is None or current is None or (current.size, current.mtime_ns) != (entry.size, entry.mtime_ns):
+            return None
+        return self.library.store.vectors([path]).get(path)
+
+    def _refresh_vectors(self, profile: Profile) -> None:
+        """Marks made by another model (the index was rebuilt): take their vectors again.
+
+        Examples first (their whole-image vector), then confirmed and rejected photos (the
+        view that best matches the refreshed prototype), from the index where it holds the
+        same bytes, else embedded from the file.
+        """
+        stale = [m for m in profile.marks if m.model != self._identity or m.vector is None]
+        if not stale:
+            return
+        for mark in stale:
+            mark.vector = None
+        fixed = []
+        for mark in sorted(stale, key=lambda m: m.kind != EXAMPLE):
+            positives = profile.vectors(POSITIVE)
+            proto = prototype(positives) if mark.kind != EXAMPLE and len(positives) else None
+            for path in self._paths_with(mark):
+                try:
+                    if self._hash_of(path) != mark.content_hash:
+                        continue
+                    views = self._indexed_views(path)
+                    if views is None:
+                        views = np.asarray([self.library.query_vector(path)], dtype=np.float32)
+                except PetwatchError:
+                    continue
+                mark.vector = views[0] if proto is None else views[int(np.argmax(views @ proto))]
+                mark.model = self._identity
+                fixed.append(mark)
+                break
+        if fixed:
+            self.book.put(profile.name, fixed)
+            log.info("pet %s: %d marks re-derived for model %s", profile.name, len(fixed), self._identity)
+        missing = [m.path for m in stale if m.vector is None]
+        if missing:
+            log.warning("pet %s: %d marks were made by another model and their photos are gone: %s",
+                        profile.name, len(missing), ", ".join(missing[:5]))
+
+    def _paths_with(self, mark: Mark) -> list[str]:
+        """Where a mark's photo may be now: its own path first, then any path with its bytes."""
+        others = sorted(p for p in tuple(self.library.indexer.paths_by_hash.get(mark.content_hash, ()))
+                        if p != mark.path)
+        return [mark.path, *others]
+
+
+def _keys(mapping: dict) -> list:
+    """The keys of a dict another thread may be changing."""
+    for _ in range(10):
+        try:
+            return list(mapping)
+        except RuntimeError:  # changed size during iteration: try again
+            continue
+    return list(mapping.copy())
+
+
+def _grew(before: int, now: int) -> bool:
+    """Whether the library changed enough that its median score must be sampled again."""
+    return abs(now - before) > max(20, before // 4)
