@@ -135,37 +135,52 @@ def make_camera_jpegs(out_dir: Path, count: int, datasets: Path | None, width: i
 
 
 # --- memory ----------------------------------------------------------------------------------
-def tree_rss(pid: int | None = None) -> int:
-    """Resident bytes of a process and all its descendants (Milvus Lite 2.x runs a child)."""
+def tree_rss(pid: int | None = None, split: bool = False):
+    """Resident bytes of a process and all its descendants (Milvus Lite 2.x runs a child).
+
+    With ``split``, a pair: (the process itself, its descendants together).
+    """
     import psutil
 
     try:
         proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
+        children = proc.children(recursive=True)
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for p in procs:
+        return (0, 0) if split else 0
+    own = 0
+    try:
+        own = proc.memory_info().rss
+    except psutil.NoSuchProcess:
+        pass
+    rest = 0
+    for child in children:
         try:
-            total += p.memory_info().rss
+            rest += child.memory_info().rss
         except psutil.NoSuchProcess:
             pass
-    return total
+    return (own, rest) if split else own + rest
 
 
 class PeakRSS:
-    """Samples the process tree's RSS on a thread; ``peak`` is the highest sum seen."""
+    """Samples the process tree's RSS on a thread: ``peak`` is the highest sum seen,
+    ``peak_self`` and ``peak_children`` the highest of each part (not necessarily together)."""
 
     def __init__(self, pid: int | None = None, interval: float = 0.05) -> None:
         self.pid = pid
         self.interval = interval
-        self.peak = 0
+        self.peak = self.peak_self = self.peak_children = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
 
+    def _sample(self) -> None:
+        own, rest = tree_rss(self.pid, split=True)
+        self.peak = max(self.peak, own + rest)
+        self.peak_self = max(self.peak_self, own)
+        self.peak_children = max(self.peak_children, rest)
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss(self.pid))
+            self._sample()
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakRSS:
@@ -175,7 +190,7 @@ class PeakRSS:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, tree_rss(self.pid))
+        self._sample()
 
 
 def mib(n: float | int | None) -> str:

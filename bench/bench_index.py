@@ -83,6 +83,7 @@ def worker_seed(args: argparse.Namespace) -> dict:
         "images": len(files), "stored": int(stored), "seconds": seconds,
         "images_per_s": len(files) / seconds, "startup_s": ready - started,
         "torch_threads": torch.get_num_threads(), "peak_rss": peak.peak,
+        "peak_rss_self": peak.peak_self, "peak_rss_milvus": peak.peak_children,
     }
 
 
@@ -90,6 +91,15 @@ def _probe_image():
     from PIL import Image
 
     return Image.new("RGB", (640, 480))
+
+
+def _input_sizes(embedder) -> str:
+    """The model input(s) per photo: "224", or "224+336" when region views run a second pass."""
+    sizes = [int(embedder.transform(_probe_image()).shape[-1])]
+    region = getattr(embedder, "region_transform", None)
+    if region is not None:
+        sizes.append(int(region(_probe_image()).shape[-1]))
+    return "+".join(map(str, sizes))
 
 
 def worker_petwatch(args: argparse.Namespace) -> dict:
@@ -124,9 +134,10 @@ def worker_petwatch(args: argparse.Namespace) -> dict:
                      ("batch_size", "decode_threads", "draft_decode", "region_views") if hasattr(settings, name)},
         "decode_threads": library.embedder.decode_threads, "settings_overrides": overrides,
         "views": getattr(library.embedder, "views", 1),
-        "input_px": int(library.embedder.transform(_probe_image()).shape[-1]),
+        "input_px": _input_sizes(library.embedder),
         "patches": args.patch or [],
         "problems": dict(list(problems.items())[:5]), "peak_rss": peak.peak,
+        "peak_rss_self": peak.peak_self, "peak_rss_milvus": peak.peak_children,
     }
 
 
@@ -179,19 +190,34 @@ def worker_profile(args: argparse.Namespace) -> dict:
     drafts = timed(f"draft decode (photos.decode, min_side {min_side})",
                    lambda b: photos.decode(b, min_side), blobs)
     out["draft_size"] = list(drafts[0].size)
-    out["input_px"] = int(transform(drafts[0]).shape[-1])
+    out["input_px"] = _input_sizes(embedder)
     timed("timm transform of full-size image", transform, full)
     tensors = timed("timm transform of draft image", transform, drafts)
     del full
 
-    def forward_ms(batch: int, channels_last: bool, threads: int, dtype=None) -> float:
+    import copy
+
+    region_transform = getattr(embedder, "region_transform", None)
+    region_tensors = (timed("timm region transform of draft image (region views)", region_transform, drafts)
+                      if region_transform is not None else None)
+    def net_for(mode: str, fmt, x):
+        if mode == "bf16":
+            return copy.deepcopy(network).to(torch.bfloat16).to(memory_format=fmt), x.to(torch.bfloat16)
+        net = network.to(memory_format=fmt)
+        if mode == "jit":
+            with torch.no_grad():
+                return torch.jit.freeze(torch.jit.trace(net, x)), x
+        return net, x
+
+    def forward_ms(batch: int, channels_last: bool, threads: int, mode: str = "fp32", inputs=None) -> float:
         torch.set_num_threads(threads)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        net = network.to(memory_format=fmt)
-        x = torch.stack([tensors[i % len(tensors)] for i in range(batch)]).to(memory_format=fmt)
+        inputs = inputs or tensors
+        x = torch.stack([inputs[i % len(inputs)] for i in range(batch)]).to(memory_format=fmt)
+        net, x = net_for(mode, fmt, x)
         reps = max(2, 32 // batch)
         best = float("inf")
-        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        with torch.inference_mode():
             net(x)
             for _ in range(3):  # best of three: this box is shared
                 t = time.perf_counter()
@@ -202,14 +228,24 @@ def worker_profile(args: argparse.Namespace) -> dict:
 
     cores = os.cpu_count() or 1
     grid = out["forward_ms_per_image"]
-    for threads in sorted({1, cores}):
-        for batch in (1, 16, 32):
-            for cl in (False, True):
-                grid[f"threads={threads} batch={batch} channels_last={cl}"] = forward_ms(batch, cl, threads)
-    try:
-        grid[f"threads={cores} batch=16 channels_last=True bf16-autocast"] = forward_ms(16, True, cores, torch.bfloat16)
-    except Exception as error:  # noqa: BLE001 - not every CPU/torch has bf16 kernels
-        grid["bf16-autocast error"] = str(error)
+    px = int(tensors[0].shape[-1])
+    plan = [(1, False, 1, "fp32"), (1, False, cores, "fp32"), (16, False, cores, "fp32"),
+            (1, True, 1, "fp32"), (16, True, 1, "fp32"), (16, True, cores, "fp32"), (32, True, cores, "fp32"),
+            (16, True, cores, "jit"), (16, True, cores, "bf16")]
+    for batch, cl, threads, mode in plan:
+        label = f"{px}px threads={threads} batch={batch} channels_last={cl} {mode}"
+        try:
+            grid[label] = forward_ms(batch, cl, threads, mode)
+        except Exception as error:  # noqa: BLE001 - not every CPU/torch has bf16 kernels
+            grid[label] = f"error: {error}"
+    if region_tensors is not None:
+        rpx = int(region_tensors[0].shape[-1])
+        for mode in ("fp32", "bf16"):
+            label = f"{rpx}px (region pass) threads={cores} batch=16 channels_last=True {mode}"
+            try:
+                grid[label] = forward_ms(16, True, cores, mode, region_tensors)
+            except Exception as error:  # noqa: BLE001
+                grid[label] = f"error: {error}"
     torch.set_num_threads(cores)
 
     # Insert: one row per call (seed) vs petwatch's Store.upsert of a batch.
@@ -297,6 +333,11 @@ def run_variant(variant: str, model: str, weights: Path | None, folder: Path,
         return C.run_worker(argv, env=C.clean_env())
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _rss(result: dict) -> str:
+    return (f"{C.mib(result['peak_rss'])} ({result['peak_rss_self'] / 2**20:,.0f}"
+            f"+{result['peak_rss_milvus'] / 2**20:,.0f})")
 
 
 def _region_views_default() -> bool:
@@ -410,14 +451,14 @@ def main() -> None:
         s, p = run["seed"], run["petwatch"]
         rows.append([run["model"], run["variant"], f"{p.get('input_px', '?')}px x{p.get('views', 1)}",
                      f"{s['images_per_s']:.2f}", f"{p['images_per_s']:.2f}", f"{run['ratio']:.2f}x",
-                     C.mib(s["peak_rss"]), C.mib(p["peak_rss"]), f"{s['startup_s']:.1f}s", f"{p['startup_s']:.1f}s",
+                     _rss(s), _rss(p), f"{s['startup_s']:.1f}s", f"{p['startup_s']:.1f}s",
                      f"{s['foreign_load_cores']:.2f}/{p['foreign_load_cores']:.2f}"])
     print()
     print(C.table(["model", "petwatch settings", "input x views", "seed img/s", "petwatch img/s", "ratio",
                    "seed peak RSS", "petwatch peak RSS", "seed startup", "petwatch startup",
                    "other load (cores)"], rows,
-                  title=f"Indexing {described}; seed = one photo at a time at the model's own input size "
-                        f"(peak RSS = process tree incl. Milvus Lite)"))
+                  title=f"Indexing {described}; seed = one photo at a time at the model's own input size; "
+                        f"peak RSS = process tree (python process + Milvus Lite server)"))
     target = next((r for r in runs if r["model"] == TARGET_MODEL), None)
     ok = None if target is None else target["ratio"] >= TARGET_RATIO
     if any(max(r["seed"]["foreign_load_cores"], r["petwatch"]["foreign_load_cores"]) > C.DISTURBED

@@ -12,6 +12,8 @@ import signal
 import socket
 import sys
 import threading
+import time
+import warnings
 from pathlib import Path
 
 import platformdirs
@@ -93,8 +95,10 @@ def _first_run_folders(settings) -> None:
         log.info("no folders to watch yet: add one with `petwatch folders add PATH`")
 
 
-class _StopRequested(Exception):
-    """SIGTERM while loading: unwind, clean up, exit 0."""
+class _StopRequested(BaseException):
+    """SIGTERM while loading: unwind, clean up, exit 0. A BaseException, like KeyboardInterrupt,
+    so that the libraries' ``except Exception`` (pymilvus wraps connection errors) cannot
+    swallow it and carry on loading."""
 
 
 def _stop_while_loading(signum, frame) -> None:
@@ -116,6 +120,7 @@ def main() -> int:
         from petwatch.daemon.service import Daemon
 
         systemd.notify("STATUS=loading the model and the index")
+        _prewarm_store(settings)
         daemon = Daemon(settings)
         sock = bind_socket(locations.socket_path())
         config = uvicorn.Config(create_app(daemon), http=OwnerOnlyH11, lifespan="off", log_level="warning",
@@ -134,6 +139,37 @@ def main() -> int:
         os.close(lock)
         log.info("stopped")
     return 0
+
+
+def _prewarm_store(settings) -> None:
+    """Start Milvus Lite and load the collection on a thread while the model loads.
+
+    Those two are most of a start (seconds each with tens of thousands of photos) and need
+    nothing from each other; the Store opened next reuses the server started here (pymilvus
+    keeps one Milvus Lite server per DB file) and finds the collection loaded. Best effort:
+    any problem here is met again, and reported, when the Store opens.
+    """
+    if not settings.uses_milvus_lite or not locations.milvus_lite_db().exists():
+        return
+    with warnings.catch_warnings():  # milvus-lite imports the deprecated pkg_resources
+        warnings.simplefilter("ignore")
+        import milvus_lite.server_manager  # noqa: F401 - imported here, not raced on the thread
+        from pymilvus import MilvusClient
+    logging.getLogger("pymilvus").setLevel(logging.ERROR)
+
+    def warm() -> None:
+        started = time.monotonic()
+        try:
+            # Not closed: pymilvus shares one connection per URI, and the Store uses it next.
+            client = MilvusClient(uri=str(locations.milvus_lite_db()))
+            if client.has_collection(settings.collection):
+                client.load_collection(settings.collection)
+        except Exception as error:  # noqa: BLE001 - the Store reports it properly
+            log.debug("prewarming Milvus Lite failed: %s", error)
+            return
+        log.debug("Milvus Lite ready in %.1fs", time.monotonic() - started)
+
+    threading.Thread(target=warm, name="prewarm-store", daemon=True).start()
 
 
 def _server_class(uvicorn, on_shutdown):

@@ -183,7 +183,7 @@ class Daemon:
         return {
             "state": self.state(),
             "indexed": len(self.library.indexer.catalog),
-            "queued": self.watcher.queued() + self._tasks.qsize() + len(self._removals)
+            "queued": self.watcher.queued() + self._queued_work() + len(self._removals)
             + (self.progress.total - self.progress.done if self.progress else 0),
             "failed": self.library.failures.count(),
             "folders": self.folder_list(),
@@ -195,6 +195,12 @@ class Daemon:
             "version": __version__,
             "db": self.library.store.uri,
         }
+
+    def _queued_work(self) -> int:
+        """Files waiting in queued tasks (a flood of hints is one task of thousands of paths)."""
+        with self._tasks.mutex:
+            tasks = list(self._tasks.queue)
+        return sum(len(task.paths) if task.kind == "files" else 1 for task in tasks)
 
     def folder_list(self) -> list[dict]:
         counts = self.library.indexer.folder_counts(self.folders)
@@ -309,6 +315,9 @@ class Daemon:
             self.progress = _Progress(total=len(changed)) if changed else None
             report = indexer.index_files(changed, self._on_progress, self._stopping.is_set, self._on_stored)
             report.removed += self._drop(missing)
+            # A failed file deleted or moved away is off the failure list (it was only ever
+            # cleared when an indexed photo was removed, so a deleted bad file stayed listed).
+            self._forget_failures(missing)
             self._finish(report, task)
         elif task.kind == "tree":
             self.progress = _Progress()
@@ -319,10 +328,14 @@ class Daemon:
             gone = [p for prefix in task.removed for p in list(indexer.catalog)
                     if is_under(p, prefix) and not os.path.lexists(p)]
             report.removed += self._drop(gone)
+            self._forget_failures([p for prefix in task.removed for p in self.library.failures.known()
+                                   if is_under(p, prefix) and not os.path.lexists(p)])
             self._finish(report, task)
         elif task.kind == "remove_folder":
             folder = task.folders[0]
             if not any(is_under(folder, f) for f in self.folders):  # not still covered by a parent
+                self._forget_failures([p for p in self.library.failures.known() if is_under(p, folder)],
+                                      check_gone=False)
                 removed = self._remove([p for p in list(indexer.catalog) if is_under(p, folder)])
                 log.info("folder %s removed from the list: %d photos dropped from the index", folder, removed)
 
@@ -409,6 +422,11 @@ class Daemon:
 
     def _watched(self, path: str) -> bool:
         return any(is_under(path, folder) for folder in self.folders)
+
+    def _forget_failures(self, paths: list[str], check_gone: bool = True) -> None:
+        paths = [p for p in paths if not (check_gone and os.path.lexists(p))]
+        if paths:
+            self.library.failures.clear(paths)
 
     def _remove(self, paths: list[str]) -> int:
         removed = self.library.indexer.remove(paths)
