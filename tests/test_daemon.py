@@ -460,7 +460,10 @@ def test_sigterm_while_loading_exits_cleanly(home):
     time.sleep(0.5)
     children = psutil.Process(daemon.process.pid).children(recursive=True)
     daemon.process.send_signal(signal.SIGTERM)
-    assert daemon.process.wait(30) == 0, daemon.log.read_text()[-3000:]
+    try:
+        assert daemon.process.wait(30) == 0, daemon.log.read_text()[-3000:]
+    finally:
+        daemon.kill()  # never leave a daemon behind, whatever went wrong
     assert not locations.socket_path().exists()
     wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in children),
                30, "no child left")
