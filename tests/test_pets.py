@@ -162,10 +162,13 @@ def test_range_search_pages_past_the_search_limit_and_vectors_come_per_view(tmp_
 
 # --- real photos: the profile against one photo -----------------------------------------------------
 @pytest.fixture
-def library(home, tmp_path):
-    """An in-process Library (region views on, as the daemon) over a small breed subset."""
+def library(home, tmp_path, monkeypatch):
+    """An in-process Library with region views on (the opt-in that stores 5 views per photo)
+    over a small breed subset."""
     from petwatch.library import Library
     from petwatch.settings import load
+
+    monkeypatch.setenv("PETWATCH_REGION_VIEWS", "true")
 
     folder = tmp_path / "photos"
     folder.mkdir()
