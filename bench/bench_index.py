@@ -131,9 +131,10 @@ def worker_petwatch(args: argparse.Namespace) -> dict:
         "images_per_s": (report.indexed + report.reused) / seconds,
         "startup_s": ready - started, "torch_threads": torch.get_num_threads(),
         "settings": {name: getattr(settings, name) for name in
-                     ("batch_size", "decode_threads", "draft_decode", "region_views") if hasattr(settings, name)},
+                     ("batch_size", "decode_threads", "draft_decode", "region_views", "precision") if hasattr(settings, name)},
         "decode_threads": library.embedder.decode_threads, "settings_overrides": overrides,
         "views": getattr(library.embedder, "views", 1),
+        "dtype": str(getattr(library.embedder, "dtype", "torch.float32")).removeprefix("torch."),
         "input_px": _input_sizes(library.embedder),
         "patches": args.patch or [],
         "problems": dict(list(problems.items())[:5]), "peak_rss": peak.peak,
@@ -340,6 +341,19 @@ def _rss(result: dict) -> str:
             f"+{result['peak_rss_milvus'] / 2**20:,.0f})")
 
 
+def _default_dtype():
+    """The dtype petwatch's default ``precision`` picks on this machine (None: older petwatch)."""
+    try:
+        import torch
+
+        from petwatch.embed import pick_dtype
+        from petwatch.settings import Settings
+    except ImportError:
+        return None
+    field = Settings.model_fields.get("precision")
+    return pick_dtype(field.default, torch.device("cpu")) if field else None
+
+
 def _region_views_default() -> bool:
     """Whether petwatch's default settings embed region views (a newer feature: 1.5x input)."""
     from petwatch.settings import Settings
@@ -424,6 +438,11 @@ def main() -> None:
             w = weights if model == "resnet50" else None
             variants = [("product defaults" + (f" + {' '.join(args.set or [])} {' '.join(args.patch or [])}"
                                                if args.set or args.patch else ""), extra)]
+            if (model == TARGET_MODEL and getattr(_default_dtype(), "is_floating_point", False)
+                    and str(_default_dtype()) != "torch.float32"
+                    and not any(item.startswith("precision=") for item in args.set or [])):
+                # What the default's reduced precision buys, against plain float32.
+                variants.append(("precision=float32", extra + ["--set", "precision=float32"]))
             if model == TARGET_MODEL and not any(item.startswith("region_views=") for item in args.set or []):
                 # The other side of the region-views trade (off by default since it costs ~3x).
                 variants.append(("region_views=false (seed's input size)", extra + ["--set", "region_views=false"])
@@ -451,12 +470,12 @@ def main() -> None:
     rows = []
     for run in runs:
         s, p = run["seed"], run["petwatch"]
-        rows.append([run["model"], run["variant"], f"{p.get('input_px', '?')}px x{p.get('views', 1)}",
+        rows.append([run["model"], run["variant"], f"{p.get('input_px', '?')}px x{p.get('views', 1)} {p.get('dtype', 'float32')}",
                      f"{s['images_per_s']:.2f}", f"{p['images_per_s']:.2f}", f"{run['ratio']:.2f}x",
                      _rss(s), _rss(p), f"{s['startup_s']:.1f}s", f"{p['startup_s']:.1f}s",
                      f"{s['foreign_load_cores']:.2f}/{p['foreign_load_cores']:.2f}"])
     print()
-    print(C.table(["model", "petwatch settings", "input x views", "seed img/s", "petwatch img/s", "ratio",
+    print(C.table(["model", "petwatch settings", "input x views, dtype", "seed img/s", "petwatch img/s", "ratio",
                    "seed peak RSS", "petwatch peak RSS", "seed startup", "petwatch startup",
                    "other load (cores)"], rows,
                   title=f"Indexing {described}; seed = one photo at a time at the model's own input size; "

@@ -136,7 +136,7 @@ class Evaluator:
             all_views = (library.store.vectors(list(vectors))
                          if views > 1 and hasattr(library.store, "vectors") else None)
             settings_used = {name: getattr(library.settings, name) for name in
-                             ("batch_size", "draft_decode", "region_views") if hasattr(library.settings, name)}
+                             ("batch_size", "draft_decode", "region_views", "precision") if hasattr(library.settings, name)}
             library.close()
         finally:
             os.environ.pop("PETWATCH_HOME", None)

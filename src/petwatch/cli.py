@@ -25,8 +25,13 @@ from petwatch.progress import ProgressLine
 
 
 def _print_json(data) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
-    sys.stdout.write("\n")
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    # A file name that is not valid UTF-8 is a str with lone surrogates (os.fsdecode); written
+    # as is, it put raw non-UTF-8 bytes into the JSON, which JSON readers (jq, json.loads on
+    # the bytes) refuse. Escaped as \udcXX it stays valid JSON, and json.loads gives back the
+    # same str (os.fsencode: the same bytes). Other names stay readable.
+    text = "".join(f"\\u{ord(c):04x}" if "\udc80" <= c <= "\udcff" else c for c in text)
+    sys.stdout.write(text + "\n")
 
 
 def _human_bytes(count: int | None) -> str:
@@ -234,7 +239,8 @@ def cmd_reindex(args) -> int:
 
     settings = settings_module.load()
     embedder = Embedder(settings.model, settings.model_weights, settings.device,
-                        settings.batch_size, settings.decode_threads, settings.region_views)
+                        settings.batch_size, settings.decode_threads, settings.region_views,
+                        settings.precision)
     from pymilvus import MilvusClient
 
     raw = MilvusClient(uri=settings.effective_milvus_uri, token=settings.milvus_token or "")

@@ -162,6 +162,23 @@ def pick_device(device: str) -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere it is emulated
+    and slower than float32."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:  # not Linux: stay with float32
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "bfloat16" or (precision == "auto" and device.type == "cpu" and cpu_has_native_bf16()):
+        return torch.bfloat16
+    return torch.float32
+
+
 class Embedder:
     """A loaded model plus its preprocessing; inference only reads it, so threads may share it."""
 
@@ -173,6 +190,7 @@ class Embedder:
         batch_size: int = 16,
         decode_threads: int = 0,
         region_views: bool = False,
+        precision: str = "auto",
     ) -> None:
         import timm.data
 
@@ -197,7 +215,8 @@ class Embedder:
                 **{**config, "input_size": (config["input_size"][0], size, size)})
         # The shorter side timm's Resize produces; draft decoding stays at or above it.
         self.decode_min_side = int(size / config.get("crop_pct", 1.0)) + 1
-        self.network = network.to(self.device, memory_format=torch.channels_last)
+        self.dtype = pick_dtype(precision, self.device)
+        self.network = network.to(self.device, self.dtype, memory_format=torch.channels_last)
 
     @property
     def identity(self) -> str:
@@ -214,9 +233,9 @@ class Embedder:
         return self.transform(image), self.region_transform(image)
 
     def forward(self, batch: list[torch.Tensor]) -> np.ndarray:
-        stacked = torch.stack(batch).to(self.device, memory_format=torch.channels_last)
+        stacked = torch.stack(batch).to(self.device, self.dtype, memory_format=torch.channels_last)
         with torch.inference_mode():
-            features = self.network(stacked).float()
+            features = self.network(stacked).float()  # normalised in float32 whatever the dtype
         features = torch.nn.functional.normalize(features, dim=1)
         return features.cpu().numpy().astype(np.float32, copy=False)
 
@@ -225,9 +244,11 @@ class Embedder:
         whole = self.forward([tensors[0] for tensors in batch])[:, None]
         if not self.region_views:
             return whole
-        stacked = torch.stack([tensors[1] for tensors in batch]).to(self.device, memory_format=torch.channels_last)
+        stacked = torch.stack([tensors[1] for tensors in batch]).to(self.device, self.dtype,
+                                                                    memory_format=torch.channels_last)
         with torch.inference_mode():
-            regions = torch.stack(region_pools(self.network.forward_features(stacked)), dim=1).float()
+            fmap = self.network.forward_features(stacked).float()  # pooled in float32
+            regions = torch.stack(region_pools(fmap), dim=1)
         regions = torch.nn.functional.normalize(regions, dim=2).cpu().numpy().astype(np.float32, copy=False)
         return np.concatenate([whole, regions], axis=1)
 

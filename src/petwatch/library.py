@@ -44,7 +44,7 @@ class Library:
         started = time.monotonic()
         self.embedder = embedder or Embedder(
             settings.model, settings.model_weights, settings.device,
-            settings.batch_size, settings.decode_threads, settings.region_views,
+            settings.batch_size, settings.decode_threads, settings.region_views, settings.precision,
         )
         self.store = Store(settings.effective_milvus_uri, settings.collection,
                            self.embedder.identity, self.embedder.dim, settings.milvus_token)

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="Where the model runs: auto picks a CUDA GPU when torch sees one."
     )
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="Number format of the model's arithmetic. auto = bfloat16 on CPUs with native "
+        "bfloat16 instructions (AVX512-BF16 or AMX: about 2x faster, retrieval unchanged within "
+        "0.01 mAP, see bench/), else float32. Vectors are stored as float32 either way.",
+    )
     batch_size: int = Field(default=16, ge=1, le=512, description="Photos per forward pass.")
     decode_threads: int = Field(
         default=0,
