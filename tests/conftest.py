@@ -108,6 +108,7 @@ class DaemonProcess:
                     if client.is_running():
                         return self
             time.sleep(0.1)
+        self.kill()  # never leave a daemon that did not come up running behind the test
         raise RuntimeError(f"daemon not ready in {timeout}s:\n{self.log.read_text()}")
 
     def client(self):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import stat as stat_module
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,7 +21,7 @@ from PIL import Image
 
 from petwatch import photos
 from petwatch.embed import Embedder
-from petwatch.store import CatalogEntry, PhotoRow, Store
+from petwatch.store import CatalogEntry, PhotoRow, Store, StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +78,14 @@ class FailureLog:
         self._lock = threading.Lock()
 
     def record(self, stat: FileStat, reason: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)",
-                (os.fsencode(stat.path), stat.size, stat.mtime_ns, reason, time.time()),
-            )
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)",
+                    (os.fsencode(stat.path), stat.size, stat.mtime_ns, reason, time.time()),
+                )
+        except sqlite3.Error as error:  # disk full: the file is just tried again next time
+            log.warning("could not record the failure of %s (%s): %s", stat.path, reason, error)
 
     def clear(self, paths: Iterable[str]) -> None:
         with self._lock:
@@ -130,6 +134,8 @@ class Indexer:
         for path, entry in self.catalog.items():
             self.paths_by_hash.setdefault(entry.content_hash, set()).add(path)
         self._lock = threading.Lock()
+        self.write_error: str | None = None  # why the last write to the store failed; None once one succeeds
+        self.write_refused = False  # that failure was the local disk being full or read-only (StoreFull)
 
     # --- the walk ------------------------------------------------------------------------
     def walk(self, folder: str, report: IndexReport) -> dict[str, FileStat]:
@@ -166,6 +172,10 @@ class Indexer:
             todo.append(stat)
         gone = [path for path in self.catalog
                 if path not in seen and any(is_under(path, folder) for folder in online)]
+        # A bad file that is gone is no longer a failure: without this, one deleted (or
+        # renamed) while the daemon was down stayed on the failure list for good.
+        self.failures.clear([path for path in failed_before
+                             if path not in seen and any(is_under(path, folder) for folder in online)])
         return todo, gone
 
     def reconcile(self, folders: Sequence[str], progress: Progress | None = None,
@@ -186,7 +196,12 @@ class Indexer:
         paths = [p for p in paths if p in self.catalog]
         if not paths:
             return 0
-        self.store.delete_paths(paths)
+        try:
+            self.store.delete_paths(paths)
+        except StoreFull as error:  # kept in the catalog: the walk once space returns drops them
+            self._write_failed(error)
+            return 0
+        self.write_error, self.write_refused = None, False
         with self._lock:
             for path in paths:
                 entry = self.catalog.pop(path)
@@ -204,7 +219,9 @@ class Indexer:
     def stat(self, path: str) -> FileStat | None:
         try:
             st = os.stat(path)
-        except OSError:
+        except (OSError, ValueError):
+            return None
+        if not stat_module.S_ISREG(st.st_mode):  # as the walk: a pipe or device named .jpg is no photo
             return None
         return FileStat(path, st.st_size, st.st_mtime_ns)
 
@@ -275,13 +292,19 @@ class Indexer:
                     reused += 1
                 else:
                     waiting.setdefault(digest, []).append(work)
+            full = False
             try:
                 self.store.upsert(rows)
             except Exception as error:  # noqa: BLE001 - the DB refused (disk full, server down)
                 for row in rows:
                     report.failed[row.path] = f"could not write to the index: {error}"
-                log.error("index write failed: %s", error)
+                self._write_failed(error)
+                # Disk full: stop embedding what could not be stored either; the rest waits
+                # for the walk that runs once space is back (Daemon._clock_loop).
+                full = isinstance(error, StoreFull)
             else:
+                if rows:
+                    self.write_error, self.write_refused = None, False
                 report.indexed += embedded
                 report.reused += reused
                 self._remember(rows)
@@ -290,13 +313,18 @@ class Indexer:
             done += len(batch)
             if progress:
                 progress(done, total, batch[-1].item.stat.path)
-            if should_stop():
+            if should_stop() or full:
                 stream.close()  # finish this batch, drop the rest: the next walk resumes
                 break
         for works in waiting.values():  # only after a stop: their source was never reached
             for work in works:
                 report.failed[work.stat.path] = "not indexed: stopped before its content was embedded"
         return report
+
+    def _write_failed(self, error: Exception) -> None:
+        if self.write_error != str(error):  # logged once, not once per batch
+            log.error("index write failed: %s", error)
+        self.write_error, self.write_refused = str(error), isinstance(error, StoreFull)
 
     def _skip(self, work: _Work, reason: str, report: IndexReport) -> None:
         report.skipped[work.stat.path] = reason

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat as stat_module
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,6 +31,9 @@ PHOTO_EXTENSIONS = frozenset(
 
 # Pillow format names petwatch indexes; the content decides, not the extension.
 PHOTO_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "HEIF", "AVIF", "TIFF"})
+
+# A photo's file is read whole into memory; anything bigger is not a photo (a video named .jpg).
+MAX_FILE_BYTES = 1 << 30
 
 # Pillow's own guard stays as the backstop; ours runs first with a clear message.
 Image.MAX_IMAGE_PIXELS = None
@@ -82,16 +86,33 @@ def content_hash(data: bytes) -> str:
 def read_photo(path: str | os.PathLike[str], max_pixels: int) -> PhotoFile:
     """Read a file once, check it is a photo and not a bomb; decoding comes later."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        # O_NONBLOCK and a regular-file check first: a FIFO named .jpg (or a search for
+        # /dev/zero) used to block the reading thread forever, or read until memory ran out.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(fd)
+            if stat_module.S_ISDIR(st.st_mode):
+                raise PhotoError("is a directory")
+            if not stat_module.S_ISREG(st.st_mode):
+                raise PhotoError("not a regular file (a device, pipe or socket)")
+            if st.st_size > MAX_FILE_BYTES:
+                raise PhotoError(f"too large to be a photo: {st.st_size / 1e6:.0f} MB")
+            with open(fd, "rb", closefd=False) as handle:
+                data = handle.read(MAX_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         raise PhotoError("file vanished before it could be read") from None
     except IsADirectoryError:
         raise PhotoError("is a directory") from None
     except PermissionError:
         raise PhotoError("permission denied") from None
+    except ValueError:  # a path with a NUL byte (only ever from a client): was a 500
+        raise PhotoError("not a valid path (contains a NUL byte)") from None
     except OSError as error:
         raise PhotoError(f"unreadable: {error.strerror or error}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise PhotoError(f"too large to be a photo: over {MAX_FILE_BYTES / 1e6:.0f} MB")
     if not data:
         raise PhotoError("empty file (0 bytes)")
     kind = sniff_format(data[:32])

@@ -100,6 +100,18 @@ def decode_path(stored: str) -> str:
     return stored
 
 
+# Milvus Lite 2.5.1 answers an upsert on a full disk with success (its log says "Insert data
+# failed: database or disk is full"): the rows live in its memory until it stops, and are
+# then lost, and a delete retries for minutes. So a local DB is only written while its disk
+# has this much room (and is writable); else writes are refused at once with a clear reason
+# (StoreFull).
+MIN_FREE_BYTES = 64 << 20
+
+
+class StoreFull(PetwatchError):
+    """The local index's disk is (nearly) full or read-only: nothing was written."""
+
+
 class Store:
     """The photo collection, opened for one model identity and vector dimension."""
 
@@ -181,7 +193,32 @@ class Store:
         self.client.close()
 
     # --- writes --------------------------------------------------------------------------
+    def write_problem(self) -> str | None:
+        """Why the local DB cannot be written now (disk full, read-only), else None.
+        A server's disk is not ours to check: None."""
+        if not self.is_lite:
+            return None
+        folder = Path(self.uri).parent
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            return None
+        if st.f_flag & os.ST_RDONLY or not os.access(folder, os.W_OK):
+            return f"cannot write the index: {folder} is read-only; indexing resumes once it is writable"
+        free = st.f_bavail * st.f_frsize
+        if free < MIN_FREE_BYTES:
+            return (f"disk full: {free / 1e6:.1f} MB free on {folder}, the index needs "
+                    f"{MIN_FREE_BYTES >> 20} MB to write; indexing resumes once space is freed")
+        return None
+
+    def check_space(self) -> None:
+        problem = self.write_problem()
+        if problem:
+            raise StoreFull(problem)
+
     def upsert(self, rows: Sequence[PhotoRow]) -> None:
+        if rows:
+            self.check_space()
         for start in range(0, len(rows), WRITE_BATCH):
             batch = rows[start:start + WRITE_BATCH]
             self.client.upsert(self.collection, [self._entity(row) for row in batch])
@@ -196,6 +233,8 @@ class Store:
 
     def delete_paths(self, paths: Iterable[str]) -> int:
         ids = [photo_id(path) for path in paths]
+        if ids:
+            self.check_space()
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
             self.client.delete(self.collection, filter=f"photo_id in {chunk}")

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -116,13 +117,17 @@ class _Settler:
             try:
                 stat = os.stat(path)
                 current = (stat.st_size, stat.st_mtime_ns)
+                regular = S_ISREG(stat.st_mode)
             except OSError:
-                current = None
+                current, regular = None, False
             with self.lock:
                 entry = self.pending.get(path)
                 if entry is None:
                     continue
-                if current is None:
+                if current is None or not regular:
+                    # Gone, or a pipe/device named .jpg: nothing will ever be written to it, so
+                    # it is handed on at once (the daemon ignores it), not held for
+                    # STALE_WRITER_SECONDS as an empty file whose writer has not begun.
                     done.append(path)
                 elif current != (entry.size, entry.mtime_ns):
                     entry.size, entry.mtime_ns, entry.since = *current, now

@@ -51,8 +51,22 @@ class IndexRequest(_Strict):
     folders: list[str] = Field(..., min_length=1, max_length=256)
 
 
+class PathJSONResponse(JSONResponse):
+    """JSON in ASCII, non-ASCII characters as \\u escapes.
+
+    A file name that is not valid UTF-8 (an old FAT stick, a Latin-1 archive) reaches
+    Python as a str holding lone surrogates (os.fsdecode). The default JSON response
+    encodes to UTF-8 strictly and fails on those, so one such name in an album made
+    /status (its failure list), /search and /failures answer 500. Escaped, the path
+    round-trips exactly: json.loads gives back the same str, os.fsencode the same bytes.
+    """
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    return PathJSONResponse({"error": message}, status_code=status)
 
 
 class BodyLimit:
@@ -96,7 +110,8 @@ class BodyLimit:
 
 
 def create_app(daemon: Daemon) -> FastAPI:
-    app = FastAPI(title="petwatch daemon", version="1", docs_url=None, redoc_url=None)
+    app = FastAPI(title="petwatch daemon", version="1", docs_url=None, redoc_url=None,
+                  default_response_class=PathJSONResponse)
 
     @app.exception_handler(PetwatchError)
     async def _petwatch_error(request: Request, error: PetwatchError):
@@ -188,11 +203,40 @@ def _sse(kind: str, data: dict) -> str:
     return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
+FIRST_REQUEST_SECONDS = 10.0  # a connection must have sent one whole request head by then
+
+
 class OwnerOnlyH11(H11Protocol):
-    """uvicorn's HTTP protocol, closing any connection from another user (SO_PEERCRED)."""
+    """uvicorn's HTTP protocol, closing any connection from another user (SO_PEERCRED),
+    and any connection that has not sent a complete request head within
+    FIRST_REQUEST_SECONDS.
+
+    uvicorn's keep-alive timeout only starts after a response, so a client that connected
+    and never sent anything (or sent half a request line, and stopped) held its connection
+    for good; a few hundred of them filled limit_concurrency and every other client got 503.
+    """
+
+    _request_seen = False
+    _first_request_timer = None
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not None:
+            self._request_seen = True
+
+    def _drop_if_silent(self) -> None:
+        if not self._request_seen and not self.transport.is_closing():
+            log.info("dropped a connection that sent no request in %.0fs", FIRST_REQUEST_SECONDS)
+            self.transport.close()
+
+    def connection_lost(self, exc) -> None:
+        if self._first_request_timer is not None:
+            self._first_request_timer.cancel()
+        super().connection_lost(exc)
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        self._first_request_timer = self.loop.call_later(FIRST_REQUEST_SECONDS, self._drop_if_silent)
         sock = transport.get_extra_info("socket")
         if sock is None or sock.family != socket.AF_UNIX:
             return

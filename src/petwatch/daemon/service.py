@@ -37,6 +37,7 @@ MAX_FILES_PER_BATCH = 2000
 THUMBNAIL_SIZES = (128, 256, 512, 1024)
 FOLDER_CHECK_SECONDS = 2.0  # how soon a vanished or returned folder is noticed
 REMOVE_GRACE_SECONDS = 2.0  # on top of settle_seconds: the other half of a move arrives first
+WRITE_RETRY_SECONDS = 10.0  # after a failed index write, how often a walk may retry it
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Daemon:
         self._folder_modes: dict[str, str] = {}
         self._removals: dict[str, float] = {}  # path -> when to drop it if still missing
         self._grace = settings.settle_seconds + REMOVE_GRACE_SECONDS
+        self._last_write_retry = 0.0
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -194,6 +196,8 @@ class Daemon:
             "pid": os.getpid(),
             "version": __version__,
             "db": self.library.store.uri,
+            # Why the index cannot be written right now (disk full), else None.
+            "write_error": self.library.indexer.write_error,
         }
 
     def _queued_work(self) -> int:
@@ -459,6 +463,23 @@ class Daemon:
             task.done.set_result(report)
 
     # --- the clock: periodic walks, offline folders coming back ----------------------------
+    def _retry_after_write_error(self) -> None:
+        """Writes were refused (disk full or read-only): once there is room again, walk
+        everything, which stores what was left out and drops what went meanwhile. At most
+        every WRITE_RETRY_SECONDS."""
+        indexer = self.library.indexer
+        if not indexer.write_refused or self._busy or not self._tasks.empty():
+            return
+        if time.monotonic() - self._last_write_retry < WRITE_RETRY_SECONDS:
+            return
+        if self.library.store.write_problem():
+            return
+        self._last_write_retry = time.monotonic()
+        log.info("there is room for the index again: retrying (%s)", indexer.write_error)
+        # Cleared now: the walk sets it again if a write still fails.
+        indexer.write_error, indexer.write_refused = None, False
+        self.request_reconcile()
+
     def _clock_loop(self) -> None:
         while not self._stopping.wait(FOLDER_CHECK_SECONDS):
             for folder in list(self.folders):
@@ -472,6 +493,7 @@ class Daemon:
                     log.warning("folder %s went offline; its photos stay indexed", folder)
                     self.watcher.unwatch(folder)
                     self._folder_modes[folder] = "offline"
+            self._retry_after_write_error()
             interval = self.settings.rescan_minutes * 60
             if interval and time.monotonic() - self._last_walk > interval and self._tasks.empty():
                 self._last_walk = time.monotonic()
