@@ -341,8 +341,9 @@ def _rss(result: dict) -> str:
             f"+{result['peak_rss_milvus'] / 2**20:,.0f})")
 
 
-def _default_dtype():
-    """The dtype petwatch's default ``precision`` picks on this machine (None: older petwatch)."""
+def _default_dtype() -> str | None:
+    """The dtype petwatch's default ``precision`` picks on this machine, e.g. "bfloat16"
+    (None: an older petwatch without the setting)."""
     try:
         import torch
 
@@ -351,7 +352,7 @@ def _default_dtype():
     except ImportError:
         return None
     field = Settings.model_fields.get("precision")
-    return pick_dtype(field.default, torch.device("cpu")) if field else None
+    return str(pick_dtype(field.default, torch.device("cpu"))).removeprefix("torch.") if field else None
 
 
 def _region_views_default() -> bool:
@@ -432,14 +433,14 @@ def main() -> None:
     if args.set or args.patch:
         print(f"petwatch runs modified: settings {args.set or []}, patches {args.patch or []}")
     region_default = _region_views_default()
+    default_dtype = _default_dtype()
     runs = []
     try:
         for model in models:
             w = weights if model == "resnet50" else None
             variants = [("product defaults" + (f" + {' '.join(args.set or [])} {' '.join(args.patch or [])}"
                                                if args.set or args.patch else ""), extra)]
-            if (model == TARGET_MODEL and getattr(_default_dtype(), "is_floating_point", False)
-                    and str(_default_dtype()) != "torch.float32"
+            if (model == TARGET_MODEL and default_dtype not in (None, "float32")
                     and not any(item.startswith("precision=") for item in args.set or [])):
                 # What the default's reduced precision buys, against plain float32.
                 variants.append(("precision=float32", extra + ["--set", "precision=float32"]))

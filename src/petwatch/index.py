@@ -134,8 +134,7 @@ class Indexer:
         for path, entry in self.catalog.items():
             self.paths_by_hash.setdefault(entry.content_hash, set()).add(path)
         self._lock = threading.Lock()
-        self.write_error: str | None = None  # why the last write to the store failed; None once one succeeds
-        self.write_refused = False  # that failure was the local disk being full or read-only (StoreFull)
+        self.last_write_error: Exception | None = None  # the last store write's failure; None once one succeeds
 
     # --- the walk ------------------------------------------------------------------------
     def walk(self, folder: str, report: IndexReport) -> dict[str, FileStat]:
@@ -201,7 +200,7 @@ class Indexer:
         except StoreFull as error:  # kept in the catalog: the walk once space returns drops them
             self._write_failed(error)
             return 0
-        self.write_error, self.write_refused = None, False
+        self.last_write_error = None
         with self._lock:
             for path in paths:
                 entry = self.catalog.pop(path)
@@ -304,7 +303,7 @@ class Indexer:
                 full = isinstance(error, StoreFull)
             else:
                 if rows:
-                    self.write_error, self.write_refused = None, False
+                    self.last_write_error = None
                 report.indexed += embedded
                 report.reused += reused
                 self._remember(rows)
@@ -321,10 +320,20 @@ class Indexer:
                 report.failed[work.stat.path] = "not indexed: stopped before its content was embedded"
         return report
 
+    @property
+    def write_error(self) -> str | None:
+        """Why the last write to the store failed; None once one succeeds."""
+        return None if self.last_write_error is None else str(self.last_write_error)
+
+    @property
+    def write_refused(self) -> bool:
+        """The last write was refused because the local disk is full or read-only (StoreFull)."""
+        return isinstance(self.last_write_error, StoreFull)
+
     def _write_failed(self, error: Exception) -> None:
         if self.write_error != str(error):  # logged once, not once per batch
             log.error("index write failed: %s", error)
-        self.write_error, self.write_refused = str(error), isinstance(error, StoreFull)
+        self.last_write_error = error
 
     def _skip(self, work: _Work, reason: str, report: IndexReport) -> None:
         report.skipped[work.stat.path] = reason

@@ -103,8 +103,6 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int) -> PhotoFile:
             os.close(fd)
     except FileNotFoundError:
         raise PhotoError("file vanished before it could be read") from None
-    except IsADirectoryError:
-        raise PhotoError("is a directory") from None
     except PermissionError:
         raise PhotoError("permission denied") from None
     except ValueError:  # a path with a NUL byte (only ever from a client): was a 500

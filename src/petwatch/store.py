@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -112,14 +113,43 @@ class StoreFull(PetwatchError):
     """The local index's disk is (nearly) full or read-only: nothing was written."""
 
 
+def _milvus_client_class():
+    """pymilvus's MilvusClient, imported quietly: a slow import, so only where a store is opened;
+    milvus-lite 2.5 imports the deprecated pkg_resources (a UserWarning), and pymilvus logs
+    routine iterator notes as warnings (its real errors are kept)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        import milvus_lite.server_manager  # noqa: F401 - what warns; pymilvus imports it on a local open
+        from pymilvus import MilvusClient
+    logging.getLogger("pymilvus").setLevel(logging.ERROR)
+    return MilvusClient
+
+
+def prewarm_lite(db: Path, collection: str) -> None:
+    """Start Milvus Lite on ``db`` and load ``collection`` on a thread, for a Store opened a
+    little later (the daemon loads its model meanwhile: those two are most of a start, seconds
+    each with tens of thousands of photos, and need nothing from each other). The Store reuses
+    the server started here (pymilvus keeps one Milvus Lite server per DB file) and finds the
+    collection loaded. Best effort: any problem is met again, and reported, by the Store."""
+    client_class = _milvus_client_class()  # imported here, not raced on the thread
+
+    def warm() -> None:
+        try:
+            # Not closed: pymilvus shares one connection per URI, and the Store uses it next.
+            client = client_class(uri=str(db))
+            if client.has_collection(collection):
+                client.load_collection(collection)
+        except Exception as error:  # noqa: BLE001 - the Store reports it properly
+            log.debug("prewarming Milvus Lite failed: %s", error)
+
+    threading.Thread(target=warm, name="prewarm-store", daemon=True).start()
+
+
 class Store:
     """The photo collection, opened for one model identity and vector dimension."""
 
     def __init__(self, uri: str, collection: str, identity: str, dim: int, token: str | None = None) -> None:
-        from pymilvus import MilvusClient  # slow import, so only where a store is opened
-        # pymilvus logs routine iterator notes as warnings; keep its real errors only.
-        logging.getLogger("pymilvus").setLevel(logging.ERROR)
-
+        client_class = _milvus_client_class()
         self.uri = uri
         self.collection = collection
         self.identity = identity
@@ -128,9 +158,7 @@ class Store:
         if self.is_lite:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         try:
-            with warnings.catch_warnings():  # milvus-lite 2.5 imports the deprecated pkg_resources
-                warnings.simplefilter("ignore", UserWarning)
-                self.client = MilvusClient(uri=uri, token=token or "")
+            self.client = client_class(uri=uri, token=token or "")
         except Exception as error:  # noqa: BLE001 - pymilvus wraps errors inconsistently
             hint = ("only one process can open a Milvus Lite DB: if the petwatch daemon is running, "
                     "use it (petwatch status) or stop it first" if self.is_lite

@@ -57,6 +57,12 @@ def _kill_after_stored(daemon, events: Events, count: int) -> int:
     return done
 
 
+def _kill_during_work(start_daemon, count: int) -> int:
+    """Start a daemon that works in small batches and kill -9 it after ``count`` stored photos."""
+    daemon = start_daemon(PETWATCH_BATCH_SIZE="4", PETWATCH_DECODE_THREADS="1")
+    return _kill_after_stored(daemon, Events(daemon), count)
+
+
 def _restart_and_check(start_daemon, home, roots, guard: AlbumGuard) -> None:
     daemon = start_daemon(PETWATCH_BATCH_SIZE="4")
     daemon.wait_idle(timeout=240)
@@ -77,10 +83,8 @@ def test_kill_9_at_seeded_points_leaves_an_index_equal_to_a_fresh_one(home, star
     guard = AlbumGuard(albums)
 
     # 1. A backfill, killed after a seeded number of stored photos (batches of 4).
-    daemon = start_daemon(PETWATCH_BATCH_SIZE="4", PETWATCH_DECODE_THREADS="1")
-    events = Events(daemon)
     point = rng.randint(4, 28)
-    stored = _kill_after_stored(daemon, events, point)
+    stored = _kill_during_work(start_daemon, point)
     print(f"backfill: killed after {stored} stored (aimed at {point})")
     _restart_and_check(start_daemon, home, [album], guard)
 
@@ -95,10 +99,8 @@ def test_kill_9_at_seeded_points_leaves_an_index_equal_to_a_fresh_one(home, star
     (album / "2024" / "a_00020.jpg").rename(album / "moved_up.jpg")
     time.sleep(0.6)  # older than settle_seconds: the walk takes them, not the watcher
     guard.mark()
-    daemon = start_daemon(PETWATCH_BATCH_SIZE="4", PETWATCH_DECODE_THREADS="1")
-    events = Events(daemon)
     point = rng.randint(1, 12)
-    stored = _kill_after_stored(daemon, events, point)
+    stored = _kill_during_work(start_daemon, point)
     print(f"rescan after edits: killed after {stored} stored (aimed at {point})")
     _restart_and_check(start_daemon, home, [album], guard)
 
@@ -129,7 +131,5 @@ def test_kill_9_repeatedly_during_one_backfill(home, start_daemon, albums, seed)
     configure_folders(album)
     guard = AlbumGuard(albums)
     for _ in range(4):
-        daemon = start_daemon(PETWATCH_BATCH_SIZE="4", PETWATCH_DECODE_THREADS="1")
-        events = Events(daemon)
-        _kill_after_stored(daemon, events, rng.randint(1, 12))
+        _kill_during_work(start_daemon, rng.randint(1, 12))
     _restart_and_check(start_daemon, home, [album], guard)

@@ -12,8 +12,6 @@ import signal
 import socket
 import sys
 import threading
-import time
-import warnings
 from pathlib import Path
 
 import platformdirs
@@ -120,7 +118,10 @@ def main() -> int:
         from petwatch.daemon.service import Daemon
 
         systemd.notify("STATUS=loading the model and the index")
-        _prewarm_store(settings)
+        if settings.uses_milvus_lite and locations.milvus_lite_db().exists():
+            from petwatch.store import prewarm_lite
+
+            prewarm_lite(locations.milvus_lite_db(), settings.collection)  # while the model loads
         daemon = Daemon(settings)
         sock = bind_socket(locations.socket_path())
         config = uvicorn.Config(create_app(daemon), http=OwnerOnlyH11, lifespan="off", log_level="warning",
@@ -139,37 +140,6 @@ def main() -> int:
         os.close(lock)
         log.info("stopped")
     return 0
-
-
-def _prewarm_store(settings) -> None:
-    """Start Milvus Lite and load the collection on a thread while the model loads.
-
-    Those two are most of a start (seconds each with tens of thousands of photos) and need
-    nothing from each other; the Store opened next reuses the server started here (pymilvus
-    keeps one Milvus Lite server per DB file) and finds the collection loaded. Best effort:
-    any problem here is met again, and reported, when the Store opens.
-    """
-    if not settings.uses_milvus_lite or not locations.milvus_lite_db().exists():
-        return
-    with warnings.catch_warnings():  # milvus-lite imports the deprecated pkg_resources
-        warnings.simplefilter("ignore")
-        import milvus_lite.server_manager  # noqa: F401 - imported here, not raced on the thread
-        from pymilvus import MilvusClient
-    logging.getLogger("pymilvus").setLevel(logging.ERROR)
-
-    def warm() -> None:
-        started = time.monotonic()
-        try:
-            # Not closed: pymilvus shares one connection per URI, and the Store uses it next.
-            client = MilvusClient(uri=str(locations.milvus_lite_db()))
-            if client.has_collection(settings.collection):
-                client.load_collection(settings.collection)
-        except Exception as error:  # noqa: BLE001 - the Store reports it properly
-            log.debug("prewarming Milvus Lite failed: %s", error)
-            return
-        log.debug("Milvus Lite ready in %.1fs", time.monotonic() - started)
-
-    threading.Thread(target=warm, name="prewarm-store", daemon=True).start()
 
 
 def _server_class(uvicorn, on_shutdown):

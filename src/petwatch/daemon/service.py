@@ -332,14 +332,12 @@ class Daemon:
             gone = [p for prefix in task.removed for p in list(indexer.catalog)
                     if is_under(p, prefix) and not os.path.lexists(p)]
             report.removed += self._drop(gone)
-            self._forget_failures([p for prefix in task.removed for p in self.library.failures.known()
-                                   if is_under(p, prefix) and not os.path.lexists(p)])
+            self._forget_failures_under(task.removed)
             self._finish(report, task)
         elif task.kind == "remove_folder":
             folder = task.folders[0]
             if not any(is_under(folder, f) for f in self.folders):  # not still covered by a parent
-                self._forget_failures([p for p in self.library.failures.known() if is_under(p, folder)],
-                                      check_gone=False)
+                self._forget_failures_under([folder], check_gone=False)
                 removed = self._remove([p for p in list(indexer.catalog) if is_under(p, folder)])
                 log.info("folder %s removed from the list: %d photos dropped from the index", folder, removed)
 
@@ -432,6 +430,10 @@ class Daemon:
         if paths:
             self.library.failures.clear(paths)
 
+    def _forget_failures_under(self, prefixes: list[str], check_gone: bool = True) -> None:
+        self._forget_failures([p for p in self.library.failures.known() if any(is_under(p, x) for x in prefixes)],
+                              check_gone)
+
     def _remove(self, paths: list[str]) -> int:
         removed = self.library.indexer.remove(paths)
         if removed:
@@ -477,7 +479,7 @@ class Daemon:
         self._last_write_retry = time.monotonic()
         log.info("there is room for the index again: retrying (%s)", indexer.write_error)
         # Cleared now: the walk sets it again if a write still fails.
-        indexer.write_error, indexer.write_refused = None, False
+        indexer.last_write_error = None
         self.request_reconcile()
 
     def _clock_loop(self) -> None:
