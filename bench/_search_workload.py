@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-INSERT_BATCH = 1000
+INSERT_BATCH = 256  # as petwatch writes: Milvus Lite 2.5.1 inserts big batches far slower per row
 
 
 def unit_vectors(seed: int, index: int, count: int, dim: int):
@@ -36,7 +36,8 @@ def fake_path(i: int) -> str:
 
 
 class Raw:
-    """Plain pymilvus: the same schema idea as petwatch (pk, path, vector), FLAT/COSINE."""
+    """Plain pymilvus: the same schema idea as petwatch (pk, path, vector), FLAT/COSINE (what
+    petwatch made before it searched by inner product: the baseline)."""
 
     def __init__(self, directory: Path, dim: int) -> None:
         from pymilvus import DataType, MilvusClient

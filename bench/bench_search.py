@@ -1,15 +1,16 @@
 """Search latency and memory of the store, Milvus Lite 2.5 against 3.x, and "daemon ready" time.
 
-    python bench/bench_search.py            # dims 1280 and 2048, 10k and 100k vectors (~8 min)
+    python bench/bench_search.py            # dims 1280 and 2048, 10k and 100k vectors (~15 min)
     python bench/bench_search.py --quick    # dim 1280, 10k vectors, 100 queries (< 2 min)
     python bench/bench_search.py --no-mv3   # skip the Milvus Lite 3.x comparison
 
-1. petwatch.store.Store (Milvus Lite 2.5.1 in a temp dir): insert N random unit vectors through
-   ``Store.upsert``, then time ``Store.search`` with the product's defaults (top_k 20,
-   min_score 0.0, so a range search) for 200 random queries: p50/p95, and the RSS of the
+1. petwatch.store.Store (Milvus Lite 2.5.1 in a temp dir, FLAT index, inner product): insert N
+   random unit vectors through ``Store.upsert``, then time ``Store.search`` with the product's
+   defaults (top_k 20, min_score 0.0) for 200 random queries: p50/p95, and the RSS of the
    process tree (Milvus Lite 2.5 runs its server as a child process). The 10k figures are
    taken on the way to 100k, from the same collection.
-2. The same workload through raw pymilvus, on the project's venv (2.5) and on the separate
+2. The same workload through raw pymilvus with a FLAT/COSINE index (what petwatch made before
+   it searched by inner product: the baseline), on the project's venv (2.5) and on the separate
    venv with pymilvus 3.x + milvus-lite 3.x (``--mv3-python``, default /tmp/mv3/bin/python),
    each in its own process.
 3. Daemon ready: a Library whose store holds 30k unchanged photos (paths of real, tiny files;
@@ -246,8 +247,8 @@ def main() -> None:
     print()
     print(C.table(["dim", "vectors", "system", "version", "insert (cumulative)", "1st search ms",
                    "p50 ms", "p95 ms", "queries", "RSS tree", "peak RSS tree"], rows,
-                  title="Search, top_k 20 (petwatch Store: min_score 0.0 = range search, as the product "
-                        "defaults); RSS = process tree incl. Milvus Lite's server"))
+                  title="Search, top_k 20 (petwatch Store: FLAT/IP, min_score 0.0 as the product defaults; "
+                        "raw pymilvus: FLAT/COSINE); RSS = process tree incl. Milvus Lite's server"))
 
     # Ratios against the baseline measured in this run: petwatch Store (2.5) vs raw 3.x.
     print()

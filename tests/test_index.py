@@ -71,6 +71,48 @@ def test_same_breed_ranks_above_other_breeds(library):
     assert np.mean(same) > np.mean(other) + 0.05, (np.mean(same), np.mean(other))
 
 
+def test_scores_are_cosine_similarities(library, tmp_path):
+    album = tmp_path / "album"
+    originals = write_photos(album, 12)
+    library.indexer.reconcile([str(album)])
+    stored = library.store.vectors([str(p) for p in originals])
+    query = library.query_vector(str(originals[0]))
+    expected = {path: float(vectors[0] @ query) for path, vectors in stored.items()}
+    # The store searches by inner product of unit vectors: an unnormalised query (a pet
+    # profile's mean, say) must score the same as its unit vector, and the scores are cosines.
+    for hit in library.store.search(3.7 * query, top_k=12):
+        assert hit.score == pytest.approx(expected[hit.path], abs=1e-5)
+    assert max(expected, key=expected.get) == str(originals[0])
+
+
+def test_index_made_by_an_older_version_searches_the_same(home, embedder, tmp_path):
+    """Before IP search, a local DB's vector index was FLAT/COSINE: such a DB is upgraded in
+    place on open (no photo re-embedded) and answers with the same photos and scores."""
+    album = tmp_path / "album"
+    originals = write_photos(album, 20)
+    library = Library(settings.load(), embedder)
+    library.indexer.reconcile([str(album)])
+    before = [(h.path, h.score) for h in library.search(str(originals[3]), top_k=20)]
+    store = library.store
+    store.client.release_collection(store.collection)
+    store.client.drop_index(store.collection, "vector")
+    old = store.client.prepare_index_params()
+    old.add_index("vector", index_type="FLAT", metric_type="COSINE")
+    store.client.create_index(store.collection, old)
+    library.close()
+
+    reopened = Library(settings.load(), embedder)
+    try:
+        assert reopened.store.metric == "IP"
+        assert reopened.store.count() == len(originals)
+        after = [(h.path, h.score) for h in reopened.search(str(originals[3]), top_k=20)]
+        assert [path for path, _ in after] == [path for path, _ in before]
+        assert np.allclose([s for _, s in after], [s for _, s in before], atol=1e-5)
+        assert reopened.indexer.reconcile([str(album)]).indexed == 0  # nothing re-embedded
+    finally:
+        reopened.close()
+
+
 def test_second_run_skips_unchanged_and_follows_changes(library, tmp_path):
     album = tmp_path / "album"
     photos = write_photos(album, 8)
