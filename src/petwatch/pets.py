@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from petwatch.errors import PetwatchError
+from petwatch.store import unit_vector
 
 if TYPE_CHECKING:  # the daemon's Library; pets only use its store, embedder and catalog
     from petwatch.library import Library
@@ -64,14 +65,9 @@ _NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]+$")
 
 
 # --- the pure middle: vectors in, scores and thresholds out ---------------------------------
-def normalise(vector: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vector))
-    return vector / norm if norm > 0 else vector
-
-
 def prototype(positives: np.ndarray) -> np.ndarray:
     """The normalised mean of the positive vectors."""
-    return normalise(np.asarray(positives, dtype=np.float32).mean(axis=0)).astype(np.float32)
+    return unit_vector(np.asarray(positives, dtype=np.float32).mean(axis=0))
 
 
 def loo_scores(positives: np.ndarray) -> list[float]:
@@ -80,7 +76,7 @@ def loo_scores(positives: np.ndarray) -> list[float]:
     if len(positives) < 2:
         return []
     total = positives.sum(axis=0)
-    return [float(p @ normalise(total - p)) for p in positives]
+    return [float(p @ unit_vector(total - p)) for p in positives]
 
 
 def score_views(views: np.ndarray, proto: np.ndarray, negatives: np.ndarray | None = None,
