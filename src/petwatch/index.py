@@ -169,13 +169,13 @@ class Indexer:
                 report.skipped[path] = earlier[2]  # same bytes failed before: not retried
                 continue
             todo.append(stat)
-        gone = [path for path in self.catalog
-                if path not in seen and any(is_under(path, folder) for folder in online)]
+        def vanished(path: str) -> bool:  # under a folder walked just now, and not found there
+            return path not in seen and any(is_under(path, folder) for folder in online)
+
         # A bad file that is gone is no longer a failure: without this, one deleted (or
         # renamed) while the daemon was down stayed on the failure list for good.
-        self.failures.clear([path for path in failed_before
-                             if path not in seen and any(is_under(path, folder) for folder in online)])
-        return todo, gone
+        self.failures.clear([path for path in failed_before if vanished(path)])
+        return todo, [path for path in self.catalog if vanished(path)]
 
     def reconcile(self, folders: Sequence[str], progress: Progress | None = None,
                   should_stop: Callable[[], bool] = lambda: False,
