@@ -95,19 +95,20 @@ def _gradient(rng, width: int, height: int):
 
 def make_camera_jpegs(out_dir: Path, count: int, datasets: Path | None, width: int = 4000,
                       height: int = 3000, quality: int = 90, noise: float = 6.0,
-                      seed: int = 0, log=print) -> list[Path]:
+                      seed: int = 0, log=print, sources: list[Path] | None = None) -> list[Path]:
     """``count`` camera-size JPEGs (default 12 MP, quality 90) that decode like real photos.
 
     Each is a real photo from the datasets (or a smooth random colour field when they are
     absent) upscaled to ``width`` x ``height`` with per-pixel luma and chroma noise, so the
     file size (~3-4 MB) and entropy-decoding cost resemble a phone camera's JPEG, not a
     flat colour that decodes for free. Files already there from an earlier run are kept.
+    ``sources`` picks the real photos (one per JPEG, in order) instead of ``datasets``.
     """
     import numpy as np
     from PIL import Image, ImageOps
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    sources = _source_images(datasets, count)
+    sources = sources or _source_images(datasets, count)
     rng = np.random.default_rng(seed)
     paths = []
     started = time.monotonic()
@@ -327,7 +328,7 @@ def apply_patch(embedder, patch: str) -> None:
         def __init__(self) -> None:
             super().__init__()
             self.features = features
-            self.head = network  # only its forward_head (pooling; the classifier is removed)
+            self.head = network  # only its forward_head (pooling) and classifier
 
         def forward_features(self, x: torch.Tensor) -> torch.Tensor:
             return self.features(x.to(cast) if cast else x).float()
@@ -337,6 +338,9 @@ def apply_patch(embedder, patch: str) -> None:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.forward_head(self.forward_features(x))
+
+        def get_classifier(self) -> torch.nn.Module:
+            return self.head.get_classifier()
 
     embedder.network = Patched().eval()
 

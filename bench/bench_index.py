@@ -58,7 +58,8 @@ def worker_seed(args: argparse.Namespace) -> dict:
 
         from petwatch.embed import build_model  # only to load the very same weights
 
-        model, source = build_model(args.model, args.weights)
+        model, source, _classifier = build_model(args.model, args.weights)
+        model.reset_classifier(0)  # the seed loop embeds pooled features only
         model.eval()
         config = timm.data.resolve_data_config({}, model=model)
         transform = timm.data.create_transform(**config)

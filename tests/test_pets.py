@@ -240,7 +240,7 @@ def test_marks_made_by_another_model_are_taken_again_from_the_index_or_the_file(
     summary = profiles.summary("Cola")
     assert summary["stale"] == [] and (summary["examples"], summary["rejected"]) == (3, 1)
     after = profiles.book.load("Cola").marks
-    assert {m.model for m in after} == {lib.embedder.identity}
+    assert {m.model for m in after} == {lib.identity}
     for mark in after:
         assert np.allclose(mark.vector, before[mark.content_hash], atol=1e-4)
     profiles.close()

@@ -22,6 +22,7 @@ from petwatch import settings as settings_module
 from petwatch.client import DaemonClient, DaemonUnavailable
 from petwatch.errors import PetwatchError
 from petwatch.progress import ProgressLine
+from petwatch.protocol import PET_SPECIES, SPECIES
 
 
 def _print_json(data) -> None:
@@ -82,7 +83,13 @@ def cmd_index(args) -> int:
     else:
         library = _open_library()
         try:
-            report = library.indexer.reconcile(folders, progress.update).to_dict()
+            indexed = library.indexer.reconcile(folders, progress.update)
+            if library.upgrade is not None:  # the daemon does this in the background
+                progress.finish()
+                print(_upgrade_note(library.upgrade_status()), file=sys.stderr)
+                progress = ProgressLine("upgrading")
+                indexed.merge(library.run_upgrade(progress.update))
+            report = indexed.to_dict()
         finally:
             library.close()
     progress.finish()
@@ -115,21 +122,45 @@ def _print_report(report: dict) -> None:
         print(f"  offline (missing, photos kept): {folder}")
 
 
+def _upgrade_note(upgrade: dict | None, partial: bool = False) -> str:
+    if upgrade is None:
+        return ""
+    done = f"{upgrade['done']:,} of {upgrade['total']:,} photos"
+    if partial:
+        return (f"note: the index is being upgraded to pet-focused vectors ({done} so far), and only "
+                "those carry species: these results are from them alone")
+    return (f"note: the index is being upgraded to pet-focused vectors ({done} so far); until it "
+            "finishes, searches use the previous vectors of every photo")
+
+
+def _species(args) -> list[str] | None:
+    chosen = set(args.species or ())
+    if args.pets_only:
+        chosen.update(PET_SPECIES)
+    return sorted(chosen) or None
+
+
 def cmd_search(args) -> int:
     if not os.path.exists(args.image):
         raise PetwatchError(f"query image not found: {args.image}")
     settings = settings_module.load()
     top_k = args.top_k or settings.top_k
     min_score = settings.min_score if args.min_score is None else args.min_score
+    species = _species(args)
     client = _daemon()
     if client is not None:
-        hits = client.search(image=os.path.abspath(args.image), top_k=top_k, min_score=min_score)["hits"]
+        reply = client.search(image=os.path.abspath(args.image), top_k=top_k, min_score=min_score,
+                              species=species)
+        hits, upgrade, partial = reply["hits"], reply.get("upgrade"), reply.get("partial", False)
     else:
         library = _open_library()
         try:
-            hits = [h.to_dict() for h in library.search(args.image, top_k, min_score)]
+            found = library.find(args.image, top_k, min_score, species)
+            hits, upgrade, partial = [h.to_dict() for h in found.hits], library.upgrade_status(), bool(found.partial)
         finally:
             library.close()
+    if upgrade:
+        print(_upgrade_note(upgrade, partial), file=sys.stderr)
     if args.json:
         _print_json(hits)
         return 0
@@ -153,8 +184,10 @@ def cmd_stats(args) -> int:
     if args.json:
         _print_json(stats)
     else:
-        print(f"photos indexed  {stats['photos']}")
-        print(f"model           {stats['model']} ({stats['dim']}-d, cosine)")
+        print(f"photos indexed  {stats['photos']}   showing a dog {stats['dogs']}, a cat {stats['cats']}")
+        print(f"model           {stats['model']} ({stats['dim']}-d, cosine, {stats['recipe']} vectors)")
+        if stats.get("upgrade"):
+            print(f"upgrade         {_upgrade_note(stats['upgrade'])}")
         print(f"database        {stats['db']} ({_human_bytes(stats['db_bytes'])})")
         print(f"failures        {stats['failures']}")
     return 0
@@ -170,6 +203,10 @@ def cmd_status(args) -> int:
     print(f"state     {status['state']}  (pid {status['pid']}, up {status['uptime_s']:.0f}s)")
     print(f"indexed   {status['indexed']}   queued {status['queued']}   failed {status['failed']}")
     print(f"model     {status['model']} ({status['dim']}-d)")
+    if "dogs" in status:
+        print(f"pets      {status['dogs']} photos show a dog, {status['cats']} a cat")
+    if status.get("upgrade"):
+        print(f"upgrade   {_upgrade_note(status['upgrade'])}")
     progress = status.get("progress")
     if progress and progress.get("total"):
         print(f"progress  {progress['done']}/{progress['total']} at {progress['rate']}/s, ETA {progress['eta_s']}s")
@@ -233,21 +270,11 @@ def cmd_rescan(args) -> int:
 def cmd_reindex(args) -> int:
     if _daemon() is not None:
         raise PetwatchError("stop the daemon first (it owns the index), then run `petwatch reindex`")
-    from petwatch.embed import Embedder
-    from petwatch.library import Library
-    from petwatch.store import Store
+    from petwatch.library import Library, drop_index, open_embedder
 
     settings = settings_module.load()
-    embedder = Embedder(settings.model, settings.model_weights, settings.device,
-                        settings.batch_size, settings.decode_threads, settings.region_views,
-                        settings.precision)
-    from pymilvus import MilvusClient
-
-    raw = MilvusClient(uri=settings.effective_milvus_uri, token=settings.milvus_token or "")
-    if raw.has_collection(settings.collection):
-        raw.drop_collection(settings.collection)
-    raw.close()
-    del Store
+    embedder = open_embedder(settings)
+    drop_index(settings)
     library = Library(settings, embedder)
     progress = ProgressLine("re-indexing")
     try:
@@ -548,6 +575,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--top-k", type=_top_k, default=None, metavar="K", help="number of hits (1-1000)")
     search.add_argument("--min-score", type=_score, default=None, metavar="S",
                         help="minimum cosine similarity (-1..1)")
+    search.add_argument("--pets-only", action="store_true",
+                        help="only photos that show a dog or a cat (filtered inside the index)")
+    search.add_argument("--species", action="append", choices=SPECIES, metavar="SPECIES",
+                        help=f"only photos of this species ({', '.join(SPECIES)}); repeatable")
 
     with_json(command("stats", cmd_stats, "photos indexed, model, database"))
     with_json(command("status", cmd_status, "what the daemon is doing, and failures"))

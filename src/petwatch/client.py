@@ -64,8 +64,9 @@ class _Api:
 
     @staticmethod
     def search(image: str | None = None, photo: str | None = None, top_k: int = 20,
-               min_score: float = 0.0, offset: int = 0) -> tuple[str, str, dict]:
-        body = {"image": image, "photo": photo, "top_k": top_k, "min_score": min_score, "offset": offset}
+               min_score: float = 0.0, offset: int = 0, species: list[str] | None = None) -> tuple[str, str, dict]:
+        body = {"image": image, "photo": photo, "top_k": top_k, "min_score": min_score, "offset": offset,
+                "species": species}
         return "POST", "/search", {"json": body}
 
     # --- comics: (method, url, kwargs); photo paths made absolute here, in the caller's cwd
@@ -170,8 +171,8 @@ class DaemonClient:
         return self.call("GET", "/status")
 
     def search(self, image: str | None = None, photo: str | None = None, top_k: int = 20,
-               min_score: float = 0.0, offset: int = 0) -> dict:
-        method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset)
+               min_score: float = 0.0, offset: int = 0, species: list[str] | None = None) -> dict:
+        method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset, species)
         return self.call(method, url, **kwargs)
 
     def index(self, folders: list[str]) -> dict:
@@ -306,8 +307,8 @@ class AsyncDaemonClient:
         return await self.call("GET", "/status")
 
     async def search(self, image: str | None = None, photo: str | None = None, top_k: int = 20,
-                     min_score: float = 0.0, offset: int = 0) -> dict:
-        method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset)
+                     min_score: float = 0.0, offset: int = 0, species: list[str] | None = None) -> dict:
+        method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset, species)
         return await self.call(method, url, **kwargs)
 
     async def folders(self) -> list[dict]:

@@ -1,11 +1,15 @@
-"""Pixels to unit vectors: the model registry, batching, and decode overlapped with inference.
+"""Pixels to unit vectors and class scores: the model registry, batching, decode overlapped
+with inference, and pet focus.
 
-Every model is a timm feature extractor (classifier removed, global average pooling) whose
-outputs are L2-normalised, so the inner product of two vectors is their cosine similarity.
+Every model is a timm network whose pooled features (global average pooling) are
+L2-normalised, so the inner product of two vectors is their cosine similarity. Its ImageNet
+classifier is kept: the same forward pass says whether a photo shows a dog or a cat (pet
+score, species, breed), and the classifier's activation map says where (``PetFocus``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import logging
@@ -23,6 +27,7 @@ from PIL import Image
 
 from petwatch.errors import PetwatchError
 from petwatch.photos import PhotoError
+from petwatch.protocol import ANIMAL, CAT, DOG, NO_PET, PET_SPECIES
 
 log = logging.getLogger(__name__)
 Item = TypeVar("Item")
@@ -47,17 +52,71 @@ REGION_SCALE = 1.5
 REGION_FRACTION = 0.6
 REGION_VIEWS = 4
 
+# ImageNet-1k classes (the classifier every supported model ships with): dog breeds and
+# domestic cats; 0-397 are all animals (birds, fish, insects, wild mammals...).
+DOG_CLASSES = range(151, 269)
+CAT_CLASSES = range(281, 286)
+ANIMAL_CLASSES = range(0, 398)
+IMAGENET_CLASSES = 1000
+PET_CLASSES = np.r_[DOG_CLASSES, CAT_CLASSES]
+# Dog + cat probability above which a photo is said to show a pet (stored as its species).
+SHOWS_PET = 0.2
+SHOWS_ANIMAL = 0.5  # any animal class, for "animal": a wild one, or a pet the model is unsure of
+
 
 def known_models() -> list[str]:
     return [*LITE_MODELS, "resnet50"]
 
 
+# Embedding recipes, recorded by each collection: a collection holds vectors of one recipe.
+WHOLE_RECIPE = "whole"  # the whole image at the model's input size (petwatch before pet focus)
+PET_FOCUS_RECIPE = "petfocus1"  # PetFocus: whole image + crop around the pet, one vector
+
+
+@dataclass(frozen=True)
+class PetFocus:
+    """How a photo with a pet gets its vector: the whole view and a crop around the pet.
+
+    The crop box is where the classifier's activation map (the top pet class's weights applied
+    to the last feature map) reaches ``threshold`` of its range, widened by ``margin`` of its
+    size on each side. The stored vector is the unit vector of ``whole + crop_weight * crop``
+    (both unit vectors), so one vector per photo still describes both. Measured variants:
+    bench/bench_identity.py, docs/pets.md.
+    """
+
+    min_pet_score: float = 0.2  # dog + cat probability that earns a crop pass
+    threshold: float = 0.3
+    margin: float = 0.15
+    crop_weight: float = 1.0
+    # A box this close to the whole frame gives the whole view again: no second pass.
+    max_box_area: float = 0.8
+
+
+@dataclass(frozen=True)
+class PetSignal:
+    """What the classifier says of a photo: stored beside its vector, filterable in search."""
+
+    pet_score: float  # probability mass of the dog and domestic-cat classes
+    species: str  # DOG, CAT, ANIMAL or NO_PET
+    label: str  # the top ImageNet class (a breed, for a pet); "" without a classifier
+
+    @property
+    def is_pet(self) -> bool:
+        return self.species in PET_SPECIES
+
+
+NO_SIGNAL = PetSignal(0.0, NO_PET, "")
+
+
 @dataclass
 class EmbedResult(Generic[Item]):
     item: Item
-    vector: np.ndarray | None  # unit vector, float32
+    vector: np.ndarray | None  # unit vector, float32: the one stored and searched
     error: str | None  # why the item has no vector
     views: np.ndarray | None = None  # region views (views x dim) when the embedder makes them
+    pet: PetSignal = NO_SIGNAL
+    whole: np.ndarray | None = None  # the whole-image vector (what petwatch stored before pet focus)
+    box: tuple[int, int, int, int] | None = None  # the pet crop, in the decoded image's pixels
 
 
 def _weights_fingerprint(path: Path) -> str:
@@ -102,10 +161,12 @@ def _load_by_position(model: torch.nn.Module, state: dict[str, torch.Tensor], so
     model.load_state_dict(renamed, strict=True)
 
 
-def _load_file_into(model: torch.nn.Module, path: Path) -> None:
+def _load_file_into(model: torch.nn.Module, path: Path) -> bool:
+    """Load a weights file; whether it held the classifier too (a headless file leaves it random)."""
     state = _read_state_dict(path)
     missing, unexpected = model.load_state_dict(state, strict=False)
     classifier = {f"{model.default_cfg.get('classifier', 'fc')}.{p}" for p in ("weight", "bias")}
+    has_classifier = not classifier & set(missing)
     missing = [key for key in missing if key not in classifier]
     if missing or unexpected:
         raise PetwatchError(
@@ -113,10 +174,12 @@ def _load_file_into(model: torch.nn.Module, path: Path) -> None:
             f"{len(missing)} missing and {len(unexpected)} unexpected tensors "
             f"(e.g. {(missing + unexpected)[0]})"
         )
+    return has_classifier
 
 
-def build_model(name: str, weights: Path | None) -> tuple[torch.nn.Module, str]:
-    """The headless timm model for ``name`` and a string naming its weights' source."""
+def build_model(name: str, weights: Path | None) -> tuple[torch.nn.Module, str, bool]:
+    """The timm model for ``name``, a string naming its weights' source, and whether its
+    classifier holds trained weights."""
     import timm  # slow import: only when a model is really needed
 
     if name in LITE_MODELS and weights is None:
@@ -129,7 +192,7 @@ def build_model(name: str, weights: Path | None) -> tuple[torch.nn.Module, str]:
         path = getattr(module, holder).get_model_file_path()
         model = timm.create_model(timm_name, pretrained=False)
         _load_by_position(model, torch.load(path, map_location="cpu", weights_only=True), path)
-        source = "imagenet"
+        source, has_classifier = "imagenet", True
     else:
         timm_name = LITE_MODELS[name][0] if name in LITE_MODELS else name
         if not timm.is_model(timm_name):
@@ -137,7 +200,7 @@ def build_model(name: str, weights: Path | None) -> tuple[torch.nn.Module, str]:
                                 "or a timm model name (timm.list_models()) with model_weights")
         if weights is not None:
             model = timm.create_model(timm_name, pretrained=False)
-            _load_file_into(model, weights)
+            has_classifier = _load_file_into(model, weights)
             source = f"file:{_weights_fingerprint(weights)}"
         else:
             try:
@@ -149,9 +212,8 @@ def build_model(name: str, weights: Path | None) -> tuple[torch.nn.Module, str]:
                     f"PETWATCH_MODEL_WEIGHTS (model_weights) to a weights file for {timm_name}; "
                     f"the offline default model is {DEFAULT_MODEL}."
                 ) from None
-            source = "timm-hub"
-    model.reset_classifier(0)  # pooled features instead of class logits
-    return model.eval(), source
+            source, has_classifier = "timm-hub", True
+    return model.eval(), source, has_classifier
 
 
 def pick_device(device: str) -> torch.device:
@@ -191,6 +253,7 @@ class Embedder:
         decode_threads: int = 0,
         region_views: bool = False,
         precision: str = "auto",
+        pet_focus: PetFocus | None = PetFocus(),
     ) -> None:
         import timm.data
 
@@ -200,12 +263,24 @@ class Embedder:
         self.device = pick_device(device)
         if self.device.type == "cpu":
             torch.set_num_threads(os.cpu_count() or 1)
-        network, self.weights_source = build_model(model, weights)
+        network, self.weights_source, has_classifier = build_model(model, weights)
         self.dim: int = int(network.num_features)
         config = timm.data.resolve_data_config({}, model=network)
         self.transform = timm.data.create_transform(**config)
-        size = config["input_size"][-1]
-        self.region_views = region_views and _has_feature_map(network, config)
+        self.input_size = size = config["input_size"][-1]
+        self.crop_pct = config.get("crop_pct", 1.0)
+        spatial = _has_feature_map(network, config)
+        classifier = network.get_classifier()
+        # Pet signals need the trained ImageNet head; the crop needs a map that average
+        # pooling summarises (the activation map is then exact).
+        self.classifies = (has_classifier and isinstance(classifier, torch.nn.Linear)
+                           and classifier.out_features == IMAGENET_CLASSES)
+        self.pet_focus = pet_focus if self.classifies and spatial else None
+        if pet_focus and not self.pet_focus:
+            log.warning("%s has no ImageNet classifier over a spatial feature map: pet focus is off", model)
+        # A square box is resized to the input size: no centre crop cuts the pet off.
+        self.crop_transform = timm.data.create_transform(**{**config, "crop_pct": 1.0})
+        self.region_views = region_views and spatial
         if region_views and not self.region_views:
             log.warning("%s has no spatial feature map: region views are off", model)
         self.views = 1 + REGION_VIEWS if self.region_views else 1  # vectors per photo
@@ -214,9 +289,15 @@ class Embedder:
             self.region_transform = timm.data.create_transform(
                 **{**config, "input_size": (config["input_size"][0], size, size)})
         # The shorter side timm's Resize produces; draft decoding stays at or above it.
-        self.decode_min_side = int(size / config.get("crop_pct", 1.0)) + 1
+        self.decode_min_side = int(size / self.crop_pct) + 1
         self.dtype = pick_dtype(precision, self.device)
         self.network = network.to(self.device, self.dtype, memory_format=torch.channels_last)
+
+    @property
+    def recipe(self) -> str:
+        """How a photo becomes ``EmbedResult.vector``, beyond the model (``whole`` is always
+        the whole-image vector, what older indexes hold)."""
+        return PET_FOCUS_RECIPE if self.pet_focus else WHOLE_RECIPE
 
     @property
     def identity(self) -> str:
@@ -232,30 +313,108 @@ class Embedder:
             return (self.transform(image),)
         return self.transform(image), self.region_transform(image)
 
-    def forward(self, batch: list[torch.Tensor]) -> np.ndarray:
-        stacked = torch.stack(batch).to(self.device, self.dtype, memory_format=torch.channels_last)
+    def _to_device(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(batch).to(self.device, self.dtype, memory_format=torch.channels_last)
+
+    def _features(self, batch: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(pooled features, class probabilities, last feature map), in float32."""
         with torch.inference_mode():
-            features = self.network(stacked).float()  # normalised in float32 whatever the dtype
-        features = torch.nn.functional.normalize(features, dim=1)
-        return features.cpu().numpy().astype(np.float32, copy=False)
+            stacked = self._to_device(batch)
+            if not self.classifies:
+                return self.network.forward_head(self.network.forward_features(stacked),
+                                                 pre_logits=True).float(), None, None
+            fmap = self.network.forward_features(stacked)
+            pooled = self.network.forward_head(fmap, pre_logits=True)
+            logits = self.network.get_classifier()(pooled)
+            return pooled.float(), torch.softmax(logits.float(), dim=1), fmap.float()
+
+    def forward(self, batch: list[torch.Tensor]) -> np.ndarray:
+        """Whole-image unit vectors of preprocessed images."""
+        return _unit_rows(self._features(batch)[0])
 
     def forward_views(self, batch: list[tuple[torch.Tensor, ...]]) -> np.ndarray:
         """Every view's vector (``preprocess_views`` tensors in): (batch, views, dim)."""
-        whole = self.forward([tensors[0] for tensors in batch])[:, None]
+        return self._views(batch, _unit_rows(self._features([t[0] for t in batch])[0]))
+
+    def _views(self, batch: list[tuple[torch.Tensor, ...]], whole: np.ndarray) -> np.ndarray:
         if not self.region_views:
-            return whole
-        stacked = torch.stack([tensors[1] for tensors in batch]).to(self.device, self.dtype,
-                                                                    memory_format=torch.channels_last)
+            return whole[:, None].copy()  # a copy: view 0 may become the pet-focused vector
         with torch.inference_mode():
-            fmap = self.network.forward_features(stacked).float()  # pooled in float32
+            fmap = self.network.forward_features(self._to_device([t[1] for t in batch])).float()
             regions = torch.stack(region_pools(fmap), dim=1)
         regions = torch.nn.functional.normalize(regions, dim=2).cpu().numpy().astype(np.float32, copy=False)
-        return np.concatenate([whole, regions], axis=1)
+        return np.concatenate([whole[:, None], regions], axis=1)
+
+    def embed_batch(self, images: list[Image.Image], tensors: list[tuple[torch.Tensor, ...]]
+                    ) -> list[tuple[np.ndarray, np.ndarray, PetSignal, tuple[int, int, int, int] | None]]:
+        """(views, whole vector, pet signal, crop box) per photo: decoded RGB images and their
+        ``preprocess_views`` tensors in. A photo with a pet is embedded a second time, cropped
+        around the pet; view 0 is then the pet-focused vector."""
+        pooled, probs, fmap = self._features([t[0] for t in tensors])
+        whole = _unit_rows(pooled)
+        views = self._views(tensors, whole)
+        signals = [NO_SIGNAL] * len(images) if probs is None else pet_signals(probs.cpu().numpy())
+        boxes: list[tuple[int, int, int, int] | None] = [None] * len(images)
+        if self.pet_focus is not None and fmap is not None and probs is not None:
+            focus = self.pet_focus
+            wanted = [i for i, signal in enumerate(signals) if signal.pet_score >= focus.min_pet_score]
+            if wanted:
+                maps = activation_maps(fmap[wanted], probs[wanted], self.network.get_classifier().weight)
+                for i, cam in zip(wanted, maps, strict=True):
+                    boxes[i] = self.pet_box(cam, images[i].size)
+            cropped = [i for i, box in enumerate(boxes) if box is not None]
+            if cropped:
+                crops = _unit_rows(self._features(
+                    [self.crop_transform(images[i].crop(boxes[i])) for i in cropped])[0])
+                focused = whole[cropped] + focus.crop_weight * crops
+                views[cropped, 0] = focused / np.linalg.norm(focused, axis=1, keepdims=True)
+        return [(views[i], whole[i], signals[i], boxes[i]) for i in range(len(images))]
+
+    def pet_box(self, cam: np.ndarray, image_size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+        """The square crop around the pet, in the image's pixels; None where it is (nearly) the
+        whole frame, since that crop would only repeat the whole view."""
+        focus = self.pet_focus
+        assert focus is not None
+        low, high = float(cam.min()), float(cam.max())
+        if high - low <= 1e-6:
+            return None
+        rows, cols = np.nonzero((cam - low) / (high - low) >= focus.threshold)
+        h, w = cam.shape
+        # Feature-map cells -> the model's centre-cropped input -> the decoded image.
+        width, height = image_size
+        scale = (self.input_size / self.crop_pct) / min(width, height)
+        offset_x = (width * scale - self.input_size) / 2
+        offset_y = (height * scale - self.input_size) / 2
+        cell_w, cell_h = self.input_size / w, self.input_size / h
+        x0 = (cols.min() * cell_w + offset_x) / scale
+        x1 = ((cols.max() + 1) * cell_w + offset_x) / scale
+        y0 = (rows.min() * cell_h + offset_y) / scale
+        y1 = ((rows.max() + 1) * cell_h + offset_y) / scale
+        side = max(x1 - x0, y1 - y0) * (1 + 2 * focus.margin)
+        side = min(side, width, height)
+        if side * side >= focus.max_box_area * width * height:
+            return None
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        left = int(round(min(max(cx - side / 2, 0), width - side)))
+        top = int(round(min(max(cy - side / 2, 0), height - side)))
+        return left, top, left + int(round(side)), top + int(round(side))
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:
+        """The stored-kind vector (view 0) of each image, as the indexer makes it."""
+        return self.embed_images_full(images)[0]
+
+    def embed_query(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+        """(stored-kind vector, whole-image vector) of one query photo."""
+        rgb = image.convert("RGB")
+        views, whole, _signal, _box = self.embed_batch([rgb], [self.preprocess_views(rgb)])[0]
+        return views[0], whole
+
+    def embed_images_full(self, images: list[Image.Image]) -> tuple[np.ndarray, list[PetSignal]]:
         if not images:
-            return np.zeros((0, self.dim), np.float32)
-        return self.forward([self.preprocess(image.convert("RGB")) for image in images])
+            return np.zeros((0, self.dim), np.float32), []
+        rgb = [image.convert("RGB") for image in images]
+        done = self.embed_batch(rgb, [self.preprocess_views(image) for image in rgb])
+        return np.stack([views[0] for views, *_ in done]), [signal for _v, _w, signal, _b in done]
 
     def embed_stream(
         self, items: Iterable[Item], load: Callable[[Item], Image.Image | None]
@@ -267,13 +426,16 @@ class Embedder:
         one that returns None gives a result with neither vector nor error.
         """
 
-        def prepare(item: Item) -> tuple[torch.Tensor, ...] | None:
+        def prepare(item: Item) -> tuple[Image.Image, tuple[torch.Tensor, ...]] | None:
             image = load(item)
-            return None if image is None else self.preprocess_views(image)
+            if image is None:
+                return None
+            image = image.convert("RGB")
+            return image, self.preprocess_views(image)
 
         window = 2 * self.batch_size
         with ThreadPoolExecutor(self.decode_threads, thread_name_prefix="decode") as pool:
-            pending: deque[tuple[Item, Future[torch.Tensor]]] = deque()
+            pending: deque[tuple[Item, Future]] = deque()
             iterator = iter(items)
             exhausted = False
             while True:
@@ -286,15 +448,15 @@ class Embedder:
                 if not pending:
                     return
                 done: list[EmbedResult[Item]] = []
-                tensors: list[tuple[torch.Tensor, ...]] = []
+                prepared: list[tuple[Image.Image, tuple[torch.Tensor, ...]]] = []
                 owners: list[EmbedResult[Item]] = []
                 while pending and len(done) < self.batch_size:
                     item, future = pending.popleft()
                     result = EmbedResult(item, None, None)
                     try:
-                        tensor = future.result()
-                        if tensor is not None:  # None: the loader needs no vector for it
-                            tensors.append(tensor)
+                        ready = future.result()
+                        if ready is not None:  # None: the loader needs no vector for it
+                            prepared.append(ready)
                             owners.append(result)
                     except PhotoError as error:
                         result.error = str(error)
@@ -307,15 +469,62 @@ class Embedder:
                             exhausted = True
                         else:
                             pending.append((item, pool.submit(prepare, item)))
-                if tensors:
-                    vectors = self.forward_views(tensors)
-                    for result, views in zip(owners, vectors, strict=True):
+                if prepared:
+                    embedded = self.embed_batch([image for image, _ in prepared], [t for _, t in prepared])
+                    for result, (views, whole, signal, box) in zip(owners, embedded, strict=True):
                         result.vector = views[0]
                         result.views = views[1:] if len(views) > 1 else None
+                        result.whole, result.pet, result.box = whole, signal, box
                 yield done
 
 
 _END = object()
+
+
+def _unit_rows(features: torch.Tensor) -> np.ndarray:
+    return torch.nn.functional.normalize(features, dim=1).cpu().numpy().astype(np.float32, copy=False)
+
+
+def pet_signals(probs: np.ndarray) -> list[PetSignal]:
+    """Pet score, species and top label of each row of ImageNet class probabilities."""
+    dogs = probs[:, DOG_CLASSES].sum(axis=1)
+    cats = probs[:, CAT_CLASSES].sum(axis=1)
+    animals = probs[:, ANIMAL_CLASSES].sum(axis=1)
+    pet_top = PET_CLASSES[probs[:, PET_CLASSES].argmax(axis=1)]
+    signals = []
+    animal_top = probs[:, ANIMAL_CLASSES].argmax(axis=1) + ANIMAL_CLASSES.start
+    for dog, cat, animal, pet_class, animal_class, row in zip(dogs, cats, animals, pet_top, animal_top, probs,
+                                                               strict=True):
+        pet = float(dog + cat)
+        if pet >= SHOWS_PET:
+            species, top = (DOG if dog >= cat else CAT), int(pet_class)
+        elif animal >= SHOWS_ANIMAL:
+            species, top = ANIMAL, int(animal_class)
+        else:
+            species, top = NO_PET, int(row.argmax())
+        signals.append(PetSignal(round(pet, 4), species, imagenet_label(top)))
+    return signals
+
+
+def activation_maps(fmap: torch.Tensor, probs: torch.Tensor, weight: torch.Tensor) -> np.ndarray:
+    """Class activation maps (B, H, W) of each photo's top pet class: that class's classifier
+    weights applied to every cell of the last feature map (its average is the class logit)."""
+    with torch.inference_mode():
+        pet = torch.as_tensor(PET_CLASSES, device=probs.device)
+        top = pet[probs[:, pet].argmax(dim=1)]
+        return torch.einsum("bchw,bc->bhw", fmap, weight[top].float()).cpu().numpy()
+
+
+@functools.cache
+def _imagenet_labels() -> list[str]:
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [info.index_to_description(i).split(",")[0] for i in range(IMAGENET_CLASSES)]
+
+
+def imagenet_label(index: int) -> str:
+    return _imagenet_labels()[index]
 
 
 def region_pools(fmap: torch.Tensor) -> list[torch.Tensor]:

@@ -20,7 +20,9 @@ from pathlib import Path
 from PIL import Image
 
 from petwatch import photos
-from petwatch.embed import Embedder
+import numpy as np
+
+from petwatch.embed import NO_SIGNAL, WHOLE_RECIPE, Embedder, PetSignal
 from petwatch.store import CatalogEntry, PhotoRow, Store, StoreFull
 
 log = logging.getLogger(__name__)
@@ -123,8 +125,13 @@ class Indexer:
     """Compares folders with the store and brings the store up to date."""
 
     def __init__(self, store: Store, embedder: Embedder, failures: FailureLog,
-                 max_pixels: int = 180_000_000, draft_decode: bool = True) -> None:
+                 max_pixels: int = 180_000_000, draft_decode: bool = True,
+                 mirror: Indexer | None = None) -> None:
         self.store = store
+        # While this index is upgraded to a new embedding recipe, the upgrade's own indexer:
+        # every photo stored or removed here is stored or removed there too, each with the
+        # vector of its own recipe, so the new index never falls behind (library.Upgrade).
+        self.mirror = mirror
         self.embedder = embedder
         self.failures = failures
         self.max_pixels = max_pixels
@@ -179,7 +186,7 @@ class Indexer:
 
     def reconcile(self, folders: Sequence[str], progress: Progress | None = None,
                   should_stop: Callable[[], bool] = lambda: False,
-                  on_stored: Callable[[list[str]], None] | None = None) -> IndexReport:
+                  on_stored: Callable[[list[PhotoRow]], None] | None = None) -> IndexReport:
         started = time.monotonic()
         report = IndexReport()
         todo, gone = self.plan([os.path.abspath(f) for f in folders], report)
@@ -210,6 +217,8 @@ class Indexer:
                     if not same:
                         del self.paths_by_hash[entry.content_hash]
         self.failures.clear(paths)
+        if self.mirror is not None:
+            self.mirror.remove(paths)
         return len(paths)
 
     def remove_under(self, folder: str) -> int:
@@ -226,8 +235,9 @@ class Indexer:
 
     def index_files(self, files: Sequence[FileStat], progress: Progress | None = None,
                     should_stop: Callable[[], bool] = lambda: False,
-                    on_stored: Callable[[list[str]], None] | None = None) -> IndexReport:
-        """Read, embed and store these files, one batch at a time (a batch is the unit of work)."""
+                    on_stored: Callable[[list[PhotoRow]], None] | None = None) -> IndexReport:
+        """Read, embed and store these files, one batch at a time (a batch is the unit of work).
+        ``on_stored`` gets each batch's stored rows (every view, vectors included)."""
         report = IndexReport()
         total = len(files)
         done = 0
@@ -257,10 +267,10 @@ class Indexer:
         stream = self.embedder.embed_stream((_Work(stat) for stat in files), load)
         for batch in stream:
             rows: list[PhotoRow] = []
+            mirrored: list[PhotoRow] = []  # the same photos with the mirror's recipe
             now = int(time.time())
             embedded = reused = 0
-            fresh_vectors = {r.item.photo.content_hash: r.vector for r in batch if r.vector is not None}
-            fresh_views = {r.item.photo.content_hash: r.views for r in batch if r.views is not None}
+            fresh = {r.item.photo.content_hash: r for r in batch if r.vector is not None}
             copies: list[_Work] = []
             for result in batch:
                 work = result.item
@@ -274,20 +284,27 @@ class Indexer:
                 if work.copy_of_hash is not None:
                     copies.append(work)
                     continue
-                rows.append(self._row(work, result.vector, now))
-                rows.extend(self._view_rows(work, result.views, now))
+                rows.extend(self._rows(work, self._vector(result), result.views, result.pet, now))
+                if self.mirror is not None:
+                    mirrored.extend(self._rows(work, self.mirror._vector(result), result.views, result.pet, now))
                 embedded += 1
                 copies.extend(waiting.pop(work.photo.content_hash, []))
             for work in copies:
                 digest = work.copy_of_hash
                 if digest in source_errors:
                     self._skip(work, source_errors[digest], report)
-                elif digest in fresh_vectors:
-                    rows.append(self._row(work, fresh_vectors[digest], now))
-                    rows.extend(self._view_rows(work, fresh_views.get(digest), now))
+                elif digest in fresh:
+                    source = fresh[digest]
+                    rows.extend(self._rows(work, self._vector(source), source.views, source.pet, now))
+                    if self.mirror is not None:
+                        mirrored.extend(self._rows(work, self.mirror._vector(source), source.views,
+                                                   source.pet, now))
                     reused += 1
-                elif digest in self.paths_by_hash and (source := self.store.rows_for_hash(digest)):
-                    rows.extend(self._row(work, row.vector, now, row.view) for row in source)
+                elif digest in self.paths_by_hash and (stored := self.store.rows_for_hash(digest)):
+                    rows.extend(self._copy(work, row, now) for row in stored)
+                    if self.mirror is not None:  # else the upgrade embeds it in its turn
+                        mirrored.extend(self._copy(work, row, now)
+                                        for row in self.mirror.store.rows_for_hash(digest))
                     reused += 1
                 else:
                     waiting.setdefault(digest, []).append(work)
@@ -304,11 +321,12 @@ class Indexer:
             else:
                 if rows:
                     self.last_write_error = None
+                self._write_mirror(mirrored)
                 report.indexed += embedded
                 report.reused += reused
                 self._remember(rows)
                 if on_stored and rows:
-                    on_stored([row.path for row in rows if row.view == 0])
+                    on_stored(rows)
             done += len(batch)
             if progress:
                 progress(done, total, batch[-1].item.stat.path)
@@ -339,15 +357,37 @@ class Indexer:
         report.skipped[work.stat.path] = reason
         self.failures.record(work.stat, reason)
 
-    def _row(self, work: _Work, vector, now: int, view: int = 0) -> PhotoRow:
+    def _vector(self, result) -> np.ndarray:
+        """The vector of this index's recipe: pet-focused, or the whole image (older indexes)."""
+        whole = self.store.recipe in (None, WHOLE_RECIPE)  # None: an index older than recipes
+        return result.whole if whole and result.whole is not None else result.vector
+
+    def _write_mirror(self, rows: list[PhotoRow]) -> None:
+        if self.mirror is None or not rows:
+            return
+        try:
+            self.mirror.store.upsert(rows)
+        except Exception as error:  # noqa: BLE001 - the upgrade embeds them again in its turn
+            log.warning("could not add %d photos to the index being upgraded: %s", len(rows), error)
+            return
+        self.mirror._remember(rows)
+
+    def _row(self, work: _Work, vector, now: int, view: int = 0, pet: PetSignal = NO_SIGNAL) -> PhotoRow:
         photo = work.photo
         return PhotoRow(path=work.stat.path, content_hash=photo.content_hash, size=work.stat.size,
                         mtime_ns=work.stat.mtime_ns, width=photo.width, height=photo.height,
-                        taken_at=photo.taken_at, indexed_at=now, vector=vector, view=view)
+                        taken_at=photo.taken_at, indexed_at=now, vector=vector, view=view,
+                        pet_score=pet.pet_score, species=pet.species, label=pet.label)
 
-    def _view_rows(self, work: _Work, views, now: int) -> list[PhotoRow]:
-        """Rows for a photo's region views (1, 2, ...), when the embedder makes them."""
-        return [] if views is None else [self._row(work, v, now, n) for n, v in enumerate(views, 1)]
+    def _rows(self, work: _Work, vector, views, pet: PetSignal, now: int) -> list[PhotoRow]:
+        """A photo's rows: view 0, then its region views (1, 2, ...) when the embedder makes them."""
+        extra = [] if views is None else [self._row(work, v, now, n, pet) for n, v in enumerate(views, 1)]
+        return [self._row(work, vector, now, 0, pet), *extra]
+
+    def _copy(self, work: _Work, row: PhotoRow, now: int) -> PhotoRow:
+        """A stored row's vector and pet fields under this file's path (a rename or a copy)."""
+        signal = PetSignal(row.pet_score, row.species, row.label)
+        return self._row(work, row.vector, now, row.view, signal)
 
     def _remember(self, rows: list[PhotoRow]) -> None:
         with self._lock:

@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from petwatch.errors import PetwatchError
-from petwatch.store import unit_vector
+from petwatch.protocol import PET_SPECIES
+from petwatch.store import PhotoRow, unit_vector
 
 if TYPE_CHECKING:  # the daemon's Library; pets only use its store, embedder and catalog
     from petwatch.library import Library
@@ -254,6 +255,13 @@ class Pets:
     def close(self) -> None:
         self.book.close()
 
+    def forget(self) -> None:
+        """Drop every derived state (the library's vectors changed wholesale: an upgrade)."""
+        with self._lock:
+            self._states.clear()
+            self._known.clear()
+            self._background = None
+
     # --- shortcuts into the library -----------------------------------------------------------
     @property
     def _catalog(self):
@@ -261,7 +269,7 @@ class Pets:
 
     @property
     def _identity(self) -> str:
-        return self.library.embedder.identity
+        return self.library.identity
 
     @property
     def _views(self) -> bool:
@@ -371,22 +379,30 @@ class Pets:
         return [hit["path"] for hit in self.album(name, 0, count)["hits"]]
 
     # --- the daemon's hook: photos just stored in the index -----------------------------------
-    def on_stored(self, paths: Sequence[str]) -> list[dict]:
-        """Match freshly indexed photos against every profile; one event per pet with new photos.
+    def on_stored(self, rows: Sequence[PhotoRow]) -> list[dict]:
+        """Match freshly indexed photos (their stored rows) against every profile; one event
+        per pet with new photos. Only photos that show a pet can join an album (rows of an
+        index older than species: every photo).
 
         Runs on the indexer's thread: a failure is logged, never raised into indexing.
         """
+        views: dict[str, list[PhotoRow]] = {}
+        for row in rows:
+            views.setdefault(row.path, []).append(row)
+        pets_only = self.library.store.has_pet_fields
+        vectors = {path: np.asarray([r.vector for r in sorted(found, key=lambda r: r.view)], dtype=np.float32)
+                   for path, found in views.items()
+                   if not pets_only or found[0].species in PET_SPECIES}
         try:
-            return self._match_new(paths)
+            return self._match_new(vectors)
         except Exception:  # noqa: BLE001 - a profile problem must never stop indexing
             log.exception("matching new photos against pet profiles failed")
             return []
 
-    def _match_new(self, paths: Sequence[str]) -> list[dict]:
+    def _match_new(self, vectors: dict[str, np.ndarray]) -> list[dict]:
         names = self.book.names()
-        if not names or not paths:
+        if not names or not vectors:
             return []
-        vectors = self.library.store.vectors(paths)
         events = []
         with self._lock:
             for name in names:
@@ -462,16 +478,19 @@ class Pets:
             del album[path]
 
     def _search(self, state: _State) -> dict[str, float]:
-        """Range search: every indexed photo whose best view clears the threshold."""
+        """Range search: every indexed photo that shows a pet and whose best view clears the
+        threshold (an index older than species: every photo)."""
         store, views = self.library.store, self._views
+        species = PET_SPECIES if store.has_pet_fields else None
         positive: dict[str, float] = {}
-        for hit in store.range_search(state.proto, state.threshold, whole_image_only=not views):
+        for hit in store.range_search(state.proto, state.threshold, whole_image_only=not views,
+                                      species=species):
             positive[hit.path] = max(hit.score, positive.get(hit.path, -1.0))
         negative: dict[str, float] = {}
         if state.negatives is not None and positive:
             for vector in state.negatives:
                 for hit in store.range_search(vector, state.threshold - SUPPRESS_MARGIN,
-                                              whole_image_only=not views):
+                                              whole_image_only=not views, species=species):
                     negative[hit.path] = max(hit.score, negative.get(hit.path, -1.0))
         rejected = state.profile.hashes([NOT])
         album = {}

@@ -90,6 +90,14 @@ class Settings(BaseSettings):
         le=64,
         description="Threads decoding photos while the model runs (0 = one per CPU core).",
     )
+    pet_focus: bool = Field(
+        default=True,
+        description="Where the model's classifier sees a dog or a cat, embed the photo a second "
+        "time cropped around the pet and store one vector that combines both views, so search "
+        "and pet albums find your pet rather than the background (docs/pets.md has the figures). "
+        "Photos without a pet cost one pass, as before. Changing it upgrades the index in the "
+        "background.",
+    )
     region_views: bool = Field(
         default=False,
         description="Besides the whole photo, store a vector for each of its four corner regions "

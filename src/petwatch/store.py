@@ -22,10 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from petwatch.errors import PetwatchError
+from petwatch.protocol import NO_PET
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 2: per-photo pet fields (pet_score, species, label) and the embedding recipe in the description.
+SCHEMA_VERSION = 2
 MAX_PATH_CHARS = 4096
 # Rows per write. Milvus Lite 2.5.1's insert cost grows faster than its batch: 20k rows of
 # 1280-d took 3 s in 256-row batches and 110 s in 2000-row ones.
@@ -39,8 +41,11 @@ RANGE_PAGE = 16384  # the most hits Milvus returns from one search
 LITE_METRIC = "IP"
 SERVER_METRIC = "COSINE"
 WHOLE_IMAGE = 0
-ROW_FIELDS = ["path", "view", "content_hash", "size", "mtime_ns", "width", "height",
-              "taken_at", "indexed_at"]
+BASE_FIELDS = ["path", "view", "content_hash", "size", "mtime_ns", "width", "height",
+               "taken_at", "indexed_at"]
+PET_FIELDS = ["pet_score", "species", "label"]  # what the classifier said (embed.PetSignal)
+ROW_FIELDS = BASE_FIELDS + PET_FIELDS
+MAX_LABEL_CHARS = 64
 
 
 @dataclass
@@ -55,6 +60,9 @@ class PhotoRow:
     indexed_at: int
     vector: np.ndarray = field(repr=False)
     view: int = WHOLE_IMAGE
+    pet_score: float = 0.0
+    species: str = NO_PET
+    label: str = ""
 
 
 @dataclass
@@ -69,6 +77,9 @@ class Hit:
     taken_at: int
     indexed_at: int
     view: int = WHOLE_IMAGE
+    pet_score: float = 0.0
+    species: str = NO_PET
+    label: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,6 +107,14 @@ def unit_vector(vector) -> np.ndarray:
     vector = np.asarray(vector, dtype=np.float32)
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm > 0 else vector
+
+
+def species_filter(species: Sequence[str] | None) -> str:
+    """The scalar filter for photos of these species (None: no filter). Milvus applies it
+    inside the search, so a top-k is the top k of those photos, not a post-filtered few."""
+    if not species:
+        return ""
+    return f"species in {json.dumps(sorted(set(species)))}"
 
 
 def _path_bytes(path: str) -> bytes:
@@ -161,15 +180,37 @@ def prewarm_lite(db: Path, collection: str) -> None:
     threading.Thread(target=warm, name="prewarm-store", daemon=True).start()
 
 
+def petwatch_collections(uri: str, token: str | None = None) -> dict[str, dict]:
+    """Every collection petwatch made at ``uri``, with what its description records."""
+    client_class = _milvus_client_class()
+    if "://" not in uri:
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        client = client_class(uri=uri, token=token or "")
+    except Exception as error:  # noqa: BLE001 - pymilvus wraps errors inconsistently
+        hint = ("only one process can open a Milvus Lite DB: if the petwatch daemon is running, "
+                "use it (petwatch status) or stop it first" if "://" not in uri
+                else "check milvus_uri and milvus_token, and that the server is up")
+        raise PetwatchError(f"cannot open Milvus at {uri}: {error}; {hint}") from None
+    # Not closed: pymilvus shares one connection per URI, and the Store uses it next.
+    found = {name: Store.recorded(client, name) for name in client.list_collections()}
+    return {name: info for name, info in found.items() if "petwatch_schema" in info}
+
+
 class Store:
     """The photo collection, opened for one model identity and vector dimension."""
 
-    def __init__(self, uri: str, collection: str, identity: str, dim: int, token: str | None = None) -> None:
+    def __init__(self, uri: str, collection: str, identity: str, dim: int, token: str | None = None,
+                 recipe: str | None = None, create: bool = True, upgrading_from: str | None = None) -> None:
         client_class = _milvus_client_class()
         self.uri = uri
         self.collection = collection
         self.identity = identity
         self.dim = dim
+        self.recipe = recipe  # how vectors were made beyond the model (embed.Embedder.recipe)
+        self.fields = ROW_FIELDS
+        self.create = create
+        self.upgrading_from = upgrading_from  # the older collection this one is built from
         self.is_lite = "://" not in uri
         self.metric = LITE_METRIC if self.is_lite else SERVER_METRIC  # what this version makes
         if self.is_lite:
@@ -185,15 +226,20 @@ class Store:
 
     # --- lifecycle -----------------------------------------------------------------------
     def _description(self) -> str:
-        return json.dumps({"petwatch_schema": SCHEMA_VERSION, "model": self.identity, "dim": self.dim})
+        return json.dumps({"petwatch_schema": SCHEMA_VERSION, "model": self.identity, "dim": self.dim,
+                           "recipe": self.recipe, "upgrading_from": self.upgrading_from})
+
+    @staticmethod
+    def recorded(client, collection: str) -> dict:
+        """What a collection's description records (model, dim, recipe, schema); {} if none."""
+        try:
+            return json.loads(client.describe_collection(collection).get("description") or "{}")
+        except (json.JSONDecodeError, AttributeError):
+            return {}
 
     def _open_or_create(self) -> None:
         if self.client.has_collection(self.collection):
-            described = self.client.describe_collection(self.collection)
-            try:
-                recorded = json.loads(described.get("description") or "{}")
-            except json.JSONDecodeError:
-                recorded = {}
+            recorded = self.recorded(self.client, self.collection)
             if recorded.get("model") != self.identity or recorded.get("dim") != self.dim:
                 raise PetwatchError(
                     f"the index in {self.uri} (collection {self.collection!r}) was made by model "
@@ -201,6 +247,10 @@ class Store:
                     f"Either set model back, or rebuild the index for the new model with "
                     f"`petwatch reindex` (your photos are untouched; only the index is rebuilt)"
                 )
+            # An older schema is opened as it is (to serve searches while it is upgraded).
+            self.recipe = recorded.get("recipe")  # None: older than recipes (whole-image vectors)
+            if int(recorded.get("petwatch_schema", 1)) < 2:
+                self.fields = BASE_FIELDS
             found = self._vector_metric()
             if found is None or (self.is_lite and found != self.metric):
                 self._rebuild_vector_index()
@@ -208,6 +258,8 @@ class Store:
                 self.metric = found  # a server's index is kept as it was made
             self.client.load_collection(self.collection)
             return
+        if not self.create:
+            raise PetwatchError(f"no collection {self.collection!r} in {self.uri}")
         self._create()
 
     def _vector_index_params(self):
@@ -252,6 +304,9 @@ class Store:
         schema.add_field("height", DataType.INT32)
         schema.add_field("taken_at", DataType.INT64)
         schema.add_field("indexed_at", DataType.INT64)
+        schema.add_field("pet_score", DataType.FLOAT)
+        schema.add_field("species", DataType.VARCHAR, max_length=16)
+        schema.add_field("label", DataType.VARCHAR, max_length=MAX_LABEL_CHARS * 4)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
         self.client.create_collection(self.collection, schema=schema,
                                       index_params=self._vector_index_params(),
@@ -260,8 +315,17 @@ class Store:
     def drop(self) -> None:
         self.client.drop_collection(self.collection)
 
+    @staticmethod
+    def drop_named(uri: str, token: str | None, collection: str) -> None:
+        # Not closed: pymilvus shares one connection per URI with the Stores open on it.
+        _milvus_client_class()(uri=uri, token=token or "").drop_collection(collection)
+
     def close(self) -> None:
         self.client.close()
+        if self.is_lite:  # pymilvus keeps a Lite server per file until exit: free the file now
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(self.uri)
 
     # --- writes --------------------------------------------------------------------------
     def write_problem(self) -> str | None:
@@ -294,8 +358,14 @@ class Store:
             batch = rows[start:start + WRITE_BATCH]
             self.client.upsert(self.collection, [self._entity(row) for row in batch])
 
+    @property
+    def has_pet_fields(self) -> bool:
+        return self.fields is ROW_FIELDS
+
     def _entity(self, row: PhotoRow) -> dict:
-        entity = {name: getattr(row, name) for name in ROW_FIELDS}
+        entity = {name: getattr(row, name) for name in self.fields}
+        if self.has_pet_fields:
+            entity["label"] = row.label[:MAX_LABEL_CHARS]
         entity["path"] = encode_path(row.path)
         entity["pk"] = row_pk(row.path, row.view)
         entity["photo_id"] = photo_id(row.path)
@@ -312,9 +382,14 @@ class Store:
         return len(ids)
 
     # --- reads ---------------------------------------------------------------------------
-    def count(self) -> int:
-        rows = self.client.query(self.collection, filter=f"view == {WHOLE_IMAGE}",
-                                 output_fields=["count(*)"])
+    def count(self, species: Sequence[str] | None = None) -> int:
+        """Photos stored (of these species only, when given)."""
+        where = f"view == {WHOLE_IMAGE}"
+        if species and self.has_pet_fields:
+            where += f" and {species_filter(species)}"
+        elif species:
+            return 0
+        rows = self.client.query(self.collection, filter=where, output_fields=["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0
 
     def iter_catalog(self) -> Iterator[tuple[str, CatalogEntry]]:
@@ -342,35 +417,45 @@ class Store:
             return []
         found = self.client.query(
             self.collection, filter=f"photo_id == {first[0]['photo_id']}",
-            output_fields=[*ROW_FIELDS, "vector"], limit=1024,
+            output_fields=[*self.fields, "vector"], limit=1024,
         )
         return [self._row(raw) for raw in found if raw["content_hash"] == content_hash]
 
     def get(self, path: str) -> PhotoRow | None:
         found = self.client.query(
             self.collection, filter=f"photo_id == {photo_id(path)} and view == {WHOLE_IMAGE}",
-            output_fields=[*ROW_FIELDS, "vector"], limit=1,
+            output_fields=[*self.fields, "vector"], limit=1,
         )
         return self._row(found[0]) if found else None
 
+    def _where(self, whole_image_only: bool, species: Sequence[str] | None) -> str:
+        if species and not self.has_pet_fields:
+            raise PetwatchError("this index has no pet fields yet (it is being upgraded): "
+                                "search without a species filter until `petwatch status` shows it done")
+        parts = [f"view == {WHOLE_IMAGE}"] if whole_image_only else []
+        if species:
+            parts.append(species_filter(species))
+        return " and ".join(parts)
+
     def search(self, vector: np.ndarray, top_k: int, min_score: float = -1.0,
-               whole_image_only: bool = True) -> list[Hit]:
-        """The ``top_k`` most similar photos, best first, cosine similarity >= ``min_score``."""
+               whole_image_only: bool = True, species: Sequence[str] | None = None) -> list[Hit]:
+        """The ``top_k`` most similar photos, best first, cosine similarity >= ``min_score``
+        (only photos of these ``species``, when given)."""
         # A plain top-k search, cut at min_score here: the same hits as a range search with
         # that radius, and a few ms faster on Milvus Lite.
         results = self.client.search(
             self.collection,
             data=[unit_vector(vector).tolist()],
             limit=top_k,
-            filter=f"view == {WHOLE_IMAGE}" if whole_image_only else "",
-            output_fields=ROW_FIELDS,
+            filter=self._where(whole_image_only, species),
+            output_fields=self.fields,
             search_params={"metric_type": self.metric},
         )
         hits = [self._hit(raw) for raw in results[0]]
         return [hit for hit in hits if hit.score >= min_score]
 
     def range_search(self, vector: np.ndarray, min_score: float, whole_image_only: bool = True,
-                     page_size: int = RANGE_PAGE) -> list[Hit]:
+                     page_size: int = RANGE_PAGE, species: Sequence[str] | None = None) -> list[Hit]:
         """Every row (one per photo and view) with cosine similarity >= ``min_score``, best first.
 
         No top-k: Milvus caps one search at 16384 hits, so this pages down the score range,
@@ -381,8 +466,8 @@ class Store:
         while True:
             results = self.client.search(
                 self.collection, data=query, limit=page_size,
-                filter=f"view == {WHOLE_IMAGE}" if whole_image_only else "",
-                output_fields=ROW_FIELDS,
+                filter=self._where(whole_image_only, species),
+                output_fields=self.fields,
                 search_params={"metric_type": self.metric, "params": {
                     "radius": float(min_score) - 1e-6, "range_filter": ceiling}},
             )[0]
@@ -412,15 +497,14 @@ class Store:
         return {path: np.asarray([vector for _view, vector in sorted(rows, key=lambda r: r[0])],
                                  dtype=np.float32) for path, rows in found.items()}
 
-    @staticmethod
-    def _hit(raw: dict) -> Hit:
+    def _hit(self, raw: dict) -> Hit:
         entity = raw["entity"]
         # float32 rounding puts a photo's match with itself at 1.0000001: a cosine is at most 1
         return Hit(path=decode_path(entity["path"]), score=min(1.0, float(raw["distance"])),
-                   **{name: entity[name] for name in ROW_FIELDS if name != "path"})
+                   **{name: entity[name] for name in self.fields if name != "path"})
 
     def _row(self, raw: dict) -> PhotoRow:
-        values = {name: raw[name] for name in ROW_FIELDS}
+        values = {name: raw[name] for name in self.fields}
         values["path"] = decode_path(values["path"])
         return PhotoRow(vector=np.asarray(raw["vector"], dtype=np.float32), **values)
 

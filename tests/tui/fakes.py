@@ -19,7 +19,9 @@ def fake_hits(count: int, folder: str = "/photos/pets") -> list[dict]:
     return [{"path": f"{folder}/{breeds[i % len(breeds)]}_{i:03d}.jpg", "score": round(1.0 - i * 0.0009, 4),
              "content_hash": f"{i:016x}", "size": 100_000 + i, "mtime_ns": 0, "width": 640,
              "height": 480, "taken_at": 1_600_000_000 + i * 86_400, "indexed_at": 1_700_000_000,
-             "view": 0, "online": True} for i in range(count)]
+             "view": 0, "online": True, "pet_score": 0.9 if i % 3 else 0.01,
+             "species": ("cat" if i % 8 < 6 else "dog") if i % 3 else "none",
+             "label": breeds[i % len(breeds)] if i % 3 else "lakeside"} for i in range(count)]
 
 
 def fake_picture(path: str, size: int) -> bytes:
@@ -78,10 +80,12 @@ class FakeClient:
         self._check()
         return self._status
 
-    async def search(self, image=None, photo=None, top_k=20, min_score=0.0, offset=0) -> dict:
+    async def search(self, image=None, photo=None, top_k=20, min_score=0.0, offset=0, species=None) -> dict:
         self._check()
-        self.searches.append({"image": image, "photo": photo, "top_k": top_k, "offset": offset})
-        hits = [h for h in self.hits if h["score"] >= min_score][offset: offset + top_k]
+        self.searches.append({"image": image, "photo": photo, "top_k": top_k, "offset": offset,
+                              "species": species})
+        hits = [h for h in self.hits if h["score"] >= min_score and (not species or h["species"] in species)]
+        hits = hits[offset: offset + top_k]
         return {"query": image or photo, "hits": hits, "took_ms": 12.0}
 
     async def thumbnail(self, path: str, size: int = 256) -> bytes:

@@ -63,6 +63,19 @@ async def test_pushed_events_update_the_status_bar_and_announce_new_photos():
         await wait_for(pilot, lambda: "disk full" in notes(app), what="the error notification")
 
 
+async def test_an_index_upgrade_shows_its_progress_and_its_end():
+    client = FakeClient(status=fake_status(indexed=120))
+    app = make_app(client)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.connected and client.events_queue, what="connection")
+        await client.events_queue.put(("upgrade", {"from": "whole", "to": "petfocus1", "done": 30,
+                                                   "total": 120, "finished": False}))
+        await wait_for(pilot, lambda: "upgrading 25%" in status_text(app), what="the upgrade's progress")
+        await client.events_queue.put(("upgrade", {"done": 120, "total": 120, "finished": True}))
+        await wait_for(pilot, lambda: any("pet-focused vector" in n for n in notes(app)), what="its end")
+        assert "upgrading" not in status_text(app) and "idle" in status_text(app)
+
+
 async def test_reconnects_by_itself_and_clears_the_banner():
     client = FakeClient()
     app = make_app(client)
@@ -177,6 +190,25 @@ async def test_browse_picks_the_query_photo(tmp_path):
                        what="the search")
         assert client.searches[0]["image"] == str(tmp_path / "album" / "rex.jpg")
         assert app.screen.query_one("#query").value == str(tmp_path / "album" / "rex.jpg")
+
+
+async def test_pets_only_toggle_searches_again_with_the_species_filter():
+    client = FakeClient(hits=fake_hits(12))
+    app = make_app(client)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        app.screen.query_one("#query").value = "/photos/pets/bengal_000.jpg"
+        await pilot.press("enter")
+        grid = app.screen.query_one(ResultsGrid)
+        await wait_for(pilot, lambda: len(grid.hits) == 12, what="every hit")
+        assert client.searches[-1]["species"] is None
+        await pilot.press("t")  # the grid has the focus: t toggles "pets only"
+        await wait_for(pilot, lambda: len(client.searches) == 2 and len(grid.hits) == 8, what="the filtered search")
+        assert client.searches[-1]["species"] == ["dog", "cat"]
+        assert {hit["species"] for hit in grid.hits} <= {"dog", "cat"}
+        assert "(pets only)" in str(app.screen.query_one("#results-info").render())
+        await pilot.press("t")
+        await wait_for(pilot, lambda: len(client.searches) == 3 and len(grid.hits) == 12, what="unfiltered again")
 
 
 async def test_removing_a_folder_asks_first():

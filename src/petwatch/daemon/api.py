@@ -16,7 +16,7 @@ import struct
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -25,6 +25,7 @@ from petwatch.daemon.pet_routes import router as pets_router
 from petwatch.daemon.service import Daemon
 from petwatch.errors import PetwatchError
 from petwatch.library import MAX_TOP_K
+from petwatch.protocol import SPECIES
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,16 @@ class SearchRequest(_Strict):
     top_k: int = Field(20, ge=1, le=MAX_TOP_K)
     min_score: float = Field(0.0, ge=-1.0, le=1.0)
     offset: int = Field(0, ge=0, le=MAX_TOP_K)
+    species: list[str] | None = Field(
+        None, max_length=len(SPECIES), description=f"Only photos of these species ({', '.join(SPECIES)})")
+
+    @field_validator("species")
+    @classmethod
+    def _known_species(cls, value: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(value or ()) - set(SPECIES))
+        if unknown:
+            raise ValueError(f"unknown species {', '.join(unknown)}: use {', '.join(SPECIES)}")
+        return value
 
 
 class FolderRequest(_Strict):
@@ -144,7 +155,8 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     @app.post("/search")
     def search(request: SearchRequest) -> dict:
-        return daemon.search(request.image, request.photo, request.top_k, request.min_score, request.offset)
+        return daemon.search(request.image, request.photo, request.top_k, request.min_score, request.offset,
+                             request.species)
 
     @app.post("/index")
     def index(request: IndexRequest) -> dict:

@@ -28,7 +28,7 @@ from petwatch.index import IndexReport, is_under
 from petwatch.library import Library
 from petwatch.pets import Pets
 from petwatch.settings import Settings
-from petwatch.store import Hit
+from petwatch.store import Hit, PhotoRow
 from petwatch.watch import Sink, Watcher
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class Daemon:
         self._removals: dict[str, float] = {}  # path -> when to drop it if still missing
         self._grace = settings.settle_seconds + REMOVE_GRACE_SECONDS
         self._last_write_retry = 0.0
+        self._upgrade_paused = False  # until the next walk: what is left of an upgrade can't be read
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -179,7 +180,9 @@ class Daemon:
     # --- reads ---------------------------------------------------------------------------
     def state(self) -> str:
         busy = self._busy or not self._tasks.empty() or self.watcher.queued() or self._removals
-        return "indexing" if busy else "idle"
+        if busy:
+            return "indexing"
+        return "upgrading" if self.library.upgrade is not None and not self._upgrade_paused else "idle"
 
     def status(self) -> dict:
         return {
@@ -191,6 +194,7 @@ class Daemon:
             "folders": self.folder_list(),
             "model": self.library.embedder.name,
             "dim": self.library.embedder.dim,
+            **{f"{species}s": count for species, count in self.library.species_counts().items()},
             "uptime_s": round(time.monotonic() - self.started, 1),
             "progress": self.progress.to_dict() if self.progress else None,
             "pid": os.getpid(),
@@ -198,6 +202,8 @@ class Daemon:
             "db": self.library.store.uri,
             # Why the index cannot be written right now (disk full), else None.
             "write_error": self.library.indexer.write_error,
+            # {"from", "to", "done", "total"} while an older index is re-embedded, else None.
+            "upgrade": self.library.upgrade_status(),
         }
 
     def _queued_work(self) -> int:
@@ -216,16 +222,20 @@ class Daemon:
                 for path, (size, _mtime, reason) in sorted(self.library.failures.known().items())]
 
     def search(self, image: str | None, photo: str | None, top_k: int, min_score: float,
-               offset: int = 0) -> dict:
+               offset: int = 0, species: list[str] | None = None) -> dict:
         query = photo or image
         if not query:
             raise PetwatchError("give a query: an image path, or an indexed photo")
-        if photo and os.path.abspath(photo) not in self.library.indexer.catalog:
+        if photo and self.library.entry(photo) is None:
             raise PetwatchError(f"{photo} is not an indexed photo")
         started = time.monotonic()
-        hits = self.library.search(query, top_k + offset, min_score)[offset:]
-        return {"query": os.path.abspath(query), "hits": [self._hit(h) for h in hits],
-                "took_ms": round((time.monotonic() - started) * 1000, 1)}
+        found = self.library.find(query, top_k + offset, min_score, species)
+        return {"query": os.path.abspath(query), "hits": [self._hit(h) for h in found.hits[offset:]],
+                "took_ms": round((time.monotonic() - started) * 1000, 1),
+                # Set while the index is upgraded: "partial" when only the photos upgraded so
+                # far were searched (a species filter needs the new index), else the results
+                # come from the complete older index.
+                "upgrade": self.library.upgrade_status(), "partial": found.partial is not None}
 
     def _hit(self, hit: Hit) -> dict:
         data = hit.to_dict()
@@ -235,18 +245,19 @@ class Daemon:
 
     def photo(self, path: str) -> dict:
         path = os.path.abspath(path)
-        row = self.library.store.get(path) if path in self.library.indexer.catalog else None
+        row = self.library.store.get(path) if self.library.entry(path) is not None else None
         if row is None:
             raise PetwatchError(f"{path} is not an indexed photo")
         data = {name: getattr(row, name) for name in
-                ("path", "content_hash", "size", "mtime_ns", "width", "height", "taken_at", "indexed_at")}
+                ("path", "content_hash", "size", "mtime_ns", "width", "height", "taken_at", "indexed_at",
+                 "pet_score", "species", "label")}
         data["online"] = os.path.exists(path)
         data["folder"] = next((f for f in self.folders if is_under(path, f)), os.path.dirname(path))
         return data
 
     def thumbnail(self, path: str, size: int) -> bytes:
         path = os.path.abspath(path)
-        entry = self.library.indexer.catalog.get(path)
+        entry = self.library.entry(path)
         if entry is None:
             raise PetwatchError(f"{path} is not an indexed photo")
         size = min((s for s in THUMBNAIL_SIZES if s >= size), default=THUMBNAIL_SIZES[-1])
@@ -273,6 +284,7 @@ class Daemon:
             try:
                 task = self._tasks.get(timeout=self._idle_wait())
             except queue.Empty:
+                self._upgrade_step()
                 continue
             self._busy = True
             try:
@@ -310,6 +322,7 @@ class Daemon:
             self.bus.publish("state", {"state": "indexing"})
             report = self._reconcile(folders)
             self._last_walk = time.monotonic()
+            self._upgrade_paused = False
             self._finish(report, task)
         elif task.kind == "files":
             paths = list(dict.fromkeys(p for p in task.paths if self._watched(p)))
@@ -404,7 +417,33 @@ class Daemon:
         if self._tasks.empty() and not self._removals:
             self.bus.publish("state", {"state": self.state()})
 
+    def _upgrade_step(self) -> None:
+        """Between tasks, re-embed a few photos of an older index (library.Upgrade)."""
+        if self.library.upgrade is None or self._stopping.is_set() or self._upgrade_paused:
+            return
+        try:
+            before = self.library.upgrade_status()
+            report = self.library.upgrade_step(should_stop=self._stopping.is_set)
+            after = self.library.upgrade_status()
+            if after is None:
+                self.pets.forget()  # vectors and thresholds of the older index are stale now
+                self.bus.publish("upgrade", {"done": before["total"] if before else 0,
+                                             "total": len(self.library.indexer.catalog), "finished": True})
+            else:
+                self.bus.publish("upgrade", {**after, "finished": False})
+                # Only photos that cannot be read now are left (an offline folder): wait for
+                # the next walk instead of checking them again and again.
+                self._upgrade_paused = report is not None and not (report.indexed or report.reused or report.skipped)
+            if report and (report.skipped or report.failed):
+                self._finish(report, _Task("upgrade"))
+        except Exception as error:  # noqa: BLE001 - the daemon outlives any one step
+            log.exception("upgrading the index failed")
+            self.bus.publish("error", {"message": f"upgrading the index: {error}"})
+            self._upgrade_paused = True
+
     def _idle_wait(self) -> float:
+        if self.library.upgrade is not None and not self._upgrade_paused:
+            return 0.01
         if not self._removals:
             return 0.5
         wait = min(self._removals.values()) - time.monotonic()
@@ -446,10 +485,11 @@ class Daemon:
         self.progress.done, self.progress.total, self.progress.current = done, total, current
         self.bus.publish("progress", self.progress.to_dict())
 
-    def _on_stored(self, paths: list[str]) -> None:
+    def _on_stored(self, rows: list[PhotoRow]) -> None:
+        paths = [row.path for row in rows if row.view == 0]
         self.bus.publish("indexed", {"paths": paths[:100], "count": len(paths),
                                      "total": len(self.library.indexer.catalog)})
-        for event in self.pets.on_stored(paths):  # a new photo of a pet joins its album
+        for event in self.pets.on_stored(rows):  # a new photo of a pet joins its album
             self.bus.publish("pet", event)
 
     def _finish(self, report: IndexReport, task: _Task) -> None:

@@ -175,6 +175,12 @@ class PetwatchApp(App[int]):
             self._comic_changed(data)
         elif kind == "pet":
             self._pet_changed(data)
+        elif kind == "upgrade":  # an older index re-embedded with pet focus, a step at a time
+            finished = bool(data.get("finished"))
+            self.daemon_status = {**status, "upgrade": None if finished else data}
+            if finished:
+                self.notify(f"every photo now has a pet-focused vector ({data.get('total', 0):,} photos)",
+                            title="Index upgraded")
 
     # --- comics and pets: pushed by the daemon ---------------------------------------------
     def _comic_changed(self, job: dict) -> None:

@@ -10,9 +10,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
 
 from petwatch.errors import PetwatchError
+from petwatch.protocol import PET_SPECIES
 from petwatch.tui import format
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.path_input import PathInput
@@ -40,6 +41,7 @@ class SearchScreen(Screen):
         Binding("slash", "focus_query", "Query"),
         Binding("b", "browse", "Browse"),
         Binding("m", "more", "More hits"),
+        Binding("t", "toggle_pets_only", "Pets only"),
         Binding("escape", "focus_results", "Leave the query field", show=False),
     ]
 
@@ -63,6 +65,8 @@ class SearchScreen(Screen):
             yield Label("min", classes="field-label")
             yield Input(str(DEFAULT_MIN_SCORE), id="min-score", type="number", compact=True,
                         max_length=6, tooltip="minimum similarity (-1..1)")
+            yield Checkbox("pets only", id="pets-only", compact=True,
+                           tooltip="only photos that show a dog or a cat (t)")
             yield Button("Search", id="search-button", compact=True, variant="primary")
             yield Button("Browse", id="browse-button", compact=True)
         with Horizontal(id="results-header"):
@@ -104,6 +108,15 @@ class SearchScreen(Screen):
             self.grid.focus()
         else:
             self.set_focus(None)  # keys reach the screen and app bindings (f, ?, q...)
+
+    def action_toggle_pets_only(self) -> None:
+        box = self.query_one("#pets-only", Checkbox)
+        box.value = not box.value
+
+    @on(Checkbox.Changed, "#pets-only")
+    def _pets_only_changed(self) -> None:
+        if self.last_query is not None:  # the same query again, filtered (or not)
+            self.search(self.last_query["path"], self.last_query["by_photo"])
 
     def action_browse(self) -> None:
         from petwatch.tui.screens.browse import BrowseScreen
@@ -194,9 +207,10 @@ class SearchScreen(Screen):
         name = os.path.basename(path)
         info.update(f"searching for photos like {name}…")
         kind = {"photo": path} if by_photo else {"image": path}
+        species = list(PET_SPECIES) if self.query_one("#pets-only", Checkbox).value else None
         try:
             result = await self.petwatch.client.search(**kind, top_k=top_k, min_score=min_score,
-                                                        offset=offset)
+                                                        offset=offset, species=species)
         except PetwatchError as error:
             info.update(f"search failed: {error}")
             self.notify(str(error), title="Search failed", severity="error")
@@ -212,8 +226,14 @@ class SearchScreen(Screen):
                 f"No photo is like {name} with a score of at least {min_score}. Lower the minimum "
                 "score, or watch more folders (f).")
         more = "" if self.exhausted or len(grid.hits) >= MAX_HITS else " · m: more"
-        info.update(f"{format.plural(len(grid.hits), 'hit')} for {name} "
-                    f"({result.get('took_ms', 0):.0f} ms){more}")
+        upgrade = result.get("upgrade")
+        note = ""
+        if upgrade and result.get("partial"):
+            note = f" · among the {upgrade['done']:,} of {upgrade['total']:,} photos upgraded so far"
+        elif upgrade:
+            note = " · index upgrading: previous vectors"
+        info.update(f"{format.plural(len(grid.hits), 'hit')} for {name}{' (pets only)' if species else ''} "
+                    f"({result.get('took_ms', 0):.0f} ms){note}{more}")
         if offset and not added:
             self.notify("no more hits above the minimum score")
         if offset == 0 and grid.hits:
@@ -224,8 +244,9 @@ class SearchScreen(Screen):
     def _highlighted(self, event: ResultsGrid.Highlighted) -> None:
         text = ""
         if event.hit is not None:
+            label = event.hit.get("label") if event.hit.get("species") in PET_SPECIES else ""
             text = (f"{event.index + 1}/{len(self.grid.hits)}  {event.hit['score']:.3f}  "
-                    f"{format.home_relative(event.hit['path'])}")
+                    f"{format.home_relative(event.hit['path'])}{f'  ({label})' if label else ''}")
         self.query_one("#hit-info", Static).update(text)
 
     @on(ResultsGrid.Open)

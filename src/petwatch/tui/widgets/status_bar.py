@@ -69,6 +69,9 @@ class StatusBar(Horizontal):
             state.add_class("-offline")
         else:
             name = status.get("state", "?")
+            upgrade = status.get("upgrade")
+            if upgrade and name in ("idle", "upgrading") and upgrade.get("total"):
+                name = f"upgrading {upgrade['done'] * 100 // upgrade['total']}%"
             state.update(("● " if name == "idle" else "◐ ") + name)
             state.add_class("-idle" if name == "idle" else "-indexing")
         known = bool(app.connected and status)

@@ -1,0 +1,11 @@
+"""The contract between the daemon and its front ends (CLI, TUI): names both sides use.
+
+No torch, no openai: the CLI and the TUI import this without loading a model.
+"""
+
+from __future__ import annotations
+
+# What the classifier says a photo shows (stored per photo, filterable in search).
+DOG, CAT, ANIMAL, NO_PET = "dog", "cat", "animal", "none"
+SPECIES = (DOG, CAT, ANIMAL, NO_PET)
+PET_SPECIES = (DOG, CAT)  # "shows a pet": what --pets-only keeps
