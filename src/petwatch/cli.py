@@ -497,7 +497,14 @@ def cmd_pets(args) -> int:
     if args.action == "remove":
         print(f"removed {client.pet_remove(args.name)['removed']} (its photos are untouched)")
         return 0
-    if args.action == "add":
+    if args.action in ("discover", "dismiss", "merge", "ungroup"):
+        return _pets_found(client, args)
+    if args.action == "add" and args.group is not None:
+        pet = client.group_action(args.group, "name", {"name": args.name})
+    elif args.action == "add":
+        if not args.photo:
+            raise PetwatchError("give example photos (--photo PATH...) or a group found for you "
+                                "(--group ID, see `petwatch pets discover`)")
         pet = client.pet_add(args.name, args.photo)
     elif args.action == "mark":
         pet = client.pet_mark(args.name, args.paths, args.mark)
@@ -519,6 +526,40 @@ def cmd_pets(args) -> int:
     if args.action in ("add", "mark"):
         print(f"see the album with `petwatch pets show {pet['name']}`")
     return 0
+
+
+def _pets_found(client: DaemonClient, args) -> int:
+    if args.action == "discover":
+        groups = client.groups(include_all=args.all)
+        if args.json:
+            _print_json(groups)
+        elif not groups:
+            print("no pets found yet: they appear once a pet shows up in at least "
+                  "3 photos from 2 different days or folders")
+        else:
+            print(f"found {len(groups)} pet{'s' if len(groups) != 1 else ''} in your photos; name one with "
+                  "`petwatch pets add NAME --group ID`, or `petwatch pets dismiss ID` if it is not yours")
+            for group in [] if args.json else groups:
+                print(_group_line(group))
+        return 0
+    if args.action == "dismiss":
+        group = client.group_action(args.id, "dismiss")
+    elif args.action == "merge":
+        group = client.group_action(args.id, "merge", {"other": args.other})
+    else:
+        group = client.group_action(args.id, "remove", {"paths": args.paths})
+    if args.json:
+        _print_json(group)
+    else:
+        print(_group_line(group))
+    return 0
+
+
+def _group_line(group: dict) -> str:
+    status = f"  [{group['status']}{': ' + group['name'] if group.get('name') else ''}]" \
+        if group["status"] != "open" else ""
+    return (f"group {group['id']:>4}  {group['size']:>5} photos  {group['species']}, {group['breed']}  "
+            f"{group['first_day']} - {group['last_day']}  cover {group['cover']}{status}")
 
 
 def _pet_line(pet: dict) -> str:
@@ -633,8 +674,10 @@ def build_parser() -> argparse.ArgumentParser:
     pet_actions = pets.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = with_json(pet_actions.add_parser("add", help="create a pet from example photos (or add examples)"))
     add.add_argument("name", metavar="NAME")
-    add.add_argument("--photo", action="extend", nargs="+", required=True, metavar="PATH",
+    add.add_argument("--photo", action="extend", nargs="+", metavar="PATH",
                      help="example photos of the pet (three or more work best)")
+    add.add_argument("--group", type=int, metavar="ID",
+                     help="instead of --photo: a group of pets found for you (petwatch pets discover)")
     with_json(pet_actions.add_parser("list", help="every pet, with its album's size"))
     show = with_json(pet_actions.add_parser("show", aliases=["album"],
                                             help="the album: every photo of the pet, best first, with scores"))
@@ -652,6 +695,17 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--forget", dest="mark", action="store_const", const="forget", help="drop the mark")
     pet_actions.add_parser("remove", help="remove a pet profile (its photos are untouched)").add_argument(
         "name", metavar="NAME")
+    discover = with_json(pet_actions.add_parser(
+        "discover", help="the pets found in your photos: groups of one individual that recur"))
+    discover.add_argument("--all", action="store_true", help="dismissed and named groups too")
+    dismiss = with_json(pet_actions.add_parser("dismiss", help="a group found is not your pet: hide it for good"))
+    dismiss.add_argument("id", type=int, metavar="ID")
+    merge = with_json(pet_actions.add_parser("merge", help="two groups found are the same pet"))
+    merge.add_argument("id", type=int, metavar="ID")
+    merge.add_argument("other", type=int, metavar="OTHER", help="the group whose photos join ID")
+    ungroup = with_json(pet_actions.add_parser("ungroup", help="photos that are not the pet of group ID"))
+    ungroup.add_argument("id", type=int, metavar="ID")
+    ungroup.add_argument("paths", nargs="+", metavar="PATH")
     pets.set_defaults(handler=cmd_pets)
 
     service = commands.add_parser("service", help="the systemd user service")

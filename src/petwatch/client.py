@@ -113,6 +113,19 @@ class _Api:
         return "POST", f"{_pet_url(name)}/marks", {"json": body, "timeout": PET_TIMEOUT}
 
 
+    # --- pets found (daemon/discovery_routes.py)
+    @staticmethod
+    def groups(include_all: bool = False) -> tuple[str, str, dict]:
+        return "GET", "/groups", {"params": {"all": include_all}, "timeout": PET_TIMEOUT}
+
+    @staticmethod
+    def group_action(gid: int, action: str, body: dict | None = None) -> tuple[str, str, dict]:
+        """``action``: name {"name"}, dismiss, merge {"other"} or remove {"paths"}."""
+        if body and "paths" in body:
+            body = {**body, "paths": _absolute(body["paths"])}
+        return "POST", f"/groups/{int(gid)}/{action}", {"json": body or {}, "timeout": PET_TIMEOUT}
+
+
 def _absolute(paths: list[str]) -> list[str]:
     return [os.path.abspath(os.path.expanduser(str(path))) for path in paths]
 
@@ -263,6 +276,15 @@ class DaemonClient:
     def pet_remove(self, name: str) -> dict:
         return self.call("DELETE", _pet_url(name))
 
+    def groups(self, include_all: bool = False) -> list[dict]:
+        """The pets found: groups of photos of one individual that recur, biggest first."""
+        method, url, kwargs = _Api.groups(include_all)
+        return self.call(method, url, **kwargs)
+
+    def group_action(self, gid: int, action: str, body: dict | None = None) -> dict:
+        method, url, kwargs = _Api.group_action(gid, action, body)
+        return self.call(method, url, **kwargs)
+
     def events(self) -> Iterator[tuple[str, dict]]:
         """Server-pushed events as (kind, data) until the daemon goes away."""
         if not self.socket.exists():
@@ -388,6 +410,14 @@ class AsyncDaemonClient:
 
     async def pet_remove(self, name: str) -> dict:
         return await self.call("DELETE", _pet_url(name))
+
+    async def groups(self, include_all: bool = False) -> list[dict]:
+        method, url, kwargs = _Api.groups(include_all)
+        return await self.call(method, url, **kwargs)
+
+    async def group_action(self, gid: int, action: str, body: dict | None = None) -> dict:
+        method, url, kwargs = _Api.group_action(gid, action, body)
+        return await self.call(method, url, **kwargs)
 
     async def events(self) -> AsyncIterator[tuple[str, dict]]:
         if not self.socket.exists():

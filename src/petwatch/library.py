@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,8 @@ from petwatch.embed import CAT, DOG, PET_FOCUS_RECIPE, WHOLE_RECIPE, Embedder, P
 from petwatch.errors import PetwatchError
 from petwatch.index import FailureLog, FileStat, Indexer, IndexReport, Progress
 from petwatch.settings import Settings
-from petwatch.store import CatalogEntry, Hit, Store, petwatch_collections
+from petwatch.protocol import PET_SPECIES
+from petwatch.store import CatalogEntry, Hit, PhotoRow, Store, petwatch_collections
 
 log = logging.getLogger(__name__)
 MAX_TOP_K = 1000
@@ -166,7 +167,7 @@ class Library:
                       recipe=target_recipe, upgrading_from=source)
         indexer = self._indexer(store)
         self.upgrade: Upgrade | None = None
-        self._species_counts: tuple[tuple[int, int], dict[str, int]] | None = None
+        self._species_counts: tuple[tuple[str, int, int], dict[str, int]] | None = None
         if older is None:
             self.store, self.indexer = store, indexer
         else:
@@ -286,12 +287,17 @@ class Library:
                species: Sequence[str] | None = None) -> list[Hit]:
         return self.find(image_path, top_k, min_score, species).hits
 
+    def pet_rows(self) -> Iterator[PhotoRow]:
+        """Every photo that shows a pet, with its vector (none from an index older than species)."""
+        if self.store.has_pet_fields:
+            yield from self.store.iter_rows(PET_SPECIES)
+
     def species_counts(self) -> dict[str, int]:
         """Photos that show a dog, and a cat (from the new index while an older one is upgraded:
         the older one has no species). Cached briefly: status asks often."""
-        key = (len(self.indexer.catalog), int(time.monotonic() // SPECIES_COUNT_SECONDS))
+        counted, _partial = self._index_for([DOG])
+        key = (counted.collection, len(self.indexer.catalog), int(time.monotonic() // SPECIES_COUNT_SECONDS))
         if self._species_counts is None or self._species_counts[0] != key:
-            counted, _partial = self._index_for([DOG])
             counts = {name: counted.count([name]) if counted.has_pet_fields else 0 for name in (DOG, CAT)}
             self._species_counts = (key, counts)
         return self._species_counts[1]

@@ -180,19 +180,24 @@ def prewarm_lite(db: Path, collection: str) -> None:
     threading.Thread(target=warm, name="prewarm-store", daemon=True).start()
 
 
-def petwatch_collections(uri: str, token: str | None = None) -> dict[str, dict]:
-    """Every collection petwatch made at ``uri``, with what its description records."""
+def _connect(uri: str, token: str | None):
+    """A MilvusClient on ``uri`` (a Milvus Lite file, or a server), or a one-line error."""
     client_class = _milvus_client_class()
-    if "://" not in uri:
+    lite = "://" not in uri
+    if lite:
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
     try:
-        client = client_class(uri=uri, token=token or "")
+        return client_class(uri=uri, token=token or "")
     except Exception as error:  # noqa: BLE001 - pymilvus wraps errors inconsistently
         hint = ("only one process can open a Milvus Lite DB: if the petwatch daemon is running, "
-                "use it (petwatch status) or stop it first" if "://" not in uri
+                "use it (petwatch status) or stop it first" if lite
                 else "check milvus_uri and milvus_token, and that the server is up")
         raise PetwatchError(f"cannot open Milvus at {uri}: {error}; {hint}") from None
-    # Not closed: pymilvus shares one connection per URI, and the Store uses it next.
+
+
+def petwatch_collections(uri: str, token: str | None = None) -> dict[str, dict]:
+    """Every collection petwatch made at ``uri``, with what its description records."""
+    client = _connect(uri, token)  # not closed: pymilvus shares it with the Store opened next
     found = {name: Store.recorded(client, name) for name in client.list_collections()}
     return {name: info for name, info in found.items() if "petwatch_schema" in info}
 
@@ -202,7 +207,6 @@ class Store:
 
     def __init__(self, uri: str, collection: str, identity: str, dim: int, token: str | None = None,
                  recipe: str | None = None, create: bool = True, upgrading_from: str | None = None) -> None:
-        client_class = _milvus_client_class()
         self.uri = uri
         self.collection = collection
         self.identity = identity
@@ -213,15 +217,7 @@ class Store:
         self.upgrading_from = upgrading_from  # the older collection this one is built from
         self.is_lite = "://" not in uri
         self.metric = LITE_METRIC if self.is_lite else SERVER_METRIC  # what this version makes
-        if self.is_lite:
-            Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.client = client_class(uri=uri, token=token or "")
-        except Exception as error:  # noqa: BLE001 - pymilvus wraps errors inconsistently
-            hint = ("only one process can open a Milvus Lite DB: if the petwatch daemon is running, "
-                    "use it (petwatch status) or stop it first" if self.is_lite
-                    else "check milvus_uri and milvus_token, and that the server is up")
-            raise PetwatchError(f"cannot open Milvus at {uri}: {error}; {hint}") from None
+        self.client = _connect(uri, token)
         self._open_or_create()
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -318,7 +314,7 @@ class Store:
     @staticmethod
     def drop_named(uri: str, token: str | None, collection: str) -> None:
         # Not closed: pymilvus shares one connection per URI with the Stores open on it.
-        _milvus_client_class()(uri=uri, token=token or "").drop_collection(collection)
+        _connect(uri, token).drop_collection(collection)
 
     def close(self) -> None:
         self.client.close()
@@ -402,6 +398,18 @@ class Store:
             while batch := iterator.next():
                 for row in batch:
                     yield decode_path(row["path"]), CatalogEntry(row["size"], row["mtime_ns"], row["content_hash"])
+        finally:
+            iterator.close()
+
+    def iter_rows(self, species: Sequence[str] | None = None) -> Iterator[PhotoRow]:
+        """Every photo's whole-image row, vector included (of these species, when given)."""
+        iterator = self.client.query_iterator(
+            self.collection, batch_size=1000, filter=self._where(True, species),
+            output_fields=[*self.fields, "vector"],
+        )
+        try:
+            while batch := iterator.next():
+                yield from (self._row(raw) for raw in batch)
         finally:
             iterator.close()
 

@@ -164,6 +164,7 @@ class FakeStudioClient(FakeClient):
         self.pet_profiles: dict[str, dict] = {pet["name"]: pet for pet in pets or []}
         self.budget, self.spent = budget, spent
         self.calls: list[tuple[str, dict]] = []
+        self.pet_groups: dict[int, dict] = {}
         self._next = 0
 
     async def comic_estimate(self, n=None, photos=None, size=None, quality=None, parent=None) -> dict:
@@ -282,3 +283,31 @@ class FakeStudioClient(FakeClient):
         self._check()
         del self.pet_profiles[name]
         return {"removed": name}
+
+    # --- pets found
+    def found_group(self, gid: int, paths: list[str]) -> None:
+        self.pet_groups[gid] = {"id": gid, "size": len(paths), "status": "open", "name": None,
+                                "cover": paths[0], "paths": list(paths), "species": "dog", "breed": "beagle",
+                                "first_day": "2024-01-01", "last_day": "2025-06-30"}
+
+    async def groups(self, include_all=False) -> list[dict]:
+        self._check()
+        return sorted((g for g in self.pet_groups.values() if include_all or g["status"] == "open"),
+                      key=lambda g: -g["size"])
+
+    async def group_action(self, gid, action, body=None) -> dict:
+        self._check()
+        self.calls.append((f"group {action}", {"id": gid, **(body or {})}))
+        group = self.pet_groups[gid]
+        if action == "name":
+            group.update(status="named", name=body["name"])
+            return await self.pet_add(body["name"], group["paths"])
+        if action == "dismiss":
+            group["status"] = "dismissed"
+        elif action == "merge":
+            other = self.pet_groups.pop(body["other"])
+            group["paths"] += other["paths"]
+        elif action == "remove":
+            group["paths"] = [p for p in group["paths"] if p not in body["paths"]]
+        group["size"] = len(group["paths"])
+        return group

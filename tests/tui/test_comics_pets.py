@@ -9,6 +9,7 @@ from petwatch.tui.app import PetwatchApp
 from petwatch.tui.screens.comic import ComicScreen
 from petwatch.tui.screens.comics import ComicsScreen
 from petwatch.tui.screens.pets import PetAlbumScreen, PetNameScreen, PetsScreen
+from petwatch.tui.screens.pets_found import PetsFoundScreen
 from petwatch.tui.widgets.picture import HalfBlockPicture
 from petwatch.tui.widgets.results import ResultsGrid
 
@@ -205,6 +206,34 @@ async def test_pets_from_the_selection_album_marks_events_and_a_comic():
         await wait_for(pilot, lambda: isinstance(app.screen, ComicScreen), what="the comic screen")
         assert app.screen.paths == [h["path"] for h in client._album("Cola")]
         assert "Comic of Cola" in screen_text(app)
+
+
+async def test_pets_found_are_shown_named_dismissed_and_merged():
+    client = FakeStudioClient()
+    hits = fake_hits(12)
+    client.found_group(1, [h["path"] for h in hits[:5]])
+    client.found_group(2, [h["path"] for h in hits[5:8]])
+    client.found_group(3, [h["path"] for h in hits[8:12]])
+    app = make_app(client)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await ready(pilot)
+        await client.events_queue.put(("group", {"id": 1, "size": 5, "found": True}))
+        await wait_for(pilot, lambda: any("press p, then d" in n for n in notes(app)), what="the announcement")
+        await pilot.press("escape", "p", "d")
+        assert isinstance(app.screen, PetsFoundScreen)
+        grid = app.screen.query_one(ResultsGrid)
+        await wait_for(pilot, lambda: len(grid.hits) == 3, what="the three covers")
+        assert "I found 3 pets in your photos" in screen_text(app)
+        assert "group 1 · 5 photos · dog, beagle · 2024-01-01 – 2025-06-30" in screen_text(app)
+        await pilot.press("n", *"Rex", "enter")  # name the biggest: a pet profile from its photos
+        await wait_for(pilot, lambda: len(grid.hits) == 2, what="the named group gone from the list")
+        assert client.pet_profiles["Rex"]["examples"] == [h["path"] for h in hits[:5]]
+        await pilot.press("m", "right", "m")  # m on group 3, then on group 2: one group
+        await wait_for(pilot, lambda: len(grid.hits) == 1, what="the merged group")
+        assert client.calls[-1] == ("group merge", {"id": 3, "other": 2})
+        await pilot.press("x")
+        await wait_for(pilot, lambda: not grid.hits, what="the dismissed group gone")
+        assert "No pets found yet" in screen_text(app)
 
 
 async def test_the_palette_offers_a_comic_of_each_pet():

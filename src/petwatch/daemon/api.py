@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from petwatch.daemon.comic_jobs import router as comics_router
+from petwatch.daemon.discovery_routes import router as discovery_router
 from petwatch.daemon.pet_routes import router as pets_router
 from petwatch.daemon.service import Daemon
 from petwatch.errors import PetwatchError
@@ -208,6 +209,7 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     app.include_router(comics_router(daemon.comics))
     app.include_router(pets_router(daemon.pets))
+    app.include_router(discovery_router(daemon.discovery, daemon.pets))
     return BodyLimit(app)
 
 

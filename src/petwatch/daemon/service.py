@@ -25,6 +25,7 @@ from petwatch.daemon.comic_jobs import ComicJobs
 from petwatch.daemon.events import EventBus
 from petwatch.errors import PetwatchError
 from petwatch.index import IndexReport, is_under
+from petwatch.discovery import Discovery
 from petwatch.library import Library
 from petwatch.pets import Pets
 from petwatch.settings import Settings
@@ -72,6 +73,8 @@ class Daemon:
         self.comics = ComicJobs(settings, self.bus)  # comic jobs: their own worker thread
         self.library = library or Library(settings)
         self.pets = Pets(self.library, locations.state_db())  # pet profiles (daemon/pet_routes.py)
+        # pets found for you (daemon/discovery_routes.py): clustered after each walk that added photos
+        self.discovery = Discovery(self.library, locations.state_db(), self.bus.publish)
         self.folders: list[str] = [str(f) for f in settings.folders]
         self._tasks: queue.Queue[_Task] = queue.Queue()
         self._stopping = threading.Event()
@@ -323,6 +326,8 @@ class Daemon:
             report = self._reconcile(folders)
             self._last_walk = time.monotonic()
             self._upgrade_paused = False
+            if report.indexed or report.reused or report.removed or self.discovery.last_refresh_s is None:
+                self.discovery.refresh_soon()  # on its own thread: indexing goes on
             self._finish(report, task)
         elif task.kind == "files":
             paths = list(dict.fromkeys(p for p in task.paths if self._watched(p)))
@@ -427,6 +432,7 @@ class Daemon:
             after = self.library.upgrade_status()
             if after is None:
                 self.pets.forget()  # vectors and thresholds of the older index are stale now
+                self.discovery.forget()
                 self.bus.publish("upgrade", {"done": before["total"] if before else 0,
                                              "total": len(self.library.indexer.catalog), "finished": True})
             else:
@@ -491,6 +497,7 @@ class Daemon:
                                      "total": len(self.library.indexer.catalog)})
         for event in self.pets.on_stored(rows):  # a new photo of a pet joins its album
             self.bus.publish("pet", event)
+        self.discovery.on_stored(rows)  # ... or its group of pets found
 
     def _finish(self, report: IndexReport, task: _Task) -> None:
         for path, reason in report.skipped.items():

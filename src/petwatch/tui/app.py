@@ -73,6 +73,7 @@ class PetwatchApp(App[int]):
     selection_count: reactive[int] = reactive(0)
     comic_event: reactive[dict | None] = reactive(None, always_update=True)  # a job record, pushed
     pet_event: reactive[dict | None] = reactive(None, always_update=True)  # {name, new, count}
+    group_event: reactive[dict | None] = reactive(None, always_update=True)  # {id, size, found}
 
     def __init__(self, client: AsyncDaemonClient | None = None,
                  picture_class: type[Widget] | None = None,
@@ -98,6 +99,7 @@ class PetwatchApp(App[int]):
         self.my_comics: set[str] = set()  # sent from this TUI: announced when they end unseen
         self.pet_names: list[str] = []  # as last seen (the palette offers "comic of <name>")
         self._pet_news = Burst(self, self._announce_pet_photos)
+        self._announced_pets_found = False
 
     @property
     def socket_path(self) -> Path:
@@ -175,6 +177,12 @@ class PetwatchApp(App[int]):
             self._comic_changed(data)
         elif kind == "pet":
             self._pet_changed(data)
+        elif kind == "group":  # pets found for you: a new group, or one grew
+            self.group_event = data
+            if data.get("found") and not self._announced_pets_found:
+                self._announced_pets_found = True  # once: later groups show on the Pets found screen
+                self.notify("I found a pet that comes back again and again in your photos: press p, "
+                            "then d, to see the pets found and name them", title="Pets found")
         elif kind == "upgrade":  # an older index re-embedded with pet focus, a step at a time
             finished = bool(data.get("finished"))
             self.daemon_status = {**status, "upgrade": None if finished else data}

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 MAX_NAME = 64  # petwatch.pets.MAX_NAME (a test keeps them equal); the daemon checks names too
 BAD_NAME_CHARACTERS = ("/", "\\")
 
-NO_PETS = ("no pet profiles yet: select photos of your pet in the search results (Space), "
-           "then press n here")
+NO_PETS = ("no pet profiles yet: press d for the pets found in your photos, or select photos "
+           "of your pet in the search results (Space), then press n here")
 
 
 def check_name(name: str) -> str | None:
@@ -95,6 +95,7 @@ class PetsScreen(Screen):
         Binding("plus", "add_examples", "Add selection"),
         Binding("k", "comic", "Comic of pet"),
         Binding("delete,x", "remove", "Remove profile"),
+        Binding("d", "found", "Pets found"),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
 
@@ -113,7 +114,8 @@ class PetsScreen(Screen):
         yield Static("loading…", id="pets-info")
         yield DataTable(id="pets-table", cursor_type="row", zebra_stripes=True)
         yield Static("[b]Enter[/] album · [b]n[/] new profile from the selection · [b]+[/] add the selection "
-                     "as examples · [b]k[/] comic of the pet · [b]x[/] remove", id="pets-hint")
+                     "as examples · [b]k[/] comic of the pet · [b]x[/] remove · [b]d[/] pets found for you",
+                     id="pets-hint")
         yield StatusBar()
         yield Footer()
 
@@ -173,6 +175,11 @@ class PetsScreen(Screen):
 
     def action_reload(self) -> None:
         self.load()
+
+    def action_found(self) -> None:
+        from petwatch.tui.screens.pets_found import PetsFoundScreen
+
+        self.app.push_screen(PetsFoundScreen(), lambda _result: self.load())
 
     @on(DataTable.RowSelected)
     def _open(self, event: DataTable.RowSelected) -> None:

@@ -1,0 +1,195 @@
+"""Pets found for you: are the groups individuals, and what does keeping them current cost?
+
+    python bench/bench_discovery.py            # quality on real photos + timing (~8 min on 2 cores)
+    python bench/bench_discovery.py --quick    # timing at 1k and 10k only, no real photos (~1 min)
+
+Quality (real photos, ``--datasets``): the dogs of dogfacenet-dev with at least ``--min-photos``
+photos play "your pets" (each photo on a day of its own, as over months of a real library);
+every other dog of dogfacenet-dev appears once (strangers met once), with the Oxford sample's
+dogs and cats as other pets of the same breeds. Every photo is embedded with petwatch's own
+Embedder (pet focus on) and grouped with ``petwatch.discovery.cluster``, keeping the groups
+that recur as the daemon does. Reported, for the linkage cut the product uses and its
+neighbours:
+  purity   of each pet's group (the group holding most of its photos): its share of the group;
+  recall   the share of each pet's photos in that group (mean over pets);
+  found    pets whose group has purity >= 0.9 and recall >= 0.8;
+  stranger groups  groups that recur but hold no pet's photos in majority.
+
+Timing (synthetic unit vectors: pets as tight clusters among loose strangers): the full
+clustering at 1k / 10k / 30k pet photos, and updating the groups after 100 new photos
+(Discovery.on_stored: each joins the nearest group or waits for the next clustering).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+DOGS = "dogfacenet-dev"
+
+
+def real_pool(root: Path, model: str, min_photos: int):
+    from bench_identity import decode_all, gather
+
+    from petwatch.embed import Embedder
+
+    everything = [p for p in gather(root) if p.group in ("dog", "breed")]
+    counts = Counter(p.label for p in everything if p.group == "dog")
+    pets = {dog for dog, n in counts.items() if n >= min_photos}
+    seen: set[str] = set()
+    pool = []
+    for photo in everything:  # pets: every photo; other dogs: their first photo only
+        if photo.group == "dog" and photo.label not in pets:
+            if photo.label in seen:
+                continue
+            seen.add(photo.label)
+        pool.append(photo)
+    embedder = Embedder(model)
+    kept, images = decode_all(pool, embedder.decode_min_side)
+    started = time.perf_counter()
+    vectors, species = [], []
+    for start in range(0, len(images), 32):
+        batch = images[start:start + 32]
+        for views, _whole, signal, _box in embedder.embed_batch(batch, [embedder.preprocess_views(i) for i in batch]):
+            vectors.append(views[0])
+            species.append(signal.species)
+    print(f"  embedded {len(kept)} photos in {time.perf_counter() - started:.0f}s", flush=True)
+    owner = [p.label if p.group == "dog" and p.label in pets else "" for p in kept]
+    return np.stack(vectors), np.array(species), owner, len(pets)
+
+
+def quality(vectors, species, owner: list[str], similar: float) -> dict:
+    from petwatch import discovery
+
+    shown = np.flatnonzero(np.isin(species, ["dog", "cat"]))
+    labels = discovery.cluster(vectors[shown], similar)
+    groups: dict[int, list[str]] = {}
+    for index, label in zip(shown, labels, strict=True):
+        groups.setdefault(int(label), []).append(owner[index])
+    # Each photo is a day of its own, so a group recurs when it has MIN_GROUP photos.
+    recurring = [members for members in groups.values() if len(members) >= discovery.MIN_GROUP]
+    pets = sorted({o for o in owner if o})
+    purity, recall, found = [], [], 0
+    for pet in pets:
+        total = sum(1 for o in owner if o == pet)
+        best = max(recurring, key=lambda members: members.count(pet), default=[])
+        share = best.count(pet)
+        p, r = (share / len(best) if best else 0.0), share / total
+        purity.append(p)
+        recall.append(r)
+        found += p >= 0.9 and r >= 0.8
+    strangers = sum(1 for members in recurring
+                    if Counter(members).most_common(1)[0][0] == "" or
+                    Counter(members).most_common(1)[0][1] * 2 <= len(members))
+    return {"similar": similar, "pets": len(pets), "purity": float(np.mean(purity)),
+            "recall": float(np.mean(recall)), "found": found, "groups": len(recurring),
+            "stranger_groups": strangers, "pet_photos_detected": float(len(shown) / len(owner))}
+
+
+def synthetic(count: int, dim: int, rng) -> tuple[np.ndarray, list[int]]:
+    """``count`` unit vectors: 5% in 20 tight clusters (pets), the rest loose (strangers)."""
+    centres = rng.standard_normal((20, dim)).astype(np.float32)
+    pets = count // 20
+    rows = [centres[i % 20] + 0.35 * rng.standard_normal(dim).astype(np.float32) for i in range(pets)]
+    rows += list(rng.standard_normal((count - pets, dim)).astype(np.float32))
+    vectors = np.stack(rows)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), [i % 20 for i in range(pets)]
+
+
+def timing(count: int, dim: int) -> dict:
+    """Full clustering of ``count`` pet photos, then 100 new photos through Discovery.on_stored."""
+    from petwatch import discovery
+    from petwatch.store import PhotoRow
+
+    rng = np.random.default_rng(count)
+    vectors, _ = synthetic(count + 100, dim, rng)
+    started = time.perf_counter()
+    labels = discovery.cluster(vectors[:count])
+    cluster_s = time.perf_counter() - started
+
+    class Library:  # what Discovery reads of the library: its pet rows, and what is indexed
+        def __init__(self, rows):
+            self.rows = rows
+
+        def pet_rows(self):
+            return iter(self.rows)
+
+        def entry(self, path):
+            return True
+
+    def row(i: int) -> PhotoRow:
+        return PhotoRow(path=f"/p/{i}.jpg", content_hash=f"{i:016x}", size=1, mtime_ns=i * 86_400 * 10**9,
+                        width=1, height=1, taken_at=0, indexed_at=0, vector=vectors[i], species="dog",
+                        label="beagle")
+
+    with tempfile.TemporaryDirectory() as folder:
+        found = discovery.Discovery(Library([row(i) for i in range(count)]), Path(folder) / "state.db")
+        started = time.perf_counter()
+        found.refresh()
+        refresh_s = time.perf_counter() - started
+        found.refresh_soon = lambda: None  # timed alone: no background clustering
+        started = time.perf_counter()
+        for i in range(count, count + 100, 10):  # in indexing batches of 10
+            found.on_stored([row(j) for j in range(i, i + 10)])
+        update_s = time.perf_counter() - started
+        groups = len(found.groups())
+        found.close()
+    return {"photos": count, "cluster_s": cluster_s, "refresh_s": refresh_s,
+            "update_100_ms": update_s * 1000, "groups": groups, "clusters": int(len(set(labels)))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    C.add_datasets_arg(parser)
+    parser.add_argument("--model", default="efficientnet_lite2")
+    parser.add_argument("--min-photos", type=int, default=6, help="dogs with this many photos play your pets")
+    parser.add_argument("--sizes", default="1000,10000,30000")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    C.strip_petwatch_env()
+    from petwatch import discovery
+
+    payload: dict = {"machine": C.machine()}
+    if not args.quick:
+        root = C.datasets_dir(args.datasets)
+        if C.dataset_part(root, DOGS)[0] is None:
+            print(f"SKIP quality: {C.dataset_part(root, DOGS)[1]}")
+        else:
+            vectors, species, owner, pets = real_pool(root, args.model, args.min_photos)
+            rows = []
+            payload["quality"] = []
+            for similar in (discovery.SIMILAR - 0.08, discovery.SIMILAR - 0.04, discovery.SIMILAR,
+                            discovery.SIMILAR + 0.04, discovery.SIMILAR + 0.08):
+                q = quality(vectors, species, owner, round(similar, 2))
+                payload["quality"].append(q)
+                mark = " (product)" if abs(similar - discovery.SIMILAR) < 1e-9 else ""
+                rows.append([f"{q['similar']:.2f}{mark}", f"{q['purity']:.3f}", f"{q['recall']:.3f}",
+                             f"{q['found']}/{q['pets']}", q["groups"], q["stranger_groups"]])
+            print(C.table(["linkage cut", "purity", "recall", "pets found", "groups", "stranger groups"], rows,
+                          title=f"Pets found, {len(owner)} photos ({pets} pets with >= {args.min_photos} "
+                                f"photos, strangers once), {args.model}"))
+    sizes = [1000, 10000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    payload["timing"] = []
+    rows = []
+    for size in sizes:
+        t = timing(size, 1280)
+        payload["timing"].append(t)
+        rows.append([f"{size:,}", f"{t['cluster_s']:.2f} s", f"{t['refresh_s']:.2f} s",
+                     f"{t['update_100_ms']:.1f} ms", t["groups"]])
+        print(f"  {size:,}: clustered in {t['cluster_s']:.1f}s", flush=True)
+    print(C.table(["pet photos", "clustering", "refresh (cluster + keep ids)", "100 new photos", "groups"], rows,
+                  title="Keeping the groups current (synthetic 1280-d vectors)"))
+    print(f"results: {C.write_results('discovery', payload)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""The "pets found" part of the socket API: ``petwatch pets discover``, the TUI's Pets found.
+
+The daemon owns the groups (``Daemon.discovery``, a ``petwatch.discovery.Discovery``); it
+publishes a ``group`` event (``{"id", "size", "found"}``: found = a new group, else it grew).
+
+    GET    /groups                every group that recurs, biggest first (?all=1: dismissed, named)
+    GET    /groups/{id}           one group, its photos best first
+    POST   /groups/{id}/name      {"name"}: a pet profile from the group's photos
+    POST   /groups/{id}/dismiss   not my pet: hidden for good
+    POST   /groups/{id}/merge     {"other"}: the same pet, one group
+    POST   /groups/{id}/remove    {"paths"}: not this pet, out for good
+    POST   /groups/refresh        cluster again now (also done after backfills, by itself)
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from petwatch.daemon.pet_routes import MAX_PHOTOS, PhotoPath
+from petwatch.discovery import Discovery
+from petwatch.pets import MAX_NAME, Pets
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NameRequest(_Strict):
+    name: str = Field(..., min_length=1, max_length=MAX_NAME, description="The pet's name")
+
+
+class MergeRequest(_Strict):
+    other: int = Field(..., ge=1, description="The group whose photos join this one")
+
+
+class RemoveRequest(_Strict):
+    paths: list[PhotoPath] = Field(..., min_length=1, max_length=MAX_PHOTOS)
+
+
+def _id():
+    return Path(..., ge=1, description="The group's id (petwatch pets discover)")
+
+
+def router(discovery: Discovery, pets: Pets) -> APIRouter:
+    routes = APIRouter(prefix="/groups", tags=["pets"])
+
+    @routes.get("")
+    def group_list(all: bool = Query(False, description="dismissed and named groups too")) -> list[dict]:
+        return discovery.groups(include_all=all)
+
+    @routes.post("/refresh")
+    def group_refresh() -> list[dict]:
+        discovery.refresh()
+        return discovery.groups()
+
+    @routes.get("/{gid}")
+    def group_show(gid: int = _id()) -> dict:
+        return discovery.group(gid).summary()
+
+    @routes.post("/{gid}/name")
+    def group_name(request: NameRequest, gid: int = _id()) -> dict:
+        group = discovery.group(gid).summary()
+        pet = pets.add(request.name, group["paths"][:MAX_PHOTOS])
+        discovery.named(gid, pet["name"])
+        return pet
+
+    @routes.post("/{gid}/dismiss")
+    def group_dismiss(gid: int = _id()) -> dict:
+        return discovery.dismiss(gid)
+
+    @routes.post("/{gid}/merge")
+    def group_merge(request: MergeRequest, gid: int = _id()) -> dict:
+        return discovery.merge(gid, request.other)
+
+    @routes.post("/{gid}/remove")
+    def group_remove(request: RemoveRequest, gid: int = _id()) -> dict:
+        return discovery.move_out(gid, request.paths)
+
+    return routes

@@ -1,0 +1,437 @@
+"""Pets found for you: the individuals that come back again and again in the library.
+
+The photos that show a pet (a dog or a cat, by the classifier) are grouped by their
+pet-focused vectors: scikit-learn finds each photo's nearest neighbours (in a PCA projection,
+so that 30,000 photos cluster in seconds), photos that are mutual neighbours and alike enough
+are linked, and scipy's connected components of those links are the groups. A group is shown only when it recurs: at least ``MIN_GROUP`` photos taken on at
+least ``MIN_MOMENTS`` different days or in different folders, so a stranger's dog met once
+on a walk forms no group.
+
+Between two clusterings, a new photo joins the group whose centroid it is closest to when it
+is close enough (``JOIN``); the others wait, and once ``RECLUSTER_AFTER`` are waiting (or on
+request, e.g. after the first backfill) everything is clustered again on a background thread.
+Groups keep their ids across clusterings (a new cluster takes the id of the stored group it
+shares most photos with), so names, dismissals, merges and photos moved out survive
+restarts and re-indexing: they are stored by content hash in the state SQLite.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from petwatch.errors import PetwatchError
+from petwatch.protocol import PET_SPECIES
+from petwatch.store import PhotoRow, unit_vector
+
+if TYPE_CHECKING:
+    from petwatch.library import Library
+
+log = logging.getLogger(__name__)
+
+SIMILAR = 0.75  # cosine similarity that links two mutual neighbours (bench/bench_discovery.py)
+JOIN = 0.8  # a new photo this close to a group's centroid joins it without a re-clustering
+NEIGHBOURS = 5  # the k of the mutual k-nearest-neighbour graph
+PROJECTED = 128  # dimensions the neighbours are found in
+MIN_GROUP = 3
+MIN_MOMENTS = 2  # distinct days (EXIF date, else file time) or folders
+RECLUSTER_AFTER = 50  # new pet photos that joined no group before everything is clustered again
+DAY = 86_400
+OPEN, DISMISSED, NAMED, MERGED = "open", "dismissed", "named", "merged"
+
+
+# --- the pure middle ---------------------------------------------------------------------------
+def cluster(vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEIGHBOURS) -> np.ndarray:
+    """A cluster label per row of unit ``vectors`` (labels are arbitrary ints; a photo alike
+    to no other is a cluster of its own).
+
+    Two photos are linked when each is among the other's ``neighbours`` nearest and their
+    cosine similarity is at least ``similar`` (mutual neighbours: a photo alike to many
+    cannot chain two pets together); the clusters are the linked components. The neighbours
+    are found in a PCA projection to ``PROJECTED`` dimensions, 10x less arithmetic at 1280-d.
+    """
+    count = len(vectors)
+    if count < 2:
+        return np.zeros(count, dtype=int)
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import kneighbors_graph
+
+    points = np.asarray(vectors, dtype=np.float32)
+    if count > PROJECTED and points.shape[1] > PROJECTED:
+        points = PCA(PROJECTED, svd_solver="randomized", random_state=0).fit_transform(points)
+        points /= np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
+    k = min(neighbours, count - 1)
+    # Euclidean on unit vectors ranks as cosine does (d^2 = 2 - 2 cos), and scikit-learn's
+    # euclidean neighbour search is several times faster than its cosine one.
+    graph = kneighbors_graph(points, k, mode="distance", metric="euclidean", include_self=False)
+    graph.data = (graph.data <= np.sqrt(2.0 - 2.0 * similar) + 1e-6).astype(np.int8)  # linked or not
+    graph.eliminate_zeros()
+    mutual = graph.minimum(graph.T)
+    return connected_components(mutual, directed=False)[1]
+
+
+def moments(days: Iterable[int], folders: Iterable[str]) -> int:
+    """How many distinct occasions a group's photos come from: days, or folders if more."""
+    return max(len(set(days)), len(set(folders)))
+
+
+def match_ids(clusters: list[set[str]], stored: dict[int, set[str]]) -> list[int | None]:
+    """For each new cluster (a set of content hashes), the stored group it continues: the one
+    it shares most photos with, if that is at least half of either. A stored group is taken
+    by one cluster only, the one sharing most with it, except that several clusters may all
+    continue one group (a merge the user made stays merged)."""
+    owner: dict[str, int] = {h: gid for gid, hashes in stored.items() for h in hashes}
+    picks: list[int | None] = []
+    for members in clusters:
+        shared = Counter(owner[h] for h in members if h in owner)
+        best = next(iter(shared.most_common(1)), None)
+        if best and (best[1] * 2 >= len(members) or best[1] * 2 >= len(stored[best[0]])):
+            picks.append(best[0])
+        else:
+            picks.append(None)
+    return picks
+
+
+@dataclass
+class PetPhoto:
+    path: str
+    content_hash: str
+    vector: np.ndarray = field(repr=False)
+    day: int  # days since the epoch: EXIF date, else the file's mtime
+    species: str
+    label: str
+
+    @property
+    def folder(self) -> str:
+        return os.path.dirname(self.path)
+
+
+@dataclass
+class Group:
+    id: int
+    status: str
+    name: str | None
+    members: list[PetPhoto]
+
+    _centroid: tuple[int, np.ndarray] | None = field(default=None, repr=False)
+
+    def centroid(self) -> np.ndarray:
+        """The unit mean of the members' vectors (kept until the members change)."""
+        if self._centroid is None or self._centroid[0] != len(self.members):
+            self._centroid = (len(self.members), unit_vector(np.mean([p.vector for p in self.members], axis=0)))
+        return self._centroid[1]
+
+    def recurs(self) -> bool:
+        return len(self.members) >= MIN_GROUP and \
+            moments((p.day for p in self.members), (p.folder for p in self.members)) >= MIN_MOMENTS
+
+    def summary(self) -> dict:
+        centroid = self.centroid()
+        ranked = sorted(self.members, key=lambda p: -float(p.vector @ centroid))
+        days = [p.day for p in self.members]
+        return {
+            "id": self.id, "size": len(self.members), "status": self.status, "name": self.name,
+            "cover": ranked[0].path, "paths": [p.path for p in ranked],
+            "species": Counter(p.species for p in self.members).most_common(1)[0][0],
+            "breed": Counter(p.label for p in self.members).most_common(1)[0][0],
+            "first_day": time.strftime("%Y-%m-%d", time.gmtime(min(days) * DAY)),
+            "last_day": time.strftime("%Y-%m-%d", time.gmtime(max(days) * DAY)),
+        }
+
+
+# --- what the user decided, by content hash ----------------------------------------------------
+class GroupBook:
+    """Groups, their members and the user's decisions, in the state SQLite."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript("""
+            CREATE TABLE IF NOT EXISTS pet_groups (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                status TEXT NOT NULL, name TEXT, merged_into INTEGER, created REAL);
+            CREATE TABLE IF NOT EXISTS pet_group_members (content_hash TEXT PRIMARY KEY,
+                group_id INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS pet_group_exclusions (group_id INTEGER, content_hash TEXT,
+                PRIMARY KEY (group_id, content_hash));
+        """)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def new_group(self) -> int:
+        with self._lock:
+            return int(self._db.execute("INSERT INTO pet_groups (status, created) VALUES (?, ?)",
+                                        (OPEN, time.time())).lastrowid)
+
+    def groups(self) -> dict[int, tuple[str, str | None, int | None]]:
+        """id -> (status, name, merged into)."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, status, name, merged_into FROM pet_groups").fetchall()
+        return {gid: (status, name, into) for gid, status, name, into in rows}
+
+    def resolve(self, gid: int) -> int:
+        """The group a merged group now lives on (itself if not merged)."""
+        groups = self.groups()
+        seen = set()
+        while gid in groups and groups[gid][0] == MERGED and gid not in seen:
+            seen.add(gid)
+            gid = groups[gid][2] or gid
+        return gid
+
+    def members(self) -> dict[int, set[str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT content_hash, group_id FROM pet_group_members").fetchall()
+        found: dict[int, set[str]] = {}
+        for content_hash, gid in rows:
+            found.setdefault(gid, set()).add(content_hash)
+        return found
+
+    def exclusions(self) -> set[tuple[int, str]]:
+        with self._lock:
+            return set(self._db.execute("SELECT group_id, content_hash FROM pet_group_exclusions").fetchall())
+
+    def set_members(self, assignment: dict[str, int]) -> None:
+        """Replace every membership: content hash -> group id."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM pet_group_members")
+            self._db.executemany("INSERT INTO pet_group_members VALUES (?, ?)", list(assignment.items()))
+            self._db.execute("COMMIT")
+
+    def add_member(self, content_hash: str, gid: int) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO pet_group_members VALUES (?, ?)", (content_hash, gid))
+
+    def set_status(self, gid: int, status: str, name: str | None = None, into: int | None = None) -> None:
+        with self._lock:
+            self._db.execute("UPDATE pet_groups SET status = ?, name = ?, merged_into = ? WHERE id = ?",
+                             (status, name, into, gid))
+
+    def exclude(self, gid: int, content_hash: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO pet_group_exclusions VALUES (?, ?)", (gid, content_hash))
+            self._db.execute("DELETE FROM pet_group_members WHERE content_hash = ? AND group_id = ?",
+                             (content_hash, gid))
+
+
+# --- the service the daemon runs ---------------------------------------------------------------
+class Discovery:
+    """Groups over an opened Library; ``publish(kind, data)`` announces found and grown groups."""
+
+    def __init__(self, library: Library, db_path: Path,
+                 publish: Callable[[str, dict], None] = lambda kind, data: None) -> None:
+        self.library = library
+        self.book = GroupBook(db_path)
+        self.publish = publish
+        self._lock = threading.RLock()
+        self._photos: dict[str, PetPhoto] | None = None  # content hash -> photo, loaded lazily
+        self._groups: dict[int, Group] = {}
+        self._waiting = 0  # new pet photos that joined no group since the last clustering
+        self._refreshing = threading.Lock()
+        self.last_refresh_s: float | None = None
+
+    def close(self) -> None:
+        self.book.close()
+
+    def forget(self) -> None:
+        """The library's vectors changed wholesale (an upgrade): read them again, cluster again."""
+        with self._lock:
+            self._photos, self._groups = None, {}
+        self.refresh_soon()
+
+    # --- photos ---------------------------------------------------------------------------
+    def _load(self) -> dict[str, PetPhoto]:
+        if self._photos is None:
+            self._photos = {}
+            for row in self.library.pet_rows():
+                self._photos[row.content_hash] = _pet_photo(row)
+        return self._photos
+
+    def on_stored(self, rows: Sequence[PhotoRow]) -> None:
+        """Freshly indexed photos: pets join their group at once, or wait for a clustering."""
+        if self._photos is None:
+            return  # not loaded yet: the first refresh reads them from the index
+        grown: dict[int, Group] = {}
+        with self._lock:
+            shown = {gid for gid, group in self._groups.items() if group.recurs()}
+            excluded = self.book.exclusions()
+            for row in rows:
+                if row.view != 0 or row.species not in PET_SPECIES or row.content_hash in self._photos:
+                    continue
+                photo = _pet_photo(row)
+                self._photos[row.content_hash] = photo
+                group = self._nearest(photo, excluded)
+                if group is None:
+                    self._waiting += 1
+                    continue
+                group.members.append(photo)
+                self.book.add_member(photo.content_hash, group.id)
+                if group.status == OPEN and group.recurs():
+                    grown[group.id] = group
+            waiting = self._waiting
+        for gid, group in grown.items():  # found: it recurs now, and did not before
+            self.publish("group", {"id": gid, "size": len(group.members), "found": gid not in shown})
+        if waiting >= RECLUSTER_AFTER:
+            self.refresh_soon()
+
+    def _nearest(self, photo: PetPhoto, excluded: set[tuple[int, str]]) -> Group | None:
+        best, best_score = None, JOIN
+        for group in self._groups.values():
+            if group.status == MERGED or (group.id, photo.content_hash) in excluded:
+                continue
+            score = float(photo.vector @ group.centroid())
+            if score >= best_score:
+                best, best_score = group, score
+        return best
+
+    # --- clustering -------------------------------------------------------------------------
+    def refresh_soon(self) -> None:
+        """Cluster everything again on a thread of its own (one at a time), so indexing goes on."""
+        if self._refreshing.locked():
+            return
+        threading.Thread(target=self.refresh, name="discovery", daemon=True).start()
+
+    def refresh(self) -> list[dict]:
+        """Cluster every pet photo again, keep the stored groups' ids, and announce the groups
+        that appeared or grew; returns those announcements."""
+        with self._refreshing:
+            started = time.monotonic()
+            with self._lock:
+                photos = self._load()
+                self._drop_gone(photos)
+                hashes = list(photos)
+            vectors = np.stack([photos[h].vector for h in hashes]) if hashes else np.zeros((0, 1))
+            labels = cluster(vectors) if len(hashes) else np.zeros(0, dtype=int)
+            clusters: dict[int, set[str]] = {}
+            for content_hash, label in zip(hashes, labels, strict=True):
+                clusters.setdefault(int(label), set()).add(content_hash)
+            announcements = self._apply([c for c in clusters.values() if len(c) >= 2])
+            self.last_refresh_s = time.monotonic() - started
+            log.info("pets found: %d groups among %d pet photos (%.1fs)",
+                     sum(1 for g in self._groups.values() if g.status == OPEN and g.recurs()),
+                     len(hashes), self.last_refresh_s)
+        for kind, data in announcements:
+            self.publish(kind, data)
+        return [data for _kind, data in announcements]
+
+    def _drop_gone(self, photos: dict[str, PetPhoto]) -> None:
+        for content_hash in [h for h, p in photos.items() if self.library.entry(p.path) is None]:
+            del photos[content_hash]
+
+    def _apply(self, clusters: list[set[str]]) -> list[tuple[str, dict]]:
+        with self._lock:
+            photos = self._load()
+            before = {gid: len(g.members) for gid, g in self._groups.items() if g.status == OPEN and g.recurs()}
+            stored = {self.book.resolve(gid): hashes for gid, hashes in self.book.members().items()}
+            excluded = self.book.exclusions()
+            picks = match_ids(clusters, stored)
+            statuses = self.book.groups()
+            assignment: dict[str, int] = {}
+            for members, gid in zip(clusters, picks, strict=True):
+                if gid is None:
+                    gid = self.book.new_group()
+                    statuses[gid] = (OPEN, None, None)
+                for content_hash in members:
+                    if (gid, content_hash) not in excluded:
+                        assignment[content_hash] = gid
+            # A photo the user put nowhere else stays in a named or dismissed group's memory.
+            self.book.set_members(assignment)
+            self._waiting = 0
+            groups: dict[int, Group] = {}
+            for content_hash, gid in assignment.items():
+                if content_hash in photos:
+                    status, name, _into = statuses.get(gid, (OPEN, None, None))
+                    groups.setdefault(gid, Group(gid, status, name, [])).members.append(photos[content_hash])
+            self._groups = groups
+            announcements = []
+            for gid, group in groups.items():
+                if group.status != OPEN or not group.recurs():
+                    continue
+                if gid not in before:
+                    announcements.append(("group", {"id": gid, "size": len(group.members), "found": True}))
+                elif len(group.members) > before[gid]:
+                    announcements.append(("group", {"id": gid, "size": len(group.members), "found": False}))
+            return announcements
+
+    # --- what the user sees and decides -----------------------------------------------------------
+    def groups(self, include_all: bool = False) -> list[dict]:
+        """The groups that recur, biggest first (``include_all``: dismissed and named too)."""
+        self._settled()
+        with self._lock:
+            shown = [g for g in self._groups.values()
+                     if g.recurs() and (include_all or g.status == OPEN)]
+            return [g.summary() for g in sorted(shown, key=lambda g: (-len(g.members), g.id))]
+
+    def _settled(self) -> None:
+        """Clustered at least once, and not in the middle of it (its result is on its way)."""
+        if self._photos is None:
+            self.refresh()
+        with self._refreshing:
+            pass
+
+    def group(self, gid: int) -> Group:
+        self._settled()
+        with self._lock:
+            found = self._groups.get(self.book.resolve(gid))
+        if found is None or not found.recurs():
+            raise PetwatchError(f"no group {gid}: see `petwatch pets discover` for the groups found")
+        return found
+
+    def dismiss(self, gid: int) -> dict:
+        """"Not my pet": the group is hidden, and stays hidden as it grows."""
+        group = self.group(gid)
+        with self._lock:
+            group.status = DISMISSED
+            self.book.set_status(group.id, DISMISSED)
+        return group.summary()
+
+    def named(self, gid: int, name: str) -> None:
+        with self._lock:
+            group = self._groups.get(self.book.resolve(gid))
+            if group is not None:
+                group.status, group.name = NAMED, name
+            self.book.set_status(self.book.resolve(gid), NAMED, name)
+
+    def merge(self, gid: int, other: int) -> dict:
+        """Two groups that are the same pet: ``other``'s photos join ``gid``."""
+        into, source = self.group(gid), self.group(other)
+        if into.id == source.id:
+            raise PetwatchError(f"groups {gid} and {other} are already one")
+        with self._lock:
+            for photo in source.members:
+                self.book.add_member(photo.content_hash, into.id)
+            into.members.extend(source.members)
+            self.book.set_status(source.id, MERGED, into=into.id)
+            del self._groups[source.id]
+        return into.summary()
+
+    def move_out(self, gid: int, paths: Sequence[str]) -> dict:
+        """Photos that are not this pet leave the group, and never join it again."""
+        group = self.group(gid)
+        wanted = {os.path.abspath(p) for p in paths}
+        leaving = [p for p in group.members if p.path in wanted]
+        if not leaving:
+            raise PetwatchError(f"none of those photos is in group {gid}")
+        with self._lock:
+            for photo in leaving:
+                self.book.exclude(group.id, photo.content_hash)
+            group.members = [p for p in group.members if p.path not in wanted]
+        return group.summary()
+
+
+def _pet_photo(row: PhotoRow) -> PetPhoto:
+    when = row.taken_at or row.mtime_ns // 1_000_000_000
+    return PetPhoto(row.path, row.content_hash, unit_vector(row.vector), int(when // DAY), row.species, row.label)

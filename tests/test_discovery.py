@@ -1,0 +1,142 @@
+"""Pets found for you, as a user meets them: a real daemon groups the individuals that recur
+in an album of real photos, and names, dismissals and merges survive restarts and re-indexing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from petwatch import discovery
+from tests.conftest import dataset, run_cli
+
+DAY = 86_400
+PETS = 4  # individuals, each photographed on several days
+STRANGERS = 30  # other dogs, each seen once
+OXFORD_DOGS = 20  # more dogs, of the breeds one meets
+
+
+def _album(folder: Path) -> dict[str, list[Path]]:
+    """The first PETS dogs of dogfacenet-dev with 6+ photos (their photos spread over days),
+    one photo of each of the next STRANGERS dogs, and some Oxford dogs."""
+    dogs = dataset("dogfacenet-dev")
+    oxford = dataset("oxford-pets-sample")
+    folder.mkdir(parents=True)
+    owners: dict[str, list[Path]] = {}
+    strangers = 0
+    for dog in sorted(p for p in dogs.iterdir() if p.is_dir()):
+        photos = sorted(dog.glob("*.jpg"))
+        if len(owners) < PETS and len(photos) >= 6:
+            chosen, key = photos, dog.name
+        elif strangers < STRANGERS:
+            chosen, key, strangers = photos[:1], "", strangers + 1
+        else:
+            continue
+        for day, source in enumerate(chosen):
+            target = folder / f"{dog.name}_{source.name}"
+            shutil.copyfile(source, target)
+            when = 1_700_000_000 + day * 7 * DAY  # a photo a week
+            os.utime(target, (when, when))
+            owners.setdefault(key, []).append(target)
+        if len(owners) > PETS and strangers >= STRANGERS:
+            break
+    for source in sorted(oxford.glob("[a-z]*/*.jpg"))[::10][:OXFORD_DOGS]:  # lower case: dog breeds
+        shutil.copyfile(source, folder / source.name)
+        owners.setdefault("", []).append(folder / source.name)
+    return owners
+
+
+def test_clusters_link_only_mutual_close_neighbours():
+    rng = np.random.default_rng(0)
+    centre = rng.standard_normal(64)
+    tight = centre + 0.2 * rng.standard_normal((6, 64))
+    loose = rng.standard_normal((20, 64))
+    vectors = np.vstack([tight, loose]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels = discovery.cluster(vectors, similar=0.8)
+    assert len(set(labels[:6])) == 1  # the pet: one cluster
+    assert len(set(labels[6:])) == 20 and not set(labels[6:]) & set(labels[:6])  # strangers: alone
+    assert discovery.match_ids([{"a", "b", "c"}, {"x"}], {7: {"a", "b"}, 9: {"q"}}) == [7, None]
+
+
+def _groups(*extra: str) -> list[dict]:
+    shown = run_cli("pets", "discover", "--json", *extra)
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)
+
+
+def _by_owner(groups: list[dict], owners: dict[str, list[Path]]) -> dict[str, dict]:
+    """Each pet's group: the one holding most of its photos."""
+    owner_of = {str(p): key for key, paths in owners.items() for p in paths}
+    found = {}
+    for group in groups:
+        counts = Counter(owner_of.get(path, "?") for path in group["paths"])
+        key, share = counts.most_common(1)[0]
+        found.setdefault(key, (share, group))
+        if share > found[key][0]:
+            found[key] = (share, group)
+    return {key: group for key, (_share, group) in found.items()}
+
+
+def test_the_pets_that_recur_are_found_named_dismissed_and_merged_for_good(home, start_daemon, tmp_path):
+    owners = _album(tmp_path / "album")
+    run_cli("folders", "add", str(tmp_path / "album"))
+    daemon = start_daemon()
+    daemon.wait_idle(timeout=600)
+    refreshed = run_cli("pets", "discover")  # asks for nothing: the walk already clustered
+    assert refreshed.returncode == 0, refreshed.stderr
+    groups = _groups()
+    pets = {key: paths for key, paths in owners.items() if key}
+    found = _by_owner(groups, owners)
+    assert "" not in found  # strangers seen once and the other dogs form no group
+    for key, paths in pets.items():
+        assert key in found, f"pet {key} not found: {groups}"
+        members = set(found[key]["paths"])
+        in_group = sum(1 for p in paths if str(p) in members)
+        assert in_group / len(paths) >= 0.8 and in_group / len(members) >= 0.9, (key, found[key])
+        assert found[key]["species"] == "dog" and found[key]["first_day"] < found[key]["last_day"]
+    assert len(groups) == PETS
+
+    first, second, third, fourth = (found[key] for key in sorted(pets))
+    named = run_cli("pets", "add", "Rex", "--group", str(first["id"]), "--json")
+    assert named.returncode == 0, named.stderr
+    album = json.loads(run_cli("pets", "show", "Rex", "--json").stdout)
+    assert set(first["paths"]) <= {hit["path"] for hit in album["hits"]}  # the group's photos, and more
+    assert run_cli("pets", "dismiss", str(second["id"])).returncode == 0
+    merged = run_cli("pets", "merge", str(third["id"]), str(fourth["id"]), "--json")
+    assert merged.returncode == 0, merged.stderr
+    assert json.loads(merged.stdout)["size"] == third["size"] + fourth["size"]
+    out = fourth["paths"][0]
+    assert run_cli("pets", "ungroup", str(third["id"]), out).returncode == 0
+
+    def expected(groups: list[dict]) -> None:
+        assert [(g["id"], g["size"]) for g in groups] == [(third["id"], third["size"] + fourth["size"] - 1)]
+        assert out not in groups[0]["paths"]
+        every = {g["id"]: g for g in _groups("--all")}
+        assert every[first["id"]]["status"] == "named" and every[first["id"]]["name"] == "Rex"
+        assert every[second["id"]]["status"] == "dismissed"
+
+    expected(_groups())
+    daemon.stop()
+    daemon = start_daemon()  # a restart
+    daemon.wait_idle(timeout=600)
+    expected(_groups())
+    daemon.stop()
+    rebuilt = run_cli("reindex", timeout=900)  # every vector made again
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    daemon = start_daemon()
+    daemon.wait_idle(timeout=600)
+    expected(_groups())
+
+
+@pytest.mark.parametrize("photos", [1, 2])
+def test_too_few_photos_make_no_group(photos):
+    vectors = np.ones((photos, 8), dtype=np.float32) / np.sqrt(8)
+    group = discovery.Group(1, discovery.OPEN, None, [
+        discovery.PetPhoto(f"/a/{i}.jpg", f"{i}", v, i, "dog", "pug") for i, v in enumerate(vectors)])
+    assert not group.recurs()
