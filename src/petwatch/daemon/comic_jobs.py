@@ -23,9 +23,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from petwatch import photos as photos_module
-from petwatch.comics import MAX_REFERENCES, QUALITIES, QUEUED, SIZES, ComicJob, ComicStudio
+from petwatch.comics import QUALITIES, SIZES, ComicJob, ComicStudio
 from petwatch.daemon.events import EventBus
 from petwatch.errors import PetwatchError
+from petwatch.protocol import MAX_REFERENCES, QUEUED
 from petwatch.settings import Settings
 
 log = logging.getLogger(__name__)
