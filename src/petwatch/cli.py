@@ -22,7 +22,7 @@ from petwatch import settings as settings_module
 from petwatch.client import DaemonClient, DaemonUnavailable
 from petwatch.errors import PetwatchError
 from petwatch.progress import ProgressLine
-from petwatch.protocol import PET_SPECIES, SPECIES
+from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES, PET_SPECIES, SPECIES
 
 
 def _print_json(data) -> None:
@@ -306,8 +306,6 @@ def cmd_config(args) -> int:
 
 
 # --- comics (the daemon owns the jobs) -----------------------------------------------------
-# petwatch.comics.FINAL_STATES, spelled out so the CLI does not import the OpenAI SDK.
-COMIC_FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 COMIC_POLL_SECONDS = 2.0  # a status read between events, so a missed event cannot stall us
 
 
@@ -321,7 +319,8 @@ def cmd_comic(args) -> int:
     if args.pet:  # the best photos of the pet's album (petwatch pets show NAME)
         photos += [p for p in client.pet_paths(args.pet, args.pet_photos) if p not in photos]
     if not photos and not args.refine:
-        raise PetwatchError("select your pet: give at least one --photo PATH (up to 16)")
+        raise PetwatchError("select your pet: give at least one --photo PATH "
+                            f"(up to {MAX_REFERENCES})")
     estimate = client.comic_estimate(photos=photos or None, size=args.size, quality=args.quality,
                                      parent=args.refine)
     refining = f" (the comic {args.refine} first, then the photos)" if args.refine else ""
@@ -641,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     comic = with_json(command("comic", cmd_comic,
                               "draw a comic of your pet from reference photos (OpenAI image API; costs money)"))
     comic.add_argument("--photo", action="append", metavar="PATH",
-                       help="a reference photo of the pet; repeat for more (1-16)")
+                       help=f"a reference photo of the pet; repeat for more (1-{MAX_REFERENCES})")
     comic.add_argument("--prompt", required=True, help="what should happen in the comic")
     comic.add_argument("--size", choices=_comic_choices("comic_size"), help="default: comic_size")
     comic.add_argument("--quality", choices=_comic_choices("comic_quality"),
@@ -651,7 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
     comic.add_argument("--yes", "-y", action="store_true", help="send without asking about the cost")
     comic.add_argument("--pet", metavar="NAME",
                        help="add the best photos of this pet's album as references (petwatch pets)")
-    comic.add_argument("--pet-photos", type=int, default=4, choices=range(1, 17), metavar="N",
+    comic.add_argument("--pet-photos", type=int, default=4, choices=range(1, MAX_REFERENCES + 1),
+                       metavar="N",
                        help="how many of the pet's photos --pet adds (default 4)")
     comic.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
 

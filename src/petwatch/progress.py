@@ -1,10 +1,24 @@
-"""A progress line on stderr: count, rate and ETA; redrawn in place on a terminal, periodic otherwise."""
+"""A progress line on stderr: count, rate and ETA; a rich bar on a terminal, periodic lines otherwise."""
 
 from __future__ import annotations
 
+import atexit
 import sys
 import time
 from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 
 def _clock(seconds: float) -> str:
@@ -12,17 +26,35 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+class _RateColumn(ProgressColumn):
+    """Items per second (rich's own speed columns count bytes)."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed or 0.0:5.1f}/s")
+
+
 class ProgressLine:
+    """``update(done, total)`` as often as you like; ``finish()`` once, when done.
+
+    Not a terminal (a log, a pipe, a test reading stderr): one plain line every ``every``
+    seconds and one at the end, so the output stays readable and small.
+    """
+
     def __init__(self, label: str, stream: TextIO | None = None, every: float = 5.0) -> None:
         self.label = label
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
-        self.every = every if not self.tty else 0.1
+        self.every = every
         self.started = time.monotonic()
         self._last = 0.0
-        self._drawn = False
+        self._bar: Progress | None = None  # started at the first update, on a terminal only
+        self._task: TaskID | None = None
+        self._finished = False
 
     def update(self, done: int, total: int, current: str = "") -> None:
+        if self.tty:
+            self._draw(done, total)
+            return
         now = time.monotonic()
         if now - self._last < self.every and done < total:
             return
@@ -31,16 +63,30 @@ class ProgressLine:
         rate = done / elapsed
         eta = _clock((total - done) / rate) if rate > 0 and total >= done else "?"
         share = done / total if total else 1.0
-        if self.tty:
-            bar = "#" * int(share * 24)
-            line = f"\r{self.label} [{bar:<24}] {done}/{total} {rate:5.1f}/s ETA {eta}"
-            self.stream.write(line[:200].ljust(80))
-        else:
-            self.stream.write(f"{self.label}: {done}/{total} ({share:.0%}) {rate:.1f}/s ETA {eta}\n")
+        self.stream.write(f"{self.label}: {done}/{total} ({share:.0%}) {rate:.1f}/s ETA {eta}\n")
         self.stream.flush()
-        self._drawn = True
+
+    def _draw(self, done: int, total: int) -> None:
+        if self._finished:  # a late update (from an event thread) must not start a new bar
+            return
+        if self._bar is None:
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=24),
+                MofNCompleteColumn(),
+                _RateColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream, force_terminal=True),
+            )
+            self._task = self._bar.add_task(self.label, total=total, completed=done)
+            self._bar.start()
+            atexit.register(self.finish)  # the bar hides the cursor: show it even after a crash
+        self._bar.update(self._task, completed=done, total=total)
 
     def finish(self) -> None:
-        if self._drawn and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        self._finished = True
+        if self._bar is not None:
+            self._bar.stop()  # leaves the last state of the bar on its own line
+            self._bar = None
+            atexit.unregister(self.finish)

@@ -9,3 +9,9 @@ from __future__ import annotations
 DOG, CAT, ANIMAL, NO_PET = "dog", "cat", "animal", "none"
 SPECIES = (DOG, CAT, ANIMAL, NO_PET)
 PET_SPECIES = (DOG, CAT)  # "shows a pet": what --pets-only keeps
+
+# A comic job's state (petwatch.comics); a job ends in one of the final three.
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+COMIC_STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+COMIC_FINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
+MAX_REFERENCES = 16  # reference images per comic: the image-edit API's limit on input images

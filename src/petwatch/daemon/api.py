@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from petwatch.daemon.comic_jobs import router as comics_router
+from petwatch.daemon.comic_routes import router as comics_router
 from petwatch.daemon.discovery_routes import router as discovery_router
 from petwatch.daemon.pet_routes import router as pets_router
 from petwatch.daemon.service import Daemon

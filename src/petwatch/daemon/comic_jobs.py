@@ -1,4 +1,4 @@
-"""The daemon's comic jobs: one ComicStudio, one worker thread, the /comics routes.
+"""The daemon's comic jobs: one ComicStudio and one worker thread (routes: comic_routes).
 
 Jobs run one at a time, oldest first, in the ``comics`` thread: queued jobs found on disk at
 start (left over from before a restart) first, then new ones as they are submitted. Every
@@ -16,67 +16,18 @@ import logging
 import os
 import queue
 import threading
-from typing import Annotated, Any, Literal, Optional
-
-from fastapi import APIRouter, Path as PathParam
-from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from petwatch import photos as photos_module
-from petwatch.comics import MAX_REFERENCES, QUALITIES, QUEUED, SIZES, ComicJob, ComicStudio
+from petwatch.comics import ComicJob, ComicStudio
 from petwatch.daemon.events import EventBus
 from petwatch.errors import PetwatchError
+from petwatch.protocol import MAX_REFERENCES, QUEUED
 from petwatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
 EVENT_KIND = "comic"
-MAX_PROMPT_CHARS = 4000
-MAX_PATH_CHARS = 8192
-JOB_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-
-Size = Literal[SIZES]  # type: ignore[valid-type] - the settings' own choices
-Quality = Literal[QUALITIES]  # type: ignore[valid-type]
-PhotoPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
-
-
-# --- requests --------------------------------------------------------------------------------
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ComicRequest(_Strict):
-    photos: list[PhotoPath] = Field(
-        default_factory=list,
-        max_length=MAX_REFERENCES,
-        description="Absolute paths of 1-16 reference photos (may be omitted with parent: "
-        "the parent's selection is used)",
-    )
-    prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT_CHARS)
-    size: Optional[Size] = None  # noqa: UP007 - pydantic needs the runtime Literal
-    quality: Optional[Quality] = None  # noqa: UP007
-    parent: Optional[str] = Field(None, pattern=JOB_ID, description="Comic this one refines")
-
-
-class EstimateRequest(_Strict):
-    n: Optional[int] = Field(None, ge=1, le=MAX_REFERENCES, description="Reference images")
-    photos: Optional[list[PhotoPath]] = Field(None, max_length=MAX_REFERENCES)
-    size: Optional[Size] = None
-    quality: Optional[Quality] = None
-    parent: Optional[str] = Field(None, pattern=JOB_ID)
-
-
-class RefineRequest(_Strict):
-    prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT_CHARS)
-    photos: list[PhotoPath] = Field(default_factory=list, max_length=MAX_REFERENCES)
-    size: Optional[Size] = None
-    quality: Optional[Quality] = None
-
-
-class RetryRequest(_Strict):
-    prompt: Optional[str] = Field(
-        None, min_length=1, max_length=MAX_PROMPT_CHARS, description="Replaces the old prompt"
-    )
 
 
 # --- the jobs --------------------------------------------------------------------------------
@@ -167,6 +118,13 @@ class ComicJobs:
         self._queue.put(job.id)
         return job.to_dict()
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every job record, newest first."""
+        return [job.to_dict() for job in self.studio.list()]
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self.studio.cancel(job_id).to_dict()
+
     def show(self, job_id: str) -> dict[str, Any]:
         job = self.studio.get(job_id)
         return {**job.to_dict(), "chain": [link.to_dict() for link in self.studio.chain(job_id)]}
@@ -194,47 +152,3 @@ def _check_photos(paths: list[str]) -> None:
             raise PetwatchError(f"cannot read photo {path}: {error.strerror}") from None
         if photos_module.sniff_format(head) is None:
             raise PetwatchError(f"not a photo (JPEG, PNG, WebP, HEIC, AVIF or TIFF): {path}")
-
-
-# --- the routes ------------------------------------------------------------------------------
-def router(jobs: ComicJobs) -> APIRouter:
-    """``/comics``: errors are PetwatchError, which the app turns into {"error": ...}."""
-    routes = APIRouter(prefix="/comics", tags=["comics"])
-    JobId = PathParam(..., pattern=JOB_ID, description="A comic job id")  # noqa: N806
-
-    @routes.post("")
-    def submit(request: ComicRequest) -> dict:
-        return jobs.submit(request.photos, request.prompt, request.size, request.quality,
-                           request.parent)
-
-    @routes.post("/estimate")
-    def estimate(request: EstimateRequest) -> dict:
-        return jobs.estimate(request.n, request.photos, request.size, request.quality,
-                             request.parent)
-
-    @routes.get("")
-    def list_jobs() -> list[dict]:
-        return [job.to_dict() for job in jobs.studio.list()]
-
-    @routes.get("/{job_id}")
-    def show(job_id: str = JobId) -> dict:
-        return jobs.show(job_id)
-
-    @routes.post("/{job_id}/cancel")
-    def cancel(job_id: str = JobId) -> dict:
-        return jobs.studio.cancel(job_id).to_dict()
-
-    @routes.post("/{job_id}/refine")
-    def refine(request: RefineRequest, job_id: str = JobId) -> dict:
-        return jobs.submit(request.photos, request.prompt, request.size, request.quality, job_id)
-
-    @routes.post("/{job_id}/retry")
-    def retry(request: Optional[RetryRequest] = None, job_id: str = JobId) -> dict:
-        return jobs.retry(job_id, request.prompt if request else None)
-
-    @routes.get("/{job_id}/image")
-    def image(job_id: str = JobId) -> Response:
-        return Response(jobs.image(job_id), media_type="image/png",
-                        headers={"Cache-Control": "no-cache"})
-
-    return routes

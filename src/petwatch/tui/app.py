@@ -27,6 +27,7 @@ from textual.widget import Widget
 
 from petwatch.client import AsyncDaemonClient
 from petwatch.errors import PetwatchError
+from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES
 from petwatch.tui import format, images, launcher
 from petwatch.tui.commands import PetwatchCommands
 from petwatch.tui.widgets import picture
@@ -35,7 +36,6 @@ RETRY_SECONDS = (0.25, 0.5, 1.0)  # reconnect attempts back off to the last valu
 NEW_PHOTOS_QUIET_SECONDS = 2.0  # "N new photos" waits for a burst to end...
 NEW_PHOTOS_MAX_WAIT_SECONDS = 10.0  # ...but not longer than this during a long backfill
 START_TIMEOUT_SECONDS = 180.0
-COMIC_FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 MAX_COMIC_RECORDS = 500  # the latest record of this many jobs is kept from the event stream
 
 
@@ -432,8 +432,8 @@ class PetwatchApp(App[int]):
 
     @work(group="pet-comic")
     async def comic_of_pet(self, name: str) -> None:
-        """The comic screen with the pet's best photos (at most the API's 16) as references."""
-        from petwatch.tui.screens.comic import MAX_REFERENCES, ComicScreen
+        """The comic screen with the pet's best photos (at most MAX_REFERENCES) as references."""
+        from petwatch.tui.screens.comic import ComicScreen
 
         try:
             paths = await self.client.pet_paths(name, MAX_REFERENCES)

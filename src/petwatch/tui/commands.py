@@ -9,6 +9,7 @@ from functools import partial
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from petwatch.errors import PetwatchError
+from petwatch.protocol import MAX_REFERENCES
 
 # (title, app action, help)
 COMMANDS = [
@@ -55,7 +56,7 @@ class PetwatchCommands(Provider):
             entries.append((f"Pets: {name}'s album", partial(self.app.open_pet_album, name),
                             f"Every photo of {name}; teach it with x (not my pet) and +"))
             entries.append((f"Comic: comic of {name}", partial(self.app.comic_of_pet, name),
-                            f"A comic from {name}'s best photos (at most 16)"))
+                            f"A comic from {name}'s best photos (at most {MAX_REFERENCES})"))
         return entries
 
     async def discover(self) -> Hits:

@@ -28,6 +28,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Label, ProgressBar, Select, Static, TextArea
 
 from petwatch.errors import PetwatchError
+from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES, QUEUED, RUNNING, SUCCEEDED
 from petwatch.tui import format, images
 from petwatch.tui.images import TILE_SIZE
 from petwatch.tui.widgets.banner import ConnectionBanner
@@ -39,12 +40,10 @@ if TYPE_CHECKING:
 
 # The daemon's choices (petwatch.comics; a test keeps them equal): the TUI imports no comics
 # module (it pulls in the OpenAI SDK).
-MAX_REFERENCES = 16
 SIZE_OPTIONS = [("1024x1024 square", "1024x1024"), ("1536x1024 landscape", "1536x1024"),
                 ("1024x1536 portrait", "1024x1536"), ("auto", "auto")]
 QUALITY_OPTIONS = [("low", "low"), ("medium", "medium"), ("high", "high"), ("auto", "auto")]
-FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
-STATE_RANK = {"queued": 0, "running": 1, "succeeded": 2, "failed": 2, "cancelled": 2}
+STATE_RANK = {QUEUED: 0, RUNNING: 1, **dict.fromkeys(COMIC_FINAL_STATES, 2)}  # lower: a stale record
 
 NEW, FOLLOW, REFINE, RETRY = "new", "follow", "refine", "retry"
 SEND_LABELS = {NEW: "Send", FOLLOW: "Send", REFINE: "Refine", RETRY: "Retry"}
@@ -54,9 +53,9 @@ def mode_of(job: dict | None) -> str:
     if job is None:
         return NEW
     state = job.get("state")
-    if state == "succeeded":
+    if state == SUCCEEDED:
         return REFINE
-    if state in FINAL_STATES:
+    if state in COMIC_FINAL_STATES:
         return RETRY
     return FOLLOW
 

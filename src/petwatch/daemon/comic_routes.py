@@ -1,0 +1,119 @@
+"""The comics part of the socket API: ``petwatch comic ...`` and the TUI's comic screens.
+
+The daemon owns the jobs (``Daemon.comics``, a ``petwatch.daemon.comic_jobs.ComicJobs``); every
+change of a job is pushed as a ``comic`` event whose data is the job record.
+``api.create_app`` includes ``router(daemon.comics)``. Errors are PetwatchError, which the
+app turns into ``{"error": ...}``.
+
+    POST /comics                  {"photos", "prompt", "size"?, "quality"?, "parent"?}: queue one
+    POST /comics/estimate         {"n" | "photos", "size"?, "quality"?, "parent"?}: cost, budget
+    GET  /comics                  every job record, newest first
+    GET  /comics/{id}             the record plus ``chain``, the refinements ending at it
+    POST /comics/{id}/cancel      cancel a queued or running job
+    POST /comics/{id}/refine      {"prompt", "photos"?, "size"?, "quality"?}: revise the comic
+    POST /comics/{id}/retry       {"prompt"?}: a finished job again, the prompt maybe replaced
+    GET  /comics/{id}/image       the comic PNG
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from fastapi import APIRouter, Path as PathParam
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from petwatch.comics import QUALITIES, SIZES
+from petwatch.daemon.comic_jobs import ComicJobs
+from petwatch.protocol import MAX_REFERENCES
+
+MAX_PROMPT_CHARS = 4000
+MAX_PATH_CHARS = 8192
+JOB_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+Size = Literal[SIZES]  # type: ignore[valid-type] - the settings' own choices
+Quality = Literal[QUALITIES]  # type: ignore[valid-type]
+PhotoPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
+
+
+# --- requests --------------------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComicRequest(_Strict):
+    photos: list[PhotoPath] = Field(
+        default_factory=list,
+        max_length=MAX_REFERENCES,
+        description=f"Absolute paths of 1-{MAX_REFERENCES} reference photos (may be omitted "
+        "with parent: the parent's selection is used)",
+    )
+    prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT_CHARS)
+    size: Optional[Size] = None  # noqa: UP007 - pydantic needs the runtime Literal
+    quality: Optional[Quality] = None  # noqa: UP007
+    parent: Optional[str] = Field(None, pattern=JOB_ID, description="Comic this one refines")
+
+
+class EstimateRequest(_Strict):
+    n: Optional[int] = Field(None, ge=1, le=MAX_REFERENCES, description="Reference images")
+    photos: Optional[list[PhotoPath]] = Field(None, max_length=MAX_REFERENCES)
+    size: Optional[Size] = None
+    quality: Optional[Quality] = None
+    parent: Optional[str] = Field(None, pattern=JOB_ID)
+
+
+class RefineRequest(_Strict):
+    prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT_CHARS)
+    photos: list[PhotoPath] = Field(default_factory=list, max_length=MAX_REFERENCES)
+    size: Optional[Size] = None
+    quality: Optional[Quality] = None
+
+
+class RetryRequest(_Strict):
+    prompt: Optional[str] = Field(
+        None, min_length=1, max_length=MAX_PROMPT_CHARS, description="Replaces the old prompt"
+    )
+
+
+# --- the routes ------------------------------------------------------------------------------
+def router(jobs: ComicJobs) -> APIRouter:
+    """``/comics``: errors are PetwatchError, which the app turns into {"error": ...}."""
+    routes = APIRouter(prefix="/comics", tags=["comics"])
+    JobId = PathParam(..., pattern=JOB_ID, description="A comic job id")  # noqa: N806
+
+    @routes.post("")
+    def submit(request: ComicRequest) -> dict:
+        return jobs.submit(request.photos, request.prompt, request.size, request.quality,
+                           request.parent)
+
+    @routes.post("/estimate")
+    def estimate(request: EstimateRequest) -> dict:
+        return jobs.estimate(request.n, request.photos, request.size, request.quality,
+                             request.parent)
+
+    @routes.get("")
+    def list_jobs() -> list[dict]:
+        return jobs.records()
+
+    @routes.get("/{job_id}")
+    def show(job_id: str = JobId) -> dict:
+        return jobs.show(job_id)
+
+    @routes.post("/{job_id}/cancel")
+    def cancel(job_id: str = JobId) -> dict:
+        return jobs.cancel(job_id)
+
+    @routes.post("/{job_id}/refine")
+    def refine(request: RefineRequest, job_id: str = JobId) -> dict:
+        return jobs.submit(request.photos, request.prompt, request.size, request.quality, job_id)
+
+    @routes.post("/{job_id}/retry")
+    def retry(request: Optional[RetryRequest] = None, job_id: str = JobId) -> dict:
+        return jobs.retry(job_id, request.prompt if request else None)
+
+    @routes.get("/{job_id}/image")
+    def image(job_id: str = JobId) -> Response:
+        return Response(jobs.image(job_id), media_type="image/png",
+                        headers={"Cache-Control": "no-cache"})
+
+    return routes
