@@ -1,7 +1,7 @@
 """Is this *my* pet? Identity and breed retrieval, whole-image vectors against pet focus.
 
-    python bench/bench_identity.py            # everything (~25 min on 2 cores)
-    python bench/bench_identity.py --quick    # 150 dogs, lite2 only, no throughput (~6 min)
+    python bench/bench_identity.py            # everything (~25 min on a quiet 2-core machine)
+    python bench/bench_identity.py --quick    # the product's recipe only, no variants (~10 min)
 
 Photos (``--datasets``, else $PETWATCH_DATASETS, else ../shared/datasets):
   dogfacenet-dev/<dog>/   3,371 face photos of 701 individual dogs: identity (same dog)
@@ -50,6 +50,11 @@ DOGS = "dogfacenet-dev"
 FIXTURES = "photo-fixtures"
 MIX_PETS_EVERY = 5  # 1 photo in 5 shows a pet
 GEM_POWERS = (2.0, 3.0)
+VECTORS = C.RESULTS_DIR / "identity-vectors"
+
+
+def vectors_file(model: str) -> Path:
+    return VECTORS.with_name(f"identity-vectors-{model}.npz")
 
 
 def gem(fmap, power: float):
@@ -288,7 +293,7 @@ def main() -> None:
     C.add_datasets_arg(parser)
     parser.add_argument("--model", default="efficientnet_lite2")
     parser.add_argument("--dogs", type=int, default=120, help="query dogs (the small pool holds only these)")
-    parser.add_argument("--quick", action="store_true", help="no variants beyond the product, no throughput")
+    parser.add_argument("--quick", action="store_true", help="no variants beyond the product")
     parser.add_argument("--no-small-pets", action="store_true")
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--mix", type=int, default=60, help="photos in the throughput mix")
@@ -326,6 +331,10 @@ def main() -> None:
         })
     rows, results = [], {}
     base = retrieval(first.whole, kept, query_dogs)
+    product_vectors = first.focused(product)[0]
+    VECTORS.parent.mkdir(parents=True, exist_ok=True)  # for bench_discovery.py, same photos and model
+    np.savez(vectors_file(args.model), vectors=product_vectors, species=np.array([s.species for s in first.signals]),
+             group=np.array([p.group for p in kept]), label=np.array([p.label for p in kept]))
     results["whole (before)"] = {**base, "crop_share": 0.0}
     if not args.quick:
         for power in GEM_POWERS:
@@ -360,7 +369,7 @@ def main() -> None:
         print(C.table(["recipe", "breed mAP, pets small on landscapes"],
                       [[k, f"{v:.4f}"] for k, v in payload["small_pets"].items()], title="Small pets"))
     del images, first
-    if not (args.no_throughput or args.quick):
+    if not args.no_throughput:
         print(f"throughput: {args.mix} camera-size photos, 1 in {MIX_PETS_EVERY} a pet ...", flush=True)
         t = throughput(root, args.model, args.mix, args.repeat)
         payload["throughput"] = t
@@ -368,7 +377,7 @@ def main() -> None:
                       ["petfocus", f"{t['petfocus']:.2f}"]], title="Indexing, 1 photo in 5 a pet"))
         print(f"  ratio {t['ratio']:.2f}x (target >= 0.80x) {C.verdict(t['ratio'] >= 0.8)}")
     print(f"\ntotal {time.perf_counter() - started:.0f}s")
-    path = C.write_results("identity", payload)
+    path = C.write_results("bench_identity", payload)
     print(f"results: {path}")
     shutil.rmtree(Path(tempfile.gettempdir()) / "petwatch-bench-none", ignore_errors=True)
 

@@ -24,6 +24,8 @@ BENCHES = {
     "index": "bench_index.py",
     "search": "bench_search.py",
     "quality": "bench_quality.py",
+    "identity": "bench_identity.py",
+    "discovery": "bench_discovery.py",
 }
 
 
@@ -51,6 +53,21 @@ def summary(name: str) -> list[list]:
         for check in data.get("draft_checks", []):
             rows.append([name, f"draft on-off mAP, {check['photos']}",
                          f"{check['diff']:+.4f} {C.verdict(check['met'])}"])
+    elif name == "identity":
+        before, after = data["retrieval"]["whole (before)"], data["retrieval"]["petfocus (product)"]
+        for key in ("identity_small", "identity_large", "breed_small", "breed_large"):
+            rows.append([name, f"{key} mAP whole -> pet focus",
+                         f"{before[key]:.4f} -> {after[key]:.4f} {C.verdict(after[key] > before[key])}"])
+        if "throughput" in data:
+            ratio = data["throughput"]["ratio"]
+            rows.append([name, "indexing, 1 in 5 a pet, >= 0.8x", f"{ratio:.2f}x {C.verdict(ratio >= 0.8)}"])
+    elif name == "discovery":
+        for q in data.get("quality", []):
+            rows.append([name, f"cut {q['similar']}: purity / recall / pets found",
+                         f"{q['purity']:.3f} / {q['recall']:.3f} / {q['found']} of {q['pets']}"])
+        for t in data.get("timing", []):
+            rows.append([name, f"{t['photos']:,} pet photos: cluster / 100 new",
+                         f"{t['cluster_s']:.1f} s / {t['update_100_ms']:.0f} ms"])
     return rows
 
 
