@@ -11,8 +11,8 @@ Photos (``--datasets``, else $PETWATCH_DATASETS, else ../shared/datasets):
 Every photo is decoded as the indexer decodes it and embedded once per recipe with
 petwatch's own Embedder:
   whole      the whole-image vector: petwatch before pet focus;
-  petfocus   the product (embed.PetFocus defaults): where the classifier sees a pet, the
-             unit vector of whole + crop around its activation map;
+  petfocus   the product (embed.PetFocus defaults): GeM-pooled, and where the classifier
+             sees a pet the unit vector of whole + crop around its activation map;
   variants   other PetFocus parameters, computed from the same first pass.
 
 Two pools, so that the effect of scale shows:
@@ -49,7 +49,7 @@ import _common as C  # noqa: E402
 DOGS = "dogfacenet-dev"
 FIXTURES = "photo-fixtures"
 MIX_PETS_EVERY = 5  # 1 photo in 5 shows a pet
-GEM_POWERS = (2.0, 3.0)
+GEM_POWERS = (1.0, 2.0, 3.0)  # 1: average pooling
 VECTORS = C.RESULTS_DIR / "identity-vectors"
 
 
@@ -57,9 +57,6 @@ def vectors_file(model: str) -> Path:
     return VECTORS.with_name(f"identity-vectors-{model}.npz")
 
 
-def gem(fmap, power: float):
-    """Generalised-mean pooling of a (B, C, H, W) map: between average (1) and max pooling."""
-    return fmap.clamp(min=1e-6).pow(power).mean(dim=(2, 3)).pow(1.0 / power)
 
 
 # --- photos ------------------------------------------------------------------------------------
@@ -121,7 +118,7 @@ class FirstPass:
             pooled, p, fmap = embedder._features([embedder.preprocess(im) for im in batch])
             whole.append(embed._unit_rows(pooled))
             for power in GEM_POWERS:
-                self.gem[power].append(embed._unit_rows(gem(fmap, power)))
+                self.gem[power].append(embed._unit_rows(embed.gem(fmap, power)))
             probs.append(p.cpu().numpy())
             cams.append(embed.activation_maps(fmap, p, embedder.network.get_classifier().weight))
         self.whole = np.concatenate(whole)
@@ -131,7 +128,7 @@ class FirstPass:
         self.signals = embed.pet_signals(self.probs)
         self.seconds = time.perf_counter() - started
 
-    def focused(self, focus, power: float | None = None) -> tuple[np.ndarray, float, float]:
+    def focused(self, focus) -> tuple[np.ndarray, float, float]:
         """(vectors, share of photos given a crop pass, seconds) for these PetFocus parameters."""
         from petwatch import embed
 
@@ -143,14 +140,15 @@ class FirstPass:
         finally:
             embedder.pet_focus = saved
         chosen = [i for i, box in enumerate(boxes) if box is not None]
-        whole = self.whole if power is None else self.gem_whole[power]
+        power = focus.gem_power
+        whole = self.gem_whole[power]
         vectors = whole.copy()
         started = time.perf_counter()
         for start in range(0, len(chosen), 32):
             part = chosen[start:start + 32]
-            pooled, _p, fmap = embedder._features(
+            _pooled, _p, fmap = embedder._features(
                 [embedder.crop_transform(self.images[i].crop(boxes[i])) for i in part])
-            crops = embed._unit_rows(pooled if power is None else gem(fmap, power))
+            crops = embed._unit_rows(embed.gem(fmap, power))
             mixed = whole[part] + focus.crop_weight * crops
             vectors[part] = mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
         return vectors, len(chosen) / len(boxes), time.perf_counter() - started
@@ -319,7 +317,7 @@ def main() -> None:
     first = FirstPass(embedder, images)
     print(f"whole-image pass: {first.seconds:.0f}s", flush=True)
     product = embedder.pet_focus or PetFocus()
-    variants: dict[str, object] = {"petfocus (product)": product}
+    variants: dict[str, PetFocus] = {"petfocus (product)": product}
     if not args.quick:
         variants.update({
             "threshold 0.2": dataclasses.replace(product, threshold=0.2),
@@ -337,13 +335,12 @@ def main() -> None:
              group=np.array([p.group for p in kept]), label=np.array([p.label for p in kept]))
     results["whole (before)"] = {**base, "crop_share": 0.0}
     if not args.quick:
-        for power in GEM_POWERS:
-            results[f"whole, GeM p={power:g}"] = {**retrieval(first.gem_whole[power], kept, query_dogs),
-                                                  "crop_share": 0.0}
-            variants[f"petfocus, GeM p={power:g}"] = (product, power)
+        results[f"whole, GeM p={product.gem_power:g}"] = {
+            **retrieval(first.gem_whole[product.gem_power], kept, query_dogs), "crop_share": 0.0}
+        variants["average pooling (GeM p=1)"] = dataclasses.replace(product, gem_power=1.0)
+        variants["GeM p=3"] = dataclasses.replace(product, gem_power=3.0)
     for name, focus in variants.items():
-        focus, power = focus if isinstance(focus, tuple) else (focus, None)
-        vectors, share, seconds = first.focused(focus, power)
+        vectors, share, seconds = first.focused(focus)
         results[name] = {**retrieval(vectors, kept, query_dogs), "crop_share": share, "crop_seconds": seconds}
         print(f"  {name}: {seconds:.0f}s of crop passes", flush=True)
     for name, r in results.items():

@@ -80,7 +80,8 @@ class PetFocus:
     The crop box is where the classifier's activation map (the top pet class's weights applied
     to the last feature map) reaches ``threshold`` of its range, widened by ``margin`` of its
     size on each side. The stored vector is the unit vector of ``whole + crop_weight * crop``
-    (both unit vectors), so one vector per photo still describes both. Measured variants:
+    (both unit vectors, GeM-pooled), so one vector per photo still describes both; a photo
+    without a pet has the whole view alone. Measured variants:
     bench/bench_identity.py, docs/pets.md.
     """
 
@@ -90,6 +91,9 @@ class PetFocus:
     crop_weight: float = 1.0
     # A box this close to the whole frame gives the whole view again: no second pass.
     max_box_area: float = 0.8
+    # Both views are pooled by generalised mean (p = 2) rather than average: it weighs the
+    # strongest activations, the pet's own features, more (identity mAP +0.010 at no cost).
+    gem_power: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -357,6 +361,7 @@ class Embedder:
         boxes: list[tuple[int, int, int, int] | None] = [None] * len(images)
         if self.pet_focus is not None and fmap is not None and probs is not None:
             focus = self.pet_focus
+            views[:, 0] = _unit_rows(gem(fmap, focus.gem_power))  # every photo, pet or not: one recipe
             wanted = [i for i, signal in enumerate(signals) if signal.pet_score >= focus.min_pet_score]
             if wanted:
                 maps = activation_maps(fmap[wanted], probs[wanted], self.network.get_classifier().weight)
@@ -364,9 +369,9 @@ class Embedder:
                     boxes[i] = self.pet_box(cam, images[i].size)
             cropped = [i for i, box in enumerate(boxes) if box is not None]
             if cropped:
-                crops = _unit_rows(self._features(
-                    [self.crop_transform(images[i].crop(boxes[i])) for i in cropped])[0])
-                focused = whole[cropped] + focus.crop_weight * crops
+                crop_fmap = self._features([self.crop_transform(images[i].crop(boxes[i])) for i in cropped])[2]
+                assert crop_fmap is not None
+                focused = views[cropped, 0] + focus.crop_weight * _unit_rows(gem(crop_fmap, focus.gem_power))
                 views[cropped, 0] = focused / np.linalg.norm(focused, axis=1, keepdims=True)
         return [(views[i], whole[i], signals[i], boxes[i]) for i in range(len(images))]
 
@@ -483,6 +488,12 @@ _END = object()
 
 def _unit_rows(features: torch.Tensor) -> np.ndarray:
     return torch.nn.functional.normalize(features, dim=1).cpu().numpy().astype(np.float32, copy=False)
+
+
+def gem(fmap: torch.Tensor, power: float) -> torch.Tensor:
+    """Generalised-mean pooling of a (B, C, H, W) map: average pooling at 1, max as it grows."""
+    with torch.inference_mode():
+        return fmap.clamp(min=1e-6).pow(power).mean(dim=(2, 3)).pow(1.0 / power)
 
 
 def pet_signals(probs: np.ndarray) -> list[PetSignal]:

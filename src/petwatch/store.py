@@ -161,7 +161,8 @@ def _milvus_client_class():
 
 
 def prewarm_lite(db: Path, collection: str) -> None:
-    """Start Milvus Lite on ``db`` and load ``collection`` on a thread, for a Store opened a
+    """Start Milvus Lite on ``db`` and load ``collection`` (and the collections named after it,
+    one per embedding recipe: library.collection_name) on a thread, for a Store opened a
     little later (the daemon loads its model meanwhile: those two are most of a start, seconds
     each with tens of thousands of photos, and need nothing from each other). The Store reuses
     the server started here (pymilvus keeps one Milvus Lite server per DB file) and finds the
@@ -172,8 +173,9 @@ def prewarm_lite(db: Path, collection: str) -> None:
         try:
             # Not closed: pymilvus shares one connection per URI, and the Store uses it next.
             client = client_class(uri=str(db))
-            if client.has_collection(collection):
-                client.load_collection(collection)
+            for name in client.list_collections():
+                if name == collection or name.startswith(collection + "_"):
+                    client.load_collection(name)
         except Exception as error:  # noqa: BLE001 - the Store reports it properly
             log.debug("prewarming Milvus Lite failed: %s", error)
 
