@@ -241,9 +241,9 @@ def cmd_reindex(args) -> int:
     embedder = Embedder(settings.model, settings.model_weights, settings.device,
                         settings.batch_size, settings.decode_threads, settings.region_views,
                         settings.precision)
-    from pymilvus import MilvusClient
+    from petwatch.store import _milvus_client_class  # quiet, and Milvus Lite's logs kept out of /tmp
 
-    raw = MilvusClient(uri=settings.effective_milvus_uri, token=settings.milvus_token or "")
+    raw = _milvus_client_class()(uri=settings.effective_milvus_uri, token=settings.milvus_token or "")
     if raw.has_collection(settings.collection):
         raw.drop_collection(settings.collection)
     raw.close()

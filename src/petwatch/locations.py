@@ -89,6 +89,11 @@ def log_file() -> Path:
     return data_dir() / "daemon.log"
 
 
+def milvus_lite_log_dir() -> Path:
+    """Milvus Lite's own log files (glog), which it would otherwise leave in /tmp on every open."""
+    return cache_dir() / "milvus-lite-logs"
+
+
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) readable by this user only."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -108,4 +113,6 @@ def all_paths() -> dict[str, Path]:
         "socket": socket_path(),
         "comics_dir": comics_dir(),
         "thumbnails_dir": thumbnails_dir(),
+        "log_file": log_file(),
+        "milvus_lite_logs": milvus_lite_log_dir(),
     }
