@@ -24,9 +24,21 @@ BASE = "http://petwatch"  # the host part is ignored on a Unix socket
 START_HINT = "start it with `petwatch daemon` (or `petwatch service install` to run it under systemd)"
 
 
+STARTING = "starting (loading the model)…"  # what the CLI and the TUI say of a starting daemon
+
+
 class DaemonUnavailable(PetwatchError):
     def __init__(self, socket: Path) -> None:
         super().__init__(f"the petwatch daemon is not running (no socket at {socket}): {START_HINT}")
+
+
+class DaemonStarting(DaemonUnavailable):
+    """The daemon runs but is still loading (its socket answers 503 with state "starting")."""
+
+    def __init__(self, pid: int | None, uptime_s: float) -> None:
+        PetwatchError.__init__(self, f"the petwatch daemon is {STARTING} (pid {pid}, up "
+                                     f"{uptime_s:.0f}s): try again in a few seconds")
+        self.pid, self.uptime_s = pid, uptime_s
 
 
 class DaemonError(PetwatchError):
@@ -39,9 +51,12 @@ def _raise_for(response: httpx.Response) -> None:
     if response.is_success:
         return
     try:
-        message = response.json().get("error") or response.text
+        body = response.json()
+        message = body.get("error") or response.text
     except (json.JSONDecodeError, AttributeError):
-        message = response.text or response.reason_phrase
+        body, message = {}, response.text or response.reason_phrase
+    if response.status_code == 503 and isinstance(body, dict) and body.get("state") == "starting":
+        raise DaemonStarting(body.get("pid"), float(body.get("uptime_s") or 0))
     raise DaemonError(str(message), response.status_code)
 
 
@@ -268,6 +283,8 @@ class DaemonClient:
             raise DaemonUnavailable(self.socket)
         try:
             with self._http.stream("GET", "/events", timeout=None) as response:
+                if not response.is_success:
+                    response.read()  # the error's body, e.g. that the daemon is starting
                 _raise_for(response)
                 yield from _parse_sse(response.iter_lines())
         except (httpx.ConnectError, FileNotFoundError):
@@ -393,6 +410,8 @@ class AsyncDaemonClient:
             raise DaemonUnavailable(self.socket)
         try:
             async with self._http.stream("GET", "/events", timeout=None) as response:
+                if not response.is_success:
+                    await response.aread()  # the error's body, e.g. that the daemon is starting
                 _raise_for(response)
                 lines: list[str] = []
                 async for line in response.aiter_lines():

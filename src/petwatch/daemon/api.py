@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import socket
-import struct
+from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +22,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from petwatch.daemon.comic_jobs import router as comics_router
 from petwatch.daemon.pet_routes import router as pets_router
+from petwatch.daemon.run import peer_uid
 from petwatch.daemon.service import Daemon
 from petwatch.errors import PetwatchError
 from petwatch.library import MAX_TOP_K
@@ -240,10 +241,8 @@ class OwnerOnlyH11(H11Protocol):
         sock = transport.get_extra_info("socket")
         if sock is None or sock.family != socket.AF_UNIX:
             return
-        try:
-            _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(
-                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-        except OSError:
+        uid = peer_uid(sock)
+        if uid is None:
             transport.close()
             return
         if uid != os.getuid():

@@ -25,7 +25,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
 
-from petwatch.client import AsyncDaemonClient
+from petwatch.client import AsyncDaemonClient, DaemonStarting
 from petwatch.errors import PetwatchError
 from petwatch.tui import format, images, launcher
 from petwatch.tui.commands import PetwatchCommands
@@ -67,7 +67,8 @@ class PetwatchApp(App[int]):
     ]
 
     connected: reactive[bool | None] = reactive(None)
-    starting: reactive[bool] = reactive(False)
+    starting: reactive[bool] = reactive(False)  # started from here (s), not answering yet
+    daemon_starting: reactive[bool] = reactive(False)  # answering that it is loading
     daemon_status: reactive[dict] = reactive(dict, always_update=True)
     progress: reactive[dict | None] = reactive(None, always_update=True)
     selection_count: reactive[int] = reactive(0)
@@ -129,8 +130,11 @@ class PetwatchApp(App[int]):
                         self._connected(data)
                     else:
                         self.on_daemon_event(kind, data)
+            except DaemonStarting:
+                self.daemon_starting = True  # the banner says so; we connect once it has loaded
+                attempt = 0  # and keep asking often: it is seconds away
             except (PetwatchError, httpx.HTTPError, OSError, ValueError):
-                pass  # not running, gone, or a garbled stream: all mean "reconnect"
+                self.daemon_starting = False  # not running, gone, or a garbled stream: "reconnect"
             self._disconnected()
             await asyncio.sleep(self.retry_seconds[min(attempt, len(self.retry_seconds) - 1)])
             attempt += 1
@@ -138,7 +142,7 @@ class PetwatchApp(App[int]):
     def _connected(self, status: dict) -> None:
         again = self.ever_connected and self.connected is False
         self.ever_connected = True
-        self.starting = False
+        self.starting = self.daemon_starting = False
         self.daemon_status = status
         self.progress = status.get("progress")
         self.connected = True
@@ -452,7 +456,7 @@ class PetwatchApp(App[int]):
         if self.connected:
             self.notify("the daemon is already running")
             return
-        if self.starting:
+        if self.starting or self.daemon_starting:
             return
         try:
             launch = self.start_daemon()
@@ -500,7 +504,7 @@ class PetwatchApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "start_daemon":
-            return self.connected is False and not self.starting
+            return self.connected is False and not self.starting and not self.daemon_starting
         return True
 
 
