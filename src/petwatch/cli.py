@@ -676,6 +676,11 @@ def _score(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A file name that is not UTF-8 is printed as its own bytes, as ls does, in any locale
+    # (Python does so by itself only in the C locale; elsewhere printing it would fail).
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None) or cmd_tui

@@ -19,6 +19,7 @@ import httpx
 
 from petwatch import locations
 from petwatch.errors import PetwatchError
+from petwatch.paths import encode_path
 
 BASE = "http://petwatch"  # the host part is ignored on a Unix socket
 START_HINT = "start it with `petwatch daemon` (or `petwatch service install` to run it under systemd)"
@@ -80,8 +81,26 @@ class _Api:
     @staticmethod
     def search(image: str | None = None, photo: str | None = None, top_k: int = 20,
                min_score: float = 0.0, offset: int = 0) -> tuple[str, str, dict]:
-        body = {"image": image, "photo": photo, "top_k": top_k, "min_score": min_score, "offset": offset}
+        body = {"image": _sent(image), "photo": _sent(photo), "top_k": top_k, "min_score": min_score,
+                "offset": offset}
         return "POST", "/search", {"json": body}
+
+    # --- photos and folders: paths as the daemon decodes them (petwatch.paths)
+    @staticmethod
+    def index(folders: list[str]) -> tuple[str, str, dict]:
+        return "POST", "/index", {"json": {"folders": [encode_path(f) for f in folders]}, "timeout": None}
+
+    @staticmethod
+    def folder(action: str, path: str) -> tuple[str, str, dict]:
+        return "POST", "/folders" if action == "add" else "/folders/remove", {"json": {"path": encode_path(path)}}
+
+    @staticmethod
+    def photo(path: str) -> tuple[str, str, dict]:
+        return "GET", "/photo", {"params": {"path": encode_path(path)}}
+
+    @staticmethod
+    def thumbnail(path: str, size: int) -> tuple[str, str, dict]:
+        return "GET", "/thumbnail", {"params": {"path": encode_path(path), "size": size}}
 
     # --- comics: (method, url, kwargs); photo paths made absolute here, in the caller's cwd
     @staticmethod
@@ -128,7 +147,12 @@ class _Api:
 
 
 def _absolute(paths: list[str]) -> list[str]:
-    return [os.path.abspath(os.path.expanduser(str(path))) for path in paths]
+    return [encode_path(os.path.abspath(os.path.expanduser(str(path)))) for path in paths]
+
+
+def _sent(path: str | None) -> str | None:
+    """A path as sent: any file name, valid UTF-8 or not, survives the JSON (petwatch.paths)."""
+    return None if path is None else encode_path(path)
 
 
 def _comic_url(job_id: str) -> str:
@@ -190,7 +214,8 @@ class DaemonClient:
         return self.call(method, url, **kwargs)
 
     def index(self, folders: list[str]) -> dict:
-        return self.call("POST", "/index", json={"folders": folders}, timeout=None)
+        method, url, kwargs = _Api.index(folders)
+        return self.call(method, url, **kwargs)
 
     def stats(self) -> dict:
         return self.call("GET", "/stats")
@@ -199,10 +224,12 @@ class DaemonClient:
         return self.call("GET", "/folders")
 
     def add_folder(self, path: str) -> list[dict]:
-        return self.call("POST", "/folders", json={"path": path})
+        method, url, kwargs = _Api.folder("add", path)
+        return self.call(method, url, **kwargs)
 
     def remove_folder(self, path: str) -> list[dict]:
-        return self.call("POST", "/folders/remove", json={"path": path})
+        method, url, kwargs = _Api.folder("remove", path)
+        return self.call(method, url, **kwargs)
 
     def rescan(self) -> dict:
         return self.call("POST", "/rescan")
@@ -211,10 +238,12 @@ class DaemonClient:
         return self.call("GET", "/failures")
 
     def photo(self, path: str) -> dict:
-        return self.call("GET", "/photo", params={"path": path})
+        method, url, kwargs = _Api.photo(path)
+        return self.call(method, url, **kwargs)
 
     def thumbnail(self, path: str, size: int = 256) -> bytes:
-        return self.request("GET", "/thumbnail", params={"path": path, "size": size}).content
+        method, url, kwargs = _Api.thumbnail(path, size)
+        return self.request(method, url, **kwargs).content
 
     # --- comics (the daemon owns the jobs) ------------------------------------------------
     def comic_submit(self, photos: list[str], prompt: str, size: str | None = None,
@@ -331,10 +360,12 @@ class AsyncDaemonClient:
         return await self.call("GET", "/folders")
 
     async def add_folder(self, path: str) -> list[dict]:
-        return await self.call("POST", "/folders", json={"path": path})
+        method, url, kwargs = _Api.folder("add", path)
+        return await self.call(method, url, **kwargs)
 
     async def remove_folder(self, path: str) -> list[dict]:
-        return await self.call("POST", "/folders/remove", json={"path": path})
+        method, url, kwargs = _Api.folder("remove", path)
+        return await self.call(method, url, **kwargs)
 
     async def rescan(self) -> dict:
         return await self.call("POST", "/rescan")
@@ -343,10 +374,12 @@ class AsyncDaemonClient:
         return await self.call("GET", "/failures")
 
     async def photo(self, path: str) -> dict:
-        return await self.call("GET", "/photo", params={"path": path})
+        method, url, kwargs = _Api.photo(path)
+        return await self.call(method, url, **kwargs)
 
     async def thumbnail(self, path: str, size: int = 256) -> bytes:
-        return (await self.request("GET", "/thumbnail", params={"path": path, "size": size})).content
+        method, url, kwargs = _Api.thumbnail(path, size)
+        return (await self.request(method, url, **kwargs)).content
 
     # --- comics (the daemon owns the jobs) ------------------------------------------------
     async def comic_submit(self, photos: list[str], prompt: str, size: str | None = None,

@@ -8,7 +8,6 @@ open it for another model rather than mix vectors that cannot be compared.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from petwatch.errors import PetwatchError
+from petwatch.paths import decode_path, encode_path  # the rows' path scheme, shared with the socket
 
 log = logging.getLogger(__name__)
 
@@ -100,21 +100,6 @@ def unit_vector(vector) -> np.ndarray:
 
 def _path_bytes(path: str) -> bytes:
     return os.fsencode(path)
-
-
-def encode_path(path: str) -> str:
-    """Paths are stored as UTF-8; a path that is not valid UTF-8 is stored reversibly as b64:..."""
-    raw = _path_bytes(path)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return "b64:" + base64.urlsafe_b64encode(raw).decode("ascii")
-
-
-def decode_path(stored: str) -> str:
-    if stored.startswith("b64:"):
-        return os.fsdecode(base64.urlsafe_b64decode(stored[4:]))
-    return stored
 
 
 # Milvus Lite 2.5.1 answers an upsert on a full disk with success (its log says "Insert data

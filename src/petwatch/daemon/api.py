@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -26,10 +26,15 @@ from petwatch.daemon.run import peer_uid
 from petwatch.daemon.service import Daemon
 from petwatch.errors import PetwatchError
 from petwatch.library import MAX_TOP_K
+from petwatch.paths import decode_path
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20  # every request is small; a 100 MB message is refused unread
+
+
+# A path as the clients send it: any file name, the non-UTF-8 ones as b64: (petwatch.paths).
+SentPath = Annotated[str, AfterValidator(decode_path)]
 
 
 class _Strict(BaseModel):
@@ -37,19 +42,19 @@ class _Strict(BaseModel):
 
 
 class SearchRequest(_Strict):
-    image: str | None = Field(None, max_length=8192, description="Path of any image file")
-    photo: str | None = Field(None, max_length=8192, description="Path of an indexed photo")
+    image: SentPath | None = Field(None, max_length=8192, description="Path of any image file")
+    photo: SentPath | None = Field(None, max_length=8192, description="Path of an indexed photo")
     top_k: int = Field(20, ge=1, le=MAX_TOP_K)
     min_score: float = Field(0.0, ge=-1.0, le=1.0)
     offset: int = Field(0, ge=0, le=MAX_TOP_K)
 
 
 class FolderRequest(_Strict):
-    path: str = Field(..., min_length=1, max_length=8192)
+    path: SentPath = Field(..., min_length=1, max_length=8192)
 
 
 class IndexRequest(_Strict):
-    folders: list[str] = Field(..., min_length=1, max_length=256)
+    folders: list[SentPath] = Field(..., min_length=1, max_length=256)
 
 
 class PathJSONResponse(JSONResponse):
@@ -178,11 +183,11 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     @app.get("/photo")
     def photo(path: str = Query(..., max_length=8192)) -> dict:
-        return daemon.photo(path)
+        return daemon.photo(_sent_path(path))
 
     @app.get("/thumbnail")
     def thumbnail(path: str = Query(..., max_length=8192), size: int = Query(256, ge=16, le=2048)):
-        return Response(daemon.thumbnail(path, size), media_type="image/jpeg",
+        return Response(daemon.thumbnail(_sent_path(path), size), media_type="image/jpeg",
                         headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/events")
@@ -198,6 +203,14 @@ def create_app(daemon: Daemon) -> FastAPI:
     app.include_router(comics_router(daemon.comics))
     app.include_router(pets_router(daemon.pets))
     return BodyLimit(app)
+
+
+def _sent_path(path: str) -> str:
+    """A path from a query string (SentPath's decoding, for parameters outside a body)."""
+    try:
+        return decode_path(path)
+    except ValueError:
+        raise PetwatchError(f"not a path: {path[:80]!r} (b64: names a file name in base64)") from None
 
 
 def _sse(kind: str, data: dict) -> str:

@@ -20,12 +20,13 @@ from typing import Annotated, Any, Literal, Optional
 
 from fastapi import APIRouter, Path as PathParam
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from petwatch import photos as photos_module
 from petwatch.comics import MAX_REFERENCES, QUALITIES, QUEUED, SIZES, ComicJob, ComicStudio
 from petwatch.daemon.events import EventBus
 from petwatch.errors import PetwatchError
+from petwatch.paths import decode_path
 from petwatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ JOB_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 Size = Literal[SIZES]  # type: ignore[valid-type] - the settings' own choices
 Quality = Literal[QUALITIES]  # type: ignore[valid-type]
-PhotoPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
+# decode_path: sent as petwatch.paths encodes it, so any file name survives the JSON
+PhotoPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS), AfterValidator(decode_path)]
 
 
 # --- requests --------------------------------------------------------------------------------
