@@ -548,6 +548,12 @@ def cmd_service(args) -> int:
 
 
 def cmd_tui(args) -> int:
+    # Without a terminal on both ends (piped to head, run from cron, stdin from /dev/null) the
+    # TUI cannot draw or read keys, and Textual would spin at full CPU instead of stopping.
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("petwatch: the terminal UI needs a terminal (stdin and stdout); in scripts use "
+              "the commands, e.g. `petwatch search IMAGE --json` (see `petwatch --help`)", file=sys.stderr)
+        return 2
     from petwatch.tui.app import run as run_tui
 
     return run_tui()

@@ -63,7 +63,10 @@ class PetwatchApp(App[int]):
         Binding("s", "start_daemon", "Start daemon"),
         Binding("r", "rescan", "Rescan", show=False),
         Binding("ctrl+t", "toggle_dark", "Light/dark theme", show=False),
-        Binding("q", "quit", "Quit"),
+        # ctrl+q quits from anywhere, a text field too, so the footer shows it; q quits wherever
+        # the keyboard is not in a text field (there it types a q, as in any terminal program).
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("q", "quit", "Quit", show=False),
     ]
 
     connected: reactive[bool | None] = reactive(None)
