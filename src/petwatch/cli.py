@@ -554,6 +554,7 @@ def cmd_tui(args) -> int:
         print("petwatch: the terminal UI needs a terminal (stdin and stdout); in scripts use "
               "the commands, e.g. `petwatch search IMAGE --json` (see `petwatch --help`)", file=sys.stderr)
         return 2
+    sys.stderr.reconfigure(errors="surrogateescape")  # Textual draws there: file names as on stdout
     from petwatch.tui.app import run as run_tui
 
     return run_tui()
@@ -684,9 +685,8 @@ def _score(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     # A file name that is not UTF-8 is printed as its own bytes, as ls does, in any locale
     # (Python does so by itself only in the C locale; elsewhere printing it would fail).
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="surrogateescape")
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None) or cmd_tui
