@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -43,9 +44,11 @@ def test_no_command_warns_about_the_runtime_dir_and_config_shows_the_one_used():
     naming a directory petwatch did not then use."""
     env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "PETWATCH_HOME")}
     scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-xdg-{os.getpid()}"
+    scratch.mkdir()
     try:
         for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
             env[name] = str(scratch / name.lower())
+        env["TMPDIR"] = str(scratch)  # where the runtime dir falls back to, without /run/user/UID
         config = subprocess.run([sys.executable, "-m", "petwatch", "config"], capture_output=True,
                                 text=True, env=env, timeout=120)
         assert config.returncode == 0, config.stderr
@@ -53,6 +56,8 @@ def test_no_command_warns_about_the_runtime_dir_and_config_shows_the_one_used():
         paths = dict(line.split(None, 1) for line in config.stdout.split("\n\n")[0].splitlines()[1:])
         runtime = Path(paths["runtime_dir"])
         assert Path(paths["socket"]).parent == runtime
+        if not os.path.isdir(f"/run/user/{os.getuid()}"):
+            assert runtime == scratch / f"petwatch-{os.getuid()}"
         status = subprocess.run([sys.executable, "-m", "petwatch", "status"], capture_output=True,
                                 text=True, env=env, timeout=120)
         assert status.returncode == 1
@@ -118,10 +123,15 @@ def test_a_daemon_start_and_stop_leave_tmp_as_they_found_it(home):
     logs = locations.milvus_lite_log_dir()
     assert any(".log." in name for name in os.listdir(logs)), "Milvus Lite's log is not in the cache dir"
 
+    # A socket a killed process left (bound, nobody listening any more) is removed on the next open.
+    stale = locations.runtime_dir() / "tmpkilled9_milvus.db.sock"
+    with socket.socket(socket.AF_UNIX) as dead:
+        dead.bind(str(stale))
     private_tmp = home / "tmp"
     private_tmp.mkdir()
     result = run_cli("stats", env={"TMPDIR": str(private_tmp)})  # opens Milvus Lite in-process
     assert result.returncode == 0, result.stderr
+    assert not os.path.lexists(stale)
     # torch itself makes one empty torchinductor_<user> dir on import, once per user (it is
     # reused, it does not pile up); anything else there would be petwatch's.
     assert [name for name in os.listdir(private_tmp) if not name.startswith("torchinductor_")] == []

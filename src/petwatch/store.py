@@ -157,15 +157,19 @@ def _lite_socket_in_runtime_dir() -> None:
     folder = locations.runtime_dir()
     if len(os.fsencode(folder)) + 40 > locations.MAX_SOCKET_PATH:  # its name would not fit
         return
-    locations.ensure_private_dir(folder)
-    for stale in folder.glob("tmp*_*.sock"):
-        with socket.socket(socket.AF_UNIX) as probe:
-            try:
-                probe.connect(str(stale))
-            except ConnectionRefusedError:
-                stale.unlink(missing_ok=True)
-            except OSError:
-                pass
+    try:
+        locations.ensure_private_dir(folder)
+        for stale in folder.glob("tmp*_*.sock"):
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(str(stale))
+                except ConnectionRefusedError:  # no server: left by a process that is gone
+                    stale.unlink(missing_ok=True)
+                except OSError:
+                    pass
+    except OSError as error:  # then /tmp it is, as before
+        log.debug("Milvus Lite's socket stays in the temp dir: %s", error)
+        return
     lite_server.tempfile = types.SimpleNamespace(mktemp=lambda: tempfile.mktemp(dir=folder))
 
 
