@@ -65,6 +65,23 @@ def write_photos(folder: Path, count: int | None = None) -> list[Path]:
     return written
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_petwatch_home():
+    """Every test on a private petwatch home, even one that does not ask for ``home``: a store
+    opened without one would put Milvus Lite's logs in the user's cache dir and make the user's
+    runtime dir (/tmp/petwatch-UID without XDG_RUNTIME_DIR). Removed at the end."""
+    if os.environ.get("PETWATCH_HOME"):
+        yield Path(os.environ["PETWATCH_HOME"])  # the caller chose one
+        return
+    root = Path(tempfile.mkdtemp(prefix="pw-session-", dir="/tmp"))
+    os.environ["PETWATCH_HOME"] = str(root)
+    try:
+        yield root
+    finally:
+        os.environ.pop("PETWATCH_HOME", None)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture
 def home(monkeypatch) -> Path:
     """A private petwatch home, short enough for a Unix socket path."""

@@ -12,6 +12,7 @@ import os
 import queue
 import sys
 import threading
+import time
 import typing
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from petwatch import __version__, locations
 from petwatch import settings as settings_module
-from petwatch.client import DaemonClient, DaemonUnavailable
+from petwatch.client import STARTING, DaemonClient, DaemonStarting, DaemonUnavailable
 from petwatch.errors import PetwatchError
 from petwatch.progress import ProgressLine
 from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES, PET_SPECIES, SPECIES
@@ -45,11 +46,31 @@ def _human_bytes(count: int | None) -> str:
     return str(count)
 
 
+STARTING_WAIT_SECONDS = 120.0  # a first start (cold caches, a big library) can take a minute
+
+
 def _daemon() -> DaemonClient | None:
-    """A client when the daemon runs, else None (the caller works in-process)."""
+    """A client when the daemon runs, else None (the caller works in-process). A daemon that is
+    starting is waited for, up to STARTING_WAIT_SECONDS: it owns the database, so working
+    in-process beside it is not an option."""
     client = DaemonClient()
-    if client.socket.exists() and client.is_running():
-        return client
+    deadline = None
+    while client.socket.exists():
+        try:
+            client.status()
+            return client
+        except DaemonStarting:
+            if deadline is None:
+                print(f"petwatch: the daemon is {STARTING} waiting for it", file=sys.stderr)
+                deadline = time.monotonic() + STARTING_WAIT_SECONDS
+            elif time.monotonic() > deadline:
+                client.close()
+                raise PetwatchError(f"the daemon is still starting after {STARTING_WAIT_SECONDS:.0f}s: "
+                                    f"see its log ({locations.log_file()}, or journalctl --user -u "
+                                    "petwatch) and `petwatch status`") from None
+            time.sleep(0.25)
+        except DaemonUnavailable:
+            break
     client.close()
     return None
 
@@ -194,8 +215,15 @@ def cmd_stats(args) -> int:
 
 
 def cmd_status(args) -> int:
-    client = _require_daemon()
-    status = client.status()
+    client = DaemonClient()
+    try:
+        status = client.status()
+    except DaemonStarting as starting:  # said at once, not waited for
+        if args.json:
+            _print_json({"state": "starting", "pid": starting.pid, "uptime_s": starting.uptime_s})
+        else:
+            print(f"state     {STARTING}  (pid {starting.pid}, up {starting.uptime_s:.0f}s)")
+        return 0
     failures = client.failures()
     if args.json:
         _print_json({**status, "failures": failures})
@@ -587,6 +615,13 @@ def cmd_service(args) -> int:
 
 
 def cmd_tui(args) -> int:
+    # Without a terminal on both ends (piped to head, run from cron, stdin from /dev/null) the
+    # TUI cannot draw or read keys, and Textual would spin at full CPU instead of stopping.
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("petwatch: the terminal UI needs a terminal (stdin and stdout); in scripts use "
+              "the commands, e.g. `petwatch search IMAGE --json` (see `petwatch --help`)", file=sys.stderr)
+        return 2
+    sys.stderr.reconfigure(errors="surrogateescape")  # Textual draws there: file names as on stdout
     from petwatch.tui.app import run as run_tui
 
     return run_tui()
@@ -733,6 +768,10 @@ def _score(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A file name that is not UTF-8 is printed as its own bytes, as ls does, in any locale
+    # (Python does so by itself only in the C locale; elsewhere printing it would fail).
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None) or cmd_tui

@@ -19,14 +19,27 @@ import httpx
 
 from petwatch import locations
 from petwatch.errors import PetwatchError
+from petwatch.paths import encode_path
 
 BASE = "http://petwatch"  # the host part is ignored on a Unix socket
 START_HINT = "start it with `petwatch daemon` (or `petwatch service install` to run it under systemd)"
 
 
+STARTING = "starting (loading the model)…"  # what the CLI and the TUI say of a starting daemon
+
+
 class DaemonUnavailable(PetwatchError):
     def __init__(self, socket: Path) -> None:
         super().__init__(f"the petwatch daemon is not running (no socket at {socket}): {START_HINT}")
+
+
+class DaemonStarting(DaemonUnavailable):
+    """The daemon runs but is still loading (its socket answers 503 with state "starting")."""
+
+    def __init__(self, pid: int | None, uptime_s: float) -> None:
+        PetwatchError.__init__(self, f"the petwatch daemon is {STARTING} (pid {pid}, up "
+                                     f"{uptime_s:.0f}s): try again in a few seconds")
+        self.pid, self.uptime_s = pid, uptime_s
 
 
 class DaemonError(PetwatchError):
@@ -39,9 +52,12 @@ def _raise_for(response: httpx.Response) -> None:
     if response.is_success:
         return
     try:
-        message = response.json().get("error") or response.text
+        body = response.json()
+        message = body.get("error") or response.text
     except (json.JSONDecodeError, AttributeError):
-        message = response.text or response.reason_phrase
+        body, message = {}, response.text or response.reason_phrase
+    if response.status_code == 503 and isinstance(body, dict) and body.get("state") == "starting":
+        raise DaemonStarting(body.get("pid"), float(body.get("uptime_s") or 0))
     raise DaemonError(str(message), response.status_code)
 
 
@@ -65,9 +81,26 @@ class _Api:
     @staticmethod
     def search(image: str | None = None, photo: str | None = None, top_k: int = 20,
                min_score: float = 0.0, offset: int = 0, species: list[str] | None = None) -> tuple[str, str, dict]:
-        body = {"image": image, "photo": photo, "top_k": top_k, "min_score": min_score, "offset": offset,
-                "species": species}
+        body = {"image": _sent(image), "photo": _sent(photo), "top_k": top_k, "min_score": min_score,
+                "offset": offset, "species": species}
         return "POST", "/search", {"json": body}
+
+    # --- photos and folders: paths as the daemon decodes them (petwatch.paths)
+    @staticmethod
+    def index(folders: list[str]) -> tuple[str, str, dict]:
+        return "POST", "/index", {"json": {"folders": [encode_path(f) for f in folders]}, "timeout": None}
+
+    @staticmethod
+    def folder(action: str, path: str) -> tuple[str, str, dict]:
+        return "POST", "/folders" if action == "add" else "/folders/remove", {"json": {"path": encode_path(path)}}
+
+    @staticmethod
+    def photo(path: str) -> tuple[str, str, dict]:
+        return "GET", "/photo", {"params": {"path": encode_path(path)}}
+
+    @staticmethod
+    def thumbnail(path: str, size: int) -> tuple[str, str, dict]:
+        return "GET", "/thumbnail", {"params": {"path": encode_path(path), "size": size}}
 
     # --- comics: (method, url, kwargs); photo paths made absolute here, in the caller's cwd
     @staticmethod
@@ -112,7 +145,6 @@ class _Api:
         body = {"paths": _absolute(paths), "mark": mark}
         return "POST", f"{_pet_url(name)}/marks", {"json": body, "timeout": PET_TIMEOUT}
 
-
     # --- pets found (daemon/discovery_routes.py)
     @staticmethod
     def groups(include_all: bool = False) -> tuple[str, str, dict]:
@@ -127,7 +159,12 @@ class _Api:
 
 
 def _absolute(paths: list[str]) -> list[str]:
-    return [os.path.abspath(os.path.expanduser(str(path))) for path in paths]
+    return [encode_path(os.path.abspath(os.path.expanduser(str(path)))) for path in paths]
+
+
+def _sent(path: str | None) -> str | None:
+    """A path as sent: any file name, valid UTF-8 or not, survives the JSON (petwatch.paths)."""
+    return None if path is None else encode_path(path)
 
 
 def _comic_url(job_id: str) -> str:
@@ -189,7 +226,8 @@ class DaemonClient:
         return self.call(method, url, **kwargs)
 
     def index(self, folders: list[str]) -> dict:
-        return self.call("POST", "/index", json={"folders": folders}, timeout=None)
+        method, url, kwargs = _Api.index(folders)
+        return self.call(method, url, **kwargs)
 
     def stats(self) -> dict:
         return self.call("GET", "/stats")
@@ -198,10 +236,12 @@ class DaemonClient:
         return self.call("GET", "/folders")
 
     def add_folder(self, path: str) -> list[dict]:
-        return self.call("POST", "/folders", json={"path": path})
+        method, url, kwargs = _Api.folder("add", path)
+        return self.call(method, url, **kwargs)
 
     def remove_folder(self, path: str) -> list[dict]:
-        return self.call("POST", "/folders/remove", json={"path": path})
+        method, url, kwargs = _Api.folder("remove", path)
+        return self.call(method, url, **kwargs)
 
     def rescan(self) -> dict:
         return self.call("POST", "/rescan")
@@ -210,10 +250,12 @@ class DaemonClient:
         return self.call("GET", "/failures")
 
     def photo(self, path: str) -> dict:
-        return self.call("GET", "/photo", params={"path": path})
+        method, url, kwargs = _Api.photo(path)
+        return self.call(method, url, **kwargs)
 
     def thumbnail(self, path: str, size: int = 256) -> bytes:
-        return self.request("GET", "/thumbnail", params={"path": path, "size": size}).content
+        method, url, kwargs = _Api.thumbnail(path, size)
+        return self.request(method, url, **kwargs).content
 
     # --- comics (the daemon owns the jobs) ------------------------------------------------
     def comic_submit(self, photos: list[str], prompt: str, size: str | None = None,
@@ -291,6 +333,8 @@ class DaemonClient:
             raise DaemonUnavailable(self.socket)
         try:
             with self._http.stream("GET", "/events", timeout=None) as response:
+                if not response.is_success:
+                    response.read()  # the error's body, e.g. that the daemon is starting
                 _raise_for(response)
                 yield from _parse_sse(response.iter_lines())
         except (httpx.ConnectError, FileNotFoundError):
@@ -337,10 +381,12 @@ class AsyncDaemonClient:
         return await self.call("GET", "/folders")
 
     async def add_folder(self, path: str) -> list[dict]:
-        return await self.call("POST", "/folders", json={"path": path})
+        method, url, kwargs = _Api.folder("add", path)
+        return await self.call(method, url, **kwargs)
 
     async def remove_folder(self, path: str) -> list[dict]:
-        return await self.call("POST", "/folders/remove", json={"path": path})
+        method, url, kwargs = _Api.folder("remove", path)
+        return await self.call(method, url, **kwargs)
 
     async def rescan(self) -> dict:
         return await self.call("POST", "/rescan")
@@ -349,10 +395,12 @@ class AsyncDaemonClient:
         return await self.call("GET", "/failures")
 
     async def photo(self, path: str) -> dict:
-        return await self.call("GET", "/photo", params={"path": path})
+        method, url, kwargs = _Api.photo(path)
+        return await self.call(method, url, **kwargs)
 
     async def thumbnail(self, path: str, size: int = 256) -> bytes:
-        return (await self.request("GET", "/thumbnail", params={"path": path, "size": size})).content
+        method, url, kwargs = _Api.thumbnail(path, size)
+        return (await self.request(method, url, **kwargs)).content
 
     # --- comics (the daemon owns the jobs) ------------------------------------------------
     async def comic_submit(self, photos: list[str], prompt: str, size: str | None = None,
@@ -424,6 +472,8 @@ class AsyncDaemonClient:
             raise DaemonUnavailable(self.socket)
         try:
             async with self._http.stream("GET", "/events", timeout=None) as response:
+                if not response.is_success:
+                    await response.aread()  # the error's body, e.g. that the daemon is starting
                 _raise_for(response)
                 lines: list[str] = []
                 async for line in response.aiter_lines():

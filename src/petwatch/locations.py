@@ -8,6 +8,7 @@ Nothing here ever points into the user's album folders.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -40,13 +41,18 @@ def cache_dir() -> Path:
 
 
 def runtime_dir() -> Path:
+    """Where the socket lives: $XDG_RUNTIME_DIR/petwatch, else /run/user/UID/petwatch when that
+    exists (cron, or a shell without the variable, then finds the service's socket), else a
+    private dir in the temp dir. Decided here, not by platformdirs, which warns on every
+    command when the variable is unset, naming a fallback petwatch would not use."""
     root = home()
     if root:
         return root / "run"
-    runtime = platformdirs.user_runtime_dir(APP)
-    # /run/user/UID only exists under a systemd login session; fall back to a private tmp dir.
-    if Path(runtime).parent.is_dir():
-        return Path(runtime)
+    if sys.platform == "darwin":
+        return Path(platformdirs.user_runtime_dir(APP))
+    for base in (os.environ.get("XDG_RUNTIME_DIR", ""), f"/run/user/{os.getuid()}"):
+        if os.path.isabs(base) and os.path.isdir(base):
+            return Path(base) / APP
     return Path(tempfile.gettempdir()) / f"{APP}-{os.getuid()}"
 
 
@@ -83,6 +89,11 @@ def log_file() -> Path:
     return data_dir() / "daemon.log"
 
 
+def milvus_lite_log_dir() -> Path:
+    """Milvus Lite's own log files (glog), which it would otherwise leave in /tmp on every open."""
+    return cache_dir() / "milvus-lite-logs"
+
+
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) readable by this user only."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -102,4 +113,6 @@ def all_paths() -> dict[str, Path]:
         "socket": socket_path(),
         "comics_dir": comics_dir(),
         "thumbnails_dir": thumbnails_dir(),
+        "log_file": log_file(),
+        "milvus_lite_logs": milvus_lite_log_dir(),
     }

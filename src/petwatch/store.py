@@ -8,7 +8,6 @@ open it for another model rather than mix vectors that cannot be compared.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from petwatch.errors import PetwatchError
+from petwatch.paths import decode_path, encode_path  # the rows' path scheme, shared with the socket
 from petwatch.protocol import NO_PET
 
 log = logging.getLogger(__name__)
@@ -121,21 +121,6 @@ def _path_bytes(path: str) -> bytes:
     return os.fsencode(path)
 
 
-def encode_path(path: str) -> str:
-    """Paths are stored as UTF-8; a path that is not valid UTF-8 is stored reversibly as b64:..."""
-    raw = _path_bytes(path)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return "b64:" + base64.urlsafe_b64encode(raw).decode("ascii")
-
-
-def decode_path(stored: str) -> str:
-    if stored.startswith("b64:"):
-        return os.fsdecode(base64.urlsafe_b64decode(stored[4:]))
-    return stored
-
-
 # Milvus Lite 2.5.1 answers an upsert on a full disk with success (its log says "Insert data
 # failed: database or disk is full"): the rows live in its memory until it stops, and are
 # then lost, and a delete retries for minutes. So a local DB is only written while its disk
@@ -148,14 +133,76 @@ class StoreFull(PetwatchError):
     """The local index's disk is (nearly) full or read-only: nothing was written."""
 
 
+LITE_LOG_FILES = 24  # Milvus Lite log files kept (each open starts one to three: INFO, WARNING, ERROR)
+LITE_LOG_MEGABYTES = 8  # past this size its logger starts a new file
+
+
+def _lite_logs_in_cache() -> None:
+    """Milvus Lite's server, a child process, logs with glog: by default a few new files in /tmp
+    on every open, which nothing removes. glog reads its flags from GLOG_* variables, which the
+    child inherits: its logs go to petwatch's cache dir instead, each file bounded, and only the
+    newest LITE_LOG_FILES are kept (older ones pruned here, on each open)."""
+    from petwatch import locations
+
+    folder = locations.milvus_lite_log_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        logs = [entry for entry in os.scandir(folder) if entry.is_file(follow_symlinks=False)]
+        logs.sort(key=lambda entry: entry.stat().st_mtime_ns, reverse=True)
+        for entry in logs[LITE_LOG_FILES:]:
+            os.unlink(entry.path)
+        for entry in os.scandir(folder):  # glog's "milvus.INFO" links to the newest file
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                os.unlink(entry.path)
+    except OSError as error:  # logs are not worth failing an open for
+        log.debug("pruning Milvus Lite's logs in %s: %s", folder, error)
+    os.environ.setdefault("GLOG_log_dir", str(folder))
+    os.environ.setdefault("GLOG_max_log_size", str(LITE_LOG_MEGABYTES))
+
+
+def _lite_socket_in_runtime_dir() -> None:
+    """milvus-lite 2.5.1 (pinned) names its server's socket with tempfile.mktemp(), in /tmp, and
+    pymilvus never stops the server, so each process that opened a DB left one there. Its
+    module's ``tempfile`` is pointed at petwatch's runtime dir instead, where the sockets earlier
+    processes left (no server answers on them any more) are removed on each open."""
+    import socket
+    import tempfile
+    import types
+
+    import milvus_lite.server as lite_server
+
+    from petwatch import locations
+
+    folder = locations.runtime_dir()
+    if len(os.fsencode(folder)) + 40 > locations.MAX_SOCKET_PATH:  # its name would not fit
+        return
+    try:
+        locations.ensure_private_dir(folder)
+        for stale in folder.glob("tmp*_*.sock"):
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(str(stale))
+                except ConnectionRefusedError:  # no server: left by a process that is gone
+                    stale.unlink(missing_ok=True)
+                except OSError:
+                    pass
+    except OSError as error:  # then /tmp it is, as before
+        log.debug("Milvus Lite's socket stays in the temp dir: %s", error)
+        return
+    lite_server.tempfile = types.SimpleNamespace(mktemp=lambda: tempfile.mktemp(dir=folder))
+
+
 def _milvus_client_class():
     """pymilvus's MilvusClient, imported quietly: a slow import, so only where a store is opened;
     milvus-lite 2.5 imports the deprecated pkg_resources (a UserWarning), and pymilvus logs
-    routine iterator notes as warnings (its real errors are kept)."""
+    routine iterator notes as warnings (its real errors are kept). Milvus Lite's logs and
+    socket go to petwatch's own dirs, not /tmp."""
+    _lite_logs_in_cache()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         import milvus_lite.server_manager  # noqa: F401 - what warns; pymilvus imports it on a local open
         from pymilvus import MilvusClient
+    _lite_socket_in_runtime_dir()
     logging.getLogger("pymilvus").setLevel(logging.ERROR)
     return MilvusClient
 

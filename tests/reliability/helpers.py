@@ -89,8 +89,8 @@ def stored_rows(home: Path) -> list[dict]:
     script = (
         "import json, sys, warnings\n"
         "warnings.simplefilter('ignore')\n"
-        "from pymilvus import MilvusClient\n"
-        "c = MilvusClient(uri=sys.argv[1])\n"
+        "from petwatch.store import _milvus_client_class\n"  # its logs and socket kept out of /tmp
+        "c = _milvus_client_class()(uri=sys.argv[1])\n"
         "rows = []\n"
         "for name in c.list_collections():\n"
         "    it = c.query_iterator(name, batch_size=4000, filter='view >= 0', output_fields=['pk', 'path', 'view'])\n"

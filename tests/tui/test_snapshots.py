@@ -63,6 +63,16 @@ def test_disconnected_screen(snap_compare):
     assert snap_compare(make_app(running=False), terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "200x50"])
+def test_welcome_screen(snap_compare, size):
+    """What a new user sees first, at the smallest supported terminal and a large one."""
+    async def run_before(pilot):
+        await ready(pilot)
+        await quiet(pilot)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
 def test_results_grid(snap_compare):
     async def run_before(pilot):
         await searched(pilot)

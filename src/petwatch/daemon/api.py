@@ -11,21 +11,23 @@ import json
 import logging
 import os
 import socket
-import struct
+from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from petwatch.daemon.comic_routes import router as comics_router
 from petwatch.daemon.discovery_routes import router as discovery_router
 from petwatch.daemon.pet_routes import router as pets_router
+from petwatch.daemon.run import peer_uid
 from petwatch.daemon.service import Daemon
 from petwatch.errors import PetwatchError
 from petwatch.library import MAX_TOP_K
+from petwatch.paths import decode_path
 from petwatch.protocol import SPECIES
 
 log = logging.getLogger(__name__)
@@ -33,13 +35,17 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1 << 20  # every request is small; a 100 MB message is refused unread
 
 
+# A path as the clients send it: any file name, the non-UTF-8 ones as b64: (petwatch.paths).
+SentPath = Annotated[str, AfterValidator(decode_path)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class SearchRequest(_Strict):
-    image: str | None = Field(None, max_length=8192, description="Path of any image file")
-    photo: str | None = Field(None, max_length=8192, description="Path of an indexed photo")
+    image: SentPath | None = Field(None, max_length=8192, description="Path of any image file")
+    photo: SentPath | None = Field(None, max_length=8192, description="Path of an indexed photo")
     top_k: int = Field(20, ge=1, le=MAX_TOP_K)
     min_score: float = Field(0.0, ge=-1.0, le=1.0)
     offset: int = Field(0, ge=0, le=MAX_TOP_K)
@@ -56,11 +62,11 @@ class SearchRequest(_Strict):
 
 
 class FolderRequest(_Strict):
-    path: str = Field(..., min_length=1, max_length=8192)
+    path: SentPath = Field(..., min_length=1, max_length=8192)
 
 
 class IndexRequest(_Strict):
-    folders: list[str] = Field(..., min_length=1, max_length=256)
+    folders: list[SentPath] = Field(..., min_length=1, max_length=256)
 
 
 class PathJSONResponse(JSONResponse):
@@ -190,11 +196,11 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     @app.get("/photo")
     def photo(path: str = Query(..., max_length=8192)) -> dict:
-        return daemon.photo(path)
+        return daemon.photo(_sent_path(path))
 
     @app.get("/thumbnail")
     def thumbnail(path: str = Query(..., max_length=8192), size: int = Query(256, ge=16, le=2048)):
-        return Response(daemon.thumbnail(path, size), media_type="image/jpeg",
+        return Response(daemon.thumbnail(_sent_path(path), size), media_type="image/jpeg",
                         headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/events")
@@ -211,6 +217,14 @@ def create_app(daemon: Daemon) -> FastAPI:
     app.include_router(pets_router(daemon.pets))
     app.include_router(discovery_router(daemon.discovery, daemon.pets))
     return BodyLimit(app)
+
+
+def _sent_path(path: str) -> str:
+    """A path from a query string (SentPath's decoding, for parameters outside a body)."""
+    try:
+        return decode_path(path)
+    except ValueError:
+        raise PetwatchError(f"not a path: {path[:80]!r} (b64: names a file name in base64)") from None
 
 
 def _sse(kind: str, data: dict) -> str:
@@ -254,10 +268,8 @@ class OwnerOnlyH11(H11Protocol):
         sock = transport.get_extra_info("socket")
         if sock is None or sock.family != socket.AF_UNIX:
             return
-        try:
-            _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(
-                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-        except OSError:
+        uid = peer_uid(sock)
+        if uid is None:
             transport.close()
             return
         if uid != os.getuid():

@@ -18,13 +18,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from petwatch.paths import decode_path
 from petwatch.pets import MAX_NAME, NOT, YES, Pets
 
 MAX_PHOTOS = 1000  # photos in one add or mark request
 MAX_ALBUM_PAGE = 100_000
-PhotoPath = Annotated[str, Field(min_length=1, max_length=8192)]
+# decode_path: sent as petwatch.paths encodes it, so any file name survives the JSON
+PhotoPath = Annotated[str, Field(min_length=1, max_length=8192), AfterValidator(decode_path)]
 
 
 class _Strict(BaseModel):

@@ -6,12 +6,16 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
+import select
 import signal
 import socket
+import struct
 import sys
 import threading
+import time
 from pathlib import Path
 
 import platformdirs
@@ -80,6 +84,79 @@ def bind_socket(path: Path) -> socket.socket:
     return sock
 
 
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a Unix socket connection (SO_PEERCRED)."""
+    try:
+        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    except OSError:
+        return None
+    return uid
+
+
+class StartingAnswers:
+    """The API socket, bound at once, answers while the daemon loads its model and index
+    (seconds): every request gets 503 ``{"error": ..., "state": "starting"}``, so clients see
+    a daemon that is starting rather than none (``petwatch status`` says so, ``search`` waits,
+    the TUI shows it). ``stop()`` hands the listening socket over to the real server; requests
+    made meanwhile wait in its backlog."""
+
+    MAX_HEAD = 16384  # the requests are small; a bigger one is answered unread
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.since = time.monotonic()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="starting-answers", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                if not select.select([self.sock], [], [], 0.1)[0]:
+                    continue
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                continue  # another accept got it first, or a signal
+            except OSError:
+                return  # the socket was closed under us: the daemon is stopping
+            with conn:
+                self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(1.0)
+            if peer_uid(conn) != os.getuid():
+                return
+            data = b""
+            while b"\r\n\r\n" not in data and len(data) < self.MAX_HEAD:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            # Read a short body too: closing with unread bytes would reset the connection and
+            # the client would see that instead of the answer.
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+                           if line.lower().startswith(b"content-length:")
+                           and line.split(b":", 1)[1].strip().isdigit()), 0)
+            while len(body) < min(length, self.MAX_HEAD) and (chunk := conn.recv(4096)):
+                body += chunk
+            answer = json.dumps({"error": "the petwatch daemon is starting (loading the model): "
+                                          "try again in a few seconds",
+                                 "state": "starting", "pid": os.getpid(),
+                                 "uptime_s": round(time.monotonic() - self.since, 1)}).encode()
+            conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                         b"Retry-After: 1\r\nConnection: close\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+        except (OSError, ValueError):
+            pass  # a client that hung up or sent junk: nothing to answer
+
+
 def _first_run_folders(settings) -> None:
     """No folders configured ever: start with the user's Pictures folder, if there is one."""
     if settings.folders or locations.config_file().exists() or os.environ.get("PETWATCH_FOLDERS"):
@@ -109,9 +186,11 @@ def main() -> int:
     lock = acquire_instance_lock()
     # Until the server takes over the stop signals (below), SIGTERM unwinds the load.
     signal.signal(signal.SIGTERM, _stop_while_loading)
-    daemon = None
+    daemon = sock = starting = None
     try:
         _first_run_folders(settings)
+        sock = bind_socket(locations.socket_path())
+        starting = StartingAnswers(sock)  # "starting", not "not running", while we load
         import uvicorn  # heavy imports only once we know we are the one daemon
 
         from petwatch.daemon.api import OwnerOnlyH11, create_app
@@ -123,7 +202,8 @@ def main() -> int:
 
             prewarm_lite(locations.milvus_lite_db(), settings.collection)  # while the model loads
         daemon = Daemon(settings)
-        sock = bind_socket(locations.socket_path())
+        daemon.started = starting.since  # its uptime counts the load, as the "starting" answers did
+        starting.stop()
         config = uvicorn.Config(create_app(daemon), http=OwnerOnlyH11, lifespan="off", log_level="warning",
                                 timeout_keep_alive=5, limit_concurrency=512, timeout_graceful_shutdown=3,
                                 h11_max_incomplete_event_size=64 * 1024)
@@ -131,11 +211,15 @@ def main() -> int:
     except _StopRequested:
         log.info("stopped while loading")
     finally:
+        if starting is not None:
+            starting.stop()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         systemd.notify("STOPPING=1")
         if daemon is not None:
             log.info("stopping: finishing the batch in flight")
             daemon.stop()
+        if sock is not None:
+            sock.close()
             locations.socket_path().unlink(missing_ok=True)
         os.close(lock)
         log.info("stopped")

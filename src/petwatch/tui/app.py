@@ -25,7 +25,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
 
-from petwatch.client import AsyncDaemonClient
+from petwatch.client import AsyncDaemonClient, DaemonStarting
 from petwatch.errors import PetwatchError
 from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES
 from petwatch.tui import format, images, launcher
@@ -63,11 +63,15 @@ class PetwatchApp(App[int]):
         Binding("s", "start_daemon", "Start daemon"),
         Binding("r", "rescan", "Rescan", show=False),
         Binding("ctrl+t", "toggle_dark", "Light/dark theme", show=False),
-        Binding("q", "quit", "Quit"),
+        # ctrl+q quits from anywhere, a text field too, so the footer shows it; q quits wherever
+        # the keyboard is not in a text field (there it types a q, as in any terminal program).
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("q", "quit", "Quit", show=False),
     ]
 
     connected: reactive[bool | None] = reactive(None)
-    starting: reactive[bool] = reactive(False)
+    starting: reactive[bool] = reactive(False)  # started from here (s), not answering yet
+    daemon_starting: reactive[bool] = reactive(False)  # answering that it is loading
     daemon_status: reactive[dict] = reactive(dict, always_update=True)
     progress: reactive[dict | None] = reactive(None, always_update=True)
     selection_count: reactive[int] = reactive(0)
@@ -131,8 +135,11 @@ class PetwatchApp(App[int]):
                         self._connected(data)
                     else:
                         self.on_daemon_event(kind, data)
+            except DaemonStarting:
+                self.daemon_starting = True  # the banner says so; we connect once it has loaded
+                attempt = 0  # and keep asking often: it is seconds away
             except (PetwatchError, httpx.HTTPError, OSError, ValueError):
-                pass  # not running, gone, or a garbled stream: all mean "reconnect"
+                self.daemon_starting = False  # not running, gone, or a garbled stream: "reconnect"
             self._disconnected()
             await asyncio.sleep(self.retry_seconds[min(attempt, len(self.retry_seconds) - 1)])
             attempt += 1
@@ -140,7 +147,7 @@ class PetwatchApp(App[int]):
     def _connected(self, status: dict) -> None:
         again = self.ever_connected and self.connected is False
         self.ever_connected = True
-        self.starting = False
+        self.starting = self.daemon_starting = False
         self.daemon_status = status
         self.progress = status.get("progress")
         self.connected = True
@@ -466,7 +473,7 @@ class PetwatchApp(App[int]):
         if self.connected:
             self.notify("the daemon is already running")
             return
-        if self.starting:
+        if self.starting or self.daemon_starting:
             return
         try:
             launch = self.start_daemon()
@@ -514,7 +521,7 @@ class PetwatchApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "start_daemon":
-            return self.connected is False and not self.starting
+            return self.connected is False and not self.starting and not self.daemon_starting
         return True
 
 

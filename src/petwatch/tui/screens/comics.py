@@ -31,11 +31,8 @@ if TYPE_CHECKING:
 
 STATE_MARKS = {"succeeded": "✓", "failed": "✕", "cancelled": "–", "running": "◐", "queued": "…"}
 
-EMPTY_TEXT = """\
-[b]No comics yet.[/]
-
-Select photos of your pet in the search results ([b]Space[/]) and press [b]k[/] to make one,
-or open a pet's profile ([b]p[/]) and press [b]k[/] there."""
+EMPTY_TEXT = ("[b]No comics yet.[/]\n\nSelect photos of your pet in the search results ([b]Space[/]) "
+              "and press [b]k[/] to make one, or open a pet's profile ([b]p[/]) and press [b]k[/] there.")
 
 
 def comic_hit(job: dict) -> dict:

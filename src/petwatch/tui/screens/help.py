@@ -11,8 +11,8 @@ from textual.widgets import DataTable, Static
 EXTRA_KEYS = [
     ("Query path input", "enter", "Search"),
     ("Query path input", "tab / →", "Complete the path"),
+    ("Query path input", "letters", "Type (q too): esc leaves the field, ctrl+q quits"),
     ("Everywhere", "ctrl+p", "Command palette: every action by name"),
-    ("Everywhere", "ctrl+q", "Quit"),
     ("Results grid", "mouse", "Click to move, double-click to open"),
     ("Status bar", "mouse", "Click the failures or the selection count to list them"),
     ("Comic", "tab", "Between the prompt, the options and the buttons"),
@@ -65,7 +65,8 @@ class HelpScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog dialog-wide dialog-tall"):
-            yield Static("[b]petwatch keys[/]  (Esc closes)", classes="dialog-title")
+            yield Static("[b]petwatch keys[/]  (Esc closes). Letter keys act outside text fields; "
+                         "ctrl keys everywhere.", classes="dialog-title")
             yield DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:

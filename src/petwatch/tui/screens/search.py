@@ -27,13 +27,16 @@ DEFAULT_TOP_K = 20  # the daemon's defaults (settings.top_k / settings.min_score
 DEFAULT_MIN_SCORE = 0.0
 MAX_HITS = 1000  # the daemon's MAX_TOP_K: offset + page stays within it
 
-EMPTY_TEXT = """\
-[b]Find every photo of your pet from one example.[/b]
-
-Type the path of a photo of your pet above and press [b]Enter[/] ([b]Tab[/] or [b]→[/] completes),
-or press [b]b[/] to browse for one. Then: arrows move, [b]Enter[/] opens a hit large,
-[b]Space[/] selects it, [b]a[/] searches again from it, [b]m[/] shows more.
-[b]f[/] manages the watched folders, [b]?[/] lists every key, [b]ctrl+p[/] the commands."""
+# Paragraphs without line breaks inside them: the text reflows to any width (80 columns too).
+EMPTY_TEXT = "\n\n".join([
+    "[b]Find every photo of your pet from one example.[/b]",
+    "Type the path of a photo of your pet above and press [b]Enter[/] ([b]Tab[/] or [b]→[/] "
+    "completes the path), or press [b]Esc[/] and then [b]b[/] to browse for one.",
+    "In the results, arrows move, [b]Enter[/] opens a hit large, [b]Space[/] selects it, [b]a[/] "
+    "searches again from it and [b]m[/] shows more. Outside the query field, [b]f[/] manages the "
+    "watched folders, [b]?[/] lists every key and [b]q[/] quits; [b]ctrl+p[/] opens the commands "
+    "and [b]ctrl+q[/] quits from anywhere.",
+])
 
 
 class SearchScreen(Screen):

@@ -9,6 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Button, Static
 
+from petwatch.client import STARTING
+
 if TYPE_CHECKING:
     from petwatch.tui.app import PetwatchApp
 
@@ -30,13 +32,15 @@ class ConnectionBanner(Horizontal):
     def on_mount(self) -> None:
         self.watch(self.petwatch, "connected", self._show, init=False)
         self.watch(self.petwatch, "starting", self._show, init=False)
+        self.watch(self.petwatch, "daemon_starting", self._show, init=False)
         self._show()
 
     def _show(self, _value: object = None) -> None:
         app = self.petwatch
         self.display = app.connected is False
-        if app.starting:
-            text = "Starting the petwatch daemon… (loading the model takes a few seconds)"
+        starting = app.starting or app.daemon_starting
+        if starting:
+            text = f"The petwatch daemon is {STARTING} The TUI connects by itself when it is ready."
         elif app.ever_connected:
             text = ("Lost the petwatch daemon. Reconnecting by itself as soon as it is back; "
                     "press [b]s[/] to start it (or [b]/[/] to type a query meanwhile).")
@@ -44,7 +48,7 @@ class ConnectionBanner(Horizontal):
             text = (f"No petwatch daemon is running (no answer on {app.socket_path}). "
                     "Press [b]s[/] to start it in the background; the TUI connects by itself.")
         self._text.update(text)
-        self._button.display = not app.starting
+        self._button.display = not starting
 
     @on(Button.Pressed, "#banner-start")
     async def _start(self) -> None:

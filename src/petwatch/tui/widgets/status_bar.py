@@ -52,6 +52,8 @@ class StatusBar(Horizontal):
     def on_mount(self) -> None:
         app = self.petwatch
         self.watch(app, "connected", self._refresh_all, init=False)
+        self.watch(app, "daemon_starting", self._refresh_all, init=False)
+        self.watch(app, "starting", self._refresh_all, init=False)
         self.watch(app, "daemon_status", self._refresh_all, init=False)
         self.watch(app, "progress", self._refresh_all, init=False)
         self.watch(app, "selection_count", self._refresh_all, init=False)
@@ -64,6 +66,8 @@ class StatusBar(Horizontal):
         state.remove_class("-idle", "-indexing", "-offline")
         if app.connected is None:
             state.update("◌ connecting…")
+        elif not app.connected and (app.daemon_starting or app.starting):
+            state.update("◌ starting…")
         elif not app.connected:
             state.update("✕ no daemon")
             state.add_class("-offline")
