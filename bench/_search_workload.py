@@ -10,7 +10,6 @@ it imports only the standard library, numpy, psutil and pymilvus. Invoked by ben
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path

@@ -148,7 +148,6 @@ def worker_profile(args: argparse.Namespace) -> dict:
     import io
 
     import numpy as np
-    import timm.data
     import torch
     from PIL import Image
     from pymilvus import MilvusClient

@@ -17,7 +17,6 @@ from pathlib import Path
 from conftest import DaemonProcess, run_cli, write_photos
 
 from petwatch import locations, settings as settings_module
-from petwatch.client import DaemonClient
 
 NON_UTF8 = b"caf\xe9 from an old FAT stick.jpg"  # Latin-1: not valid UTF-8
 

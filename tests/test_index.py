@@ -18,7 +18,7 @@ from petwatch.embed import Embedder
 from petwatch.errors import PetwatchError
 from petwatch.library import Library
 from tests.album import snapshot
-from tests.conftest import DATASETS, TEST_MODEL, dataset, run_cli, write_photos
+from tests.conftest import TEST_MODEL, dataset, run_cli, write_photos
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,6 @@ import threading
 import time
 import typing
 from collections.abc import Callable
-from datetime import datetime, timezone
-from pathlib import Path
 
 from petwatch import __version__, locations
 from petwatch import settings as settings_module

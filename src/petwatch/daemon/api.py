@@ -11,12 +11,11 @@ import json
 import logging
 import os
 import socket
-from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -28,15 +27,11 @@ from petwatch.daemon.service import Daemon
 from petwatch.errors import PetwatchError
 from petwatch.library import MAX_TOP_K
 from petwatch.paths import decode_path
-from petwatch.protocol import SPECIES
+from petwatch.protocol import MAX_PATH_CHARS, SPECIES, PhotoPath
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20  # every request is small; a 100 MB message is refused unread
-
-
-# A path as the clients send it: any file name, the non-UTF-8 ones as b64: (petwatch.paths).
-SentPath = Annotated[str, AfterValidator(decode_path)]
 
 
 class _Strict(BaseModel):
@@ -44,8 +39,8 @@ class _Strict(BaseModel):
 
 
 class SearchRequest(_Strict):
-    image: SentPath | None = Field(None, max_length=8192, description="Path of any image file")
-    photo: SentPath | None = Field(None, max_length=8192, description="Path of an indexed photo")
+    image: PhotoPath | None = Field(None, description="Path of any image file")
+    photo: PhotoPath | None = Field(None, description="Path of an indexed photo")
     top_k: int = Field(20, ge=1, le=MAX_TOP_K)
     min_score: float = Field(0.0, ge=-1.0, le=1.0)
     offset: int = Field(0, ge=0, le=MAX_TOP_K)
@@ -62,11 +57,11 @@ class SearchRequest(_Strict):
 
 
 class FolderRequest(_Strict):
-    path: SentPath = Field(..., min_length=1, max_length=8192)
+    path: PhotoPath
 
 
 class IndexRequest(_Strict):
-    folders: list[SentPath] = Field(..., min_length=1, max_length=256)
+    folders: list[PhotoPath] = Field(..., min_length=1, max_length=256)
 
 
 class PathJSONResponse(JSONResponse):
@@ -195,11 +190,11 @@ def create_app(daemon: Daemon) -> FastAPI:
         return daemon.failures()
 
     @app.get("/photo")
-    def photo(path: str = Query(..., max_length=8192)) -> dict:
+    def photo(path: str = Query(..., max_length=MAX_PATH_CHARS)) -> dict:
         return daemon.photo(_sent_path(path))
 
     @app.get("/thumbnail")
-    def thumbnail(path: str = Query(..., max_length=8192), size: int = Query(256, ge=16, le=2048)):
+    def thumbnail(path: str = Query(..., max_length=MAX_PATH_CHARS), size: int = Query(256, ge=16, le=2048)):
         return Response(daemon.thumbnail(_sent_path(path), size), media_type="image/jpeg",
                         headers={"Cache-Control": "max-age=86400"})
 
@@ -220,7 +215,7 @@ def create_app(daemon: Daemon) -> FastAPI:
 
 
 def _sent_path(path: str) -> str:
-    """A path from a query string (SentPath's decoding, for parameters outside a body)."""
+    """A path from a query string (PhotoPath's decoding, for parameters outside a body)."""
     try:
         return decode_path(path)
     except ValueError:

@@ -17,7 +17,7 @@ app turns into ``{"error": ...}``.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Literal, Optional
 
 from fastapi import APIRouter, Path as PathParam
 from fastapi.responses import Response
@@ -25,15 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from petwatch.comics import QUALITIES, SIZES
 from petwatch.daemon.comic_jobs import ComicJobs
-from petwatch.protocol import MAX_REFERENCES
+from petwatch.protocol import MAX_REFERENCES, PhotoPath
 
 MAX_PROMPT_CHARS = 4000
-MAX_PATH_CHARS = 8192
 JOB_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 Size = Literal[SIZES]  # type: ignore[valid-type] - the settings' own choices
 Quality = Literal[QUALITIES]  # type: ignore[valid-type]
-PhotoPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
 
 
 # --- requests --------------------------------------------------------------------------------

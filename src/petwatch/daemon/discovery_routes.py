@@ -17,9 +17,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from petwatch.daemon.pet_routes import MAX_PHOTOS, PhotoPath
+from petwatch.daemon.pet_routes import MAX_PHOTOS
 from petwatch.discovery import Discovery
 from petwatch.pets import MAX_NAME, Pets
+from petwatch.protocol import PhotoPath
 
 
 class _Strict(BaseModel):

@@ -15,18 +15,15 @@ photo joins an album. ``api.create_app`` includes ``router(daemon.pets)``.
 
 from __future__ import annotations
 
-from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from petwatch.paths import decode_path
 from petwatch.pets import MAX_NAME, NOT, YES, Pets
+from petwatch.protocol import PhotoPath
 
 MAX_PHOTOS = 1000  # photos in one add or mark request
 MAX_ALBUM_PAGE = 100_000
-# decode_path: sent as petwatch.paths encodes it, so any file name survives the JSON
-PhotoPath = Annotated[str, Field(min_length=1, max_length=8192), AfterValidator(decode_path)]
 
 
 class _Strict(BaseModel):

@@ -18,7 +18,6 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from petwatch import __version__, locations, photos, settings as settings_module
 from petwatch.daemon.comic_jobs import ComicJobs
