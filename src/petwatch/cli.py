@@ -170,6 +170,8 @@ def cmd_status(args) -> int:
     print(f"state     {status['state']}  (pid {status['pid']}, up {status['uptime_s']:.0f}s)")
     print(f"indexed   {status['indexed']}   queued {status['queued']}   failed {status['failed']}")
     print(f"model     {status['model']} ({status['dim']}-d)")
+    if status.get("write_error"):  # disk full, server gone: what to do is in the message
+        print(f"error     {status['write_error']}")
     progress = status.get("progress")
     if progress and progress.get("total"):
         print(f"progress  {progress['done']}/{progress['total']} at {progress['rate']}/s, ETA {progress['eta_s']}s")
