@@ -10,7 +10,7 @@ queries are the photos again with fresh noise. Both engines are driven through
 petwatch.store.Store, as the product drives them. Measured per engine: insert rate, index
 build time, search p50/p95 (top-20, one at a time) and recall@20 against exact search (numpy,
 float64), and the engine's resident memory. On the server, an HNSW grid (M, efConstruction,
-ef): the chosen point is the fastest whose recall@20 reaches --recall-target.
+ef): the chosen point is the fastest (p50) whose recall@20 reaches --recall-target (0.99).
 
 The server is the `milvus` package's bundled Milvus 2.3.5 (the test extra), run in a loopback-
 only network namespace of this process (root needed, as for the test tier; it binds every
@@ -203,8 +203,12 @@ def run_server(vectors, queries, truth, server, grid, efs) -> tuple[dict, list[d
 
 
 def choose(points: list[dict], target: float) -> dict:
+    """The fastest point (p50: p95 swings with whatever else the machine runs) reaching the
+    recall target; else the best recall."""
     good = [p for p in points if p["recall"] >= target]
-    return min(good or points, key=lambda p: (p["p95_ms"], p["build_s"]) if good else -p["recall"])
+    if not good:
+        return max(points, key=lambda p: (p["recall"], -p["p50_ms"]))
+    return min(good, key=lambda p: (p["p50_ms"], p["p95_ms"]))
 
 
 def main() -> None:
@@ -214,7 +218,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=None, help="timed queries (default 200)")
     parser.add_argument("--photos", type=int, default=1000, help="shared photos embedded (default 1000)")
     parser.add_argument("--model", default="efficientnet_lite2")
-    parser.add_argument("--recall-target", type=float, default=0.95)
+    parser.add_argument("--recall-target", type=float, default=0.99)
     parser.add_argument("--seed", type=int, default=7)
     C.add_datasets_arg(parser)
     args = parser.parse_args()
@@ -264,7 +268,7 @@ def main() -> None:
                       title=f"\nHNSW grid on the server, {result['count']:,} vectors (top-{TOP_K}, recall vs exact)"))
         chosen = result["server"]
         print(f"chosen: M={chosen['M']} efConstruction={chosen['efConstruction']} ef={chosen['ef']} "
-              f"(fastest p95 with recall@20 >= {args.recall_target})")
+              f"(fastest p50 with recall@20 >= {args.recall_target})")
     rows = []
     for result in results:
         lite, server_row = result["lite"], result["server"]

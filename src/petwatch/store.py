@@ -16,6 +16,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -264,10 +265,11 @@ class Store:
         schema.add_field("taken_at", DataType.INT64)
         schema.add_field("indexed_at", DataType.INT64)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
-        # Reads say their level per call (_ServerClient); this is only what others get by default.
+        # A server's reads choose their level per call (_ServerClient); this default is for the
+        # catalog's iterator, read once at open: it must see every write, whoever made it.
         self.client.create_collection(self.collection, schema=schema,
                                       index_params=self._vector_index_params(),
-                                      consistency_level="Session")
+                                      consistency_level="Strong")
 
     def drop(self) -> None:
         self.client.drop_collection(self.collection)
@@ -462,13 +464,18 @@ HNSW_EF = 64  # raised to the hits asked for, as HNSW requires
 SERVER_TIMEOUT_S = 10
 SERVER_DOWN_TIMEOUT_S = 2  # while it is known to be down: fail fast, the clock keeps asking
 SERVER_LOAD_TIMEOUT_S = 300  # loading (or indexing) a large collection takes minutes
-# Reads are Session-consistent: they see every write this process made (pymilvus sends the
-# last write's timestamp along), so a photo the daemon just stored is found by the next search,
-# and a search waits for the server's sync tick (~0.2 s) only right after a write of ours;
-# writes by other processes show within the server's bounded staleness (seconds). Strong,
-# petwatch's old level, made every search wait for a tick: p50 196 ms against 4.5 ms.
-SERVER_READ_CONSISTENCY = "Session"
+# Reads are Bounded (served from what the server has synced: no wait), except within
+# SERVER_FRESH_S of a write of ours or of opening, when they are Strong (the server waits for
+# its next sync tick, ~0.2 s, so that read sees every write made before it was sent). So a
+# photo the daemon just stored, or a row it just deleted, shows in the next search, and a
+# search with no write of ours in the last seconds does not wait: Strong on every search,
+# petwatch's old level, cost p50 196 ms against 4.5 ms. Bounded sees everything older than
+# the server's common.gracefulTime (5 s by default), hence twice that. (Session, pymilvus's
+# own read-your-writes, was tried and is not enough on Milvus 2.3: its deletes by filter
+# return no timestamp, and a search right after one still found the deleted rows.)
+SERVER_FRESH_S = 10.0
 _SERVER_READS = frozenset({"search", "query"})
+_SERVER_WRITES = frozenset({"upsert", "delete"})
 _SERVER_SLOW = frozenset({"load_collection", "create_collection", "create_index"})
 _SERVER_RPCS = _SERVER_READS | _SERVER_SLOW | {
     "has_collection", "describe_collection", "release_collection", "list_indexes",
@@ -477,7 +484,7 @@ _SERVER_RPCS = _SERVER_READS | _SERVER_SLOW | {
 
 
 class _ServerClient:
-    """MilvusClient for a server: each call bounded in time, reads at SERVER_READ_CONSISTENCY,
+    """MilvusClient for a server: each call bounded in time, reads as fresh as they need to be,
     a collection the server has not loaded (as after its restart) loaded and the call retried
     once, and a server that does not answer raised as StoreUnavailable, in one line.
     gRPC reconnects by itself once the server is back."""
@@ -486,6 +493,8 @@ class _ServerClient:
         self._client = client
         self.uri = uri
         self.down: str | None = None  # why the last call found the server gone, until one succeeds
+        # Opening counts as a write: another process (`petwatch index`) may have just written.
+        self._wrote_at = time.monotonic()
 
     @classmethod
     def connect(cls, client_class, uri: str, token: str | None) -> _ServerClient:
@@ -493,8 +502,10 @@ class _ServerClient:
         if problem:
             raise PetwatchError(problem)
         # Every failure reaches us and is reported once, in one line: pymilvus's own ERROR
-        # lines for it (several per failed call, on stderr) would only repeat it.
-        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+        # lines for it (several per failed call, on stderr) would only repeat it. pymilvus gives
+        # its milvus_client logger a level of its own, so that one is set too.
+        for name in ("pymilvus", "pymilvus.milvus_client"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         try:
             client = client_class(uri=uri, token=token or "", timeout=SERVER_TIMEOUT_S)
         except Exception as error:  # noqa: BLE001 - pymilvus wraps errors inconsistently
@@ -510,7 +521,7 @@ class _ServerClient:
             kwargs.setdefault("timeout", SERVER_LOAD_TIMEOUT_S if name in _SERVER_SLOW
                               else SERVER_DOWN_TIMEOUT_S if self.down else SERVER_TIMEOUT_S)
             if name in _SERVER_READS:
-                kwargs.setdefault("consistency_level", SERVER_READ_CONSISTENCY)
+                kwargs.setdefault("consistency_level", self._read_level())
             try:
                 try:
                     result = method(*args, **kwargs)
@@ -524,10 +535,16 @@ class _ServerClient:
                     raise
                 self.down = _down_message(self.uri, error)
                 raise StoreUnavailable(self.down) from None
+            finally:
+                if name in _SERVER_WRITES:  # failed ones too: part of it may have been applied
+                    self._wrote_at = time.monotonic()
             self.down = None
             return result
 
         return call
+
+    def _read_level(self) -> str:
+        return "Strong" if time.monotonic() - self._wrote_at < SERVER_FRESH_S else "Bounded"
 
     def _load(self, collection: str) -> None:
         log.info("Milvus at %s had not loaded %s (restarted?): loading it", self.uri, collection)
@@ -543,8 +560,7 @@ class _ServerClient:
                 # Then wait here, not in a user's search, until it serves reads again: a
                 # restarted server replays its log first (23 s for a few rows, measured).
                 self._client.query(collection, filter="pk != 0", output_fields=["pk"], limit=1,
-                                   consistency_level=SERVER_READ_CONSISTENCY,
-                                   timeout=SERVER_LOAD_TIMEOUT_S)
+                                   consistency_level="Strong", timeout=SERVER_LOAD_TIMEOUT_S)
         except Exception as error:  # noqa: BLE001 - any failure is the answer
             self.down = _down_message(self.uri, error) if _unreachable(error) else (
                 f"Milvus at {self.uri} cannot serve {collection!r}: {_reason(error)}")

@@ -1,6 +1,6 @@
-"""The Milvus server tier: a real Milvus standalone (the `milvus` test extra, 2.3.5) for the
-session, in this run's loopback-only network namespace (tests/conftest.py), data in a temp
-dir, stopped at the end.
+"""The Milvus server tier (`pytest -m server tests/server`): a real Milvus standalone (the
+`milvus` test extra, 2.3.5) for the session, in this run's loopback-only network namespace
+(tests/conftest.py), data in a temp dir, stopped at the end.
 
 Tests here run against it by overriding ``home``: the same home, with PETWATCH_MILVUS_URI,
 PETWATCH_MILVUS_TOKEN and a collection of the test's own. The Lite side of a shared test is
@@ -16,16 +16,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import NETNS_PROBLEM
-
+from tests.server import netns
 from tests.server.standalone import MilvusStandalone
 
 
 @pytest.fixture(scope="session")
 def milvus_server():
     """The running server (tests that stop it start it again; ``server`` checks)."""
-    if NETNS_PROBLEM:
-        pytest.skip(f"Milvus server tier: {NETNS_PROBLEM}")
+    if netns.problem():
+        pytest.skip(f"Milvus server tier: {netns.problem()}")
     try:
         import milvus  # noqa: F401
     except ImportError:

@@ -25,6 +25,11 @@ def enter_loopback_namespace() -> str | None:
     return reason
 
 
+def problem() -> str | None:
+    """None when this process is in its own loopback-only namespace, else why not."""
+    return _state.get("reason", "not in a network namespace of its own: select the tier with -m server")
+
+
 def _enter() -> str | None:
     if not hasattr(os, "getuid") or not os.path.exists("/proc/self/ns/net"):
         return "no Linux network namespaces here"

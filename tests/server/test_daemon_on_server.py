@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.test_daemon import (  # noqa: F401 - collected here, with their fixtures
     albums,
     small_jpegs,
@@ -9,3 +11,5 @@ from tests.test_daemon import (  # noqa: F401 - collected here, with their fixtu
     test_slowly_copied_photo_is_searchable_soon_and_never_read_half_written,
     test_stop_signal_mid_batch_exits_cleanly_and_resumes,
 )
+
+pytestmark = pytest.mark.server  # the Milvus server tier: -m server

@@ -3,6 +3,8 @@ the original in tests/test_index.py): this directory's ``home`` points them at i
 
 from __future__ import annotations
 
+import pytest
+
 from tests.test_index import (  # noqa: F401 - collected here, with their fixtures
     embedder,
     library,
@@ -12,3 +14,5 @@ from tests.test_index import (  # noqa: F401 - collected here, with their fixtur
     test_scores_are_cosine_similarities,
     test_second_run_skips_unchanged_and_follows_changes,
 )
+
+pytestmark = pytest.mark.server  # the Milvus server tier: -m server
