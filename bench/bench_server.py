@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -132,16 +133,17 @@ def engine_rss(pid: int) -> int:
     return C.tree_rss(pid)
 
 
-def lite_child_pid() -> int | None:
+def lite_child_pid(exclude: int) -> int | None:
+    """Milvus Lite's server process: this process's milvus child that is not the standalone."""
     import psutil
 
-    for child in psutil.Process().children(recursive=True):
-        if "milvus" in " ".join(child.cmdline()).lower():
+    for child in psutil.Process().children():
+        if child.pid != exclude and "milvus" in " ".join(child.cmdline()).lower():
             return child.pid
     return None
 
 
-def run_lite(vectors, queries, truth, work: Path) -> dict:
+def run_lite(vectors, queries, truth, work: Path, server_pid: int) -> dict:
     from petwatch.store import Store
 
     store = Store(str(work / "lite.db"), "bench", "bench/server", vectors.shape[1])
@@ -153,7 +155,7 @@ def run_lite(vectors, queries, truth, work: Path) -> dict:
     for query in queries[:10]:
         store.search(query, TOP_K)  # warm-up
     result = {"engine": "Milvus Lite 2.5.1 (FLAT/IP)", "insert_per_s": round(rate), "build_s": round(build, 1),
-              **timed_search(store, queries, truth), "rss": engine_rss(lite_child_pid() or 0)}
+              **timed_search(store, queries, truth), "rss": engine_rss(lite_child_pid(server_pid) or 0)}
     store.close()
     return result
 
@@ -226,6 +228,7 @@ def main() -> None:
         print(f"SKIPPED: {NETNS_PROBLEM}")
         return
     C.strip_petwatch_env()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the server is stopped, below
     counts = [int(c) for c in (args.counts or ("20000" if args.quick else "100000")).split(",")]
     n_queries = args.queries or (100 if args.quick else 200)
     grid = GRID_QUICK if args.quick else GRID_FULL
@@ -251,7 +254,7 @@ def main() -> None:
             vectors = np.concatenate([replicas(base, args.seed, s, min(100_000, count - s))
                                       for s in range(0, count, 100_000)])
             truth = exact_top(vectors, queries)
-            lite = run_lite(vectors, queries, truth, work)
+            lite = run_lite(vectors, queries, truth, work, server.process.pid)
             log(f"  Lite: {lite}")
             server_info, points = run_server(vectors, queries, truth, server, grid, efs)
             del vectors
