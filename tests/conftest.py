@@ -15,10 +15,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.server.netns import enter_loopback_namespace
+
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("PETWATCH_DATASETS", REPO.parent / "shared" / "datasets"))
 # Tests use the smallest real model: same code path as the default, a third of the compute.
 TEST_MODEL = os.environ.get("PETWATCH_TEST_MODEL", "efficientnet_lite0")
+
+
+def pytest_configure(config) -> None:
+    """A run that selects the Milvus server tier (-m server) moves into a network namespace of
+    its own, loopback only, where that server binds (tests/server/): here, before any thread
+    or gRPC channel exists. Where it cannot (not root), the tier skips saying why."""
+    if "server" in (config.getoption("markexpr") or "").replace("not server", ""):
+        enter_loopback_namespace()
 
 
 def dataset(*parts: str) -> Path:

@@ -233,6 +233,8 @@ def cmd_status(args) -> int:
         print(f"pets      {status['dogs']} photos show a dog, {status['cats']} a cat")
     if status.get("upgrade"):
         print(f"upgrade   {_upgrade_note(status['upgrade'])}")
+    if status.get("write_error"):  # disk full, server gone: what to do is in the message
+        print(f"error     {status['write_error']}")
     progress = status.get("progress")
     if progress and progress.get("total"):
         print(f"progress  {progress['done']}/{progress['total']} at {progress['rate']}/s, ETA {progress['eta_s']}s")

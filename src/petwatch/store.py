@@ -12,7 +12,11 @@ import hashlib
 import json
 import logging
 import os
+import socket
+import ssl
 import threading
+import time
+import urllib.parse
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +36,9 @@ MAX_PATH_CHARS = 4096
 # Rows per write. Milvus Lite 2.5.1's insert cost grows faster than its batch: 20k rows of
 # 1280-d took 3 s in 256-row batches and 110 s in 2000-row ones.
 WRITE_BATCH = 256
+# A server takes 256- to 2000-row writes at about one rate (20k rows of 1280-d, two rounds:
+# 2.5k-2.9k rows/s, 1000 a little ahead in both); 1000 is 4x fewer round trips than Lite's size.
+SERVER_WRITE_BATCH = 1000
 RANGE_PAGE = 16384  # the most hits Milvus returns from one search
 # Every stored and query vector is L2-normalised (embed makes them so, and the Store
 # normalises again on the way in), so their inner product *is* their cosine similarity.
@@ -192,6 +199,11 @@ def _lite_socket_in_runtime_dir() -> None:
     lite_server.tempfile = types.SimpleNamespace(mktemp=lambda: tempfile.mktemp(dir=folder))
 
 
+class StoreUnavailable(StoreFull):
+    """The Milvus server does not answer: nothing was written. Handled as a full disk is (the
+    rest of the walk waits; the daemon retries once ``write_problem`` clears), hence the base."""
+
+
 def _milvus_client_class():
     """pymilvus's MilvusClient, imported quietly: a slow import, so only where a store is opened;
     milvus-lite 2.5 imports the deprecated pkg_resources (a UserWarning), and pymilvus logs
@@ -230,18 +242,18 @@ def prewarm_lite(db: Path, collection: str) -> None:
 
 
 def _connect(uri: str, token: str | None):
-    """A MilvusClient on ``uri`` (a Milvus Lite file, or a server), or a one-line error."""
+    """A client on ``uri``: a Milvus Lite file's MilvusClient, or a server's _ServerClient
+    (bounded, reconnecting calls); a one-line error naming the setting to fix otherwise."""
     client_class = _milvus_client_class()
-    lite = "://" not in uri
-    if lite:
-        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    if "://" in uri:
+        return _ServerClient.connect(client_class, uri, token)
+    Path(uri).parent.mkdir(parents=True, exist_ok=True)
     try:
         return client_class(uri=uri, token=token or "")
     except Exception as error:  # noqa: BLE001 - pymilvus wraps errors inconsistently
-        hint = ("only one process can open a Milvus Lite DB: if the petwatch daemon is running, "
-                "use it (petwatch status) or stop it first" if lite
-                else "check milvus_uri and milvus_token, and that the server is up")
-        raise PetwatchError(f"cannot open Milvus at {uri}: {error}; {hint}") from None
+        raise PetwatchError(f"cannot open Milvus at {uri}: {error}; only one process can open a "
+                            f"Milvus Lite DB: if the petwatch daemon is running, use it "
+                            f"(petwatch status) or stop it first") from None
 
 
 def petwatch_collections(uri: str, token: str | None = None) -> dict[str, dict]:
@@ -312,8 +324,7 @@ class Store:
         if self.is_lite:  # Milvus Lite 2.5 has FLAT and IVF_FLAT; see README for why FLAT
             index.add_index("vector", index_type="FLAT", metric_type=self.metric)
         else:  # HNSW: a server's usual choice at this size
-            index.add_index("vector", index_type="HNSW", metric_type=self.metric,
-                            params={"M": 16, "efConstruction": 200})
+            index.add_index("vector", index_type="HNSW", metric_type=self.metric, params=HNSW_BUILD)
         return index
 
     def _vector_metric(self) -> str | None:
@@ -353,6 +364,8 @@ class Store:
         schema.add_field("species", DataType.VARCHAR, max_length=16)
         schema.add_field("label", DataType.VARCHAR, max_length=MAX_LABEL_CHARS * 4)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        # A server's reads choose their level per call (_ServerClient); this default is for the
+        # catalog's iterator, read once at open: it must see every write, whoever made it.
         self.client.create_collection(self.collection, schema=schema,
                                       index_params=self._vector_index_params(),
                                       consistency_level="Strong")
@@ -374,10 +387,11 @@ class Store:
 
     # --- writes --------------------------------------------------------------------------
     def write_problem(self) -> str | None:
-        """Why the local DB cannot be written now (disk full, read-only), else None.
-        A server's disk is not ours to check: None."""
+        """Why the index cannot be written now (local disk full or read-only; server not
+        answering), else None. A server's disk is not ours to check; it is asked to answer
+        (and reload the collection after a restart)."""
         if not self.is_lite:
-            return None
+            return self.client.problem(self.collection)
         folder = Path(self.uri).parent
         try:
             st = os.statvfs(folder)
@@ -399,8 +413,9 @@ class Store:
     def upsert(self, rows: Sequence[PhotoRow]) -> None:
         if rows:
             self.check_space()
-        for start in range(0, len(rows), WRITE_BATCH):
-            batch = rows[start:start + WRITE_BATCH]
+        size = WRITE_BATCH if self.is_lite else SERVER_WRITE_BATCH
+        for start in range(0, len(rows), size):
+            batch = rows[start:start + size]
             self.client.upsert(self.collection, [self._entity(row) for row in batch])
 
     @property
@@ -506,7 +521,7 @@ class Store:
             limit=top_k,
             filter=self._where(whole_image_only, species),
             output_fields=self.fields,
-            search_params={"metric_type": self.metric},
+            search_params={"metric_type": self.metric, **self._search_params(top_k)},
         )
         hits = [self._hit(raw) for raw in results[0]]
         return [hit for hit in hits if hit.score >= min_score]
@@ -526,7 +541,8 @@ class Store:
                 filter=self._where(whole_image_only, species),
                 output_fields=self.fields,
                 search_params={"metric_type": self.metric, "params": {
-                    "radius": float(min_score) - 1e-6, "range_filter": ceiling}},
+                    "radius": float(min_score) - 1e-6, "range_filter": ceiling,
+                    **self._search_params(page_size).get("params", {})}},
             )[0]
             for raw in results:
                 entity = raw["entity"]
@@ -554,6 +570,10 @@ class Store:
         return {path: np.asarray([vector for _view, vector in sorted(rows, key=lambda r: r[0])],
                                  dtype=np.float32) for path, rows in found.items()}
 
+    def _search_params(self, limit: int) -> dict:
+        """HNSW's ef for a server (at least the hits asked for, as HNSW needs); Lite's FLAT has none."""
+        return {} if self.is_lite else {"params": {"ef": max(HNSW_EF, limit)}}
+
     def _hit(self, raw: dict) -> Hit:
         entity = raw["entity"]
         # float32 rounding puts a photo's match with itself at 1.0000001: a cosine is at most 1
@@ -572,3 +592,218 @@ class Store:
         if root.is_file():
             return root.stat().st_size
         return sum(p.stat().st_size for p in root.parent.glob(root.name + "*") if p.is_file())
+
+
+# --- a Milvus server or Zilliz Cloud ---------------------------------------------------------
+# HNSW, chosen by bench/bench_server.py: the fastest point with recall@20 >= 0.99 against exact
+# search (100k real 1280-d embeddings: the shared photos replicated with small noise). Here:
+# recall 1.000, p50 3.7 ms; M=16 was within noise of it (4.5 ms); ef=32 lost recall (0.997).
+# The grid and the figures: README, "Outgrowing one machine".
+HNSW_BUILD = {"M": 32, "efConstruction": 200}
+HNSW_EF = 64  # raised to the hits asked for, as HNSW requires
+# Seconds one server call may take, retries included. An int: pymilvus bounds its retries only
+# by an int timeout, else it makes 75 of them (3.5 min against a server that is down).
+SERVER_TIMEOUT_S = 10
+SERVER_DOWN_TIMEOUT_S = 2  # while it is known to be down: fail fast, the clock keeps asking
+SERVER_LOAD_TIMEOUT_S = 300  # loading (or indexing) a large collection takes minutes
+# Reads are Bounded (served from what the server has synced: no wait), except within
+# SERVER_FRESH_S of a write of ours or of opening, when they are Strong (the server waits for
+# its next sync tick, ~0.2 s, so that read sees every write made before it was sent). So a
+# photo the daemon just stored, or a row it just deleted, shows in the next search, and a
+# search with no write of ours in the last seconds does not wait: Strong on every search,
+# petwatch's old level, cost p50 196 ms against 4.5 ms. Bounded sees everything older than
+# the server's common.gracefulTime (5 s by default), hence twice that. (Session, pymilvus's
+# own read-your-writes, was tried and is not enough on Milvus 2.3: its deletes by filter
+# return no timestamp, and a search right after one still found the deleted rows.)
+SERVER_FRESH_S = 10.0
+_SERVER_READS = frozenset({"search", "query"})
+_SERVER_WRITES = frozenset({"upsert", "delete"})
+_SERVER_SLOW = frozenset({"load_collection", "create_collection", "create_index"})
+_SERVER_RPCS = _SERVER_READS | _SERVER_SLOW | {
+    "has_collection", "describe_collection", "release_collection", "list_indexes",
+    "describe_index", "drop_index", "drop_collection", "upsert", "delete", "query_iterator",
+    "get_load_state"}
+
+
+class _ServerClient:
+    """MilvusClient for a server: each call bounded in time, reads as fresh as they need to be,
+    a collection the server has not loaded (as after its restart) loaded and the call retried
+    once, and a server that does not answer raised as StoreUnavailable, in one line.
+    gRPC reconnects by itself once the server is back."""
+
+    def __init__(self, client, uri: str) -> None:
+        self._client = client
+        self.uri = uri
+        self.down: str | None = None  # why the last call found the server gone, until one succeeds
+        # Opening counts as a write: another process (`petwatch index`) may have just written.
+        self._wrote_at = time.monotonic()
+
+    @classmethod
+    def connect(cls, client_class, uri: str, token: str | None) -> _ServerClient:
+        problem = _probe(uri)
+        if problem:
+            raise PetwatchError(problem)
+        # Every failure reaches us and is reported once, in one line: pymilvus's own ERROR
+        # lines for it (several per failed call, on stderr) would only repeat it. pymilvus gives
+        # its milvus_client logger a level of its own, so that one is set too.
+        for name in ("pymilvus", "pymilvus.milvus_client"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        try:
+            client = client_class(uri=uri, token=token or "", timeout=SERVER_TIMEOUT_S)
+        except Exception as error:  # noqa: BLE001 - pymilvus wraps errors inconsistently
+            raise PetwatchError(_connect_error(uri, error)) from None
+        return cls(client, uri)
+
+    def __getattr__(self, name: str):
+        method = getattr(self._client, name)
+        if name not in _SERVER_RPCS:
+            return method
+
+        def call(*args, **kwargs):
+            kwargs.setdefault("timeout", SERVER_LOAD_TIMEOUT_S if name in _SERVER_SLOW
+                              else SERVER_DOWN_TIMEOUT_S if self.down else SERVER_TIMEOUT_S)
+            if name in _SERVER_READS:
+                kwargs.setdefault("consistency_level", self._read_level())
+            try:
+                try:
+                    result = method(*args, **kwargs)
+                except Exception as error:
+                    if name in _SERVER_SLOW or not _not_loaded(error):
+                        raise
+                    self._load(args[0] if args else kwargs["collection_name"])
+                    result = method(*args, **kwargs)
+            except Exception as error:
+                if not _unreachable(error):
+                    raise
+                self.down = _down_message(self.uri, error)
+                raise StoreUnavailable(self.down) from None
+            finally:
+                if name in _SERVER_WRITES:  # failed ones too: part of it may have been applied
+                    self._wrote_at = time.monotonic()
+            self.down = None
+            return result
+
+        return call
+
+    def _read_level(self) -> str:
+        return "Strong" if time.monotonic() - self._wrote_at < SERVER_FRESH_S else "Bounded"
+
+    def _load(self, collection: str) -> None:
+        log.info("Milvus at %s had not loaded %s (restarted?): loading it", self.uri, collection)
+        self._client.load_collection(collection, timeout=SERVER_LOAD_TIMEOUT_S)
+
+    def problem(self, collection: str) -> str | None:
+        """None when the server answers with ``collection`` loaded (loaded here if it came
+        back without it), else why not, in one line."""
+        try:
+            state = str(self._client.get_load_state(collection, timeout=SERVER_DOWN_TIMEOUT_S)["state"])
+            if "Loaded" not in state:  # LoadState.Loading/NotLoad: the server restarted
+                self._load(collection)
+                # Then wait here, not in a user's search, until it serves reads again: a
+                # restarted server replays its log first (23 s for a few rows, measured).
+                self._client.query(collection, filter="pk != 0", output_fields=["pk"], limit=1,
+                                   consistency_level="Strong", timeout=SERVER_LOAD_TIMEOUT_S)
+        except Exception as error:  # noqa: BLE001 - any failure is the answer
+            self.down = _down_message(self.uri, error) if _unreachable(error) else (
+                f"Milvus at {self.uri} cannot serve {collection!r}: {_reason(error)}")
+            return self.down
+        self.down = None
+        return None
+
+
+def _probe(uri: str) -> str | None:
+    """Why no server can be talking at ``uri`` (bad URI, unknown host, nothing listening, TLS
+    asked of a plain server), found in a second or less, in one line naming the setting to fix;
+    else None. pymilvus takes 10 s to say only 'Fail connecting to server'."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        if parts.scheme in ("tcp", "grpc", "grpcs", "unix"):
+            return None  # other forms pymilvus takes: left to it
+        return (f"milvus_uri {uri!r} is not a Milvus server address: set it to http://HOST:19530 "
+                f"(or the https:// address of Zilliz Cloud), or unset it for the local DB")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 19530)
+    except ValueError:
+        return f"milvus_uri {uri!r} has a bad port: set it to http://HOST:19530"
+    where = f"{parts.hostname}:{port}"
+    try:
+        address = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)[0][4]
+    except socket.gaierror as error:
+        return f"cannot find the Milvus host {parts.hostname!r} ({error.strerror}): check milvus_uri ({uri})"
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(address)
+            if parts.scheme == "https":
+                context = ssl.create_default_context()
+                context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # only: TLS at all?
+                try:
+                    context.wrap_socket(sock, server_hostname=parts.hostname).close()
+                except (ssl.SSLError, ConnectionError) as error:
+                    return (f"Milvus at {where} does not speak TLS ({error.__class__.__name__}): "
+                            f"use http:// in milvus_uri for a plain server ({uri})")
+    except ConnectionRefusedError:
+        return (f"nothing listens at {where} (connection refused): start the Milvus server, "
+                f"or fix milvus_uri ({uri})")
+    except TimeoutError:
+        return f"no answer from {where} in 5 s: check milvus_uri ({uri}) and that the server is up"
+    except OSError as error:
+        return f"cannot reach {where} ({error.strerror or error}): check milvus_uri ({uri})"
+    return None
+
+
+def _errors(error: BaseException) -> Iterator[BaseException]:
+    seen = 0
+    while error is not None and seen < 8:
+        yield error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+
+
+def _grpc_code(error: BaseException) -> str | None:
+    """The gRPC status (UNAVAILABLE, ...) behind a pymilvus error, if it came from one."""
+    for cause in _errors(error):
+        code = getattr(cause, "code", None)
+        if callable(code):
+            try:
+                return code().name
+            except Exception:  # noqa: BLE001 - not a grpc error after all
+                continue
+    return None
+
+
+def _reason(error: BaseException) -> str:
+    message = getattr(error, "message", None)
+    if message is None and callable(getattr(error, "details", None)):
+        message = error.details()  # a grpc.RpcError
+    return " ".join(str(message or error).split())[:300]
+
+
+def _unreachable(error: BaseException) -> bool:
+    return _grpc_code(error) in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+
+
+def _not_loaded(error: BaseException) -> bool:
+    return getattr(error, "code", None) == 101 or "collection not loaded" in str(error)
+
+
+def _down_message(uri: str, error: BaseException) -> str:
+    if _grpc_code(error) == "DEADLINE_EXCEEDED":
+        return (f"the Milvus server at {uri} did not answer in time (starting, or catching up "
+                f"after a restart?): try again in a little while; indexing resumes by itself")
+    text = " ".join(str(cause) for cause in _errors(error))
+    why = "connection refused" if "refused" in text else "unavailable"
+    return (f"the Milvus server at {uri} does not answer ({why}): indexing waits and resumes by "
+            f"itself once it is back; if it moved, fix milvus_uri")
+
+
+def _connect_error(uri: str, error: BaseException) -> str:
+    if _grpc_code(error) == "UNAUTHENTICATED":
+        return (f"Milvus at {uri} refused the credentials: set milvus_token (user:password for a "
+                f"server, the API key for Zilliz Cloud)")
+    if error.__class__.__name__ == "ConnectionConfigException":
+        return f"milvus_uri {uri!r} is not a Milvus server address: set it to http://HOST:19530"
+    if "Fail connecting to server" in str(error):
+        return (f"no Milvus answers at {uri} (something listens there, but does not speak Milvus's "
+                f"gRPC): check milvus_uri; Milvus's own port is usually 19530")
+    return f"cannot open Milvus at {uri}: {_reason(error)}; check milvus_uri and milvus_token"

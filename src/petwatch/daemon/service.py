@@ -89,6 +89,7 @@ class Daemon:
         self._grace = settings.settle_seconds + REMOVE_GRACE_SECONDS
         self._last_write_retry = 0.0
         self._upgrade_paused = False  # until the next walk: what is left of an upgrade can't be read
+        self._server_problem: str | None = None  # a Milvus server not answering, checked by the clock
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -202,8 +203,8 @@ class Daemon:
             "pid": os.getpid(),
             "version": __version__,
             "db": self.library.store.uri,
-            # Why the index cannot be written right now (disk full), else None.
-            "write_error": self.library.indexer.write_error,
+            # Why the index cannot be written right now (disk full, server gone), else None.
+            "write_error": self.library.indexer.write_error or self._server_problem,
             # {"from", "to", "done", "total"} while an older index is re-embedded, else None.
             "upgrade": self.library.upgrade_status(),
         }
@@ -541,6 +542,8 @@ class Daemon:
                     log.warning("folder %s went offline; its photos stay indexed", folder)
                     self.watcher.unwatch(folder)
                     self._folder_modes[folder] = "offline"
+            if not self.library.store.is_lite:  # a server can go away, and come back, at any time
+                self._server_problem = self.library.store.write_problem()
             self._retry_after_write_error()
             interval = self.settings.rescan_minutes * 60
             if interval and time.monotonic() - self._last_walk > interval and self._tasks.empty():
