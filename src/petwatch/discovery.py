@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SIMILAR = 0.75  # cosine similarity that links two mutual neighbours (bench/bench_discovery.py)
-JOIN = 0.8  # a new photo this close to a group's centroid joins it without a re-clustering
+SIMILAR = 0.78  # cosine similarity that links two mutual neighbours (bench/bench_discovery.py)
+JOIN = 0.82  # a new photo this close to a group's centroid joins it without a re-clustering
 NEIGHBOURS = 5  # the k of the mutual k-nearest-neighbour graph
 PROJECTED = 128  # dimensions the neighbours are found in
 MIN_GROUP = 3

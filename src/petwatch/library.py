@@ -167,7 +167,7 @@ class Library:
                       recipe=target_recipe, upgrading_from=source)
         indexer = self._indexer(store)
         self.upgrade: Upgrade | None = None
-        self._species_counts: tuple[tuple[str, int, int], dict[str, int]] | None = None
+        self._species_counts: tuple[tuple[str, int, int, int], dict[str, int]] | None = None
         if older is None:
             self.store, self.indexer = store, indexer
         else:
@@ -296,7 +296,8 @@ class Library:
         """Photos that show a dog, and a cat (from the new index while an older one is upgraded:
         the older one has no species). Cached briefly: status asks often."""
         counted, _partial = self._index_for([DOG])
-        key = (counted.collection, len(self.indexer.catalog), int(time.monotonic() // SPECIES_COUNT_SECONDS))
+        upgraded = len(self.upgrade.indexer.catalog) if self.upgrade is not None else -1
+        key = (counted.collection, len(self.indexer.catalog), upgraded, int(time.monotonic() // SPECIES_COUNT_SECONDS))
         if self._species_counts is None or self._species_counts[0] != key:
             counts = {name: counted.count([name]) if counted.has_pet_fields else 0 for name in (DOG, CAT)}
             self._species_counts = (key, counts)

@@ -163,8 +163,9 @@ def _lite_logs_in_cache() -> None:
                 os.unlink(entry.path)
     except OSError as error:  # logs are not worth failing an open for
         log.debug("pruning Milvus Lite's logs in %s: %s", folder, error)
-    os.environ.setdefault("GLOG_log_dir", str(folder))
-    os.environ.setdefault("GLOG_max_log_size", str(LITE_LOG_MEGABYTES))
+    # Set on every open, not once: one process (a test run) may open stores of several homes.
+    os.environ["GLOG_log_dir"] = str(folder)
+    os.environ["GLOG_max_log_size"] = str(LITE_LOG_MEGABYTES)
 
 
 def _lite_socket_in_runtime_dir() -> None:
