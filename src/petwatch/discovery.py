@@ -204,11 +204,17 @@ class GroupBook:
             return set(self._db.execute("SELECT group_id, content_hash FROM pet_group_exclusions").fetchall())
 
     def set_members(self, assignment: dict[str, int]) -> None:
-        """Replace every membership: content hash -> group id."""
+        """Make the memberships ``assignment`` (content hash -> group id), writing only what
+        changed: a clustering that finds the same groups writes nothing."""
         with self._lock:
+            current = dict(self._db.execute("SELECT content_hash, group_id FROM pet_group_members").fetchall())
+            gone = [(h,) for h in current if h not in assignment]
+            changed = [(h, gid) for h, gid in assignment.items() if current.get(h) != gid]
+            if not gone and not changed:
+                return
             self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM pet_group_members")
-            self._db.executemany("INSERT INTO pet_group_members VALUES (?, ?)", list(assignment.items()))
+            self._db.executemany("DELETE FROM pet_group_members WHERE content_hash = ?", gone)
+            self._db.executemany("INSERT OR REPLACE INTO pet_group_members VALUES (?, ?)", changed)
             self._db.execute("COMMIT")
 
     def add_member(self, content_hash: str, gid: int) -> None:
@@ -241,9 +247,15 @@ class Discovery:
         self._groups: dict[int, Group] = {}
         self._waiting = 0  # new pet photos that joined no group since the last clustering
         self._refreshing = threading.Lock()
+        self._stopping = threading.Event()
         self.last_refresh_s: float | None = None
 
-    def close(self) -> None:
+    def close(self, wait: float = 15.0) -> None:
+        """Stop: no new clustering starts, the one under way is waited for (it reads the index,
+        which closes next)."""
+        self._stopping.set()
+        if self._refreshing.acquire(timeout=wait):
+            self._refreshing.release()
         self.book.close()
 
     def forget(self) -> None:
@@ -300,14 +312,23 @@ class Discovery:
     # --- clustering -------------------------------------------------------------------------
     def refresh_soon(self) -> None:
         """Cluster everything again on a thread of its own (one at a time), so indexing goes on."""
-        if self._refreshing.locked():
+        if self._refreshing.locked() or self._stopping.is_set():
             return
-        threading.Thread(target=self.refresh, name="discovery", daemon=True).start()
+        threading.Thread(target=self._refresh_in_background, name="discovery", daemon=True).start()
+
+    def _refresh_in_background(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # noqa: BLE001 - grouping is best effort: the next walk tries again
+            if not self._stopping.is_set():
+                log.exception("finding the pets in the library failed")
 
     def refresh(self) -> list[dict]:
         """Cluster every pet photo again, keep the stored groups' ids, and announce the groups
         that appeared or grew; returns those announcements."""
         with self._refreshing:
+            if self._stopping.is_set():
+                return []
             started = time.monotonic()
             with self._lock:
                 photos = self._load()
@@ -332,6 +353,8 @@ class Discovery:
             del photos[content_hash]
 
     def _apply(self, clusters: list[set[str]]) -> list[tuple[str, dict]]:
+        if self.library.store.write_problem():  # a full disk: nothing written, groups as they were
+            return []
         with self._lock:
             photos = self._load()
             before = {gid: len(g.members) for gid, g in self._groups.items() if g.status == OPEN and g.recurs()}

@@ -116,6 +116,7 @@ class Daemon:
             if task.done and not task.done.done():
                 task.done.set_exception(PetwatchError("the daemon stopped before this was done; "
                                                       "start it again and it resumes"))
+        self.discovery.close()  # waits for a clustering under way: it reads the library
         if not self._worker.is_alive():
             self.library.close()
 
