@@ -17,11 +17,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from petwatch import photos
-import numpy as np
-
 from petwatch.embed import NO_SIGNAL, WHOLE_RECIPE, Embedder, PetSignal
 from petwatch.store import CatalogEntry, PhotoRow, Store, StoreFull
 
