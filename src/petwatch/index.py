@@ -105,6 +105,13 @@ class FailureLog:
         self._db.close()
 
 
+def failed_unchanged(known: dict[str, tuple[int, int, str]], stat: FileStat) -> str | None:
+    """Why this file failed before, if it failed with these very bytes (same size and mtime):
+    then it is not tried again until it changes."""
+    earlier = known.get(stat.path)
+    return earlier[2] if earlier and earlier[:2] == (stat.size, stat.mtime_ns) else None
+
+
 def is_under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
@@ -167,12 +174,11 @@ class Indexer:
         todo = []
         for path, stat in seen.items():
             entry = self.catalog.get(path)
-            if entry and entry.size == stat.size and entry.mtime_ns == stat.mtime_ns:
+            if entry and entry.matches(stat):
                 report.unchanged += 1
                 continue
-            earlier = failed_before.get(path)
-            if earlier and earlier[:2] == (stat.size, stat.mtime_ns):
-                report.skipped[path] = earlier[2]  # same bytes failed before: not retried
+            if reason := failed_unchanged(failed_before, stat):
+                report.skipped[path] = reason  # same bytes failed before: not retried
                 continue
             todo.append(stat)
         def vanished(path: str) -> bool:  # under a folder walked just now, and not found there

@@ -24,7 +24,7 @@ import numpy as np
 from petwatch import locations, photos
 from petwatch.embed import CAT, DOG, PET_FOCUS_RECIPE, WHOLE_RECIPE, Embedder, PetFocus
 from petwatch.errors import PetwatchError
-from petwatch.index import FailureLog, FileStat, Indexer, IndexReport, Progress
+from petwatch.index import FailureLog, FileStat, Indexer, IndexReport, Progress, failed_unchanged
 from petwatch.settings import Settings
 from petwatch.protocol import PET_SPECIES
 from petwatch.store import CatalogEntry, Hit, PhotoRow, Store, petwatch_collections
@@ -131,10 +131,9 @@ class Upgrade:
         waiting = 0
         for path in self.pending():
             stat = self.indexer.stat(path)
-            earlier = failed.get(path)
             if stat is None:
                 waiting += 1
-            elif not (earlier and earlier[:2] == (stat.size, stat.mtime_ns)):
+            elif failed_unchanged(failed, stat) is None:
                 todo.append(stat)
             if len(todo) >= limit:
                 break
@@ -199,8 +198,7 @@ class Library:
     def is_current(self, path: str) -> bool:
         """Whether ``path`` is indexed and unchanged since (same size and mtime)."""
         entry = self.entry(path)
-        current = self.indexer.stat(os.path.abspath(path)) if entry else None
-        return current is not None and (current.size, current.mtime_ns) == (entry.size, entry.mtime_ns)
+        return entry is not None and entry.matches(self.indexer.stat(os.path.abspath(path)))
 
     # --- the upgrade -----------------------------------------------------------------------
     def upgrade_status(self) -> dict | None:

@@ -530,9 +530,7 @@ class Pets:
         return Mark(content_hash, path, kind, np.asarray(vector, np.float32), self._identity, time.time())
 
     def _hash_of(self, path: str) -> str:
-        entry = self._catalog.get(path)
-        current = self.library.indexer.stat(path)
-        if entry and current and (current.size, current.mtime_ns) == (entry.size, entry.mtime_ns):
+        if self.library.is_current(path) and (entry := self.library.entry(path)) is not None:
             return entry.content_hash
         from petwatch import photos
 
@@ -543,9 +541,7 @@ class Pets:
 
     def _indexed_views(self, path: str) -> np.ndarray | None:
         """The stored views of an indexed, unchanged photo (or of any photo with its bytes)."""
-        entry = self._catalog.get(path)
-        current = self.library.indexer.stat(path)
-        if entry is None or current is None or (current.size, current.mtime_ns) != (entry.size, entry.mtime_ns):
+        if not self.library.is_current(path):
             return None
         return self.library.store.vectors([path]).get(path)
 

@@ -98,6 +98,10 @@ class CatalogEntry:
     mtime_ns: int
     content_hash: str
 
+    def matches(self, stat) -> bool:
+        """Whether a file's ``stat`` (size, mtime_ns) is what was indexed: "unchanged since"."""
+        return stat is not None and (self.size, self.mtime_ns) == (stat.size, stat.mtime_ns)
+
 
 def photo_id(path: str) -> int:
     """A stable signed 64-bit id for a path: deletes filter on ints, never on quoted paths."""

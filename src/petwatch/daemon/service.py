@@ -23,7 +23,7 @@ from petwatch import __version__, locations, photos, settings as settings_module
 from petwatch.daemon.comic_jobs import ComicJobs
 from petwatch.daemon.events import EventBus
 from petwatch.errors import PetwatchError
-from petwatch.index import IndexReport, is_under
+from petwatch.index import IndexReport, failed_unchanged, is_under
 from petwatch.discovery import Discovery
 from petwatch.library import Library
 from petwatch.pets import Pets
@@ -462,11 +462,10 @@ class Daemon:
         return folder is None or os.path.isdir(folder)
 
     def _changed(self, stat) -> bool:
-        entry = self.library.indexer.catalog.get(stat.path)
-        if entry and (entry.size, entry.mtime_ns) == (stat.size, stat.mtime_ns):
-            return False
-        failed = self.library.failures.known().get(stat.path) if not entry else None
-        return not (failed and failed[:2] == (stat.size, stat.mtime_ns))
+        entry = self.library.entry(stat.path)
+        if entry is not None:
+            return not entry.matches(stat)
+        return failed_unchanged(self.library.failures.known(), stat) is None
 
     def _watched(self, path: str) -> bool:
         return any(is_under(path, folder) for folder in self.folders)
