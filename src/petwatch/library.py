@@ -297,7 +297,10 @@ class Library:
         upgraded = len(self.upgrade.indexer.catalog) if self.upgrade is not None else -1
         key = (counted.collection, len(self.indexer.catalog), upgraded, int(time.monotonic() // SPECIES_COUNT_SECONDS))
         if self._species_counts is None or self._species_counts[0] != key:
-            counts = {name: counted.count([name]) if counted.has_pet_fields else 0 for name in (DOG, CAT)}
+            try:
+                counts = {name: counted.count([name]) if counted.has_pet_fields else 0 for name in (DOG, CAT)}
+            except PetwatchError:  # a server gone: status must still answer, with what it knew
+                return self._species_counts[1] if self._species_counts else {DOG: 0, CAT: 0}
             self._species_counts = (key, counts)
         return self._species_counts[1]
 

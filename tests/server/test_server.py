@@ -14,9 +14,9 @@ import pytest
 from conftest import TEST_MODEL, run_cli, write_photos
 
 from petwatch import settings
-from petwatch.embed import Embedder
+from petwatch.embed import PET_FOCUS_RECIPE, Embedder
 from petwatch.errors import PetwatchError
-from petwatch.library import Library
+from petwatch.library import Library, collection_name
 from petwatch.store import SERVER_FRESH_S, Store
 from tests.test_daemon import Events, albums, all_hits, configure_folders, small_jpegs, wait_until  # noqa: F401
 
@@ -119,7 +119,8 @@ def test_each_wrong_setting_is_one_line_naming_it(home, server, tmp_path):
                           [f"made by model '{recorded}'", "set model back", "petwatch reindex"]),
     }
     for name, (changes, words) in cases.items():
-        args = {"uri": server.uri, "collection": opened.collection, "identity": recorded, "dim": 1280,
+        made = collection_name(opened.collection, PET_FOCUS_RECIPE)  # the one `petwatch index` made
+        args = {"uri": server.uri, "collection": made, "identity": recorded, "dim": 1280,
                 "token": server.token, **changes}
         with pytest.raises(PetwatchError) as raised:
             Store(**args)
@@ -175,7 +176,7 @@ def test_server_gone_mid_run_daemon_waits_and_resumes_nothing_lost_nothing_twice
     server.start()  # back: the daemon notices by itself and finishes the backfill
     wait_until(lambda: (s := _status(daemon))["write_error"] is None and s["indexed"] == len(small_jpegs)
                and s["state"] == "idle", RESTART_WITHIN + 60, "indexing resumed and done")
-    rows = _stored_rows(settings.load().collection, server)
+    rows = _stored_rows(collection_name(settings.load().collection, PET_FOCUS_RECIPE), server)
     assert len(rows) == len(set(rows)) == len(small_jpegs), "rows lost or stored twice"
     assert set(rows) == {str(album / p.name) for p in small_jpegs}
     hits = all_hits(daemon, album / small_jpegs[0].name)
