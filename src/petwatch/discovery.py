@@ -370,7 +370,6 @@ class Discovery:
                 for content_hash in members:
                     if (gid, content_hash) not in excluded:
                         assignment[content_hash] = gid
-            # A photo the user put nowhere else stays in a named or dismissed group's memory.
             self.book.set_members(assignment)
             self._waiting = 0
             groups: dict[int, Group] = {}

@@ -1,8 +1,9 @@
 """Pixels to unit vectors and class scores: the model registry, batching, decode overlapped
 with inference, and pet focus.
 
-Every model is a timm network whose pooled features (global average pooling) are
-L2-normalised, so the inner product of two vectors is their cosine similarity. Its ImageNet
+Every model is a timm network whose pooled features (average pooling; generalised-mean
+pooling with pet focus) are L2-normalised, so the inner product of two vectors is their
+cosine similarity. Its ImageNet
 classifier is kept: the same forward pass says whether a photo shows a dog or a cat (pet
 score, species, breed), and the classifier's activation map says where (``PetFocus``).
 """
@@ -70,7 +71,7 @@ def known_models() -> list[str]:
 
 # Embedding recipes, recorded by each collection: a collection holds vectors of one recipe.
 WHOLE_RECIPE = "whole"  # the whole image at the model's input size (petwatch before pet focus)
-PET_FOCUS_RECIPE = "petfocus1"  # PetFocus: whole image + crop around the pet, one vector
+PET_FOCUS_RECIPE = "petfocus1"  # PetFocus: GeM-pooled whole image + crop around the pet, one vector
 
 
 @dataclass(frozen=True)
