@@ -146,6 +146,7 @@ class StoreFull(PetwatchError):
 
 LITE_LOG_FILES = 24  # Milvus Lite log files kept (each open starts one to three: INFO, WARNING, ERROR)
 LITE_LOG_MEGABYTES = 8  # past this size its logger starts a new file
+_PRUNED: set[Path] = set()  # log folders pruned by this process
 
 
 def _lite_logs_in_cache() -> None:
@@ -156,6 +157,12 @@ def _lite_logs_in_cache() -> None:
     from petwatch import locations
 
     folder = locations.milvus_lite_log_dir()
+    # Set on every open, not once: one process (a test run) may open stores of several homes.
+    os.environ["GLOG_log_dir"] = str(folder)
+    os.environ["GLOG_max_log_size"] = str(LITE_LOG_MEGABYTES)
+    if folder in _PRUNED:  # once per process and folder: a later open's new logs are this run's
+        return
+    _PRUNED.add(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         logs = [entry for entry in os.scandir(folder) if entry.is_file(follow_symlinks=False)]
@@ -167,9 +174,6 @@ def _lite_logs_in_cache() -> None:
                 os.unlink(entry.path)
     except OSError as error:  # logs are not worth failing an open for
         log.debug("pruning Milvus Lite's logs in %s: %s", folder, error)
-    # Set on every open, not once: one process (a test run) may open stores of several homes.
-    os.environ["GLOG_log_dir"] = str(folder)
-    os.environ["GLOG_max_log_size"] = str(LITE_LOG_MEGABYTES)
 
 
 def _lite_socket_in_runtime_dir() -> None:
