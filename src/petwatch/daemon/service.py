@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from petwatch import __version__, locations, photos, settings as settings_module
 from petwatch.daemon.comic_jobs import ComicJobs
 from petwatch.daemon.events import EventBus
+from petwatch.discovery import Discovery
 from petwatch.errors import PetwatchError
 from petwatch.index import IndexReport, failed_unchanged, is_under
-from petwatch.discovery import Discovery
 from petwatch.library import Library
 from petwatch.pets import Pets
 from petwatch.settings import Settings
