@@ -28,7 +28,7 @@ from PIL import Image
 
 from petwatch.errors import PetwatchError
 from petwatch.photos import PhotoError
-from petwatch.protocol import ANIMAL, CAT, DOG, NO_PET, PET_SPECIES
+from petwatch.protocol import ANIMAL, CAT, DOG, NO_PET
 
 log = logging.getLogger(__name__)
 Item = TypeVar("Item")
@@ -105,10 +105,6 @@ class PetSignal:
     species: str  # DOG, CAT, ANIMAL or NO_PET
     label: str  # the top ImageNet class (a breed, for a pet); "" without a classifier
 
-    @property
-    def is_pet(self) -> bool:
-        return self.species in PET_SPECIES
-
 
 NO_SIGNAL = PetSignal(0.0, NO_PET, "")
 
@@ -121,7 +117,6 @@ class EmbedResult(Generic[Item]):
     views: np.ndarray | None = None  # region views (views x dim) when the embedder makes them
     pet: PetSignal = NO_SIGNAL
     whole: np.ndarray | None = None  # the whole-image vector (what petwatch stored before pet focus)
-    box: tuple[int, int, int, int] | None = None  # the pet crop, in the decoded image's pixels
 
 
 def _weights_fingerprint(path: Path) -> str:
@@ -407,20 +402,16 @@ class Embedder:
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:
         """The stored-kind vector (view 0) of each image, as the indexer makes it."""
-        return self.embed_images_full(images)[0]
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        rgb = [image.convert("RGB") for image in images]
+        return np.stack([views[0] for views, *_ in self.embed_batch(rgb, [self.preprocess_views(i) for i in rgb])])
 
     def embed_query(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
         """(stored-kind vector, whole-image vector) of one query photo."""
         rgb = image.convert("RGB")
         views, whole, _signal, _box = self.embed_batch([rgb], [self.preprocess_views(rgb)])[0]
         return views[0], whole
-
-    def embed_images_full(self, images: list[Image.Image]) -> tuple[np.ndarray, list[PetSignal]]:
-        if not images:
-            return np.zeros((0, self.dim), np.float32), []
-        rgb = [image.convert("RGB") for image in images]
-        done = self.embed_batch(rgb, [self.preprocess_views(image) for image in rgb])
-        return np.stack([views[0] for views, *_ in done]), [signal for _v, _w, signal, _b in done]
 
     def embed_stream(
         self, items: Iterable[Item], load: Callable[[Item], Image.Image | None]
@@ -477,10 +468,10 @@ class Embedder:
                             pending.append((item, pool.submit(prepare, item)))
                 if prepared:
                     embedded = self.embed_batch([image for image, _ in prepared], [t for _, t in prepared])
-                    for result, (views, whole, signal, box) in zip(owners, embedded, strict=True):
+                    for result, (views, whole, signal, _box) in zip(owners, embedded, strict=True):
                         result.vector = views[0]
                         result.views = views[1:] if len(views) > 1 else None
-                        result.whole, result.pet, result.box = whole, signal, box
+                        result.whole, result.pet = whole, signal
                 yield done
 
 
