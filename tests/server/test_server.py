@@ -18,7 +18,8 @@ from petwatch.embed import PET_FOCUS_RECIPE, Embedder
 from petwatch.errors import PetwatchError
 from petwatch.library import Library, collection_name
 from petwatch.store import SERVER_FRESH_S, Store
-from tests.test_daemon import Events, albums, all_hits, configure_folders, small_jpegs, wait_until  # noqa: F401
+from tests.test_daemon import (  # noqa: F401 - albums, small_jpegs: fixtures
+    Events, _start_backfill, albums, all_hits, configure_folders, small_jpegs, wait_until)
 
 pytestmark = pytest.mark.server  # the Milvus server tier: -m server
 
@@ -152,13 +153,7 @@ def test_after_a_server_restart_search_reloads_and_indexing_goes_on(home, server
 
 def test_server_gone_mid_run_daemon_waits_and_resumes_nothing_lost_nothing_twice(
         home, server, start_daemon, albums, small_jpegs):
-    album = albums / "backfill"
-    album.mkdir()
-    for source in small_jpegs:
-        shutil.copyfile(source, album / source.name)
-    configure_folders(album)
-    daemon = start_daemon(PETWATCH_BATCH_SIZE="4", PETWATCH_DECODE_THREADS="1")
-    events = Events(daemon)
+    album, daemon, events = _start_backfill(start_daemon, albums, small_jpegs)
     wait_until(lambda: sum(len(e["paths"]) for e in events.of("indexed")) >= 8, 120, "some photos stored",
                interval=0.05)
     server.kill()  # gone at once, mid-backfill: a crash, a pulled cable
