@@ -30,9 +30,10 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 # --- arguments and paths -------------------------------------------------------------------
 def add_datasets_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--datasets", type=Path, default=None,
-        help=f"folder with {PETS}/ and {LANDSCAPES}/ (default: ${DATASETS_ENV}, "
-             f"else {DEFAULT_DATASETS})",
+        "--datasets",
+        type=Path,
+        default=None,
+        help=f"folder with {PETS}/ and {LANDSCAPES}/ (default: ${DATASETS_ENV}, else {DEFAULT_DATASETS})",
     )
 
 
@@ -93,9 +94,18 @@ def _gradient(rng, width: int, height: int):
     return Image.fromarray(fields, "RGB").resize((width, height), Image.Resampling.BICUBIC)
 
 
-def make_camera_jpegs(out_dir: Path, count: int, datasets: Path | None, width: int = 4000,
-                      height: int = 3000, quality: int = 90, noise: float = 6.0,
-                      seed: int = 0, log=print, sources: list[Path] | None = None) -> list[Path]:
+def make_camera_jpegs(
+    out_dir: Path,
+    count: int,
+    datasets: Path | None,
+    width: int = 4000,
+    height: int = 3000,
+    quality: int = 90,
+    noise: float = 6.0,
+    seed: int = 0,
+    log=print,
+    sources: list[Path] | None = None,
+) -> list[Path]:
     """``count`` camera-size JPEGs (default 12 MP, quality 90) that decode like real photos.
 
     Each is a real photo from the datasets (or a smooth random colour field when they are
@@ -243,16 +253,23 @@ def wait_for_quiet(max_wait: float, threshold: float = 0.3, quiet_seconds: int =
         if quiet >= quiet_seconds or time.monotonic() >= deadline:
             return busy
         if not warned and log and busy >= threshold:
-            log(f"  (waiting up to {max_wait:.0f}s for the machine to go quiet: "
-                f"{busy:.1f} cores busy elsewhere)", flush=True)
+            log(
+                f"  (waiting up to {max_wait:.0f}s for the machine to go quiet: {busy:.1f} cores busy elsewhere)",
+                flush=True,
+            )
             warned = True
 
 
 DISTURBED = 0.3  # cores used by other processes during a run above which its timing is suspect
 
 
-def run_worker(argv: list[str], env: dict[str, str] | None = None, timeout: float | None = None,
-               python: str | None = None, echo=True) -> dict:
+def run_worker(
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    python: str | None = None,
+    echo=True,
+) -> dict:
     """Run ``python argv...`` in a fresh process and return the dict it ``emit``-ed.
 
     Its stderr (progress, logs) is passed through; a non-zero exit raises with its tail.
@@ -261,8 +278,7 @@ def run_worker(argv: list[str], env: dict[str, str] | None = None, timeout: floa
     """
     cmd = [python or sys.executable, *argv]
     busy0, own0, wall0 = _busy_seconds(), _own_cpu_seconds(), time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None if echo else subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None if echo else subprocess.PIPE, text=True, env=env)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -272,7 +288,7 @@ def run_worker(argv: list[str], env: dict[str, str] | None = None, timeout: floa
     result = None
     for line in out.splitlines():
         if line.startswith(RESULT_MARK):
-            result = json.loads(line[len(RESULT_MARK):])
+            result = json.loads(line[len(RESULT_MARK) :])
         elif echo:
             print("   |", line, flush=True)
     if proc.returncode != 0 or result is None:
@@ -287,7 +303,7 @@ def run_worker(argv: list[str], env: dict[str, str] | None = None, timeout: floa
 # --- prototypes of src/ changes ---------------------------------------------------------------
 PATCHES = {
     "jit": "torch.jit.trace + torch.jit.freeze the network (folds BatchNorm into conv, "
-           "oneDNN prepacked weights); same fp32 results",
+    "oneDNN prepacked weights); same fp32 results",
     "bf16": "run the network in bfloat16 (oneDNN; only fast on CPUs with AVX512-BF16/AMX)",
 }
 
@@ -347,8 +363,12 @@ def apply_patch(embedder, patch: str) -> None:
 
 # --- results ---------------------------------------------------------------------------------
 def machine() -> dict:
-    info = {"python": platform.python_version(), "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "processor": platform.processor()}
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor(),
+    }
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
@@ -381,8 +401,7 @@ def versions(*modules: str) -> dict:
 def write_results(name: str, payload: dict) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-               "machine": machine(), **payload}
+    payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), **payload}
     path = RESULTS_DIR / f"{name}-{stamp}.json"
     text = json.dumps(payload, indent=2, default=str)
     path.write_text(text)
@@ -397,7 +416,8 @@ def table(headers: list[str], rows: list[list], title: str | None = None) -> str
     if title:
         lines.append(title)
     for n, row in enumerate(cells):
-        lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        cells_and_widths = enumerate(zip(row, widths, strict=False))
+        lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in cells_and_widths))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)

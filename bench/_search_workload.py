@@ -62,8 +62,13 @@ class Raw:
         self.client.load_collection("photos")  # 3.x needs it after writes/reopen; harmless on 2.5
 
     def search(self, vector, top_k: int) -> list:
-        hits = self.client.search("photos", data=[vector.tolist()], limit=top_k, output_fields=["path"],
-                                  search_params={"metric_type": "COSINE"})[0]
+        hits = self.client.search(
+            "photos",
+            data=[vector.tolist()],
+            limit=top_k,
+            output_fields=["path"],
+            search_params={"metric_type": "COSINE"},
+        )[0]
         # 2.5 keys a hit's primary key as "id", 3.x by the field's name ("pk").
         return [(hit.get("id", hit.get("pk")), hit["entity"]["path"], hit["distance"]) for hit in hits]
 
@@ -84,9 +89,20 @@ class PetwatchStore:
         from petwatch.store import PhotoRow
 
         now = int(time.time())
-        rows = [PhotoRow(path=fake_path(start + i), content_hash=f"{start + i:032x}", size=3_000_000,
-                         mtime_ns=now * 10**9, width=4000, height=3000, taken_at=0, indexed_at=now,
-                         vector=v) for i, v in enumerate(vectors)]
+        rows = [
+            PhotoRow(
+                path=fake_path(start + i),
+                content_hash=f"{start + i:032x}",
+                size=3_000_000,
+                mtime_ns=now * 10**9,
+                width=4000,
+                height=3000,
+                taken_at=0,
+                indexed_at=now,
+                vector=v,
+            )
+            for i, v in enumerate(vectors)
+        ]
         self.store.upsert(rows)
 
     def settle(self) -> None:
@@ -101,7 +117,6 @@ class PetwatchStore:
 
 def run(args: argparse.Namespace) -> dict:
     import numpy as np
-
     import pymilvus
 
     directory = Path(args.dir)
@@ -109,8 +124,7 @@ def run(args: argparse.Namespace) -> dict:
     queries = unit_vectors(args.seed + 1, 0, args.queries + args.warmup, args.dim)
     rss_base = C.tree_rss()
     opened = time.perf_counter()
-    backend = (Raw(directory, args.dim) if args.backend == "raw"
-               else PetwatchStore(directory, args.dim, args.min_score))
+    backend = Raw(directory, args.dim) if args.backend == "raw" else PetwatchStore(directory, args.dim, args.min_score)
     open_s = time.perf_counter() - opened
     points = []
     stored = 0
@@ -127,35 +141,54 @@ def run(args: argparse.Namespace) -> dict:
             first = time.perf_counter()
             backend.search(queries[0], args.top_k)
             first_s = time.perf_counter() - first
-            for q in queries[1:args.warmup]:
+            for q in queries[1 : args.warmup]:
                 backend.search(q, args.top_k)
             latencies = []
             hits = 0
             budget = time.perf_counter() + args.max_seconds
-            for n, q in enumerate(queries[args.warmup:]):
+            for n, q in enumerate(queries[args.warmup :]):
                 if n >= args.min_queries and time.perf_counter() > budget:
                     break  # a slow system: enough queries for a p95, not a 10-minute run
                 t = time.perf_counter()
                 found = backend.search(q, args.top_k)
                 latencies.append((time.perf_counter() - t) * 1000)
                 hits += len(found)
-            points.append({
-                "count": count, "insert_s_cumulative": insert_s,
-                "insert_rows_per_s": count / insert_s,
-                "first_search_ms": first_s * 1000,
-                "p50_ms": C.percentile(latencies, 50), "p95_ms": C.percentile(latencies, 95),
-                "mean_ms": float(np.mean(latencies)), "max_ms": float(np.max(latencies)),
-                "queries": len(latencies), "mean_hits": hits / len(latencies),
-                "rss_tree": C.tree_rss(), "peak_rss_tree": peak.peak,
-            })
-            print(f"    {args.backend} dim {args.dim} n={count:,}: p50 {points[-1]['p50_ms']:.1f} ms, "
-                  f"p95 {points[-1]['p95_ms']:.1f} ms, RSS {C.mib(points[-1]['rss_tree'])}", file=sys.stderr,
-                  flush=True)
+            points.append(
+                {
+                    "count": count,
+                    "insert_s_cumulative": insert_s,
+                    "insert_rows_per_s": count / insert_s,
+                    "first_search_ms": first_s * 1000,
+                    "p50_ms": C.percentile(latencies, 50),
+                    "p95_ms": C.percentile(latencies, 95),
+                    "mean_ms": float(np.mean(latencies)),
+                    "max_ms": float(np.max(latencies)),
+                    "queries": len(latencies),
+                    "mean_hits": hits / len(latencies),
+                    "rss_tree": C.tree_rss(),
+                    "peak_rss_tree": peak.peak,
+                }
+            )
+            print(
+                f"    {args.backend} dim {args.dim} n={count:,}: p50 {points[-1]['p50_ms']:.1f} ms, "
+                f"p95 {points[-1]['p95_ms']:.1f} ms, RSS {C.mib(points[-1]['rss_tree'])}",
+                file=sys.stderr,
+                flush=True,
+            )
     backend.close()
     lite = C.versions("milvus-lite")["milvus-lite"]
-    return {"backend": args.backend, "dim": args.dim, "pymilvus": pymilvus.__version__, "milvus_lite": lite,
-            "python": sys.executable, "open_s": open_s, "rss_before_open": rss_base, "points": points,
-            "top_k": args.top_k, "min_score": args.min_score if args.backend == "store" else None}
+    return {
+        "backend": args.backend,
+        "dim": args.dim,
+        "pymilvus": pymilvus.__version__,
+        "milvus_lite": lite,
+        "python": sys.executable,
+        "open_s": open_s,
+        "rss_before_open": rss_base,
+        "points": points,
+        "top_k": args.top_k,
+        "min_score": args.min_score if args.backend == "store" else None,
+    }
 
 
 def main() -> None:

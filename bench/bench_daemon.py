@@ -64,8 +64,12 @@ class Daemon:
         self.notify_path.unlink(missing_ok=True)
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(self.notify_path))
-        extra = {"PETWATCH_HOME": str(home), "PETWATCH_FOLDERS": json.dumps([str(f) for f in folders]),
-                 "NOTIFY_SOCKET": str(self.notify_path), **env}
+        extra = {
+            "PETWATCH_HOME": str(home),
+            "PETWATCH_FOLDERS": json.dumps([str(f) for f in folders]),
+            "NOTIFY_SOCKET": str(self.notify_path),
+            **env,
+        }
         if model:
             extra["PETWATCH_MODEL"] = model
         self.env = C.clean_env(**extra)
@@ -86,8 +90,9 @@ class Daemon:
     def start(self, timeout: float = 600) -> Daemon:
         with open(self.log, "ab") as log:
             self.started = time.monotonic()
-            self.process = subprocess.Popen([sys.executable, "-m", "petwatch", "daemon"], env=self.env,
-                                            stdout=log, stderr=log)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "petwatch", "daemon"], env=self.env, stdout=log, stderr=log
+            )
         deadline = self.started + timeout
         self.notify.settimeout(0.2)
         while time.monotonic() < deadline:
@@ -199,7 +204,7 @@ def copy_slowly(source: Path, target: Path, chunks: int, pause: float) -> float:
     size = -(-len(data) // chunks)
     with open(target, "wb") as out:
         for i in range(chunks):
-            out.write(data[i * size:(i + 1) * size])
+            out.write(data[i * size : (i + 1) * size])
             out.flush()
             os.fsync(out.fileno())
             last = time.monotonic()
@@ -258,16 +263,26 @@ def bench_searchable(args, work: Path, datasets: Path | None) -> dict:
     finally:
         daemon.stop()
     result = {
-        "photos": n, "chunks": args.chunks, "pause_s": args.pause, "settle_s": "default",
+        "photos": n,
+        "chunks": args.chunks,
+        "pause_s": args.pause,
+        "settle_s": "default",
         "p50_s": C.percentile(latencies, 50) if latencies else None,
         "p95_s": C.percentile(latencies, 95) if latencies else None,
         "max_s": latencies[-1] if latencies else None,
-        "missing": missing, "failures": failures, "embedded": totals["indexed"],
+        "missing": missing,
+        "failures": failures,
+        "embedded": totals["indexed"],
         "min_self_score": min(scores) if scores else None,
         "photo_mb": round(sum(s.stat().st_size for s in sources) / len(sources) / 2**20, 1),
     }
-    result["met"] = bool(latencies) and not missing and not failures and result["p95_s"] <= SEARCHABLE_P95_TARGET_S \
+    result["met"] = (
+        bool(latencies)
+        and not missing
+        and not failures
+        and result["p95_s"] <= SEARCHABLE_P95_TARGET_S
         and totals["indexed"] == n
+    )
     return result
 
 
@@ -306,13 +321,23 @@ def bench_flood(args, work: Path) -> dict:
     rows, distinct = milvus_rows(work / "flood" / "home")
     twice = sorted(p for p, c in counts.items() if c > 1)
     result = {
-        "photos": n, "copy_s": round(copied_s, 1), "all_indexed_s": round(took, 1),
-        "photos_per_s": round(n / took, 1), "indexed": status["indexed"], "embedded": totals["indexed"],
-        "reused": totals["reused"], "stored_twice": twice[:10], "milvus_rows": rows, "milvus_paths": distinct,
-        "failures": len(failures), "baseline_rss": baseline_rss, "peak_rss": peak.peak,
+        "photos": n,
+        "copy_s": round(copied_s, 1),
+        "all_indexed_s": round(took, 1),
+        "photos_per_s": round(n / took, 1),
+        "indexed": status["indexed"],
+        "embedded": totals["indexed"],
+        "reused": totals["reused"],
+        "stored_twice": twice[:10],
+        "milvus_rows": rows,
+        "milvus_paths": distinct,
+        "failures": len(failures),
+        "baseline_rss": baseline_rss,
+        "peak_rss": peak.peak,
     }
-    result["met"] = (status["indexed"] == n and totals["indexed"] == n and not twice and rows == distinct == n
-                     and not failures)
+    result["met"] = (
+        status["indexed"] == n and totals["indexed"] == n and not twice and rows == distinct == n and not failures
+    )
     return result
 
 
@@ -347,8 +372,7 @@ def start_set(args) -> tuple[Path, Path]:
     marker = root / "built.json"
     if marker.exists():
         return photos, home
-    print(f"  building the start set: {n} photos ({distinct} distinct), indexed once (cached in {root})",
-          flush=True)
+    print(f"  building the start set: {n} photos ({distinct} distinct), indexed once (cached in {root})", flush=True)
     shutil.rmtree(root, ignore_errors=True)
     originals = small_jpegs(args.cache / "small", distinct)
     photos.mkdir(parents=True)
@@ -383,14 +407,29 @@ def bench_start(args) -> dict:
             rss = C.tree_rss(daemon.process.pid)
         finally:
             code = daemon.stop()
-        runs.append({"ready_s": round(daemon.ready_s, 2), "idle_s": round(idle_s, 2), "indexed": status["indexed"],
-                     "rss": rss, "exit": code})
-        print(f"  run {i + 1}: READY=1 after {daemon.ready_s:.2f}s, idle (walk done) after {idle_s:.2f}s, "
-              f"{status['indexed']} photos, {C.mib(rss)}", flush=True)
+        runs.append(
+            {
+                "ready_s": round(daemon.ready_s, 2),
+                "idle_s": round(idle_s, 2),
+                "indexed": status["indexed"],
+                "rss": rss,
+                "exit": code,
+            }
+        )
+        print(
+            f"  run {i + 1}: READY=1 after {daemon.ready_s:.2f}s, idle (walk done) after {idle_s:.2f}s, "
+            f"{status['indexed']} photos, {C.mib(rss)}",
+            flush=True,
+        )
     ready = statistics.median(r["ready_s"] for r in runs)
     idle = statistics.median(r["idle_s"] for r in runs)
-    return {"photos": n, "runs": runs, "ready_s": ready, "idle_s": idle,
-            "met": ready <= START_READY_TARGET_S and all(r["indexed"] == n for r in runs)}
+    return {
+        "photos": n,
+        "runs": runs,
+        "ready_s": ready,
+        "idle_s": idle,
+        "met": ready <= START_READY_TARGET_S and all(r["indexed"] == n for r in runs),
+    }
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -440,39 +479,76 @@ def report(results: dict, args) -> None:
             ["searchable p50 (last write -> found)", f"{r['p50_s']:.2f} s", "", ""],
             ["searchable p95", f"{r['p95_s']:.2f} s", f"<= {SEARCHABLE_P95_TARGET_S:.0f} s", C.verdict(r["met"])],
             ["searchable max", f"{r['max_s']:.2f} s", "", ""],
-            ["  photos / embedded once / failures / missing",
-             f"{r['photos']} / {r['embedded']} / {len(r['failures'])} / {len(r['missing'])}", "", ""],
+            [
+                "  photos / embedded once / failures / missing",
+                f"{r['photos']} / {r['embedded']} / {len(r['failures'])} / {len(r['missing'])}",
+                "",
+                "",
+            ],
             ["  lowest score, copy vs its source", f"{r['min_self_score']:.4f}", "~1.0", ""],
         ]
-        checks.append({"target": f"time to searchable p95 <= {SEARCHABLE_P95_TARGET_S} s",
-                       "measured": f"{r['p95_s']:.2f} s", "met": r["met"]})
+        checks.append(
+            {
+                "target": f"time to searchable p95 <= {SEARCHABLE_P95_TARGET_S} s",
+                "measured": f"{r['p95_s']:.2f} s",
+                "met": r["met"],
+            }
+        )
     if "flood" in results:
         r = results["flood"]
         rows += [
-            [f"flood: {r['photos']} photos all indexed", f"{r['all_indexed_s']:.1f} s ({r['photos_per_s']}/s)",
-             "all, once", C.verdict(r["met"])],
-            ["  indexed / embedded / rows in Milvus / twice",
-             f"{r['indexed']} / {r['embedded']} / {r['milvus_rows']} / {len(r['stored_twice'])}", "", ""],
+            [
+                f"flood: {r['photos']} photos all indexed",
+                f"{r['all_indexed_s']:.1f} s ({r['photos_per_s']}/s)",
+                "all, once",
+                C.verdict(r["met"]),
+            ],
+            [
+                "  indexed / embedded / rows in Milvus / twice",
+                f"{r['indexed']} / {r['embedded']} / {r['milvus_rows']} / {len(r['stored_twice'])}",
+                "",
+                "",
+            ],
             ["  peak RSS, daemon + Milvus Lite", C.mib(r["peak_rss"]), "", ""],
             ["  RSS before the flood", C.mib(r["baseline_rss"]), "", ""],
         ]
-        checks.append({"target": f"{r['photos']} copied at once: all indexed, none twice",
-                       "measured": f"{r['indexed']} indexed, {len(r['stored_twice'])} twice, "
-                                   f"peak {C.mib(r['peak_rss'])}", "met": r["met"]})
+        checks.append(
+            {
+                "target": f"{r['photos']} copied at once: all indexed, none twice",
+                "measured": f"{r['indexed']} indexed, {len(r['stored_twice'])} twice, peak {C.mib(r['peak_rss'])}",
+                "met": r["met"],
+            }
+        )
     if "start" in results:
         r = results["start"]
         rows += [
-            [f"start with {r['photos']} indexed: READY=1", f"{r['ready_s']:.2f} s",
-             f"<= {START_READY_TARGET_S:.0f} s", C.verdict(r["met"])],
+            [
+                f"start with {r['photos']} indexed: READY=1",
+                f"{r['ready_s']:.2f} s",
+                f"<= {START_READY_TARGET_S:.0f} s",
+                C.verdict(r["met"]),
+            ],
             ["  start -> idle (start-up walk done)", f"{r['idle_s']:.2f} s", "", ""],
         ]
-        checks.append({"target": f"start with {r['photos']} indexed: READY=1 <= {START_READY_TARGET_S} s",
-                       "measured": f"{r['ready_s']:.2f} s", "met": r["met"]})
+        checks.append(
+            {
+                "target": f"start with {r['photos']} indexed: READY=1 <= {START_READY_TARGET_S} s",
+                "measured": f"{r['ready_s']:.2f} s",
+                "met": r["met"],
+            }
+        )
     print()
     print(C.table(["measure", "figure", "target", ""], rows, title="petwatch daemon"))
     model = args.model or "default (settings)"
-    path = C.write_results("bench_daemon", {"model": model, "results": results, "checks": checks,
-                                            "versions": C.versions("watchdog", "pymilvus", "milvus-lite", "torch")})
+    path = C.write_results(
+        "bench_daemon",
+        {
+            "model": model,
+            "results": results,
+            "checks": checks,
+            "versions": C.versions("watchdog", "pymilvus", "milvus-lite", "torch"),
+        },
+    )
     print(f"\nresults: {path}")
 
 

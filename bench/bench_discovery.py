@@ -53,12 +53,11 @@ def real_vectors(root: Path, model: str):
     kept, images = decode_all([p for p in gather(root) if p.group in ("dog", "breed")], embedder.decode_min_side)
     vectors, species = [], []
     for start in range(0, len(images), 32):
-        batch = images[start:start + 32]
+        batch = images[start : start + 32]
         for views, _whole, signal, _box in embedder.embed_batch(batch, [embedder.preprocess_views(i) for i in batch]):
             vectors.append(views[0])
             species.append(signal.species)
-    return (np.stack(vectors), np.array(species), np.array([p.group for p in kept]),
-            np.array([p.label for p in kept]))
+    return (np.stack(vectors), np.array(species), np.array([p.group for p in kept]), np.array([p.label for p in kept]))
 
 
 def libraries(group, label, draws: int, pets: int, strangers: int, min_photos: int, seed: int = 0):
@@ -103,11 +102,20 @@ def quality(vectors, species, library: list, similar: float) -> dict:
             purity.append(p)
             recall.append(r)
             found += p >= 0.9 and r >= 0.8
-        strangers += sum(1 for members in recurring if Counter(members).most_common(1)[0][0] == ""
-                         or Counter(members).most_common(1)[0][1] * 2 <= len(members))
-    return {"similar": similar, "pets": len(purity), "purity": float(np.mean(purity)),
-            "recall": float(np.mean(recall)), "found": found, "groups_per_library": groups / len(library),
-            "stranger_groups_per_library": strangers / len(library)}
+        strangers += sum(
+            1
+            for members in recurring
+            if Counter(members).most_common(1)[0][0] == "" or Counter(members).most_common(1)[0][1] * 2 <= len(members)
+        )
+    return {
+        "similar": similar,
+        "pets": len(purity),
+        "purity": float(np.mean(purity)),
+        "recall": float(np.mean(recall)),
+        "found": found,
+        "groups_per_library": groups / len(library),
+        "stranger_groups_per_library": strangers / len(library),
+    }
 
 
 def synthetic(count: int, dim: int, rng) -> tuple[np.ndarray, list[int]]:
@@ -142,9 +150,19 @@ def timing(count: int, dim: int) -> dict:
             return True
 
     def row(i: int) -> PhotoRow:
-        return PhotoRow(path=f"/p/{i}.jpg", content_hash=f"{i:016x}", size=1, mtime_ns=i * 86_400 * 10**9,
-                        width=1, height=1, taken_at=0, indexed_at=0, vector=vectors[i], species="dog",
-                        label="beagle")
+        return PhotoRow(
+            path=f"/p/{i}.jpg",
+            content_hash=f"{i:016x}",
+            size=1,
+            mtime_ns=i * 86_400 * 10**9,
+            width=1,
+            height=1,
+            taken_at=0,
+            indexed_at=0,
+            vector=vectors[i],
+            species="dog",
+            label="beagle",
+        )
 
     with tempfile.TemporaryDirectory() as folder:
         found = discovery.Discovery(Library([row(i) for i in range(count)]), Path(folder) / "state.db")
@@ -158,8 +176,14 @@ def timing(count: int, dim: int) -> dict:
         update_s = time.perf_counter() - started
         groups = len(found.groups())
         found.close()
-    return {"photos": count, "cluster_s": cluster_s, "refresh_s": refresh_s,
-            "update_100_ms": update_s * 1000, "groups": groups, "clusters": int(len(set(labels)))}
+    return {
+        "photos": count,
+        "cluster_s": cluster_s,
+        "refresh_s": refresh_s,
+        "update_100_ms": update_s * 1000,
+        "groups": groups,
+        "clusters": int(len(set(labels))),
+    }
 
 
 def main() -> None:
@@ -184,29 +208,56 @@ def main() -> None:
             drawn = libraries(group, label, args.draws, 3, 300, args.min_photos)
             rows = []
             payload["quality"] = []
-            for similar in (discovery.SIMILAR - 0.1, discovery.SIMILAR - 0.05, discovery.SIMILAR,
-                            discovery.SIMILAR + 0.05):
+            for similar in (
+                discovery.SIMILAR - 0.1,
+                discovery.SIMILAR - 0.05,
+                discovery.SIMILAR,
+                discovery.SIMILAR + 0.05,
+            ):
                 q = quality(vectors, species, drawn, round(similar, 2))
                 payload["quality"].append(q)
                 mark = " (product)" if abs(similar - discovery.SIMILAR) < 1e-9 else ""
-                rows.append([f"{q['similar']:.2f}{mark}", f"{q['purity']:.3f}", f"{q['recall']:.3f}",
-                             f"{q['found']}/{q['pets']}", f"{q['groups_per_library']:.1f}",
-                             f"{q['stranger_groups_per_library']:.1f}"])
-            print(C.table(["link at cosine", "purity", "recall", "pets found (0.9 / 0.8)", "groups",
-                           "stranger groups"], rows,
-                          title=f"Pets found: {args.draws} libraries of 3 pets ({args.min_photos}+ photos each), "
-                                f"300 dogs met once and the Oxford sample; {args.model}"))
+                rows.append(
+                    [
+                        f"{q['similar']:.2f}{mark}",
+                        f"{q['purity']:.3f}",
+                        f"{q['recall']:.3f}",
+                        f"{q['found']}/{q['pets']}",
+                        f"{q['groups_per_library']:.1f}",
+                        f"{q['stranger_groups_per_library']:.1f}",
+                    ]
+                )
+            print(
+                C.table(
+                    ["link at cosine", "purity", "recall", "pets found (0.9 / 0.8)", "groups", "stranger groups"],
+                    rows,
+                    title=f"Pets found: {args.draws} libraries of 3 pets ({args.min_photos}+ photos each), "
+                    f"300 dogs met once and the Oxford sample; {args.model}",
+                )
+            )
     sizes = [1000, 10000] if args.quick else [int(s) for s in args.sizes.split(",")]
     payload["timing"] = []
     rows = []
     for size in sizes:
         t = timing(size, 1280)
         payload["timing"].append(t)
-        rows.append([f"{size:,}", f"{t['cluster_s']:.2f} s", f"{t['refresh_s']:.2f} s",
-                     f"{t['update_100_ms']:.1f} ms", t["groups"]])
+        rows.append(
+            [
+                f"{size:,}",
+                f"{t['cluster_s']:.2f} s",
+                f"{t['refresh_s']:.2f} s",
+                f"{t['update_100_ms']:.1f} ms",
+                t["groups"],
+            ]
+        )
         print(f"  {size:,}: clustered in {t['cluster_s']:.1f}s", flush=True)
-    print(C.table(["pet photos", "clustering", "refresh (cluster + keep ids)", "100 new photos", "groups"], rows,
-                  title="Keeping the groups current (synthetic 1280-d vectors)"))
+    print(
+        C.table(
+            ["pet photos", "clustering", "refresh (cluster + keep ids)", "100 new photos", "groups"],
+            rows,
+            title="Keeping the groups current (synthetic 1280-d vectors)",
+        )
+    )
     print(f"results: {C.write_results('bench_discovery', payload)}")
 
 

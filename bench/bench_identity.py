@@ -57,8 +57,6 @@ def vectors_file(model: str) -> Path:
     return VECTORS.with_name(f"identity-vectors-{model}.npz")
 
 
-
-
 # --- photos ------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Photo:
@@ -75,15 +73,20 @@ def gather(root: Path) -> list[Photo]:
         print(f"SKIP: {reason or reason_pets}")
         sys.exit(0)
     for folder in sorted(p for p in dogs.iterdir() if p.is_dir()):
-        found += [Photo(p, "dog", folder.name) for p in sorted(folder.iterdir())
-                  if p.suffix.lower() in C.PHOTO_SUFFIXES]
-    found += [Photo(p, "breed", p.parent.name) for p in sorted(pets.glob("*/*"))
-              if p.suffix.lower() in C.PHOTO_SUFFIXES]
+        found += [
+            Photo(p, "dog", folder.name) for p in sorted(folder.iterdir()) if p.suffix.lower() in C.PHOTO_SUFFIXES
+        ]
+    found += [
+        Photo(p, "breed", p.parent.name) for p in sorted(pets.glob("*/*")) if p.suffix.lower() in C.PHOTO_SUFFIXES
+    ]
     for part in (C.LANDSCAPES, FIXTURES):
         folder = root / part
         if folder.is_dir():
-            found += [Photo(p, "none", "") for p in sorted(folder.rglob("*"))
-                      if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp", ".heic", ".tif", ".tiff"}]
+            found += [
+                Photo(p, "none", "")
+                for p in sorted(folder.rglob("*"))
+                if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp", ".heic", ".tif", ".tiff"}
+            ]
     return found
 
 
@@ -114,7 +117,7 @@ class FirstPass:
         self.gem: dict[float, list] = {p: [] for p in GEM_POWERS}
         started = time.perf_counter()
         for start in range(0, len(images), 32):
-            batch = images[start:start + 32]
+            batch = images[start : start + 32]
             pooled, p, fmap = embedder._features([embedder.preprocess(im) for im in batch])
             whole.append(embed._unit_rows(pooled))
             for power in GEM_POWERS:
@@ -135,8 +138,10 @@ class FirstPass:
         embedder = self.embedder
         saved, embedder.pet_focus = embedder.pet_focus, focus
         try:
-            boxes = [embedder.pet_box(cam, im.size) if s.pet_score >= focus.min_pet_score else None
-                     for cam, im, s in zip(self.cams, self.images, self.signals, strict=True)]
+            boxes = [
+                embedder.pet_box(cam, im.size) if s.pet_score >= focus.min_pet_score else None
+                for cam, im, s in zip(self.cams, self.images, self.signals, strict=True)
+            ]
         finally:
             embedder.pet_focus = saved
         chosen = [i for i, box in enumerate(boxes) if box is not None]
@@ -145,9 +150,10 @@ class FirstPass:
         vectors = whole.copy()
         started = time.perf_counter()
         for start in range(0, len(chosen), 32):
-            part = chosen[start:start + 32]
+            part = chosen[start : start + 32]
             _pooled, _p, fmap = embedder._features(
-                [embedder.crop_transform(self.images[i].crop(boxes[i])) for i in part])
+                [embedder.crop_transform(self.images[i].crop(boxes[i])) for i in part]
+            )
             crops = embed._unit_rows(embed.gem(fmap, power))
             mixed = whole[part] + focus.crop_weight * crops
             vectors[part] = mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
@@ -161,7 +167,7 @@ def mean_ap(vectors: np.ndarray, labels: np.ndarray, queries: np.ndarray, pool: 
     pool_vectors, pool_labels = vectors[pool], labels[pool]
     aps = []
     for start in range(0, len(queries), 256):
-        chunk = queries[start:start + 256]
+        chunk = queries[start : start + 256]
         sims = vectors[chunk] @ pool_vectors.T
         for row, q in zip(sims, chunk, strict=True):
             keep = pool != q
@@ -174,8 +180,7 @@ def mean_ap(vectors: np.ndarray, labels: np.ndarray, queries: np.ndarray, pool: 
 
 
 def retrieval(vectors: np.ndarray, photos_: list[Photo], query_dogs: set[str]) -> dict[str, float]:
-    labels = np.array([f"{p.group}:{p.label}" if p.group != "none" else f"none:{i}"
-                       for i, p in enumerate(photos_)])
+    labels = np.array([f"{p.group}:{p.label}" if p.group != "none" else f"none:{i}" for i, p in enumerate(photos_)])
     dog = np.array([p.group == "dog" for p in photos_])
     queried = np.array([p.group == "dog" and p.label in query_dogs for p in photos_])
     breed = np.array([p.group == "breed" for p in photos_])
@@ -190,14 +195,17 @@ def retrieval(vectors: np.ndarray, photos_: list[Photo], query_dogs: set[str]) -
         "identity_large": mean_ap(vectors, labels, identity_q, large),
         "breed_small": mean_ap(vectors, labels, breed_q, small),
         "breed_large": mean_ap(vectors, labels, breed_q, large),
-        "pool_small": len(small), "pool_large": len(large),
-        "identity_queries": len(identity_q), "breed_queries": len(breed_q),
+        "pool_small": len(small),
+        "pool_large": len(large),
+        "identity_queries": len(identity_q),
+        "breed_queries": len(breed_q),
     }
 
 
 def detection(first: FirstPass, photos_: list[Photo]) -> dict[str, float]:
     """How often the stored species is right: dogs as dog, Oxford cats/dogs as such, no-pet
     photos as no pet (Oxford's cat breeds are the capitalised folders)."""
+
     def rate(indices, expected) -> float:
         return float(np.mean([first.signals[i].species in expected for i in indices])) if indices else float("nan")
 
@@ -205,14 +213,17 @@ def detection(first: FirstPass, photos_: list[Photo]) -> dict[str, float]:
     oxford_cats = [i for i, p in enumerate(photos_) if p.group == "breed" and p.label[0].isupper()]
     oxford_dogs = [i for i, p in enumerate(photos_) if p.group == "breed" and not p.label[0].isupper()]
     none = [i for i, p in enumerate(photos_) if p.group == "none"]
-    return {"dogfacenet_as_dog": rate(dogs, {"dog"}), "oxford_dogs_as_dog": rate(oxford_dogs, {"dog"}),
-            "oxford_cats_as_cat": rate(oxford_cats, {"cat"}), "no_pet_as_no_pet": rate(none, {"none", "animal"})}
+    return {
+        "dogfacenet_as_dog": rate(dogs, {"dog"}),
+        "oxford_dogs_as_dog": rate(oxford_dogs, {"dog"}),
+        "oxford_cats_as_cat": rate(oxford_cats, {"cat"}),
+        "no_pet_as_no_pet": rate(none, {"none", "animal"}),
+    }
 
 
 def small_pets(first_embedder, root: Path, photos_: list[Photo], images: list) -> dict[str, float]:
     """Breed mAP with every Oxford pet small on a landscape, queried by the original photos."""
     import bench_pets
-
     from petwatch.embed import Embedder
 
     lands = sorted(p for p in (root / C.LANDSCAPES).glob("*") if p.suffix.lower() in C.PHOTO_SUFFIXES)
@@ -237,9 +248,10 @@ def small_pets(first_embedder, root: Path, photos_: list[Photo], images: list) -
     def run(embedder) -> tuple[np.ndarray, np.ndarray]:
         queries, pool = [], []
         for start in range(0, len(oxford), 32):
-            q = embedder.embed_batch(originals[start:start + 32],
-                                     [embedder.preprocess_views(im) for im in originals[start:start + 32]])
-            batch = pasted[start:start + 32]
+            q = embedder.embed_batch(
+                originals[start : start + 32], [embedder.preprocess_views(im) for im in originals[start : start + 32]]
+            )
+            batch = pasted[start : start + 32]
             p = embedder.embed_batch(batch, [embedder.preprocess_views(im) for im in batch])
             queries += [views[0] for views, *_ in q]
             pool += [views for views, *_ in p]
@@ -264,8 +276,7 @@ def mix_folder(root: Path, count: int) -> Path:
     folder = Path(tempfile.gettempdir()) / "petwatch-bench" / f"mix-{count}-3000x2250"
     pets = sorted((root / C.PETS).glob("*/*.jpg"))
     others = sorted(p for part in (C.LANDSCAPES, f"{FIXTURES}/exif-samples/jpg") for p in (root / part).glob("*.jpg"))
-    sources = [pets[(i * 37) % len(pets)] if i % MIX_PETS_EVERY == 0 else others[i % len(others)]
-               for i in range(count)]
+    sources = [pets[(i * 37) % len(pets)] if i % MIX_PETS_EVERY == 0 else others[i % len(others)] for i in range(count)]
     C.make_camera_jpegs(folder, count, None, 3000, 2250, sources=sources)
     return folder
 
@@ -281,8 +292,13 @@ def throughput(root: Path, model: str, count: int, repeat: int) -> dict:
             runs[name].append(result["images_per_s"])
             print(f"  {name}: {result['images_per_s']:.2f} images/s", flush=True)
     best = {name: max(values) for name, values in runs.items()}
-    return {"photos": count, "pets_every": MIX_PETS_EVERY, "runs": runs, **best,
-            "ratio": best["petfocus"] / best["whole"]}
+    return {
+        "photos": count,
+        "pets_every": MIX_PETS_EVERY,
+        "runs": runs,
+        **best,
+        "ratio": best["petfocus"] / best["whole"],
+    }
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -311,32 +327,44 @@ def main() -> None:
     dog_ids = sorted({p.label for p in kept if p.group == "dog"})
     rng = np.random.default_rng(0)
     query_dogs = set(rng.choice(dog_ids, size=min(args.dogs, len(dog_ids)), replace=False).tolist())
-    print(f"{len(kept)} photos decoded ({len(everything) - len(kept)} unreadable fixtures skipped), "
-          f"{len(dog_ids)} dogs, {len(query_dogs)} query dogs; model {args.model}, {embedder.dtype}", flush=True)
+    print(
+        f"{len(kept)} photos decoded ({len(everything) - len(kept)} unreadable fixtures skipped), "
+        f"{len(dog_ids)} dogs, {len(query_dogs)} query dogs; model {args.model}, {embedder.dtype}",
+        flush=True,
+    )
 
     first = FirstPass(embedder, images)
     print(f"whole-image pass: {first.seconds:.0f}s", flush=True)
     product = embedder.pet_focus or PetFocus()
     variants: dict[str, PetFocus] = {"petfocus (product)": product}
     if not args.quick:
-        variants.update({
-            "threshold 0.2": dataclasses.replace(product, threshold=0.2),
-            "threshold 0.5": dataclasses.replace(product, threshold=0.5),
-            "margin 0.3": dataclasses.replace(product, margin=0.3),
-            "crop weight 0.5": dataclasses.replace(product, crop_weight=0.5),
-            "crop weight 2": dataclasses.replace(product, crop_weight=2.0),
-            "every pet box (area <= 1)": dataclasses.replace(product, max_box_area=1.01),
-        })
+        variants.update(
+            {
+                "threshold 0.2": dataclasses.replace(product, threshold=0.2),
+                "threshold 0.5": dataclasses.replace(product, threshold=0.5),
+                "margin 0.3": dataclasses.replace(product, margin=0.3),
+                "crop weight 0.5": dataclasses.replace(product, crop_weight=0.5),
+                "crop weight 2": dataclasses.replace(product, crop_weight=2.0),
+                "every pet box (area <= 1)": dataclasses.replace(product, max_box_area=1.01),
+            }
+        )
     rows, results = [], {}
     base = retrieval(first.whole, kept, query_dogs)
     product_vectors = first.focused(product)[0]
     VECTORS.parent.mkdir(parents=True, exist_ok=True)  # for bench_discovery.py, same photos and model
-    np.savez(vectors_file(args.model), vectors=product_vectors, species=np.array([s.species for s in first.signals]),
-             group=np.array([p.group for p in kept]), label=np.array([p.label for p in kept]))
+    np.savez(
+        vectors_file(args.model),
+        vectors=product_vectors,
+        species=np.array([s.species for s in first.signals]),
+        group=np.array([p.group for p in kept]),
+        label=np.array([p.label for p in kept]),
+    )
     results["whole (before)"] = {**base, "crop_share": 0.0}
     if not args.quick:
         results[f"whole, GeM p={product.gem_power:g}"] = {
-            **retrieval(first.gem_whole[product.gem_power], kept, query_dogs), "crop_share": 0.0}
+            **retrieval(first.gem_whole[product.gem_power], kept, query_dogs),
+            "crop_share": 0.0,
+        }
         variants["average pooling (GeM p=1)"] = dataclasses.replace(product, gem_power=1.0)
         variants["GeM p=3"] = dataclasses.replace(product, gem_power=3.0)
     for name, focus in variants.items():
@@ -344,34 +372,70 @@ def main() -> None:
         results[name] = {**retrieval(vectors, kept, query_dogs), "crop_share": share, "crop_seconds": seconds}
         print(f"  {name}: {seconds:.0f}s of crop passes", flush=True)
     for name, r in results.items():
-        rows.append([name, f"{r['identity_small']:.4f}", f"{r['identity_large']:.4f}",
-                     f"{r['breed_small']:.4f}", f"{r['breed_large']:.4f}", f"{r['crop_share']:.0%}"])
+        rows.append(
+            [
+                name,
+                f"{r['identity_small']:.4f}",
+                f"{r['identity_large']:.4f}",
+                f"{r['breed_small']:.4f}",
+                f"{r['breed_large']:.4f}",
+                f"{r['crop_share']:.0%}",
+            ]
+        )
     print()
-    print(C.table(["recipe", f"identity mAP, {base['pool_small']:,} photos", f"identity, {base['pool_large']:,}",
-                   f"breed mAP, {base['pool_small']:,}", f"breed, {base['pool_large']:,}", "crop passes"],
-                  rows, title=f"Retrieval ({base['identity_queries']} identity queries, "
-                              f"{base['breed_queries']} breed queries), {args.model}"))
+    print(
+        C.table(
+            [
+                "recipe",
+                f"identity mAP, {base['pool_small']:,} photos",
+                f"identity, {base['pool_large']:,}",
+                f"breed mAP, {base['pool_small']:,}",
+                f"breed, {base['pool_large']:,}",
+                "crop passes",
+            ],
+            rows,
+            title=f"Retrieval ({base['identity_queries']} identity queries, "
+            f"{base['breed_queries']} breed queries), {args.model}",
+        )
+    )
     after = results["petfocus (product)"]
     for key in ("identity_small", "identity_large", "breed_small", "breed_large"):
-        print(f"  {key}: {base[key]:.4f} -> {after[key]:.4f} ({after[key] - base[key]:+.4f}) "
-              f"{C.verdict(after[key] > base[key])}")
+        print(
+            f"  {key}: {base[key]:.4f} -> {after[key]:.4f} ({after[key] - base[key]:+.4f}) "
+            f"{C.verdict(after[key] > base[key])}"
+        )
     detected = detection(first, kept)
     print(C.table(["check", "rate"], [[k, f"{v:.1%}"] for k, v in detected.items()], title="Stored species"))
 
-    payload = {"model": args.model, "dtype": str(embedder.dtype), "retrieval": results,
-               "species": detected, "machine": C.machine()}
+    payload = {
+        "model": args.model,
+        "dtype": str(embedder.dtype),
+        "retrieval": results,
+        "species": detected,
+        "machine": C.machine(),
+    }
     if not args.no_small_pets:
         print("small pets (pasted onto landscapes) ...", flush=True)
         payload["small_pets"] = small_pets(embedder, root, kept, images)
-        print(C.table(["recipe", "breed mAP, pets small on landscapes"],
-                      [[k, f"{v:.4f}"] for k, v in payload["small_pets"].items()], title="Small pets"))
+        print(
+            C.table(
+                ["recipe", "breed mAP, pets small on landscapes"],
+                [[k, f"{v:.4f}"] for k, v in payload["small_pets"].items()],
+                title="Small pets",
+            )
+        )
     del images, first
     if not args.no_throughput:
         print(f"throughput: {args.mix} camera-size photos, 1 in {MIX_PETS_EVERY} a pet ...", flush=True)
         t = throughput(root, args.model, args.mix, args.repeat)
         payload["throughput"] = t
-        print(C.table(["recipe", "images/s (best of runs)"], [["whole (before)", f"{t['whole']:.2f}"],
-                      ["petfocus", f"{t['petfocus']:.2f}"]], title="Indexing, 1 photo in 5 a pet"))
+        print(
+            C.table(
+                ["recipe", "images/s (best of runs)"],
+                [["whole (before)", f"{t['whole']:.2f}"], ["petfocus", f"{t['petfocus']:.2f}"]],
+                title="Indexing, 1 photo in 5 a pet",
+            )
+        )
         print(f"  ratio {t['ratio']:.2f}x (target >= 0.80x) {C.verdict(t['ratio'] >= 0.8)}")
     print(f"\ntotal {time.perf_counter() - started:.0f}s")
     path = C.write_results("bench_identity", payload)

@@ -80,11 +80,19 @@ def worker_seed(args: argparse.Namespace) -> dict:
         client.close()
     seconds = finished - ready
     return {
-        "variant": "seed", "model": args.model, "weights": source, "dim": dim,
-        "images": len(files), "stored": int(stored), "seconds": seconds,
-        "images_per_s": len(files) / seconds, "startup_s": ready - started,
-        "torch_threads": torch.get_num_threads(), "peak_rss": peak.peak,
-        "peak_rss_self": peak.peak_self, "peak_rss_milvus": peak.peak_children,
+        "variant": "seed",
+        "model": args.model,
+        "weights": source,
+        "dim": dim,
+        "images": len(files),
+        "stored": int(stored),
+        "seconds": seconds,
+        "images_per_s": len(files) / seconds,
+        "startup_s": ready - started,
+        "torch_threads": torch.get_num_threads(),
+        "peak_rss": peak.peak,
+        "peak_rss_self": peak.peak_self,
+        "peak_rss_milvus": peak.peak_children,
     }
 
 
@@ -126,20 +134,31 @@ def worker_petwatch(args: argparse.Namespace) -> dict:
     seconds = finished - ready
     problems = {**report.skipped, **report.failed}
     return {
-        "variant": "petwatch", "model": args.model, "weights": library.embedder.weights_source,
-        "dim": library.embedder.dim, "images": report.indexed + report.reused,
-        "stored": stored, "seconds": seconds,
+        "variant": "petwatch",
+        "model": args.model,
+        "weights": library.embedder.weights_source,
+        "dim": library.embedder.dim,
+        "images": report.indexed + report.reused,
+        "stored": stored,
+        "seconds": seconds,
         "images_per_s": (report.indexed + report.reused) / seconds,
-        "startup_s": ready - started, "torch_threads": torch.get_num_threads(),
-        "settings": {name: getattr(settings, name) for name in
-                     ("batch_size", "decode_threads", "draft_decode", "region_views", "precision") if hasattr(settings, name)},
-        "decode_threads": library.embedder.decode_threads, "settings_overrides": overrides,
+        "startup_s": ready - started,
+        "torch_threads": torch.get_num_threads(),
+        "settings": {
+            name: getattr(settings, name)
+            for name in ("batch_size", "decode_threads", "draft_decode", "region_views", "precision")
+            if hasattr(settings, name)
+        },
+        "decode_threads": library.embedder.decode_threads,
+        "settings_overrides": overrides,
         "views": getattr(library.embedder, "views", 1),
         "dtype": str(getattr(library.embedder, "dtype", "torch.float32")).removeprefix("torch."),
         "input_px": _input_sizes(library.embedder),
         "patches": args.patch or [],
-        "problems": dict(list(problems.items())[:5]), "peak_rss": peak.peak,
-        "peak_rss_self": peak.peak_self, "peak_rss_milvus": peak.peak_children,
+        "problems": dict(list(problems.items())[:5]),
+        "peak_rss": peak.peak,
+        "peak_rss_self": peak.peak_self,
+        "peak_rss_milvus": peak.peak_children,
     }
 
 
@@ -188,8 +207,7 @@ def worker_profile(args: argparse.Namespace) -> dict:
     timed("read_photo (read+sniff+hash+EXIF)", lambda p: photos.read_photo(p, 180_000_000), files)
     timed("blake2b hash only", photos.content_hash, blobs)
     full = timed("full decode (open.convert RGB)", lambda b: Image.open(io.BytesIO(b)).convert("RGB"), blobs)
-    drafts = timed(f"draft decode (photos.decode, min_side {min_side})",
-                   lambda b: photos.decode(b, min_side), blobs)
+    drafts = timed(f"draft decode (photos.decode, min_side {min_side})", lambda b: photos.decode(b, min_side), blobs)
     out["draft_size"] = list(drafts[0].size)
     out["input_px"] = _input_sizes(embedder)
     timed("timm transform of full-size image", transform, full)
@@ -199,8 +217,12 @@ def worker_profile(args: argparse.Namespace) -> dict:
     import copy
 
     region_transform = getattr(embedder, "region_transform", None)
-    region_tensors = (timed("timm region transform of draft image (region views)", region_transform, drafts)
-                      if region_transform is not None else None)
+    region_tensors = (
+        timed("timm region transform of draft image (region views)", region_transform, drafts)
+        if region_transform is not None
+        else None
+    )
+
     def net_for(mode: str, fmt, x):
         if mode == "bf16":
             return copy.deepcopy(network).to(torch.bfloat16).to(memory_format=fmt), x.to(torch.bfloat16)
@@ -230,9 +252,17 @@ def worker_profile(args: argparse.Namespace) -> dict:
     cores = os.cpu_count() or 1
     grid = out["forward_ms_per_image"]
     px = int(tensors[0].shape[-1])
-    plan = [(1, False, 1, "fp32"), (1, False, cores, "fp32"), (16, False, cores, "fp32"),
-            (1, True, 1, "fp32"), (16, True, 1, "fp32"), (16, True, cores, "fp32"), (32, True, cores, "fp32"),
-            (16, True, cores, "jit"), (16, True, cores, "bf16")]
+    plan = [
+        (1, False, 1, "fp32"),
+        (1, False, cores, "fp32"),
+        (16, False, cores, "fp32"),
+        (1, True, 1, "fp32"),
+        (16, True, 1, "fp32"),
+        (16, True, cores, "fp32"),
+        (32, True, cores, "fp32"),
+        (16, True, cores, "jit"),
+        (16, True, cores, "bf16"),
+    ]
     for batch, cl, threads, mode in plan:
         label = f"{px}px threads={threads} batch={batch} channels_last={cl} {mode}"
         try:
@@ -264,7 +294,7 @@ def worker_profile(args: argparse.Namespace) -> dict:
     store = Store(str(Path(args.home) / "store.db"), "photos", "bench/1", embedder.dim)
     rows = [PhotoRow(f"/p/{i}.jpg", f"{i:032x}", 1, 1, 1, 1, 0, 0, v) for i, v in enumerate(vectors)]
     for start in (0, 16):  # first call warms the collection
-        chunk = rows[start:start + 16]
+        chunk = rows[start : start + 16]
         t = time.perf_counter()
         store.upsert(chunk)
     stages["Store.upsert, per row in a batch of 16"] = (time.perf_counter() - t) / 16 * 1000
@@ -294,11 +324,13 @@ def photo_set(args: argparse.Namespace, datasets: Path) -> tuple[Path, str]:
     if found is None:
         found, reason = C.dataset_part(datasets, C.PETS)
     real = datasets if found is not None else None
-    origin = f"upscaled real photos from {datasets}" if real else (
-        f"smooth random colour fields (real photos unavailable: {reason})")
+    origin = (
+        f"upscaled real photos from {datasets}"
+        if real
+        else (f"smooth random colour fields (real photos unavailable: {reason})")
+    )
     print(f"photos: {args.n} x {args.width}x{args.height} q90 JPEGs in {photos_dir} ({origin})")
-    all_files = C.make_camera_jpegs(photos_dir, max(args.n, _count_existing(photos_dir)), real,
-                                    args.width, args.height)
+    all_files = C.make_camera_jpegs(photos_dir, max(args.n, _count_existing(photos_dir)), real, args.width, args.height)
     link_dir = Path(tempfile.mkdtemp(prefix="petwatch-bench-set-"))
     for path in all_files[: args.n]:
         os.symlink(path, link_dir / path.name)
@@ -323,8 +355,7 @@ def resnet_weights() -> Path:
     return path
 
 
-def run_variant(variant: str, model: str, weights: Path | None, folder: Path,
-                extra: list[str] | None = None) -> dict:
+def run_variant(variant: str, model: str, weights: Path | None, folder: Path, extra: list[str] | None = None) -> dict:
     home = tempfile.mkdtemp(prefix=f"petwatch-bench-{variant}-")
     try:
         argv = [__file__, "--worker", variant, "--model", model, "--folder", str(folder), "--home", home]
@@ -337,8 +368,9 @@ def run_variant(variant: str, model: str, weights: Path | None, folder: Path,
 
 
 def _rss(result: dict) -> str:
-    return (f"{C.mib(result['peak_rss'])} ({result['peak_rss_self'] / 2**20:,.0f}"
-            f"+{result['peak_rss_milvus'] / 2**20:,.0f})")
+    return (
+        f"{C.mib(result['peak_rss'])} ({result['peak_rss_self'] / 2**20:,.0f}+{result['peak_rss_milvus'] / 2**20:,.0f})"
+    )
 
 
 def _default_dtype() -> str | None:
@@ -363,8 +395,9 @@ def _region_views_default() -> bool:
     return bool(field is not None and field.default)
 
 
-def measure(args: argparse.Namespace, variant: str, model: str, weights: Path | None, folder: Path,
-            extra: list[str] | None) -> list[dict]:
+def measure(
+    args: argparse.Namespace, variant: str, model: str, weights: Path | None, folder: Path, extra: list[str] | None
+) -> list[dict]:
     """``args.repeat`` undisturbed runs of a variant (retrying disturbed ones, up to 3x as many)."""
     results: list[dict] = []
     clean = 0
@@ -374,9 +407,12 @@ def measure(args: argparse.Namespace, variant: str, model: str, weights: Path | 
         result = run_variant(variant, model, weights, folder, extra)
         disturbed = result["foreign_load_cores"] > C.DISTURBED
         clean += not disturbed
-        print(f"  {variant}: {result['images_per_s']:.2f} images/s ({result['images']} in "
-              f"{result['seconds']:.1f}s; other processes used {result['foreign_load_cores']:.2f} cores "
-              f"meanwhile{': disturbed, not counted' if disturbed else ''})", flush=True)
+        print(
+            f"  {variant}: {result['images_per_s']:.2f} images/s ({result['images']} in "
+            f"{result['seconds']:.1f}s; other processes used {result['foreign_load_cores']:.2f} cores "
+            f"meanwhile{': disturbed, not counted' if disturbed else ''})",
+            flush=True,
+        )
         results.append(result)
     return results
 
@@ -396,19 +432,31 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=None, help="index these photos instead of generated ones")
     parser.add_argument("--width", type=int, default=4000)
     parser.add_argument("--height", type=int, default=3000)
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="undisturbed runs per variant; the fastest is reported (default 1)")
-    parser.add_argument("--idle-wait", type=float, default=None,
-                        help="before each run, wait up to this many seconds for other processes to go "
-                             "quiet (default 120, --quick 20)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="undisturbed runs per variant; the fastest is reported (default 1)"
+    )
+    parser.add_argument(
+        "--idle-wait",
+        type=float,
+        default=None,
+        help="before each run, wait up to this many seconds for other processes to go quiet (default 120, --quick 20)",
+    )
     parser.add_argument("--fresh", action="store_true", help="regenerate the cached photos")
     parser.add_argument("--profile", action="store_true", help="also break petwatch's time down by stage")
     parser.add_argument("--profile-n", type=int, default=12, help="photos used by --profile")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="petwatch setting for the petwatch runs (e.g. --set batch_size=32); repeatable")
-    parser.add_argument("--patch", action="append", choices=sorted(C.PATCHES),
-                        help="prototype a src/ change in the petwatch runs (bench only): "
-                             + "; ".join(f"{k}: {v}" for k, v in C.PATCHES.items()))
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="petwatch setting for the petwatch runs (e.g. --set batch_size=32); repeatable",
+    )
+    parser.add_argument(
+        "--patch",
+        action="append",
+        choices=sorted(C.PATCHES),
+        help="prototype a src/ change in the petwatch runs (bench only): "
+        + "; ".join(f"{k}: {v}" for k, v in C.PATCHES.items()),
+    )
     parser.add_argument("--worker", choices=["seed", "petwatch", "profile"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
@@ -438,17 +486,27 @@ def main() -> None:
     try:
         for model in models:
             w = weights if model == "resnet50" else None
-            variants = [("product defaults" + (f" + {' '.join(args.set or [])} {' '.join(args.patch or [])}"
-                                               if args.set or args.patch else ""), extra)]
-            if (model == TARGET_MODEL and default_dtype not in (None, "float32")
-                    and not any(item.startswith("precision=") for item in args.set or [])):
+            variants = [
+                (
+                    "product defaults"
+                    + (f" + {' '.join(args.set or [])} {' '.join(args.patch or [])}" if args.set or args.patch else ""),
+                    extra,
+                )
+            ]
+            if (
+                model == TARGET_MODEL
+                and default_dtype not in (None, "float32")
+                and not any(item.startswith("precision=") for item in args.set or [])
+            ):
                 # What the default's reduced precision buys, against plain float32.
                 variants.append(("precision=float32", extra + ["--set", "precision=float32"]))
             if model == TARGET_MODEL and not any(item.startswith("region_views=") for item in args.set or []):
                 # The other side of the region-views trade (off by default since it costs ~3x).
-                variants.append(("region_views=false (seed's input size)", extra + ["--set", "region_views=false"])
-                                if region_default else
-                                ("region_views=true (+1.5x region pass)", extra + ["--set", "region_views=true"]))
+                variants.append(
+                    ("region_views=false (seed's input size)", extra + ["--set", "region_views=false"])
+                    if region_default
+                    else ("region_views=true (+1.5x region pass)", extra + ["--set", "region_views=true"])
+                )
             seed_tries = measure(args, "seed", model, w, folder, None)
             seed = best(seed_tries)
             for label, variant_extra in variants:
@@ -456,57 +514,115 @@ def main() -> None:
                 pet = best(tries)
                 if pet["images"] != seed["images"] or pet["problems"]:
                     print(f"  WARNING: petwatch indexed {pet['images']} of {seed['images']}: {pet['problems']}")
-                runs.append({"model": model, "variant": label, "seed": seed, "petwatch": pet,
-                             "tries": {"seed": seed_tries, "petwatch": tries},
-                             "ratio": pet["images_per_s"] / seed["images_per_s"]})
+                runs.append(
+                    {
+                        "model": model,
+                        "variant": label,
+                        "seed": seed,
+                        "petwatch": pet,
+                        "tries": {"seed": seed_tries, "petwatch": tries},
+                        "ratio": pet["images_per_s"] / seed["images_per_s"],
+                    }
+                )
         profile = None
         if args.profile:
             print("\n[profile] stage timings ...", flush=True)
             C.wait_for_quiet(args.idle_wait)
-            profile = run_variant("profile", TARGET_MODEL if TARGET_MODEL in models else models[0],
-                                  weights, folder, ["--profile-n", str(args.profile_n)])
+            profile = run_variant(
+                "profile",
+                TARGET_MODEL if TARGET_MODEL in models else models[0],
+                weights,
+                folder,
+                ["--profile-n", str(args.profile_n)],
+            )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
     rows = []
     for run in runs:
         s, p = run["seed"], run["petwatch"]
-        rows.append([run["model"], run["variant"], f"{p.get('input_px', '?')}px x{p.get('views', 1)} {p.get('dtype', 'float32')}",
-                     f"{s['images_per_s']:.2f}", f"{p['images_per_s']:.2f}", f"{run['ratio']:.2f}x",
-                     _rss(s), _rss(p), f"{s['startup_s']:.1f}s", f"{p['startup_s']:.1f}s",
-                     f"{s['foreign_load_cores']:.2f}/{p['foreign_load_cores']:.2f}"])
+        rows.append(
+            [
+                run["model"],
+                run["variant"],
+                f"{p.get('input_px', '?')}px x{p.get('views', 1)} {p.get('dtype', 'float32')}",
+                f"{s['images_per_s']:.2f}",
+                f"{p['images_per_s']:.2f}",
+                f"{run['ratio']:.2f}x",
+                _rss(s),
+                _rss(p),
+                f"{s['startup_s']:.1f}s",
+                f"{p['startup_s']:.1f}s",
+                f"{s['foreign_load_cores']:.2f}/{p['foreign_load_cores']:.2f}",
+            ]
+        )
     print()
-    print(C.table(["model", "petwatch settings", "input x views, dtype", "seed img/s", "petwatch img/s", "ratio",
-                   "seed peak RSS", "petwatch peak RSS", "seed startup", "petwatch startup",
-                   "other load (cores)"], rows,
-                  title=f"Indexing {described}; seed = one photo at a time at the model's own input size; "
-                        f"peak RSS = process tree (python process + Milvus Lite server)"))
+    print(
+        C.table(
+            [
+                "model",
+                "petwatch settings",
+                "input x views, dtype",
+                "seed img/s",
+                "petwatch img/s",
+                "ratio",
+                "seed peak RSS",
+                "petwatch peak RSS",
+                "seed startup",
+                "petwatch startup",
+                "other load (cores)",
+            ],
+            rows,
+            title=f"Indexing {described}; seed = one photo at a time at the model's own input size; "
+            f"peak RSS = process tree (python process + Milvus Lite server)",
+        )
+    )
     target = next((r for r in runs if r["model"] == TARGET_MODEL), None)
     ok = None if target is None else target["ratio"] >= TARGET_RATIO
-    if any(max(r["seed"]["foreign_load_cores"], r["petwatch"]["foreign_load_cores"]) > C.DISTURBED
-           for r in runs):
-        print(f"\nNOTE: other processes kept > {C.DISTURBED} cores busy during a reported run: its figures "
-              "are disturbed (the one-image-at-a-time seed loop suffers most); rerun on a quiet machine")
+    if any(max(r["seed"]["foreign_load_cores"], r["petwatch"]["foreign_load_cores"]) > C.DISTURBED for r in runs):
+        print(
+            f"\nNOTE: other processes kept > {C.DISTURBED} cores busy during a reported run: its figures "
+            "are disturbed (the one-image-at-a-time seed loop suffers most); rerun on a quiet machine"
+        )
     if target:
-        print(f"\ntarget: {TARGET_MODEL} ({target['variant']}) ratio >= {TARGET_RATIO}x: "
-              f"{target['ratio']:.2f}x  {C.verdict(ok)}")
+        print(
+            f"\ntarget: {TARGET_MODEL} ({target['variant']}) ratio >= {TARGET_RATIO}x: "
+            f"{target['ratio']:.2f}x  {C.verdict(ok)}"
+        )
         for run in runs:
             if run["model"] == TARGET_MODEL and run is not target:
-                print(f"        {TARGET_MODEL} ({run['variant']}): {run['ratio']:.2f}x  "
-                      f"{C.verdict(run['ratio'] >= TARGET_RATIO)}")
+                print(
+                    f"        {TARGET_MODEL} ({run['variant']}): {run['ratio']:.2f}x  "
+                    f"{C.verdict(run['ratio'] >= TARGET_RATIO)}"
+                )
     if profile:
         print()
-        print(C.table(["stage", "ms / photo"], [[k, f"{v:.1f}"] for k, v in profile["stages_ms"].items()],
-                      title=f"[profile] {profile['model']}, {profile['photos']} photos, one thread "
-                            f"(draft decodes to {profile['draft_size']}, model input {profile['input_px']} px)"))
+        print(
+            C.table(
+                ["stage", "ms / photo"],
+                [[k, f"{v:.1f}"] for k, v in profile["stages_ms"].items()],
+                title=f"[profile] {profile['model']}, {profile['photos']} photos, one thread "
+                f"(draft decodes to {profile['draft_size']}, model input {profile['input_px']} px)",
+            )
+        )
         print()
-        print(C.table(["forward (petwatch's network, its input size)", "ms / image"],
-                      [[k, f"{v:.1f}" if isinstance(v, float) else v]
-                       for k, v in profile["forward_ms_per_image"].items()]))
-    path = C.write_results("bench_index", {
-        "photos": described, "n": args.n, "runs": runs, "target": {
-            "model": TARGET_MODEL, "ratio": TARGET_RATIO, "met": ok}, "profile": profile,
-        "versions": C.versions("torch", "timm", "pillow", "pymilvus", "milvus-lite")})
+        print(
+            C.table(
+                ["forward (petwatch's network, its input size)", "ms / image"],
+                [[k, f"{v:.1f}" if isinstance(v, float) else v] for k, v in profile["forward_ms_per_image"].items()],
+            )
+        )
+    path = C.write_results(
+        "bench_index",
+        {
+            "photos": described,
+            "n": args.n,
+            "runs": runs,
+            "target": {"model": TARGET_MODEL, "ratio": TARGET_RATIO, "met": ok},
+            "profile": profile,
+            "versions": C.versions("torch", "timm", "pillow", "pymilvus", "milvus-lite"),
+        },
+    )
     print(f"\nresults: {path}")
 
 

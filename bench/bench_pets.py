@@ -53,6 +53,10 @@ import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
@@ -62,7 +66,7 @@ DRAWS = 5
 REVIEW = 5  # photos the simulated user reviews at the top of the album
 PASTE_WIDTH = 0.3
 CANVAS = (1200, 800)
-CROP_BOXES = [(0, 0, .6, .6), (.4, 0, 1, .6), (0, .4, .6, 1), (.4, .4, 1, 1)]
+CROP_BOXES = [(0, 0, 0.6, 0.6), (0.4, 0, 1, 0.6), (0, 0.4, 0.6, 1), (0.4, 0.4, 1, 1)]
 
 
 # --- the pool ----------------------------------------------------------------------------------
@@ -123,7 +127,7 @@ class Embeddings:
         self.cache: dict[tuple[str, str], object] = {}
         self.ms_per_image: dict[str, float] = {}
 
-    def views(self, scheme: str, key: str, images) -> "np.ndarray":
+    def views(self, scheme: str, key: str, images) -> np.ndarray:
         """(n, views, dim) for ``images`` (a list of zero-arg callables giving PIL images)."""
         import numpy as np
 
@@ -140,13 +144,15 @@ class Embeddings:
             items = [embedder.preprocess_views(image)]
             if scheme == "crops":
                 w, h = image.size
-                items += [(embedder.preprocess(image.crop((round(a * w), round(b * h), round(c * w), round(d * h)))),)
-                          for a, b, c, d in CROP_BOXES]
+                items += [
+                    (embedder.preprocess(image.crop((round(a * w), round(b * h), round(c * w), round(d * h)))),)
+                    for a, b, c, d in CROP_BOXES
+                ]
             return items
 
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
             for start in range(0, len(images), 16):
-                prepared = list(pool.map(prepare, images[start:start + 16]))
+                prepared = list(pool.map(prepare, images[start : start + 16]))
                 flat = [t for tensors in prepared for t in tensors]
                 t0 = time.perf_counter()
                 vectors = embedder.forward_views(flat)  # (n * items, views, dim)
@@ -157,8 +163,9 @@ class Embeddings:
         result = np.concatenate(out)
         self.cache[(scheme, key)] = result
         self.ms_per_image.setdefault(scheme, forward_s / len(images) * 1000)
-        print(f"  embedded {len(images)} {key} photos, {scheme} views: "
-              f"{time.perf_counter() - started:.0f}s", flush=True)
+        print(
+            f"  embedded {len(images)} {key} photos, {scheme} views: {time.perf_counter() - started:.0f}s", flush=True
+        )
         return result
 
 
@@ -213,18 +220,19 @@ def evaluate(pool, labels, example_vectors, trials, with_marks: bool) -> dict[st
         for vector in examples:  # plain search from one photo
             scores = (candidates @ vector).max(axis=1)
             cut = pets.threshold(scores, vector[None])
-            results["single photo"].append((average_precision(scores, positive),
-                                            *recall_precision(scores, positive, cut)))
+            results["single photo"].append(
+                (average_precision(scores, positive), *recall_precision(scores, positive, cut))
+            )
         scores, proto = profile_scores(candidates, examples)
         cut = pets.threshold(scores, examples)
-        results["profile mean"].append((average_precision(scores, positive),
-                                        *recall_precision(scores, positive, cut)))
+        results["profile mean"].append((average_precision(scores, positive), *recall_precision(scores, positive, cut)))
         sims = (candidates @ examples.T).max(axis=1)  # (n, k): each example's best view
         max_scores = sims.max(axis=1)
         loo = [float((np.delete(examples, i, 0) @ examples[i]).max()) for i in range(len(examples))]
         max_cut = float(np.median(max_scores)) + pets.GAMMA * (np.mean(loo) - float(np.median(max_scores)))
-        results["profile max"].append((average_precision(max_scores, positive),
-                                       *recall_precision(max_scores, positive, max_cut)))
+        results["profile max"].append(
+            (average_precision(max_scores, positive), *recall_precision(max_scores, positive, max_cut))
+        )
         if not with_marks:
             continue
         # The user reviews the album's top REVIEW photos: each is a yes or a not.
@@ -241,14 +249,16 @@ def evaluate(pool, labels, example_vectors, trials, with_marks: bool) -> dict[st
         after, after_proto = profile_scores(candidates, positives, negatives)
         rejected = pets.rejected_scores(after_proto, negatives) if negatives is not None else []
         after_cut = pets.threshold(after, examples, rejected)
-        results["before marks"].append((average_precision(scores[rest], positive[rest]),
-                                        *recall_precision(scores[rest], positive[rest], cut)))
-        results["+ marks"].append((average_precision(after[rest], positive[rest]),
-                                   *recall_precision(after[rest], positive[rest], after_cut)))
+        results["before marks"].append(
+            (average_precision(scores[rest], positive[rest]), *recall_precision(scores[rest], positive[rest], cut))
+        )
+        results["+ marks"].append(
+            (average_precision(after[rest], positive[rest]), *recall_precision(after[rest], positive[rest], after_cut))
+        )
     return results
 
 
-def trials_for(labels) -> list[tuple[str, "np.ndarray"]]:
+def trials_for(labels) -> list[tuple[str, np.ndarray]]:
     import numpy as np
 
     found = []
@@ -285,8 +295,14 @@ def index_cost(model: str, folder: Path, region_views: bool) -> dict:
         db = Path(home) / "data"
         size = sum(p.stat().st_size for p in db.rglob("*") if p.is_file() and "milvus" in p.name)
         photos = report.indexed + report.reused
-        return {"region_views": region_views, "photos": photos, "rows": int(rows[0]["count(*)"]),
-                "seconds": seconds, "images_per_s": photos / seconds, "db_bytes": size}
+        return {
+            "region_views": region_views,
+            "photos": photos,
+            "rows": int(rows[0]["count(*)"]),
+            "seconds": seconds,
+            "images_per_s": photos / seconds,
+            "db_bytes": size,
+        }
     finally:
         os.environ.pop("PETWATCH_HOME", None)
         shutil.rmtree(home, ignore_errors=True)
@@ -314,8 +330,11 @@ def main() -> None:
     backgrounds = [p for p in landscapes if not p.stem.startswith("Elephants_")]  # one Elephants
     labels = np.array(breeds + ["_landscape"] * len(landscapes))
     trials = trials_for(labels)
-    print(f"{len(photos)} pet photos ({len(set(breeds))} breeds), {len(landscapes)} landscapes; "
-          f"{len(trials)} profiles of {EXAMPLES} photos; model {args.model}; {os.cpu_count()} cores", flush=True)
+    print(
+        f"{len(photos)} pet photos ({len(set(breeds))} breeds), {len(landscapes)} landscapes; "
+        f"{len(trials)} profiles of {EXAMPLES} photos; model {args.model}; {os.cpu_count()} cores",
+        flush=True,
+    )
     schemes = ["whole", "regions"] + ([] if args.quick or args.no_crops else ["crops"])
     embeddings = Embeddings(args.model)
     originals = [lambda side, p=p: open_photo(p, side) for p in photos + landscapes]
@@ -324,26 +343,36 @@ def main() -> None:
     table_rows, payload = [], {}
     for scheme in schemes:
         scenes = embeddings.views(scheme, "scenes", originals)
-        small = np.concatenate([embeddings.views(scheme, "small", pasted), scenes[len(photos):]])
+        small = np.concatenate([embeddings.views(scheme, "small", pasted), scenes[len(photos) :]])
         # The example photos: their whole-image vector, as pets.add takes it.
         examples = scenes[:, 0]
         measured = {}
         for pool_name, pool in (("scenes", scenes), ("small", small)):
-            measured[pool_name] = {k: summarise(v) for k, v in
-                                   evaluate(pool, labels, examples, trials, with_marks=True).items()}
+            measured[pool_name] = {
+                k: summarise(v) for k, v in evaluate(pool, labels, examples, trials, with_marks=True).items()
+            }
         payload[scheme] = measured
         for method in measured["scenes"]:
             a, b = measured["scenes"][method], measured["small"][method]
             table_rows.append([scheme, method, *(f"{x:.3f}" for x in a), *(f"{x:.3f}" for x in b)])
     print()
-    print(C.table(["views", "method", "scenes mAP", "recall", "precision", "small mAP", "recall", "precision"],
-                  table_rows, title=f"Pet albums, {len(trials)} profiles ({args.model}); recall and "
-                  "precision at the profile's threshold; 'before/+ marks' on the photos not reviewed"))
+    print(
+        C.table(
+            ["views", "method", "scenes mAP", "recall", "precision", "small mAP", "recall", "precision"],
+            table_rows,
+            title=f"Pet albums, {len(trials)} profiles ({args.model}); recall and "
+            "precision at the profile's threshold; 'before/+ marks' on the photos not reviewed",
+        )
+    )
     vectors = {"whole": 1, "regions": embeddings.regions.views, "crops": 1 + len(CROP_BOXES)}
     print()
-    print(C.table(["views", "forward ms / photo", "vectors / photo"],
-                  [[s, f"{embeddings.ms_per_image[s]:.0f}", vectors[s]] for s in schemes],
-                  title="Embedding cost in this run (forward pass only, batch 16, this machine)"))
+    print(
+        C.table(
+            ["views", "forward ms / photo", "vectors / photo"],
+            [[s, f"{embeddings.ms_per_image[s]:.0f}", vectors[s]] for s in schemes],
+            title="Embedding cost in this run (forward pass only, batch 16, this machine)",
+        )
+    )
     costs = []
     if not (args.quick or args.no_cost):
         print("\nindexing cost: Library.indexer.reconcile of the pet sample, region views off and on ...", flush=True)
@@ -351,14 +380,36 @@ def main() -> None:
             C.wait_for_quiet(30)
             costs.append(index_cost(args.model, root / C.PETS, region_views))
         base = costs[0]
-        print(C.table(["region views", "photos", "rows", "images/s", "vs off", "Milvus Lite file", "vs off"],
-                      [[c["region_views"], c["photos"], c["rows"], f"{c['images_per_s']:.2f}",
-                        f"{c['images_per_s'] / base['images_per_s']:.2f}x", C.mib(c["db_bytes"]),
-                        f"{c['db_bytes'] / base['db_bytes']:.2f}x"] for c in costs]))
-    path = C.write_results("bench_pets", {
-        "model": args.model, "profiles": len(trials), "examples": EXAMPLES, "review": REVIEW,
-        "results": payload, "forward_ms_per_photo": embeddings.ms_per_image, "index_cost": costs,
-        "versions": C.versions("torch", "timm", "pymilvus", "milvus-lite")})
+        print(
+            C.table(
+                ["region views", "photos", "rows", "images/s", "vs off", "Milvus Lite file", "vs off"],
+                [
+                    [
+                        c["region_views"],
+                        c["photos"],
+                        c["rows"],
+                        f"{c['images_per_s']:.2f}",
+                        f"{c['images_per_s'] / base['images_per_s']:.2f}x",
+                        C.mib(c["db_bytes"]),
+                        f"{c['db_bytes'] / base['db_bytes']:.2f}x",
+                    ]
+                    for c in costs
+                ],
+            )
+        )
+    path = C.write_results(
+        "bench_pets",
+        {
+            "model": args.model,
+            "profiles": len(trials),
+            "examples": EXAMPLES,
+            "review": REVIEW,
+            "results": payload,
+            "forward_ms_per_photo": embeddings.ms_per_image,
+            "index_cost": costs,
+            "versions": C.versions("torch", "timm", "pymilvus", "milvus-lite"),
+        },
+    )
     print(f"\nresults: {path}")
 
 

@@ -73,8 +73,7 @@ def upscaled_copy(source: Path, short_side: int) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
         scale = short_side / min(image.size)
-        image = image.resize((round(image.width * scale), round(image.height * scale)),
-                             Image.Resampling.BICUBIC)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
         tmp = out.with_suffix(".tmp")
         image.save(tmp, "JPEG", quality=92)
         os.replace(tmp, out)
@@ -118,8 +117,10 @@ class Evaluator:
                 labels.setdefault(path, None)  # distractors: relevant to nothing
             missing = [p for p in labels if p not in library.indexer.catalog]
             if missing:
-                print(f"  WARNING: {len(missing)} photos not indexed, e.g. {missing[0]}: "
-                      f"{report.skipped.get(missing[0]) or report.failed.get(missing[0])}")
+                print(
+                    f"  WARNING: {len(missing)} photos not indexed, e.g. {missing[0]}: "
+                    f"{report.skipped.get(missing[0]) or report.failed.get(missing[0])}"
+                )
             queries = [p for p, lab in labels.items() if lab is not None and p in library.indexer.catalog]
             rankings = {}
             vectors = {}
@@ -133,10 +134,14 @@ class Evaluator:
                 if row is not None:
                     vectors[path] = row.vector
             # Region views (newer petwatch): a photo scores its best view against the query.
-            all_views = (library.store.vectors(list(vectors))
-                         if views > 1 and hasattr(library.store, "vectors") else None)
-            settings_used = {name: getattr(library.settings, name) for name in
-                             ("batch_size", "draft_decode", "region_views", "precision") if hasattr(library.settings, name)}
+            all_views = (
+                library.store.vectors(list(vectors)) if views > 1 and hasattr(library.store, "vectors") else None
+            )
+            settings_used = {
+                name: getattr(library.settings, name)
+                for name in ("batch_size", "draft_decode", "region_views", "precision")
+                if hasattr(library.settings, name)
+            }
             library.close()
         finally:
             os.environ.pop("PETWATCH_HOME", None)
@@ -159,12 +164,24 @@ class Evaluator:
                 numpy_rankings[query] = [paths[i] for i in order if paths[i] != query]
             cross = score(numpy_rankings, labels)
         return {
-            "config": key, "model": model, "draft_decode": draft, "photos": str(pets),
-            "settings": settings_used, "views": views, "patches": self.patches,
-            "stored": len(vectors), "indexed": report.indexed, "reused": report.reused,
-            "skipped": len(report.skipped), "map": product["map"], "p_at_5": product["p_at_5"],
-            "queries": product["queries"], "numpy_map": cross["map"], "numpy_p_at_5": cross["p_at_5"],
-            "open_s": opened - started, "index_s": indexed - opened,
+            "config": key,
+            "model": model,
+            "draft_decode": draft,
+            "photos": str(pets),
+            "settings": settings_used,
+            "views": views,
+            "patches": self.patches,
+            "stored": len(vectors),
+            "indexed": report.indexed,
+            "reused": report.reused,
+            "skipped": len(report.skipped),
+            "map": product["map"],
+            "p_at_5": product["p_at_5"],
+            "queries": product["queries"],
+            "numpy_map": cross["map"],
+            "numpy_p_at_5": cross["p_at_5"],
+            "open_s": opened - started,
+            "index_s": indexed - opened,
             "index_images_per_s": (report.indexed + report.reused) / (indexed - opened),
             "search_ms_mean": (searched - search_started) / max(1, len(queries)) * 1000,
         }
@@ -186,11 +203,18 @@ def main() -> None:
     parser.add_argument("--models", default=None, help=f"comma-separated (default {','.join(MODELS)})")
     parser.add_argument("--no-camera-size", action="store_true", help="skip the upscaled draft comparison")
     parser.add_argument("--camera-short-side", type=int, default=1536)
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="petwatch setting for every run (e.g. --set region_views=false); repeatable")
-    parser.add_argument("--patch", action="append", choices=sorted(C.PATCHES),
-                        help="prototype a src/ change (bench only): "
-                             + "; ".join(f"{k}: {v}" for k, v in C.PATCHES.items()))
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="petwatch setting for every run (e.g. --set region_views=false); repeatable",
+    )
+    parser.add_argument(
+        "--patch",
+        action="append",
+        choices=sorted(C.PATCHES),
+        help="prototype a src/ change (bench only): " + "; ".join(f"{k}: {v}" for k, v in C.PATCHES.items()),
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     C.strip_petwatch_env()  # a user's PETWATCH_* settings must not change what is measured
@@ -217,8 +241,11 @@ def main() -> None:
         print(f"[{key}] indexing {folder.name} with {model}, draft_decode={draft} ...", flush=True)
         result = evaluator.run(key, model, draft, folder)
         results[key] = result
-        print(f"  mAP {result['map']:.4f}, P@5 {result['p_at_5']:.4f} ({result['stored']} stored, "
-              f"{result['index_images_per_s']:.1f} images/s)", flush=True)
+        print(
+            f"  mAP {result['map']:.4f}, P@5 {result['p_at_5']:.4f} ({result['stored']} stored, "
+            f"{result['index_images_per_s']:.1f} images/s)",
+            flush=True,
+        )
 
     for model in models:
         run(f"{model}", model, True, pets)
@@ -231,38 +258,86 @@ def main() -> None:
         run(f"{DRAFT_MODEL} camera-size draft off", DRAFT_MODEL, False, big)
 
     print()
-    print(C.table(
-        ["model", "mAP", "P@5", "mAP (numpy check)", "stored", "index img/s", "search ms"],
-        [[results[m]["model"], f"{results[m]['map']:.4f}", f"{results[m]['p_at_5']:.4f}",
-          f"{results[m]['numpy_map']:.4f}", results[m]["stored"], f"{results[m]['index_images_per_s']:.1f}",
-          f"{results[m]['search_ms_mean']:.1f}"] for m in models],
-        title=f"Retrieval on {pets.name} ({results[models[0]]['queries']} queries, 9 relevant each; "
-              f"distractors: {distractors.name if distractors else 'none'}), draft_decode on, "
-              f"settings {results[models[0]]['settings']}, {results[models[0]]['views']} vector(s) per photo"
-          + (f", patches {args.patch}" if args.patch else "")))
+    print(
+        C.table(
+            ["model", "mAP", "P@5", "mAP (numpy check)", "stored", "index img/s", "search ms"],
+            [
+                [
+                    results[m]["model"],
+                    f"{results[m]['map']:.4f}",
+                    f"{results[m]['p_at_5']:.4f}",
+                    f"{results[m]['numpy_map']:.4f}",
+                    results[m]["stored"],
+                    f"{results[m]['index_images_per_s']:.1f}",
+                    f"{results[m]['search_ms_mean']:.1f}",
+                ]
+                for m in models
+            ],
+            title=f"Retrieval on {pets.name} ({results[models[0]]['queries']} queries, 9 relevant each; "
+            f"distractors: {distractors.name if distractors else 'none'}), draft_decode on, "
+            f"settings {results[models[0]]['settings']}, {results[models[0]]['views']} vector(s) per photo"
+            + (f", patches {args.patch}" if args.patch else ""),
+        )
+    )
 
     pairs = [("native (~500 px photos)", DRAFT_MODEL, f"{DRAFT_MODEL} draft off")]
     if camera:
-        pairs.append((f"camera-size ({args.camera_short_side} px short side)",
-                      f"{DRAFT_MODEL} camera-size", f"{DRAFT_MODEL} camera-size draft off"))
+        pairs.append(
+            (
+                f"camera-size ({args.camera_short_side} px short side)",
+                f"{DRAFT_MODEL} camera-size",
+                f"{DRAFT_MODEL} camera-size draft off",
+            )
+        )
     rows, checks = [], []
     for label, on, off in pairs:
         a, b = results[on], results[off]
         agree = evaluator.agreement(on, off)
         diff = a["map"] - b["map"]
         ok = abs(diff) <= MAX_DIFF
-        checks.append({"photos": label, "map_on": a["map"], "map_off": b["map"], "diff": diff, "met": ok,
-                       "agreement": agree})
-        rows.append([label, f"{a['map']:.4f}", f"{b['map']:.4f}", f"{diff:+.4f}", f"{a['p_at_5']:.4f}",
-                     f"{b['p_at_5']:.4f}", f"{agree['mean_cosine']:.4f} / {agree['min_cosine']:.4f}",
-                     f"{a['index_images_per_s']:.1f} / {b['index_images_per_s']:.1f}", C.verdict(ok)])
+        checks.append(
+            {"photos": label, "map_on": a["map"], "map_off": b["map"], "diff": diff, "met": ok, "agreement": agree}
+        )
+        rows.append(
+            [
+                label,
+                f"{a['map']:.4f}",
+                f"{b['map']:.4f}",
+                f"{diff:+.4f}",
+                f"{a['p_at_5']:.4f}",
+                f"{b['p_at_5']:.4f}",
+                f"{agree['mean_cosine']:.4f} / {agree['min_cosine']:.4f}",
+                f"{a['index_images_per_s']:.1f} / {b['index_images_per_s']:.1f}",
+                C.verdict(ok),
+            ]
+        )
     print()
-    print(C.table(["photos", "mAP on", "mAP off", "diff", "P@5 on", "P@5 off",
-                   "cos(on,off) mean/min", "img/s on/off", f"|diff| <= {MAX_DIFF}"], rows,
-                  title=f"{DRAFT_MODEL}: draft_decode on vs off"))
-    path = C.write_results("bench_quality", {
-        "datasets": str(datasets), "results": results, "draft_checks": checks,
-        "versions": C.versions("torch", "timm", "pillow", "pymilvus", "milvus-lite")})
+    print(
+        C.table(
+            [
+                "photos",
+                "mAP on",
+                "mAP off",
+                "diff",
+                "P@5 on",
+                "P@5 off",
+                "cos(on,off) mean/min",
+                "img/s on/off",
+                f"|diff| <= {MAX_DIFF}",
+            ],
+            rows,
+            title=f"{DRAFT_MODEL}: draft_decode on vs off",
+        )
+    )
+    path = C.write_results(
+        "bench_quality",
+        {
+            "datasets": str(datasets),
+            "results": results,
+            "draft_checks": checks,
+            "versions": C.versions("torch", "timm", "pillow", "pymilvus", "milvus-lite"),
+        },
+    )
     print(f"\nresults: {path}")
 
 

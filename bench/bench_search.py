@@ -38,8 +38,7 @@ P95_TARGET_MS = 50.0
 RSS_TARGET = 1.5e9  # bytes ("1.5 GB")
 READY_TARGET_S = 10.0
 MV3_PYTHON = "/tmp/mv3/bin/python"
-MV3_HOWTO = ("python -m venv /tmp/mv3 && /tmp/mv3/bin/pip install pymilvus==3.0.2 "
-             "milvus-lite==3.2.2 numpy psutil")
+MV3_HOWTO = "python -m venv /tmp/mv3 && /tmp/mv3/bin/pip install pymilvus==3.0.2 milvus-lite==3.2.2 numpy psutil"
 WORKLOAD = str(Path(__file__).resolve().parent / "_search_workload.py")
 
 
@@ -83,19 +82,39 @@ def worker_ready_fill(args: argparse.Namespace) -> dict:
     now = int(time.time())
     step = max(1, 1000 // views)
     for start in range(0, len(files), step):
-        chunk = files[start:start + step]
+        chunk = files[start : start + step]
         vectors = rng.standard_normal((len(chunk) * views, library.embedder.dim), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        library.store.upsert([
-            PhotoRow(path=p, content_hash=f"{start + i:032x}", size=size, mtime_ns=mtime, width=4000,
-                     height=3000, taken_at=0, indexed_at=now, vector=vectors[i * views + view], view=view)
-            for i, (p, size, mtime) in enumerate(chunk) for view in range(views)])
+        library.store.upsert(
+            [
+                PhotoRow(
+                    path=p,
+                    content_hash=f"{start + i:032x}",
+                    size=size,
+                    mtime_ns=mtime,
+                    width=4000,
+                    height=3000,
+                    taken_at=0,
+                    indexed_at=now,
+                    vector=vectors[i * views + view],
+                    view=view,
+                )
+                for i, (p, size, mtime) in enumerate(chunk)
+                for view in range(views)
+            ]
+        )
     filled = time.perf_counter() - started
     photos = library.store.count()
     identity = library.embedder.identity
     library.close()
-    return {"photos": photos, "views": views, "rows": photos * views, "identity": identity,
-            "files_s": made_files, "fill_s": filled}
+    return {
+        "photos": photos,
+        "views": views,
+        "rows": photos * views,
+        "identity": identity,
+        "files_s": made_files,
+        "fill_s": filled,
+    }
 
 
 def worker_ready_open(args: argparse.Namespace) -> dict:
@@ -134,27 +153,50 @@ def worker_ready_open(args: argparse.Namespace) -> dict:
     library.close()
     library_s = opened - imported
     return {
-        "photos": catalog, "import_s": imported - began, **parts, "library_s": library_s,
+        "photos": catalog,
+        "import_s": imported - began,
+        **parts,
+        "library_s": library_s,
         # What the 10 s target is about: the Library open without the model load.
         "store_and_catalog_s": library_s - parts.get("model_load_s", 0.0),
-        "ready_total_s": opened - began, "reconcile_s": walked - opened, "unchanged": report.unchanged,
-        "indexed": report.indexed, "removed": report.removed, "skipped": len(report.skipped),
-        "rss_tree_after_open": rss_open, "rss_self_after_open": rss_self,
+        "ready_total_s": opened - began,
+        "reconcile_s": walked - opened,
+        "unchanged": report.unchanged,
+        "indexed": report.indexed,
+        "removed": report.removed,
+        "skipped": len(report.skipped),
+        "rss_tree_after_open": rss_open,
+        "rss_self_after_open": rss_self,
     }
 
 
 # =============================================================================================
 # driver
 # =============================================================================================
-def run_search(python: str, backend: str, dim: int, counts: list[int], queries: int,
-               label: str, idle_wait: float) -> dict | None:
+def run_search(
+    python: str, backend: str, dim: int, counts: list[int], queries: int, label: str, idle_wait: float
+) -> dict | None:
     directory = tempfile.mkdtemp(prefix=f"petwatch-bench-search-{label}-")
     try:
         C.wait_for_quiet(idle_wait)
-        print(f"[{label} dim {dim}] inserting up to {counts[-1]:,} vectors, {queries} queries per point (at most 60 s) ...",
-              flush=True)
-        argv = [WORKLOAD, "--backend", backend, "--dim", str(dim), "--counts", ",".join(map(str, counts)),
-                "--dir", directory, "--queries", str(queries)]
+        print(
+            f"[{label} dim {dim}] inserting up to {counts[-1]:,} vectors, {queries} queries per point"
+            " (at most 60 s) ...",
+            flush=True,
+        )
+        argv = [
+            WORKLOAD,
+            "--backend",
+            backend,
+            "--dim",
+            str(dim),
+            "--counts",
+            ",".join(map(str, counts)),
+            "--dir",
+            directory,
+            "--queries",
+            str(queries),
+        ]
         result = C.run_worker(argv, env=C.clean_env(PYTHONWARNINGS="ignore"), python=python)
         result["label"] = label
         return result
@@ -184,15 +226,22 @@ def main() -> None:
     parser.add_argument("--dims", default=None, help="comma-separated (default 1280,2048; --quick 1280)")
     parser.add_argument("--counts", default=None, help="comma-separated (default 10000,100000; --quick 10000)")
     parser.add_argument("--queries", type=int, default=None, help="timed queries per point (default 200)")
-    parser.add_argument("--ready-photos", type=int, default=None,
-                        help="unchanged photos stored for the ready test (default 30000, --quick 10000)")
+    parser.add_argument(
+        "--ready-photos",
+        type=int,
+        default=None,
+        help="unchanged photos stored for the ready test (default 30000, --quick 10000)",
+    )
     parser.add_argument("--ready-model", default="efficientnet_lite2")
     parser.add_argument("--no-ready", action="store_true", help="skip the daemon-ready test")
     parser.add_argument("--no-mv3", action="store_true", help="skip Milvus Lite 3.x")
     parser.add_argument("--mv3-python", default=MV3_PYTHON, help="python of the pymilvus 3.x venv")
-    parser.add_argument("--idle-wait", type=float, default=None,
-                        help="before each part, wait up to this many seconds for other processes to go "
-                             "quiet (default 60, --quick 10)")
+    parser.add_argument(
+        "--idle-wait",
+        type=float,
+        default=None,
+        help="before each part, wait up to this many seconds for other processes to go quiet (default 60, --quick 10)",
+    )
     parser.add_argument("--worker", choices=["ready-fill", "ready-open"], help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -215,8 +264,7 @@ def main() -> None:
         if os.access(args.mv3_python, os.X_OK):
             mv3 = args.mv3_python
         else:
-            print(f"Milvus Lite 3.x comparison skipped: {args.mv3_python} is missing. Create it with:\n"
-                  f"  {MV3_HOWTO}\n")
+            print(f"Milvus Lite 3.x comparison skipped: {args.mv3_python} is missing. Create it with:\n  {MV3_HOWTO}\n")
     systems = [("petwatch Store", main_python, "store"), ("raw pymilvus", main_python, "raw")]
     if mv3:
         systems.append(("raw pymilvus", mv3, "raw"))
@@ -239,16 +287,42 @@ def main() -> None:
             rows.append([result["dim"], "-", result["label"], "failed", None, None, None, None, None, None, None])
             continue
         for point in result["points"]:
-            rows.append([result["dim"], f"{point['count']:,}", result["label"],
-                         f"pymilvus {result['pymilvus']} / lite {result['milvus_lite']}",
-                         f"{point['insert_s_cumulative']:.1f}s", f"{point['first_search_ms']:.0f}",
-                         f"{point['p50_ms']:.1f}", f"{point['p95_ms']:.1f}", point["queries"], C.mib(point["rss_tree"]),
-                         C.mib(point["peak_rss_tree"])])
+            rows.append(
+                [
+                    result["dim"],
+                    f"{point['count']:,}",
+                    result["label"],
+                    f"pymilvus {result['pymilvus']} / lite {result['milvus_lite']}",
+                    f"{point['insert_s_cumulative']:.1f}s",
+                    f"{point['first_search_ms']:.0f}",
+                    f"{point['p50_ms']:.1f}",
+                    f"{point['p95_ms']:.1f}",
+                    point["queries"],
+                    C.mib(point["rss_tree"]),
+                    C.mib(point["peak_rss_tree"]),
+                ]
+            )
     print()
-    print(C.table(["dim", "vectors", "system", "version", "insert (cumulative)", "1st search ms",
-                   "p50 ms", "p95 ms", "queries", "RSS tree", "peak RSS tree"], rows,
-                  title="Search, top_k 20 (petwatch Store: FLAT/IP, min_score 0.0 as the product defaults; "
-                        "raw pymilvus: FLAT/COSINE); RSS = process tree incl. Milvus Lite's server"))
+    print(
+        C.table(
+            [
+                "dim",
+                "vectors",
+                "system",
+                "version",
+                "insert (cumulative)",
+                "1st search ms",
+                "p50 ms",
+                "p95 ms",
+                "queries",
+                "RSS tree",
+                "peak RSS tree",
+            ],
+            rows,
+            title="Search, top_k 20 (petwatch Store: FLAT/IP, min_score 0.0 as the product defaults; "
+            "raw pymilvus: FLAT/COSINE); RSS = process tree incl. Milvus Lite's server",
+        )
+    )
 
     # Ratios against the baseline measured in this run: petwatch Store (2.5) vs raw 3.x.
     print()
@@ -270,9 +344,20 @@ def main() -> None:
                 else:
                     row += [None, None]
             ratio_rows.append(row)
-    print(C.table(["dim", "vectors", "raw 2.5 p95 / Store p95", "raw 2.5 RSS / Store RSS",
-                   "3.x p95 / Store p95", "3.x RSS / Store RSS"], ratio_rows,
-                  title="Ratios (> 1: petwatch Store on Milvus Lite 2.5 is faster / smaller)"))
+    print(
+        C.table(
+            [
+                "dim",
+                "vectors",
+                "raw 2.5 p95 / Store p95",
+                "raw 2.5 RSS / Store RSS",
+                "3.x p95 / Store p95",
+                "3.x RSS / Store RSS",
+            ],
+            ratio_rows,
+            title="Ratios (> 1: petwatch Store on Milvus Lite 2.5 is faster / smaller)",
+        )
+    )
 
     checks = []
     top = counts[-1]
@@ -283,41 +368,70 @@ def main() -> None:
             continue
         point = store["points"][-1]
         scale_ok = top >= 100_000
-        checks.append((f"dim {dim}, {top:,} vectors: p95 <= {P95_TARGET_MS:.0f} ms",
-                       point["p95_ms"] <= P95_TARGET_MS if scale_ok else None, f"{point['p95_ms']:.1f} ms"))
-        checks.append((f"dim {dim}, {top:,} vectors: peak RSS tree <= 1.5 GB",
-                       point["peak_rss_tree"] <= RSS_TARGET if scale_ok else None,
-                       f"{point['peak_rss_tree'] / 1e9:.2f} GB"))
+        checks.append(
+            (
+                f"dim {dim}, {top:,} vectors: p95 <= {P95_TARGET_MS:.0f} ms",
+                point["p95_ms"] <= P95_TARGET_MS if scale_ok else None,
+                f"{point['p95_ms']:.1f} ms",
+            )
+        )
+        checks.append(
+            (
+                f"dim {dim}, {top:,} vectors: peak RSS tree <= 1.5 GB",
+                point["peak_rss_tree"] <= RSS_TARGET if scale_ok else None,
+                f"{point['peak_rss_tree'] / 1e9:.2f} GB",
+            )
+        )
     if ready:
         o, f = ready["open"], ready["fill"]
         print()
-        print(C.table(["daemon ready, fresh process", "seconds"], [
-            ["import petwatch", f"{o['import_s']:.2f}"],
-            ["model load (Embedder)", f"{o.get('model_load_s', float('nan')):.2f}"],
-            ["Store open (Milvus Lite start + load_collection)", f"{o.get('store_open_s', float('nan')):.2f}"],
-            ["catalog load (Indexer init)", f"{o.get('catalog_load_s', float('nan')):.2f}"],
-            ["Library open without the model (Store + catalog + failure log)", f"{o['store_and_catalog_s']:.2f}"],
-            ["ready, total from process start", f"{o['ready_total_s']:.2f}"],
-            ["first reconcile walk (all unchanged)", f"{o['reconcile_s']:.2f}"],
-        ], title=f"Library open with {o['photos']:,} unchanged photos stored = {f['rows']:,} rows "
-                 f"({f['views']} per photo; {f['identity']}); walk: {o['unchanged']:,} unchanged, "
-                 f"{o['indexed']} indexed, {o['removed']} removed; RSS tree after open "
-                 f"{C.mib(o['rss_tree_after_open'])} (petwatch process {C.mib(o['rss_self_after_open'])}, "
-                 f"Milvus Lite server {C.mib(o['rss_tree_after_open'] - o['rss_self_after_open'])})"))
-        checks.append((f"Store open + catalog load with {o['photos']:,} photos <= {READY_TARGET_S:.0f} s",
-                       o["store_and_catalog_s"] <= READY_TARGET_S if o["photos"] >= 30_000 else None,
-                       f"{o['store_and_catalog_s']:.2f} s"))
+        print(
+            C.table(
+                ["daemon ready, fresh process", "seconds"],
+                [
+                    ["import petwatch", f"{o['import_s']:.2f}"],
+                    ["model load (Embedder)", f"{o.get('model_load_s', float('nan')):.2f}"],
+                    ["Store open (Milvus Lite start + load_collection)", f"{o.get('store_open_s', float('nan')):.2f}"],
+                    ["catalog load (Indexer init)", f"{o.get('catalog_load_s', float('nan')):.2f}"],
+                    [
+                        "Library open without the model (Store + catalog + failure log)",
+                        f"{o['store_and_catalog_s']:.2f}",
+                    ],
+                    ["ready, total from process start", f"{o['ready_total_s']:.2f}"],
+                    ["first reconcile walk (all unchanged)", f"{o['reconcile_s']:.2f}"],
+                ],
+                title=f"Library open with {o['photos']:,} unchanged photos stored = {f['rows']:,} rows "
+                f"({f['views']} per photo; {f['identity']}); walk: {o['unchanged']:,} unchanged, "
+                f"{o['indexed']} indexed, {o['removed']} removed; RSS tree after open "
+                f"{C.mib(o['rss_tree_after_open'])} (petwatch process {C.mib(o['rss_self_after_open'])}, "
+                f"Milvus Lite server {C.mib(o['rss_tree_after_open'] - o['rss_self_after_open'])})",
+            )
+        )
+        checks.append(
+            (
+                f"Store open + catalog load with {o['photos']:,} photos <= {READY_TARGET_S:.0f} s",
+                o["store_and_catalog_s"] <= READY_TARGET_S if o["photos"] >= 30_000 else None,
+                f"{o['store_and_catalog_s']:.2f} s",
+            )
+        )
         if o["unchanged"] != o["photos"]:
-            checks.append(("the walk found every stored photo unchanged", False,
-                           f"{o['unchanged']}/{o['photos']}"))
+            checks.append(("the walk found every stored photo unchanged", False, f"{o['unchanged']}/{o['photos']}"))
     print()
     print(C.table(["target", "verdict", "measured"], [[n, C.verdict(ok), m] for n, ok, m in checks]))
     if top < 100_000 or (ready and ready["open"]["photos"] < 30_000):
         print("(n/a: the targets are stated at 100k vectors / 30k photos; run without --quick)")
-    path = C.write_results("bench_search", {
-        "dims": dims, "counts": counts, "queries": queries, "search": results, "ready": ready,
-        "checks": [{"target": n, "met": ok, "measured": m} for n, ok, m in checks],
-        "versions": C.versions("pymilvus", "milvus-lite", "numpy")})
+    path = C.write_results(
+        "bench_search",
+        {
+            "dims": dims,
+            "counts": counts,
+            "queries": queries,
+            "search": results,
+            "ready": ready,
+            "checks": [{"target": n, "met": ok, "measured": m} for n, ok, m in checks],
+            "versions": C.versions("pymilvus", "milvus-lite", "numpy"),
+        },
+    )
     print(f"\nresults: {path}")
 
 

@@ -69,7 +69,7 @@ def base_vectors(datasets: Path, model: str, limit: int):
     started = time.monotonic()
     vectors = []
     for start in range(0, len(picks), 32):
-        images = [Image.open(p).convert("RGB") for p in picks[start:start + 32]]
+        images = [Image.open(p).convert("RGB") for p in picks[start : start + 32]]
         vectors.append(np.asarray(embedder.embed_images(images), dtype=np.float32))
     log(f"  embedded {len(picks)} photos with {model} in {time.monotonic() - started:.0f}s")
     base = np.concatenate(vectors)
@@ -94,9 +94,20 @@ def rows_for(vectors, start: int):
     from petwatch.store import PhotoRow
 
     now = int(time.time())
-    return [PhotoRow(path=f"/bench/{start + i:08d}.jpg", content_hash=f"{start + i:032x}", size=1,
-                     mtime_ns=now, width=1, height=1, taken_at=0, indexed_at=now, vector=v)
-            for i, v in enumerate(vectors)]
+    return [
+        PhotoRow(
+            path=f"/bench/{start + i:08d}.jpg",
+            content_hash=f"{start + i:032x}",
+            size=1,
+            mtime_ns=now,
+            width=1,
+            height=1,
+            taken_at=0,
+            indexed_at=now,
+            vector=v,
+        )
+        for i, v in enumerate(vectors)
+    ]
 
 
 def exact_top(vectors, queries):
@@ -104,28 +115,31 @@ def exact_top(vectors, queries):
 
     truth = []
     for start in range(0, len(queries), 50):  # (50 x N) float64 at a time
-        scores = queries[start:start + 50].astype(np.float64) @ vectors.astype(np.float64).T
+        scores = queries[start : start + 50].astype(np.float64) @ vectors.astype(np.float64).T
         truth += [set(np.argsort(-row)[:TOP_K].tolist()) for row in scores]
     return truth
 
 
 def timed_search(store, queries, truth) -> dict:
     took, recall = [], []
-    for query, expected in zip(queries, truth):
+    for query, expected in zip(queries, truth, strict=True):
         started = time.perf_counter()
         hits = store.search(query, TOP_K)
         took.append((time.perf_counter() - started) * 1000)
         got = {int(h.path[7:15]) for h in hits}
         recall.append(len(got & expected) / TOP_K)
-    return {"p50_ms": round(C.percentile(took, 50), 2), "p95_ms": round(C.percentile(took, 95), 2),
-            "recall": round(sum(recall) / len(recall), 4)}
+    return {
+        "p50_ms": round(C.percentile(took, 50), 2),
+        "p95_ms": round(C.percentile(took, 95), 2),
+        "recall": round(sum(recall) / len(recall), 4),
+    }
 
 
 def fill(store, vectors, batch: int = 2000) -> float:
     """Upsert ``vectors`` as photo rows; returns rows per second."""
     started = time.monotonic()
     for start in range(0, len(vectors), batch):
-        store.upsert(rows_for(vectors[start:start + batch], start))
+        store.upsert(rows_for(vectors[start : start + batch], start))
     return len(vectors) / (time.monotonic() - started)
 
 
@@ -154,8 +168,13 @@ def run_lite(vectors, queries, truth, work: Path, server_pid: int) -> dict:
     build = time.monotonic() - started
     for query in queries[:10]:
         store.search(query, TOP_K)  # warm-up
-    result = {"engine": "Milvus Lite 2.5.1 (FLAT/IP)", "insert_per_s": round(rate), "build_s": round(build, 1),
-              **timed_search(store, queries, truth), "rss": engine_rss(lite_child_pid(server_pid) or 0)}
+    result = {
+        "engine": "Milvus Lite 2.5.1 (FLAT/IP)",
+        "insert_per_s": round(rate),
+        "build_s": round(build, 1),
+        **timed_search(store, queries, truth),
+        "rss": engine_rss(lite_child_pid(server_pid) or 0),
+    }
     store.close()
     return result
 
@@ -185,8 +204,13 @@ def run_server(vectors, queries, truth, server, grid, efs) -> tuple[dict, list[d
         for name in raw.list_indexes(collection, field_name="vector"):
             raw.drop_index(collection, name, timeout=600)
         index = raw.prepare_index_params()
-        index.add_index("vector", index_name="vector", index_type="HNSW", metric_type=S.SERVER_METRIC,
-                        params={"M": m, "efConstruction": ef_construction})
+        index.add_index(
+            "vector",
+            index_name="vector",
+            index_type="HNSW",
+            metric_type=S.SERVER_METRIC,
+            params={"M": m, "efConstruction": ef_construction},
+        )
         raw.create_index(collection, index, timeout=3600)
         wait_index(raw, collection)
         raw.load_collection(collection, timeout=3600)
@@ -195,11 +219,18 @@ def run_server(vectors, queries, truth, server, grid, efs) -> tuple[dict, list[d
             S.HNSW_EF = ef  # the Store's search ef, set per grid point
             for query in queries[:10]:
                 store.search(query, TOP_K)
-            point = {"M": m, "efConstruction": ef_construction, "ef": ef, "build_s": round(build, 1),
-                     **timed_search(store, queries, truth)}
+            point = {
+                "M": m,
+                "efConstruction": ef_construction,
+                "ef": ef,
+                "build_s": round(build, 1),
+                **timed_search(store, queries, truth),
+            }
             points.append(point)
-            log(f"    HNSW M={m} efC={ef_construction} ef={ef}: recall@20 {point['recall']:.3f}, "
-                f"p50 {point['p50_ms']} ms, p95 {point['p95_ms']} ms (built in {build:.0f}s)")
+            log(
+                f"    HNSW M={m} efC={ef_construction} ef={ef}: recall@20 {point['recall']:.3f}, "
+                f"p50 {point['p50_ms']} ms, p95 {point['p95_ms']} ms (built in {build:.0f}s)"
+            )
     store.close()
     return {"insert_per_s": round(rate), "rss": engine_rss(server.process.pid)}, points
 
@@ -235,7 +266,6 @@ def main() -> None:
     efs = [64, 128] if args.quick else EFS
 
     import numpy as np
-
     from tests.server.standalone import MilvusStandalone
 
     base = base_vectors(C.datasets_dir(args.datasets), args.model, args.photos)
@@ -251,8 +281,9 @@ def main() -> None:
     try:
         for count in counts:
             log(f"{count:,} vectors of {base.shape[1]}-d ({len(base)} photos x replicas):")
-            vectors = np.concatenate([replicas(base, args.seed, s, min(100_000, count - s))
-                                      for s in range(0, count, 100_000)])
+            vectors = np.concatenate(
+                [replicas(base, args.seed, s, min(100_000, count - s)) for s in range(0, count, 100_000)]
+            )
             truth = exact_top(vectors, queries)
             lite = run_lite(vectors, queries, truth, work, server.process.pid)
             log(f"  Lite: {lite}")
@@ -265,27 +296,67 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     for result in results:
-        print(C.table(["M", "efConstruction", "ef", "recall@20", "p50 ms", "p95 ms", "build s"],
-                      [[p["M"], p["efConstruction"], p["ef"], f"{p['recall']:.3f}", p["p50_ms"], p["p95_ms"],
-                        p["build_s"]] for p in result["grid"]],
-                      title=f"\nHNSW grid on the server, {result['count']:,} vectors (top-{TOP_K}, recall vs exact)"))
+        print(
+            C.table(
+                ["M", "efConstruction", "ef", "recall@20", "p50 ms", "p95 ms", "build s"],
+                [
+                    [p["M"], p["efConstruction"], p["ef"], f"{p['recall']:.3f}", p["p50_ms"], p["p95_ms"], p["build_s"]]
+                    for p in result["grid"]
+                ],
+                title=f"\nHNSW grid on the server, {result['count']:,} vectors (top-{TOP_K}, recall vs exact)",
+            )
+        )
         chosen = result["server"]
-        print(f"chosen: M={chosen['M']} efConstruction={chosen['efConstruction']} ef={chosen['ef']} "
-              f"(fastest p50 with recall@20 >= {args.recall_target})")
+        print(
+            f"chosen: M={chosen['M']} efConstruction={chosen['efConstruction']} ef={chosen['ef']} "
+            f"(fastest p50 with recall@20 >= {args.recall_target})"
+        )
     rows = []
     for result in results:
         lite, server_row = result["lite"], result["server"]
-        rows.append([f"{result['count']:,}", lite["engine"], lite["insert_per_s"], lite["build_s"], lite["p50_ms"],
-                     lite["p95_ms"], f"{lite['recall']:.3f}", C.mib(lite["rss"])])
-        rows.append([f"{result['count']:,}",
-                     f"Milvus 2.3.5 standalone (HNSW M={server_row['M']} efC={server_row['efConstruction']} "
-                     f"ef={server_row['ef']})", server_row["insert_per_s"], server_row["build_s"],
-                     server_row["p50_ms"], server_row["p95_ms"], f"{server_row['recall']:.3f}", C.mib(server_row["rss"])])
-    print(C.table(["vectors", "engine", "insert/s", "index build s", "p50 ms", "p95 ms", "recall@20", "engine RSS"],
-                  rows, title="\nLite vs server, same vectors"))
-    path = C.write_results("server", {"model": args.model, "photos": len(base), "noise_norm": NOISE_NORM,
-                                      "queries": n_queries, "results": results,
-                                      "versions": C.versions("pymilvus", "milvus-lite", "milvus")})
+        rows.append(
+            [
+                f"{result['count']:,}",
+                lite["engine"],
+                lite["insert_per_s"],
+                lite["build_s"],
+                lite["p50_ms"],
+                lite["p95_ms"],
+                f"{lite['recall']:.3f}",
+                C.mib(lite["rss"]),
+            ]
+        )
+        rows.append(
+            [
+                f"{result['count']:,}",
+                f"Milvus 2.3.5 standalone (HNSW M={server_row['M']} efC={server_row['efConstruction']} "
+                f"ef={server_row['ef']})",
+                server_row["insert_per_s"],
+                server_row["build_s"],
+                server_row["p50_ms"],
+                server_row["p95_ms"],
+                f"{server_row['recall']:.3f}",
+                C.mib(server_row["rss"]),
+            ]
+        )
+    print(
+        C.table(
+            ["vectors", "engine", "insert/s", "index build s", "p50 ms", "p95 ms", "recall@20", "engine RSS"],
+            rows,
+            title="\nLite vs server, same vectors",
+        )
+    )
+    path = C.write_results(
+        "server",
+        {
+            "model": args.model,
+            "photos": len(base),
+            "noise_norm": NOISE_NORM,
+            "queries": n_queries,
+            "results": results,
+            "versions": C.versions("pymilvus", "milvus-lite", "milvus"),
+        },
+    )
     print(f"\nresults: {path}")
 
 

@@ -39,9 +39,13 @@ def summary(name: str) -> list[list]:
     rows = []
     if name == "index":
         for run in data.get("runs", []):
-            rows.append([name, f"{run['model']}: petwatch / seed images/s",
-                         f"{run['petwatch']['images_per_s']:.2f} / {run['seed']['images_per_s']:.2f} = "
-                         f"{run['ratio']:.2f}x"])
+            rows.append(
+                [
+                    name,
+                    f"{run['model']}: petwatch / seed images/s",
+                    f"{run['petwatch']['images_per_s']:.2f} / {run['seed']['images_per_s']:.2f} = {run['ratio']:.2f}x",
+                ]
+            )
         target = data.get("target", {})
         rows.append([name, f"target {target.get('model')} >= {target.get('ratio')}x", C.verdict(target.get("met"))])
     elif name == "search":
@@ -51,23 +55,39 @@ def summary(name: str) -> list[list]:
         for key, result in data.get("results", {}).items():
             rows.append([name, f"{key}: mAP / P@5", f"{result['map']:.4f} / {result['p_at_5']:.4f}"])
         for check in data.get("draft_checks", []):
-            rows.append([name, f"draft on-off mAP, {check['photos']}",
-                         f"{check['diff']:+.4f} {C.verdict(check['met'])}"])
+            rows.append(
+                [name, f"draft on-off mAP, {check['photos']}", f"{check['diff']:+.4f} {C.verdict(check['met'])}"]
+            )
     elif name == "identity":
         before, after = data["retrieval"]["whole (before)"], data["retrieval"]["petfocus (product)"]
         for key in ("identity_small", "identity_large", "breed_small", "breed_large"):
-            rows.append([name, f"{key} mAP whole -> pet focus",
-                         f"{before[key]:.4f} -> {after[key]:.4f} {C.verdict(after[key] > before[key])}"])
+            rows.append(
+                [
+                    name,
+                    f"{key} mAP whole -> pet focus",
+                    f"{before[key]:.4f} -> {after[key]:.4f} {C.verdict(after[key] > before[key])}",
+                ]
+            )
         if "throughput" in data:
             ratio = data["throughput"]["ratio"]
             rows.append([name, "indexing, 1 in 5 a pet, >= 0.8x", f"{ratio:.2f}x {C.verdict(ratio >= 0.8)}"])
     elif name == "discovery":
         for q in data.get("quality", []):
-            rows.append([name, f"cut {q['similar']}: purity / recall / pets found",
-                         f"{q['purity']:.3f} / {q['recall']:.3f} / {q['found']} of {q['pets']}"])
+            rows.append(
+                [
+                    name,
+                    f"cut {q['similar']}: purity / recall / pets found",
+                    f"{q['purity']:.3f} / {q['recall']:.3f} / {q['found']} of {q['pets']}",
+                ]
+            )
         for t in data.get("timing", []):
-            rows.append([name, f"{t['photos']:,} pet photos: cluster / 100 new",
-                         f"{t['cluster_s']:.1f} s / {t['update_100_ms']:.0f} ms"])
+            rows.append(
+                [
+                    name,
+                    f"{t['photos']:,} pet photos: cluster / 100 new",
+                    f"{t['cluster_s']:.1f} s / {t['update_100_ms']:.0f} ms",
+                ]
+            )
     return rows
 
 
@@ -75,8 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     C.add_datasets_arg(parser)
     parser.add_argument("--quick", action="store_true", help="each benchmark's --quick mode")
-    parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset of: "
-                        + ", ".join(BENCHES))
+    parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset of: " + ", ".join(BENCHES))
     args = parser.parse_args()
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in BENCHES]

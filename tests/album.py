@@ -24,6 +24,11 @@ def snapshot(root: Path) -> dict[str, tuple]:
                 except OSError:
                     data = b"<unreadable>"
                 stat = path.stat()
-                state[relative] = ("file", stat.st_size, stat.st_mtime_ns, stat.st_mode,
-                                   hashlib.sha256(data).hexdigest())
+                state[relative] = (
+                    "file",
+                    stat.st_size,
+                    stat.st_mtime_ns,
+                    stat.st_mode,
+                    hashlib.sha256(data).hexdigest(),
+                )
     return state

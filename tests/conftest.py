@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from tests.server.netns import enter_loopback_namespace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,8 +41,7 @@ def bundled_photos() -> dict[str, np.ndarray]:
     """Real photographs that ship inside scikit-image's wheel (no download)."""
     import skimage.data
 
-    names = ["astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
-             "immunohistochemistry", "retina", "horse"]
+    names = ["astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "horse"]
     images = {}
     for name in names:
         array = getattr(skimage.data, name)()
@@ -107,8 +105,13 @@ def home(monkeypatch) -> Path:
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """``petwatch ARGS`` as a user runs it, in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "petwatch", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "petwatch", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 class DaemonProcess:
@@ -123,8 +126,9 @@ class DaemonProcess:
         from petwatch.client import DaemonClient
 
         handle = open(self.log, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "petwatch", "daemon"], env=self.env,
-                                        stdout=handle, stderr=handle)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "petwatch", "daemon"], env=self.env, stdout=handle, stderr=handle
+        )
         deadline = time.monotonic() + timeout
         socket = Path(self.env["PETWATCH_HOME"]) / "run" / "petwatch.sock"
         while time.monotonic() < deadline:

@@ -48,9 +48,7 @@ BEHAVIOURS = frozenset(
     }
 )
 MAX_IMAGES = 16  # the API's limit on reference images
-SAFETY_REASON = (
-    "Your request was rejected by the safety system: the image may depict a real person."
-)
+SAFETY_REASON = "Your request was rejected by the safety system: the image may depict a real person."
 
 
 @dataclass
@@ -185,15 +183,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         fake = self.server_fake
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        request = RecordedRequest(
-            "POST", self.path, {k.lower(): v for k, v in self.headers.items()}
-        )
+        request = RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()})
         if self.path.rstrip("/") != "/v1/images/edits":
             request.problems.append(f"unexpected path {self.path}")
             fake._record(request)
-            self._reply_error(
-                HTTPStatus.NOT_FOUND, f"unknown path {self.path}", "invalid_request_error", None
-            )
+            self._reply_error(HTTPStatus.NOT_FOUND, f"unknown path {self.path}", "invalid_request_error", None)
             return
         _parse_multipart(request, self.headers.get("Content-Type", ""), body)
         _check_edit_request(request, fake)
@@ -308,16 +302,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _reply_error(self, status: HTTPStatus, message: str, kind: str, code: str | None) -> None:
-        self._reply_json(
-            status, {"error": {"message": message, "type": kind, "param": None, "code": code}}
-        )
+        self._reply_json(status, {"error": {"message": message, "type": kind, "param": None, "code": code}})
 
 
 def _parse_multipart(request: RecordedRequest, content_type: str, body: bytes) -> None:
     if not content_type.startswith("multipart/form-data"):
-        request.problems.append(
-            f"expected multipart/form-data, got {content_type or 'no content type'}"
-        )
+        request.problems.append(f"expected multipart/form-data, got {content_type or 'no content type'}")
         return
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         f"Content-Type: {content_type}\r\n\r\n".encode() + body
@@ -326,9 +316,7 @@ def _parse_multipart(request: RecordedRequest, content_type: str, body: bytes) -
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True) or b""
         if part.get_filename() is not None or name in ("image", "image[]"):
-            request.images.append(
-                ReferenceImage(part.get_filename() or "", part.get_content_type(), payload)
-            )
+            request.images.append(ReferenceImage(part.get_filename() or "", part.get_content_type(), payload))
         elif name:
             request.fields[name] = payload.decode("utf-8")
 
@@ -351,9 +339,7 @@ def _check_edit_request(request: RecordedRequest, fake: FakeOpenAI) -> None:
                 image.width, image.height = opened.size
                 opened.verify()
         except Exception as error:  # noqa: BLE001 - any decode failure is the finding
-            request.problems.append(
-                f"image {number} ({image.filename}) is not a valid PNG: {error}"
-            )
+            request.problems.append(f"image {number} ({image.filename}) is not a valid PNG: {error}")
             continue
         if max(image.width, image.height) > fake.reference_px:
             request.problems.append(

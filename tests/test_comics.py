@@ -16,20 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_openai import SAFETY_REASON, FakeOpenAI
 from PIL import Image
 
+from fake_openai import SAFETY_REASON, FakeOpenAI
 from petwatch import comics, locations, settings
 from petwatch.comics import MAX_REFERENCES, ComicStudio
 from petwatch.errors import PetwatchError
 
 REFERENCE_PX = 256  # small, so every dataset photo is really downscaled
 DATASETS = Path(
-    os.path.abspath(
-        os.environ.get(
-            "PETWATCH_DATASETS", Path(__file__).parents[1] / ".." / "shared" / "datasets"
-        )
-    )
+    os.path.abspath(os.environ.get("PETWATCH_DATASETS", Path(__file__).parents[1] / ".." / "shared" / "datasets"))
 )
 PETS = DATASETS / "oxford-pets-sample"
 
@@ -105,10 +101,7 @@ def pet_photos(tmp_path: Path, rotated_photo: Path) -> list[Path]:
         breed = sorted(path for path in PETS.iterdir() if path.is_dir())[0]
         chosen = sorted(breed.glob("*.jpg"))[:3]
     else:
-        chosen = [
-            _jpeg(tmp_path / "album" / f"pet{index}.jpg", (500, 375), seed=index)
-            for index in range(3)
-        ]
+        chosen = [_jpeg(tmp_path / "album" / f"pet{index}.jpg", (500, 375), seed=index) for index in range(3)]
     return [*chosen, rotated_photo]
 
 
@@ -116,10 +109,7 @@ def pet_photos(tmp_path: Path, rotated_photo: Path) -> list[Path]:
 def many_photos(tmp_path: Path) -> list[Path]:
     folder = tmp_path / "many"
     folder.mkdir()
-    return [
-        _jpeg(folder / f"p{index:02d}.jpg", (96, 64), seed=index)
-        for index in range(MAX_REFERENCES + 1)
-    ]
+    return [_jpeg(folder / f"p{index:02d}.jpg", (96, 64), seed=index) for index in range(MAX_REFERENCES + 1)]
 
 
 def snapshot(paths: list[Path]) -> dict[str, object]:
@@ -206,9 +196,7 @@ def test_a_persistent_server_error_fails_after_bounded_retries(studio, server, p
     server.set_mode("server_error")
     job = studio.run(studio.submit(pet_photos, "a comic").id)
     assert job.state == "failed" and job.error_kind == "server"
-    assert (
-        "HTTP 500" in job.error and "after 3 attempts" in job.error and "retry later" in job.error
-    )
+    assert "HTTP 500" in job.error and "after 3 attempts" in job.error and "retry later" in job.error
     assert len(server.requests) == 3  # 1 + comic_max_retries
 
 
@@ -306,9 +294,7 @@ def test_refining_an_unfinished_comic_is_refused(studio, pet_photos):
 
 
 # --- limits ----------------------------------------------------------------------------------
-def test_more_than_16_photos_are_refused_and_refinement_stays_within_16(
-    studio, server, many_photos
-):
+def test_more_than_16_photos_are_refused_and_refinement_stays_within_16(studio, server, many_photos):
     with pytest.raises(PetwatchError, match="at most 16"):
         studio.submit(many_photos, "a comic")
     assert list(locations.comics_dir().glob("*.json")) == []
@@ -338,9 +324,7 @@ def test_the_daily_budget_refuses_what_would_exceed_it(server, pet_photos):
 
 def test_estimate_grows_with_quality_size_and_references(studio):
     low = studio.estimate(1, "1024x1024", "low")
-    assert low["references"] == 1 and low["usd"] == pytest.approx(
-        low["output_usd"] + low["input_usd"], abs=1e-4
-    )
+    assert low["references"] == 1 and low["usd"] == pytest.approx(low["output_usd"] + low["input_usd"], abs=1e-4)
     assert studio.estimate(1, "1024x1024", "high")["usd"] > low["usd"]
     assert studio.estimate(1, "1536x1024", "low")["usd"] > low["usd"]
     assert studio.estimate(4, "1024x1024", "low")["usd"] > low["usd"]
@@ -366,9 +350,7 @@ def test_records_survive_a_restart(server, pet_photos):
     assert restarted.get(done.id).to_dict() == done.to_dict()
     assert restarted.get(waiting.id).state == "queued"
     interrupted = restarted.get(cut_short.id)
-    assert (
-        interrupted.state == "failed" and interrupted.error == "interrupted by a restart; retry it"
-    )
+    assert interrupted.state == "failed" and interrupted.error == "interrupted by a restart; retry it"
     assert record_on_disk(cut_short.id)["state"] == "failed"
     assert restarted.run(waiting.id).state == "succeeded"
     assert restarted.run(restarted.resubmit(cut_short.id).id).state == "succeeded"

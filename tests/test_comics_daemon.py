@@ -21,11 +21,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from album import snapshot
 from conftest import TEST_MODEL, DaemonProcess, run_cli, write_photos
 from fake_openai import SAFETY_REASON, FakeOpenAI
-from PIL import Image
-
 from petwatch import settings
 from petwatch.client import AsyncDaemonClient, DaemonClient, DaemonError
 
@@ -57,8 +57,9 @@ def env():
         patch.setenv("PETWATCH_COMIC_MAX_RETRIES", "0")
         patch.setenv("PETWATCH_COMIC_TIMEOUT_SECONDS", "60")  # longer than the restart test
         patch.setenv("PETWATCH_COMIC_DAILY_BUDGET_USD", "50")
-        state = SimpleNamespace(root=root, album=album, photos=[str(p) for p in photos],
-                                server=server, comics_dir=root / "data" / "comics")
+        state = SimpleNamespace(
+            root=root, album=album, photos=[str(p) for p in photos], server=server, comics_dir=root / "data" / "comics"
+        )
         state.daemon = DaemonProcess().start()
         try:
             yield state
@@ -119,8 +120,11 @@ def test_comics_need_the_daemon(tmp_path):
     home = Path(tempfile.mkdtemp(prefix="pwn-", dir="/tmp"))
     try:
         photo = write_photos(tmp_path, 1)[0]
-        for args in (("comic", "--photo", str(photo), "--prompt", "a cat", "--yes"),
-                     ("comics", "list"), ("comics", "show", "20260101-000000-abcdef")):
+        for args in (
+            ("comic", "--photo", str(photo), "--prompt", "a cat", "--yes"),
+            ("comics", "list"),
+            ("comics", "show", "20260101-000000-abcdef"),
+        ):
             result = run_cli(*args, env={"PETWATCH_HOME": str(home)})
             assert result.returncode == 1, result
             lines = [line for line in result.stderr.splitlines() if line.startswith("petwatch:")]
@@ -135,8 +139,9 @@ def test_a_comic_via_the_cli_lands_in_the_data_dir_never_the_album(env, client):
     before = snapshot(env.album)
     sent_before = len(env.server.requests)
 
-    result = run_cli("comic", "--photo", env.photos[0], "--photo", env.photos[1],
-                     "--prompt", "my cat as a space pirate", "--yes")
+    result = run_cli(
+        "comic", "--photo", env.photos[0], "--photo", env.photos[1], "--prompt", "my cat as a space pirate", "--yes"
+    )
 
     assert result.returncode == 0, result.stderr
     # the estimate and the day's spend come first, before anything is sent
@@ -176,9 +181,27 @@ def test_a_comic_via_the_cli_lands_in_the_data_dir_never_the_album(env, client):
 def test_the_estimate_is_shown_and_nothing_is_sent_unconfirmed(env, client):
     sent_before, jobs_before = len(env.server.requests), len(client.comics())
     result = subprocess.run(  # stdin is a pipe, not a terminal: there is no one to ask
-        [sys.executable, "-m", "petwatch", "comic", "--photo", env.photos[0], "--photo",
-         env.photos[1], "--photo", env.photos[2], "--prompt", "a cat", "--quality", "high"],
-        capture_output=True, text=True, input="", timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "petwatch",
+            "comic",
+            "--photo",
+            env.photos[0],
+            "--photo",
+            env.photos[1],
+            "--photo",
+            env.photos[2],
+            "--prompt",
+            "a cat",
+            "--quality",
+            "high",
+        ],
+        capture_output=True,
+        text=True,
+        input="",
+        timeout=120,
+    )
 
     assert result.returncode == 1
     assert "3 reference image(s)" in result.stderr and "high quality" in result.stderr
@@ -195,7 +218,11 @@ def test_on_a_terminal_the_cost_is_asked_about_before_sending(env, client):
         os.write(terminal, b"n\n")  # the user answers no
         result = subprocess.run(
             [sys.executable, "-m", "petwatch", "comic", "--photo", env.photos[0], "--prompt", "a cat"],
-            stdin=user_side, capture_output=True, text=True, timeout=120)
+            stdin=user_side,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         os.close(terminal)
         os.close(user_side)
@@ -234,8 +261,9 @@ def test_refine_sends_the_previous_comic_first_and_records_the_parent(env, clien
 
 def test_a_safety_rejection_keeps_the_job_and_a_retry_with_new_words_works(env, client):
     env.server.then("safety")
-    result = run_cli("comic", "--photo", env.photos[0], "--photo", env.photos[3],
-                     "--prompt", "my cat meets the president", "--yes")
+    result = run_cli(
+        "comic", "--photo", env.photos[0], "--photo", env.photos[3], "--prompt", "my cat meets the president", "--yes"
+    )
 
     assert result.returncode == 1
     assert "refused this comic for safety reasons" in result.stderr
@@ -341,10 +369,11 @@ def test_estimates_events_and_the_async_client(env, client):
 def test_jobs_survive_a_restart_with_a_clear_state(env, client):
     env.server.then("hang")
     hanging = client.comic_submit(env.photos[:1], "the cat waits")
-    wait_for(lambda: client.comic(hanging["id"])["state"] == "running"
-             and env.server.requests[-1].behaviour == "hang", what="hanging request")
-    queued = run_cli("comic", "--photo", env.photos[1], "--prompt", "the cat naps", "--yes",
-                     "--no-wait")
+    wait_for(
+        lambda: client.comic(hanging["id"])["state"] == "running" and env.server.requests[-1].behaviour == "hang",
+        what="hanging request",
+    )
+    queued = run_cli("comic", "--photo", env.photos[1], "--prompt", "the cat naps", "--yes", "--no-wait")
     assert queued.returncode == 0, queued.stderr
     queued_id = queued.stdout.strip()
     dropped = client.comic_submit(env.photos[:1], "never mind")
@@ -353,14 +382,17 @@ def test_jobs_survive_a_restart_with_a_clear_state(env, client):
     assert client.comic(queued_id)["state"] == "queued"
 
     env.daemon.stop()  # SIGTERM, with a request still in flight
-    on_disk = {job_id: json.loads((env.comics_dir / f"{job_id}.json").read_text())["state"]
-               for job_id in (hanging["id"], queued_id, dropped["id"])}
+    on_disk = {
+        job_id: json.loads((env.comics_dir / f"{job_id}.json").read_text())["state"]
+        for job_id in (hanging["id"], queued_id, dropped["id"])
+    }
     assert on_disk == {hanging["id"]: "running", queued_id: "queued", dropped["id"]: "cancelled"}
 
     sent_before = len(env.server.requests)
     # petwatch's own setting wins over OPENAI_BASE_URL (pointed at nothing here)
-    env.daemon = DaemonProcess({"PETWATCH_OPENAI_BASE_URL": env.server.base_url,
-                                "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}).start()
+    env.daemon = DaemonProcess(
+        {"PETWATCH_OPENAI_BASE_URL": env.server.base_url, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    ).start()
     with env.daemon.client() as after:
         interrupted = after.comic(hanging["id"])
         assert interrupted["state"] == "failed" and interrupted["error_kind"] == "interrupted"

@@ -29,9 +29,9 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import DATASETS, DaemonProcess, bundled_photos, run_cli, write_photos
 from PIL import Image
 
+from conftest import DATASETS, DaemonProcess, bundled_photos, run_cli, write_photos
 from petwatch import locations
 from petwatch import settings as settings_module
 
@@ -66,8 +66,13 @@ def snapshot(*roots: Path) -> dict[str, tuple]:
             digest = None
             if stat.S_ISREG(st.st_mode):
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            found[str(path)] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
-                                st.st_size if digest else None, st.st_mtime_ns, digest)
+            found[str(path)] = (
+                stat.S_IFMT(st.st_mode),
+                stat.S_IMODE(st.st_mode),
+                st.st_size if digest else None,
+                st.st_mtime_ns,
+                digest,
+            )
     return found
 
 
@@ -160,7 +165,7 @@ def copy_slowly(source: Path, target: Path, chunks: int = 8, pause: float = 0.3)
     size = -(-len(data) // chunks)
     with open(target, "wb") as out:
         for i in range(chunks):
-            out.write(data[i * size:(i + 1) * size])
+            out.write(data[i * size : (i + 1) * size])
             out.flush()
             os.fsync(out.fileno())
             last = time.monotonic()
@@ -244,8 +249,12 @@ def test_slowly_copied_photo_is_searchable_soon_and_never_read_half_written(home
         # Searching with the camera's own file (not the indexed copy, whose stored vector
         # would trivially match itself) finds the album copy with score ~1.0: the stored
         # vector was made from the whole file.
-        hit = wait_until(lambda: searchable(daemon, source, target), SEARCHABLE_WITHIN,
-                         f"{target.name} searchable after its last write", interval=0.2)
+        hit = wait_until(
+            lambda source=source, target=target: searchable(daemon, source, target),
+            SEARCHABLE_WITHIN,
+            f"{target.name} searchable after its last write",
+            interval=0.2,
+        )
         took = time.monotonic() - last_write
         assert hit["score"] == pytest.approx(1.0, abs=1e-4), hit
         daemon.wait_idle()
@@ -282,10 +291,18 @@ def test_renames_moves_and_deletes_are_reflected_without_re_embedding(home, star
     def settled(expect_present: list[Path], expect_gone: list[Path]) -> dict:
         def ok():
             hits = all_hits(daemon, query)
-            return hits if all(str(p) in hits for p in expect_present) and \
-                not any(str(p) in hits for p in expect_gone) else None
-        hits = wait_until(ok, 30, f"index shows {[p.name for p in expect_present]} "
-                                  f"and not {[p.name for p in expect_gone]}", interval=0.2)
+            return (
+                hits
+                if all(str(p) in hits for p in expect_present) and not any(str(p) in hits for p in expect_gone)
+                else None
+            )
+
+        hits = wait_until(
+            ok,
+            30,
+            f"index shows {[p.name for p in expect_present]} and not {[p.name for p in expect_gone]}",
+            interval=0.2,
+        )
         daemon.wait_idle()
         guard.check()
         return hits
@@ -356,8 +373,9 @@ def test_renames_moves_and_deletes_are_reflected_without_re_embedding(home, star
     shutil.rmtree(first / "sub2")
     guard.mark()
     hits = settled([], moved)
-    assert set(hits) == {str(p) for p in [first / "renamed.jpg", second / photos[1].name, target,
-                                          *(first / p.name for p in photos[3:6])]}
+    assert set(hits) == {
+        str(p) for p in [first / "renamed.jpg", second / photos[1].name, target, *(first / p.name for p in photos[3:6])]
+    }
     with daemon.client() as client:
         status = client.status()
     assert status["indexed"] == len(hits) and status["failed"] == 0
@@ -376,10 +394,12 @@ def _start_backfill(start_daemon, albums: Path, small_jpegs: list[Path]) -> tupl
     return album, daemon, Events(daemon)
 
 
-def _interrupt_backfill(daemon: DaemonProcess, events: Events, album: Path,
-                        sig: int) -> tuple[dict[str, int], list[str]]:
+def _interrupt_backfill(
+    daemon: DaemonProcess, events: Events, album: Path, sig: int
+) -> tuple[dict[str, int], list[str]]:
     """Wait until some photos are stored, note their indexed_at, then send ``sig``.
     Returns those notes and every photo the daemon had announced as stored by then."""
+
     def stored() -> list[str]:
         return [p for data in events.of("indexed") for p in data["paths"]]
 
@@ -390,8 +410,9 @@ def _interrupt_backfill(daemon: DaemonProcess, events: Events, album: Path,
     return noted, announced
 
 
-def _resume_and_check(start_daemon, album: Path, small_jpegs: list[Path], noted: dict[str, int],
-                      announced: list[str], guard: AlbumGuard) -> None:
+def _resume_and_check(
+    start_daemon, album: Path, small_jpegs: list[Path], noted: dict[str, int], announced: list[str], guard: AlbumGuard
+) -> None:
     time.sleep(1.1)  # indexed_at has second resolution: a re-embed now would show
     restarted_at = int(time.time())  # rows stored before the stop are older than this
     daemon = start_daemon()
@@ -426,8 +447,11 @@ def test_kill_9_mid_backfill_resumes_without_duplicates_or_re_embedding(home, st
     daemon.process.wait(30)
     events.close()
     # The Milvus Lite child notices its parent died and goes too (no orphan holding the DB).
-    wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in milvus),
-               30, "the killed daemon's Milvus child gone")
+    wait_until(
+        lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in milvus),
+        30,
+        "the killed daemon's Milvus child gone",
+    )
     # The crashed daemon's socket file is still there; status says how to start it all the same.
     assert locations.socket_path().exists()
     result = run_cli("status")
@@ -459,11 +483,13 @@ def test_sigterm_while_loading_exits_cleanly(home):
     configure_folders()
     daemon = DaemonProcess()
     with open(daemon.log, "ab") as log:
-        daemon.process = subprocess.Popen([sys.executable, "-m", "petwatch", "daemon"], env=daemon.env,
-                                          stdout=log, stderr=log)
+        daemon.process = subprocess.Popen(
+            [sys.executable, "-m", "petwatch", "daemon"], env=daemon.env, stdout=log, stderr=log
+        )
     lock = locations.daemon_lock()
-    wait_until(lambda: lock.exists() and lock.read_text().strip() == str(daemon.process.pid), 60,
-               "the instance lock taken")
+    wait_until(
+        lambda: lock.exists() and lock.read_text().strip() == str(daemon.process.pid), 60, "the instance lock taken"
+    )
     time.sleep(0.5)
     children = psutil.Process(daemon.process.pid).children(recursive=True)
     daemon.process.send_signal(signal.SIGTERM)
@@ -472,8 +498,9 @@ def test_sigterm_while_loading_exits_cleanly(home):
     finally:
         daemon.kill()  # never leave a daemon behind, whatever went wrong
     assert not locations.socket_path().exists()
-    wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in children),
-               30, "no child left")
+    wait_until(
+        lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in children), 30, "no child left"
+    )
     assert "Traceback" not in daemon.log.read_text()
 
 
@@ -483,8 +510,9 @@ def test_second_daemon_on_the_same_home_exits_with_a_clear_message(home, start_d
     write_photos(album, 2)
     configure_folders(album)
     daemon = start_daemon()
-    second = subprocess.run([sys.executable, "-m", "petwatch", "daemon"], capture_output=True, text=True,
-                            env=os.environ.copy(), timeout=120)
+    second = subprocess.run(
+        [sys.executable, "-m", "petwatch", "daemon"], capture_output=True, text=True, env=os.environ.copy(), timeout=120
+    )
     assert second.returncode != 0
     message = second.stderr.strip()
     assert "already running" in message and str(daemon.process.pid) in message, message
@@ -599,7 +627,9 @@ def test_folders_cli_persists_and_applies_live_and_missing_folder_goes_offline(h
 
     cli("folders", "remove", str(one))
     assert config_folders() == [str(two)]
-    wait_until(lambda: not any(str(p) in all_hits(daemon, query) for p in one_photos), 30, "removed folder's photos dropped")
+    wait_until(
+        lambda: not any(str(p) in all_hits(daemon, query) for p in one_photos), 30, "removed folder's photos dropped"
+    )
     assert [f["path"] for f in json.loads(cli("folders", "list", "--json"))] == [str(two)]
     result = run_cli("folders", "remove", str(one))
     assert result.returncode == 1 and "not a watched folder" in result.stderr

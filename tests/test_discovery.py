@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import dataset, run_cli
 
 from petwatch import discovery
-from tests.conftest import dataset, run_cli
 
 DAY = 86_400
 PETS = 4  # individuals, each photographed on several days
@@ -143,6 +143,10 @@ def test_the_pets_that_recur_are_found_named_dismissed_and_merged_for_good(home,
 @pytest.mark.parametrize("photos", [1, 2])
 def test_too_few_photos_make_no_group(photos):
     vectors = np.ones((photos, 8), dtype=np.float32) / np.sqrt(8)
-    group = discovery.Group(1, discovery.OPEN, None, [
-        discovery.PetPhoto(f"/a/{i}.jpg", f"{i}", v, i, "dog", "pug") for i, v in enumerate(vectors)])
+    group = discovery.Group(
+        1,
+        discovery.OPEN,
+        None,
+        [discovery.PetPhoto(f"/a/{i}.jpg", f"{i}", v, i, "dog", "pug") for i, v in enumerate(vectors)],
+    )
     assert not group.recurs()

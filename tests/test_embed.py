@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TEST_MODEL, bundled_photos
 from PIL import Image
 
+from conftest import TEST_MODEL, bundled_photos
 from petwatch.embed import Embedder, pick_dtype
 
 
@@ -28,6 +28,7 @@ def test_bfloat16_vectors_match_float32_and_rank_the_same(photos):
     # Every similarity between two photos moves by less than a hundredth: scores, thresholds and
     # rankings (bar near-ties) stay as they were; bench_quality.py measures the mAP.
     assert np.abs(a @ a.T - b @ b.T).max() < 0.01
+
 
 def test_auto_precision_is_float32_on_cuda_and_where_bfloat16_is_emulated(monkeypatch):
     import petwatch.embed as embed

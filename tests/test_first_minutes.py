@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from conftest import DaemonProcess, run_cli, write_photos
-
-from petwatch import locations, settings as settings_module
+from petwatch import locations
+from petwatch import settings as settings_module
 
 NON_UTF8 = b"caf\xe9 from an old FAT stick.jpg"  # Latin-1: not valid UTF-8
 
@@ -33,8 +33,9 @@ def _start_daemon_process(env: dict | None = None) -> DaemonProcess:
     """A real daemon, not yet waited for (DaemonProcess.start waits until it serves)."""
     daemon = DaemonProcess(env)
     handle = open(daemon.log, "ab")
-    daemon.process = subprocess.Popen([sys.executable, "-m", "petwatch", "daemon"], env=daemon.env,
-                                      stdout=handle, stderr=handle)
+    daemon.process = subprocess.Popen(
+        [sys.executable, "-m", "petwatch", "daemon"], env=daemon.env, stdout=handle, stderr=handle
+    )
     return daemon
 
 
@@ -48,8 +49,9 @@ def test_no_command_warns_about_the_runtime_dir_and_config_shows_the_one_used():
         for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
             env[name] = str(scratch / name.lower())
         env["TMPDIR"] = str(scratch)  # where the runtime dir falls back to, without /run/user/UID
-        config = subprocess.run([sys.executable, "-m", "petwatch", "config"], capture_output=True,
-                                text=True, env=env, timeout=120)
+        config = subprocess.run(
+            [sys.executable, "-m", "petwatch", "config"], capture_output=True, text=True, env=env, timeout=120
+        )
         assert config.returncode == 0, config.stderr
         assert "Warning" not in config.stderr and "runtime" not in config.stderr, config.stderr
         paths = dict(line.split(None, 1) for line in config.stdout.split("\n\n")[0].splitlines()[1:])
@@ -57,8 +59,9 @@ def test_no_command_warns_about_the_runtime_dir_and_config_shows_the_one_used():
         assert Path(paths["socket"]).parent == runtime
         if not os.path.isdir(f"/run/user/{os.getuid()}"):
             assert runtime == scratch / f"petwatch-{os.getuid()}"
-        status = subprocess.run([sys.executable, "-m", "petwatch", "status"], capture_output=True,
-                                text=True, env=env, timeout=120)
+        status = subprocess.run(
+            [sys.executable, "-m", "petwatch", "status"], capture_output=True, text=True, env=env, timeout=120
+        )
         assert status.returncode == 1
         assert status.stderr.count("\n") == 1, status.stderr  # one line, no warning before it
         assert f"no socket at {paths['socket']}" in status.stderr, status.stderr
@@ -174,8 +177,9 @@ def test_a_file_name_that_is_not_utf8_can_be_the_query(home, start_daemon):
     ranks = [line.split(None, 2) for line in search.stdout.splitlines()]
     assert {path for _rank, _score, path in ranks[:2]} == {raw, os.fsencode(photos[0])}  # the same bytes
     assert float(ranks[0][1]) > 0.999
-    as_json = subprocess.run([sys.executable, "-m", "petwatch", "search", raw, "--json"], capture_output=True,
-                             timeout=120)
+    as_json = subprocess.run(
+        [sys.executable, "-m", "petwatch", "search", raw, "--json"], capture_output=True, timeout=120
+    )
     assert as_json.returncode == 0, as_json.stderr
     assert raw in [os.fsencode(hit["path"]) for hit in json.loads(as_json.stdout)]
 

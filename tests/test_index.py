@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
+from tests.album import snapshot
+from tests.conftest import TEST_MODEL, dataset, run_cli, write_photos
 
 from petwatch import settings
 from petwatch.embed import Embedder
 from petwatch.errors import PetwatchError
 from petwatch.library import Library
-from tests.album import snapshot
-from tests.conftest import TEST_MODEL, dataset, run_cli, write_photos
 
 
 @pytest.fixture(scope="module")
@@ -237,8 +237,9 @@ def test_unreadable_directory_is_reported_not_fatal(home, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to an unprivileged user")
     try:
-        subprocess.run([sys.executable, "-c", "import petwatch"], user=65534, check=True,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-c", "import petwatch"], user=65534, check=True, capture_output=True, timeout=60
+        )
     except (PermissionError, subprocess.CalledProcessError):
         pytest.skip("this Python install is not usable by an unprivileged user (e.g. under /root)")
     album = tmp_path / "album"
@@ -252,8 +253,13 @@ def test_unreadable_directory_is_reported_not_fatal(home, tmp_path):
         path.chmod(0o644)
     env = {**os.environ, "HOME": str(home)}
     result = subprocess.run(
-        [sys.executable, "-m", "petwatch", "index", str(album)], capture_output=True, text=True,
-        env=env, user=65534, timeout=300)
+        [sys.executable, "-m", "petwatch", "index", str(album)],
+        capture_output=True,
+        text=True,
+        env=env,
+        user=65534,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "indexed 2" in result.stdout and "cannot list directory" in result.stdout
 

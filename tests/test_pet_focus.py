@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tests.conftest import TEST_MODEL, dataset, run_cli
 
 from petwatch import settings
 from petwatch.embed import Embedder
 from petwatch.library import Library, collection_name
 from petwatch.protocol import PET_SPECIES
 from petwatch.store import BASE_FIELDS, Store
-from tests.conftest import TEST_MODEL, dataset, run_cli
 
 # Photos the test model labels with margin to spare (pet score > 0.8 for the cats, < 0.05 for
 # the landscapes), so that the test checks petwatch, not a borderline classification.
@@ -45,8 +45,9 @@ def _album(folder: Path) -> dict[str, list[Path]]:
 
 def _dogs(pets: Path) -> list[str]:
     """The first photo of each of four dog breeds (names differ between samples)."""
-    return [f"{breed}/{sorted((pets / breed).glob('*.jpg'))[0].name}"
-            for breed in ("beagle", "pug", "samoyed", "boxer")]
+    return [
+        f"{breed}/{sorted((pets / breed).glob('*.jpg'))[0].name}" for breed in ("beagle", "pug", "samoyed", "boxer")
+    ]
 
 
 def test_a_cat_is_stored_as_a_cat_and_a_landscape_as_no_pet(home, embedder, tmp_path):
@@ -137,8 +138,10 @@ def _make_old_format(library: Library, tmp_path: Path) -> dict[str, np.ndarray]:
     client = store.client
     from pymilvus import DataType, MilvusClient
 
-    schema = MilvusClient.create_schema(auto_id=False, description=json.dumps(
-        {"petwatch_schema": 1, "model": library.embedder.identity, "dim": library.embedder.dim}))
+    schema = MilvusClient.create_schema(
+        auto_id=False,
+        description=json.dumps({"petwatch_schema": 1, "model": library.embedder.identity, "dim": library.embedder.dim}),
+    )
     schema.add_field("pk", DataType.INT64, is_primary=True)
     schema.add_field("photo_id", DataType.INT64)
     schema.add_field("view", DataType.INT8)
@@ -166,8 +169,7 @@ def test_an_old_format_library_is_upgraded_with_nothing_lost_and_no_mixed_search
     whole.indexer.reconcile([str(album_dir)])
     vectors = _make_old_format(whole, tmp_path)
     query = album["dog"][0]
-    old = Store(whole.store.uri, whole.settings.collection, whole.embedder.identity, whole.embedder.dim,
-                create=False)
+    old = Store(whole.store.uri, whole.settings.collection, whole.embedder.identity, whole.embedder.dim, create=False)
     before = [(h.path, round(h.score, 5)) for h in old.search(vectors[str(query)], 14)]
     whole.close()
 
@@ -194,7 +196,8 @@ def test_an_old_format_library_is_upgraded_with_nothing_lost_and_no_mixed_search
         assert library.store.collection == collection_name(library.settings.collection, "petfocus1")
         assert not library.store.client.has_collection(library.settings.collection)  # the old one is gone
         assert library.store.count() == 15 and set(library.indexer.catalog) == {
-            str(p) for paths in album.values() for p in paths} | {str(late)}
+            str(p) for paths in album.values() for p in paths
+        } | {str(late)}
         assert library.indexer.reconcile([str(album_dir)]).indexed == 0  # nothing twice
         after = library.find(str(query), 15, species=list(PET_SPECIES))
         assert after.partial is None and {h.species for h in after.hits} <= set(PET_SPECIES)
@@ -208,8 +211,7 @@ def test_an_old_format_library_is_upgraded_with_nothing_lost_and_no_mixed_search
         reopened.close()
 
 
-def test_the_daemon_upgrades_an_old_library_in_the_background_and_says_so(home, embedder, tmp_path,
-                                                                          start_daemon):
+def test_the_daemon_upgrades_an_old_library_in_the_background_and_says_so(home, embedder, tmp_path, start_daemon):
     from petwatch.settings import update_config_file
 
     album_dir = tmp_path / "album"

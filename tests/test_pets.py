@@ -12,16 +12,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATASETS, dataset, run_cli
 
+from conftest import DATASETS, dataset, run_cli
 from petwatch import pets
 from petwatch.errors import PetwatchError
 
 PET_BREED = "pug"  # "the pet" in the daemon tests
 OTHER_BREEDS = ["Abyssinian", "Bengal", "Persian", "samoyed"]  # unlike a pug
 # Breeds that look alike (tabby cats, bull terriers), so that one photo is not enough.
-LOOK_ALIKES = ["Egyptian_Mau", "Bengal", "Abyssinian", "american_pit_bull_terrier",
-               "staffordshire_bull_terrier", "american_bulldog", "pug", "boxer"]
+LOOK_ALIKES = [
+    "Egyptian_Mau",
+    "Bengal",
+    "Abyssinian",
+    "american_pit_bull_terrier",
+    "staffordshire_bull_terrier",
+    "american_bulldog",
+    "pug",
+    "boxer",
+]
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -121,15 +129,22 @@ def test_names_are_checked():
 def test_book_keeps_profiles_and_marks_by_content_hash_across_reopen(tmp_path):
     book = pets.PetBook(tmp_path / "state.sqlite3")
     book.create("Cola")
-    book.put("Cola", [pets.Mark("h1", "/a/1.jpg", pets.EXAMPLE, unit(1, 0), "m/1", 1.0),
-                      pets.Mark("h2", "/a/2.jpg", pets.NOT, unit(0, 1), "m/1", 2.0)])
+    book.put(
+        "Cola",
+        [
+            pets.Mark("h1", "/a/1.jpg", pets.EXAMPLE, unit(1, 0), "m/1", 1.0),
+            pets.Mark("h2", "/a/2.jpg", pets.NOT, unit(0, 1), "m/1", 2.0),
+        ],
+    )
     book.put("Cola", [pets.Mark("h2", "/b/renamed.jpg", pets.YES, unit(0, 1), "m/1", 3.0)])  # same bytes
     book.close()
     book = pets.PetBook(tmp_path / "state.sqlite3")
     assert book.find("cola") == "Cola"  # names are case-insensitive
     profile = book.load("COLA")
     assert [(m.content_hash, m.kind, m.path) for m in profile.marks] == [
-        ("h1", "example", "/a/1.jpg"), ("h2", "yes", "/b/renamed.jpg")]
+        ("h1", "example", "/a/1.jpg"),
+        ("h2", "yes", "/b/renamed.jpg"),
+    ]
     assert np.allclose(profile.vectors(pets.POSITIVE)[0], unit(1, 0))
     assert book.forget("Cola", ["h2"]) == 1
     assert book.delete("cola") and book.load("Cola") is None and book.names() == []
@@ -201,8 +216,7 @@ def test_profile_from_three_photos_beats_a_single_photo(library, tmp_path):
             single.append(average_precision(ranked, relevant))
         book.add(breed, examples)
         proto = pets.prototype(book.book.load(breed).vectors(pets.POSITIVE))
-        scores = {path: pets.score_views(views, proto)[0] for path, views in vectors.items()
-                  if path not in examples}
+        scores = {path: pets.score_views(views, proto)[0] for path, views in vectors.items() if path not in examples}
         profile.append(average_precision(sorted(scores, key=scores.get, reverse=True), relevant))
         album = {hit["path"] for hit in book.album(breed)["hits"]}
         recall.append(len(relevant & album) / len(relevant))
@@ -234,8 +248,9 @@ def test_marks_made_by_another_model_are_taken_again_from_the_index_or_the_file(
     before = {m.content_hash: m.vector for m in profiles.book.load("Cola").marks}
     profiles.close()
     with sqlite3.connect(locations.state_db()) as db:  # as if another model had made them
-        db.execute("UPDATE pet_marks SET model = 'old-model/x/1280', vector = ?",
-                   (np.zeros(1280, np.float32).tobytes(),))
+        db.execute(
+            "UPDATE pet_marks SET model = 'old-model/x/1280', vector = ?", (np.zeros(1280, np.float32).tobytes(),)
+        )
     profiles = pets.Pets(lib, locations.state_db())
     summary = profiles.summary("Cola")
     assert summary["stale"] == [] and (summary["examples"], summary["rejected"]) == (3, 1)
@@ -279,8 +294,11 @@ def test_new_photo_of_the_pet_joins_its_album_live_with_an_event(pet_setup, star
         events = Events(client)
         new = album / spare[0].name
         shutil.copyfile(spare[0], new)
-        event = wait_until(lambda: next((e for e in events.of("pet") if str(new) in e["new"]), None),
-                           60, "a pet event for the new photo")
+        event = wait_until(
+            lambda: next((e for e in events.of("pet") if str(new) in e["new"]), None),
+            60,
+            "a pet event for the new photo",
+        )
         assert event["name"] == "Cola" and event["count"] == len(before) + 1
         other = album / "not_a_pug.jpg"  # another breed's photo: no pet event for it
         shutil.copyfile(breed_photos(OTHER_BREEDS[-1])[0], other)

@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from tests.conftest import bundled_photos, dataset
 
 from petwatch import photos
-from tests.conftest import bundled_photos, dataset
 
 LIMIT = 180_000_000
 
@@ -90,7 +90,7 @@ def test_every_fixture_is_indexed_or_skipped_with_a_reason():
 def test_special_images_decode_to_rgb(tmp_path):
     cases = {
         "cmyk.jpg": Image.new("CMYK", (64, 48), (0, 128, 255, 0)),
-        "gray16.png": Image.fromarray((np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20)),
+        "gray16.png": Image.fromarray(np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20),
         "tiny.png": Image.new("RGB", (1, 1), (10, 20, 30)),
         "strip.png": Image.new("RGB", (30000, 200), (10, 20, 30)),
         "alpha.png": Image.new("RGBA", (64, 48), (10, 20, 30, 0)),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from petwatch import locations, settings
 from tests.conftest import run_cli
+
+from petwatch import locations, settings
 
 
 def test_petwatch_home_holds_every_location(home):
@@ -15,14 +16,14 @@ def test_petwatch_home_holds_every_location(home):
 
 def test_config_file_and_env_both_apply_env_wins(home):
     locations.config_file().parent.mkdir(parents=True)
-    locations.config_file().write_text('batch_size = 8\ntop_k = 7\n')
+    locations.config_file().write_text("batch_size = 8\ntop_k = 7\n")
     loaded = settings.load()
     assert (loaded.batch_size, loaded.top_k) == (8, 7)
 
 
 def test_env_overrides_config_file(home, monkeypatch):
     locations.config_file().parent.mkdir(parents=True)
-    locations.config_file().write_text('top_k = 7\n')
+    locations.config_file().write_text("top_k = 7\n")
     monkeypatch.setenv("PETWATCH_TOP_K", "9")
     assert settings.load().top_k == 9
 
@@ -36,7 +37,7 @@ def test_bad_value_is_one_line_naming_the_setting(home):
 
 def test_unknown_key_in_config_file_is_named(home):
     locations.config_file().parent.mkdir(parents=True)
-    locations.config_file().write_text('batch_sise = 8\n')
+    locations.config_file().write_text("batch_sise = 8\n")
     result = run_cli("config")
     assert result.returncode == 1 and "batch_sise" in result.stderr
 
@@ -54,7 +55,7 @@ def test_config_prints_every_setting_and_path(home):
 
 def test_update_config_file_keeps_comments(home):
     locations.config_file().parent.mkdir(parents=True)
-    locations.config_file().write_text('# my comment\ntop_k = 5\n')
+    locations.config_file().write_text("# my comment\ntop_k = 5\n")
     settings.update_config_file(folders=[str(home)])
     text = locations.config_file().read_text()
     assert "# my comment" in text and settings.load().folders == [home]

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DaemonProcess, run_cli
 
+from conftest import DaemonProcess, run_cli
 from petwatch import settings as settings_module
 from petwatch.daemon import systemd
 
@@ -62,8 +62,9 @@ def test_daemon_notifies_ready_pings_the_watchdog_and_says_stopping(home, tmp_pa
     notify = NotifySocket(home / "notify.sock")
     daemon = DaemonProcess({"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "2000000"})
     handle = open(daemon.log, "ab")
-    daemon.process = subprocess.Popen([sys.executable, "-m", "petwatch", "daemon"], env=daemon.env,
-                                      stdout=handle, stderr=handle)
+    daemon.process = subprocess.Popen(
+        [sys.executable, "-m", "petwatch", "daemon"], env=daemon.env, stdout=handle, stderr=handle
+    )
     try:
         notify.receive_until(lambda m: "READY=1" in _lines(m), 120)
         # Ready means ready: the socket answers right away (Type=notify orders dependents on it).
@@ -89,8 +90,7 @@ def test_no_watchdog_pings_for_another_process(home, tmp_path):
     """WATCHDOG_PID names the process systemd watches; a child that inherits the env keeps quiet."""
     settings_module.update_config_file(folders=[])
     notify = NotifySocket(home / "notify.sock")
-    daemon = DaemonProcess({"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "200000",
-                            "WATCHDOG_PID": "1"})
+    daemon = DaemonProcess({"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"})
     daemon.start()
     try:
         notify.receive_until(lambda m: "READY=1" in _lines(m), 120)
@@ -111,7 +111,8 @@ def test_repository_unit_is_the_template_with_a_home_exec_start():
     assert "@EXEC_START@" in template
     expected = _significant(template.replace("@EXEC_START@", REPO_EXEC_START))
     assert _significant(REPO_UNIT.read_text()) == expected, (
-        "systemd/petwatch.service differs from src/petwatch/petwatch.service.in: change both")
+        "systemd/petwatch.service differs from src/petwatch/petwatch.service.in: change both"
+    )
     assert "petwatch service install" in REPO_UNIT.read_text()  # says how to really install
 
 
@@ -125,10 +126,16 @@ def _systemd_analyze() -> str:
 def _verify(unit: Path, home: Path) -> subprocess.CompletedProcess:
     runtime = home / "xdg-runtime"
     runtime.mkdir(mode=0o700, exist_ok=True)
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(home),
-           "XDG_CONFIG_HOME": str(home / "xdg-config"), "SYSTEMD_LOG_LEVEL": "notice"}
-    return subprocess.run([_systemd_analyze(), "verify", "--user", str(unit)], capture_output=True,
-                          text=True, env=env, timeout=60)
+    env = {
+        **os.environ,
+        "XDG_RUNTIME_DIR": str(runtime),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "xdg-config"),
+        "SYSTEMD_LOG_LEVEL": "notice",
+    }
+    return subprocess.run(
+        [_systemd_analyze(), "verify", "--user", str(unit)], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def test_rendered_unit_passes_systemd_analyze_verify(tmp_path):
@@ -180,7 +187,10 @@ def test_service_install_no_start_writes_the_unit_under_xdg_config_home(home, tm
     shown = run_cli("service", "show", env={"XDG_CONFIG_HOME": str(config_home)})
     assert shown.stdout == text
     assert sorted(p.relative_to(config_home).as_posix() for p in config_home.rglob("*")) == [
-        "systemd", "systemd/user", "systemd/user/petwatch.service"]
+        "systemd",
+        "systemd/user",
+        "systemd/user/petwatch.service",
+    ]
     if shutil.which("systemd-analyze"):
         verified = _verify(unit, tmp_path)
         assert verified.returncode == 0, verified.stderr

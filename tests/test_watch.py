@@ -65,7 +65,7 @@ def test_a_file_being_written_is_handed_on_only_after_its_writer_closes_it(watch
     target = folder / "slow.jpg"
     with open(target, "wb") as out:
         for i in range(4):
-            out.write(JPEG[i * 2000:(i + 1) * 2000])
+            out.write(JPEG[i * 2000 : (i + 1) * 2000])
             out.flush()
             os.fsync(out.fileno())
             time.sleep(SETTLE * 2)  # pauses longer than the settle time: the open writer counts
@@ -102,8 +102,10 @@ def test_a_photo_moved_out_or_deleted_is_handed_on_at_once(watched, tmp_path):
     recorder.wait(lambda: len(recorder.hinted()) >= 2, "created")
     os.rename(folder / "out.jpg", tmp_path / "out.jpg")
     (folder / "gone.jpg").unlink()
-    recorder.wait(lambda: [str(folder / "out.jpg")] in recorder.files and [str(folder / "gone.jpg")] in recorder.files,
-                  "moved out and deleted")
+    recorder.wait(
+        lambda: [str(folder / "out.jpg")] in recorder.files and [str(folder / "gone.jpg")] in recorder.files,
+        "moved out and deleted",
+    )
 
 
 def test_a_new_directory_filled_afterwards_has_each_file_settled(watched):
@@ -114,7 +116,7 @@ def test_a_new_directory_filled_afterwards_has_each_file_settled(watched):
     # the new directory is watched; the writes after that are seen, and hold it back.
     with open(trip / "one.jpg", "wb") as out:
         for i in range(6):
-            out.write(JPEG[i * 100:(i + 1) * 100])
+            out.write(JPEG[i * 100 : (i + 1) * 100])
             out.flush()
             time.sleep(SETTLE / 3)
         time.sleep(SETTLE * 2)
@@ -149,15 +151,18 @@ def test_other_files_are_ignored(watched):
 
 
 # --- the settle rule, without the clock --------------------------------------------------------
-@pytest.mark.parametrize(("writing", "size", "still", "settled"), [
-    (None, 100, SETTLE * 2, True),  # created (or moved in by a poll), stood still
-    (False, 100, SETTLE * 2, True),  # closed after writing, stood still
-    (True, 100, SETTLE * 10, False),  # a writer holds it open
-    (None, 0, SETTLE * 10, False),  # created empty, its writer has not begun
-    (False, 0, SETTLE * 2, True),  # closed empty: it really is empty (indexing reports why not)
-    (None, 100, SETTLE / 2, False),  # still changing
-    (True, 100, STALE_WRITER_SECONDS, True),  # a writer that never closes stops blocking
-])
+@pytest.mark.parametrize(
+    ("writing", "size", "still", "settled"),
+    [
+        (None, 100, SETTLE * 2, True),  # created (or moved in by a poll), stood still
+        (False, 100, SETTLE * 2, True),  # closed after writing, stood still
+        (True, 100, SETTLE * 10, False),  # a writer holds it open
+        (None, 0, SETTLE * 10, False),  # created empty, its writer has not begun
+        (False, 0, SETTLE * 2, True),  # closed empty: it really is empty (indexing reports why not)
+        (None, 100, SETTLE / 2, False),  # still changing
+        (True, 100, STALE_WRITER_SECONDS, True),  # a writer that never closes stops blocking
+    ],
+)
 def test_settle_rule(writing, size, still, settled):
     settler = _Settler(SETTLE)
     entry = _Pending(size=size, mtime_ns=1, since=100.0, writing=writing)

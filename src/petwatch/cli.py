@@ -63,9 +63,11 @@ def _daemon() -> DaemonClient | None:
                 deadline = time.monotonic() + STARTING_WAIT_SECONDS
             elif time.monotonic() > deadline:
                 client.close()
-                raise PetwatchError(f"the daemon is still starting after {STARTING_WAIT_SECONDS:.0f}s: "
-                                    f"see its log ({locations.log_file()}, or journalctl --user -u "
-                                    "petwatch) and `petwatch status`") from None
+                raise PetwatchError(
+                    f"the daemon is still starting after {STARTING_WAIT_SECONDS:.0f}s: "
+                    f"see its log ({locations.log_file()}, or journalctl --user -u "
+                    "petwatch) and `petwatch status`"
+                ) from None
             time.sleep(0.25)
         except DaemonUnavailable:
             break
@@ -130,10 +132,12 @@ def _follow_progress(progress: ProgressLine) -> None:
 
 
 def _print_report(report: dict) -> None:
-    print(f"indexed {report['indexed']}, reused {report['reused']} (renamed or copied), "
-          f"unchanged {report['unchanged']}, removed {report['removed']}, "
-          f"skipped {len(report['skipped'])}, failed {len(report['failed'])} "
-          f"in {report['seconds']:.1f}s")
+    print(
+        f"indexed {report['indexed']}, reused {report['reused']} (renamed or copied), "
+        f"unchanged {report['unchanged']}, removed {report['removed']}, "
+        f"skipped {len(report['skipped'])}, failed {len(report['failed'])} "
+        f"in {report['seconds']:.1f}s"
+    )
     for label in ("skipped", "failed"):
         for path, reason in sorted(report[label].items()):
             print(f"  {label}: {path}: {reason}")
@@ -146,10 +150,14 @@ def _upgrade_note(upgrade: dict | None, partial: bool = False) -> str:
         return ""
     done = f"{upgrade['done']:,} of {upgrade['total']:,} photos"
     if partial:
-        return (f"note: the index is being upgraded to pet-focused vectors ({done} so far), and only "
-                "those carry species: these results are from them alone")
-    return (f"note: the index is being upgraded to pet-focused vectors ({done} so far); until it "
-            "finishes, searches use the previous vectors of every photo")
+        return (
+            f"note: the index is being upgraded to pet-focused vectors ({done} so far), and only "
+            "those carry species: these results are from them alone"
+        )
+    return (
+        f"note: the index is being upgraded to pet-focused vectors ({done} so far); until it "
+        "finishes, searches use the previous vectors of every photo"
+    )
 
 
 def _species(args) -> list[str] | None:
@@ -168,8 +176,7 @@ def cmd_search(args) -> int:
     species = _species(args)
     client = _daemon()
     if client is not None:
-        reply = client.search(image=os.path.abspath(args.image), top_k=top_k, min_score=min_score,
-                              species=species)
+        reply = client.search(image=os.path.abspath(args.image), top_k=top_k, min_score=min_score, species=species)
         hits, upgrade, partial = reply["hits"], reply.get("upgrade"), reply.get("partial", False)
     else:
         library = _open_library()
@@ -253,8 +260,10 @@ def cmd_folders(args) -> int:
         if client is not None:
             folders = client.folders()
         else:
-            folders = [{"path": str(f), "mode": "daemon not running", "online": f.is_dir(), "photos": None}
-                       for f in settings_module.load().folders]
+            folders = [
+                {"path": str(f), "mode": "daemon not running", "online": f.is_dir(), "photos": None}
+                for f in settings_module.load().folders
+            ]
     else:
         path = os.path.abspath(os.path.expanduser(args.path))
         if client is not None:
@@ -285,8 +294,7 @@ def _edit_folders_offline(action: str, path: str) -> list[dict]:
         current.remove(path)
     settings_module.update_config_file(folders=current)
     print("saved; the daemon is not running: start it with `petwatch daemon` to index", file=sys.stderr)
-    return [{"path": f, "mode": "daemon not running", "online": os.path.isdir(f), "photos": None}
-            for f in current]
+    return [{"path": f, "mode": "daemon not running", "online": os.path.isdir(f), "photos": None} for f in current]
 
 
 def cmd_rescan(args) -> int:
@@ -347,10 +355,8 @@ def cmd_comic(args) -> int:
     if args.pet:  # the best photos of the pet's album (petwatch pets show NAME)
         photos += [p for p in client.pet_paths(args.pet, args.pet_photos) if p not in photos]
     if not photos and not args.refine:
-        raise PetwatchError("select your pet: give at least one --photo PATH "
-                            f"(up to {MAX_REFERENCES})")
-    estimate = client.comic_estimate(photos=photos or None, size=args.size, quality=args.quality,
-                                     parent=args.refine)
+        raise PetwatchError(f"select your pet: give at least one --photo PATH (up to {MAX_REFERENCES})")
+    estimate = client.comic_estimate(photos=photos or None, size=args.size, quality=args.quality, parent=args.refine)
     refining = f" (the comic {args.refine} first, then the photos)" if args.refine else ""
     _print_comic_estimate(estimate, refining)
     if estimate["within_budget"]:  # over the cap, the daemon refuses and says why
@@ -363,11 +369,16 @@ def cmd_comic(args) -> int:
 
 
 def _print_comic_estimate(estimate: dict, refining: str = "") -> None:
-    print(f"comic: {estimate['references']} reference image(s){refining}, {estimate['size']}, "
-          f"{estimate['quality']} quality, {estimate['model']}", file=sys.stderr)
-    line = (f"estimated cost: about ${estimate['usd']:.2f} (image ${estimate['output_usd']:.3f} "
-            f"+ inputs ${estimate['input_usd']:.3f}); today ${estimate['spent_today_usd']:.2f} "
-            f"spent or queued of the ${estimate['budget_usd']:.2f} daily cap")
+    print(
+        f"comic: {estimate['references']} reference image(s){refining}, {estimate['size']}, "
+        f"{estimate['quality']} quality, {estimate['model']}",
+        file=sys.stderr,
+    )
+    line = (
+        f"estimated cost: about ${estimate['usd']:.2f} (image ${estimate['output_usd']:.3f} "
+        f"+ inputs ${estimate['input_usd']:.3f}); today ${estimate['spent_today_usd']:.2f} "
+        f"spent or queued of the ${estimate['budget_usd']:.2f} daily cap"
+    )
     print(line, file=sys.stderr)
     if not estimate["within_budget"]:
         print("this comic would go over today's cap (comic_daily_budget_usd)", file=sys.stderr)
@@ -377,8 +388,7 @@ def _confirm_spending(yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise PetwatchError("not sent: a comic costs money; confirm with --yes "
-                            "(there is no terminal to ask on)")
+        raise PetwatchError("not sent: a comic costs money; confirm with --yes (there is no terminal to ask on)")
     print("send it? [y/N] ", end="", file=sys.stderr, flush=True)
     if sys.stdin.readline().strip().lower() not in ("y", "yes"):
         raise PetwatchError("not sent")
@@ -397,25 +407,33 @@ def _comic_outcome(client: DaemonClient, job: dict, args) -> int:
     try:
         job = _follow_comic(client, job["id"])
     except KeyboardInterrupt:
-        print(f"\nstopped waiting; comic {job['id']} goes on in the daemon: see "
-              f"`petwatch comics show {job['id']}` (or `petwatch comics cancel {job['id']}`)",
-              file=sys.stderr)
+        print(
+            f"\nstopped waiting; comic {job['id']} goes on in the daemon: see "
+            f"`petwatch comics show {job['id']}` (or `petwatch comics cancel {job['id']}`)",
+            file=sys.stderr,
+        )
         return 130
     if args.json:
         _print_json(job)
     if job["state"] == "succeeded":
         cost = job.get("cost_usd")
-        print(f"cost ${cost:.3f} (the API's reported usage)" if cost is not None
-              else f"cost about ${job['estimated_cost_usd']:.2f} (estimate)", file=sys.stderr)
+        print(
+            f"cost ${cost:.3f} (the API's reported usage)"
+            if cost is not None
+            else f"cost about ${job['estimated_cost_usd']:.2f} (estimate)",
+            file=sys.stderr,
+        )
         if not args.json:
             print(job["image"])
         return 0
     if job["state"] == "cancelled":
         print(f"petwatch: comic {job['id']} was cancelled", file=sys.stderr)
         return 1
-    print(f"petwatch: comic {job['id']} failed: {job.get('error') or 'unknown error'} "
-          f"Retry with `petwatch comics retry {job['id']}` (add --prompt \"...\" to change the words).",
-          file=sys.stderr)
+    print(
+        f"petwatch: comic {job['id']} failed: {job.get('error') or 'unknown error'} "
+        f'Retry with `petwatch comics retry {job["id"]}` (add --prompt "..." to change the words).',
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -446,8 +464,10 @@ def _follow_comic(client: DaemonClient, job_id: str) -> dict:
             except queue.Empty:
                 job = client.comic(job_id)
     except DaemonUnavailable:
-        raise PetwatchError(f"the daemon stopped while making comic {job_id}; start it again "
-                            f"(`petwatch daemon`) and see `petwatch comics show {job_id}`") from None
+        raise PetwatchError(
+            f"the daemon stopped while making comic {job_id}; start it again "
+            f"(`petwatch daemon`) and see `petwatch comics show {job_id}`"
+        ) from None
     return job
 
 
@@ -481,8 +501,9 @@ def cmd_comics(args) -> int:
         return 0
     # retry: the old selection, size, quality and parent, optionally new words
     old = client.comic(args.id)
-    estimate = client.comic_estimate(photos=old["photos"], size=old["size"], quality=old["quality"],
-                                     parent=old["parent"])
+    estimate = client.comic_estimate(
+        photos=old["photos"], size=old["size"], quality=old["quality"], parent=old["parent"]
+    )
     _print_comic_estimate(estimate, f" (again, as comic {args.id})")
     if estimate["within_budget"]:
         _confirm_spending(args.yes)
@@ -496,8 +517,14 @@ def _print_comic(job: dict) -> None:
         print(f"{'photos' if number == 0 else '':<10}{photo}")
     print(f"drawing   {job['size']}, {job['quality']} quality, {job['model']}")
     cost = job.get("cost_usd")
-    print("cost      " + (f"${cost:.3f} (reported usage)" if cost is not None
-                           else f"about ${job['estimated_cost_usd']:.2f} (estimate)"))
+    print(
+        "cost      "
+        + (
+            f"${cost:.3f} (reported usage)"
+            if cost is not None
+            else f"about ${job['estimated_cost_usd']:.2f} (estimate)"
+        )
+    )
     print(f"created   {job['created_at']}" + (f", finished {job['finished_at']}" if job.get("finished_at") else ""))
     if job.get("image"):
         print(f"image     {job['image']}")
@@ -530,8 +557,10 @@ def cmd_pets(args) -> int:
         pet = client.group_action(args.group, "name", {"name": args.name})
     elif args.action == "add":
         if not args.photo:
-            raise PetwatchError("give example photos (--photo PATH...) or a group found for you "
-                                "(--group ID, see `petwatch pets discover`)")
+            raise PetwatchError(
+                "give example photos (--photo PATH...) or a group found for you "
+                "(--group ID, see `petwatch pets discover`)"
+            )
         pet = client.pet_add(args.name, args.photo)
     elif args.action == "mark":
         pet = client.pet_mark(args.name, args.paths, args.mark)
@@ -561,11 +590,15 @@ def _pets_found(client: DaemonClient, args) -> int:
         if args.json:
             _print_json(groups)
         elif not groups:
-            print("no pets found yet: they appear once a pet shows up in at least "
-                  "3 photos from 2 different days or folders")
+            print(
+                "no pets found yet: they appear once a pet shows up in at least "
+                "3 photos from 2 different days or folders"
+            )
         else:
-            print(f"found {len(groups)} pet{'s' if len(groups) != 1 else ''} in your photos; name one with "
-                  "`petwatch pets add NAME --group ID`, or `petwatch pets dismiss ID` if it is not yours")
+            print(
+                f"found {len(groups)} pet{'s' if len(groups) != 1 else ''} in your photos; name one with "
+                "`petwatch pets add NAME --group ID`, or `petwatch pets dismiss ID` if it is not yours"
+            )
             for group in [] if args.json else groups:
                 print(_group_line(group))
         return 0
@@ -583,15 +616,20 @@ def _pets_found(client: DaemonClient, args) -> int:
 
 
 def _group_line(group: dict) -> str:
-    status = f"  [{group['status']}{': ' + group['name'] if group.get('name') else ''}]" \
-        if group["status"] != "open" else ""
-    return (f"group {group['id']:>4}  {group['size']:>5} photos  {group['species']}, {group['breed']}  "
-            f"{group['first_day']} - {group['last_day']}  cover {group['cover']}{status}")
+    status = (
+        f"  [{group['status']}{': ' + group['name'] if group.get('name') else ''}]" if group["status"] != "open" else ""
+    )
+    return (
+        f"group {group['id']:>4}  {group['size']:>5} photos  {group['species']}, {group['breed']}  "
+        f"{group['first_day']} - {group['last_day']}  cover {group['cover']}{status}"
+    )
 
 
 def _pet_line(pet: dict) -> str:
-    return (f"{pet['name']}: {pet['count']} photos (threshold {pet['threshold']:.3f}; "
-            f"{pet['examples']} examples, {pet['confirmed']} confirmed, {pet['rejected']} rejected)")
+    return (
+        f"{pet['name']}: {pet['count']} photos (threshold {pet['threshold']:.3f}; "
+        f"{pet['examples']} examples, {pet['confirmed']} confirmed, {pet['rejected']} rejected)"
+    )
 
 
 def cmd_daemon(args) -> int:
@@ -618,8 +656,11 @@ def cmd_tui(args) -> int:
     # Without a terminal on both ends (piped to head, run from cron, stdin from /dev/null) the
     # TUI cannot draw or read keys, and Textual would spin at full CPU instead of stopping.
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        print("petwatch: the terminal UI needs a terminal (stdin and stdout); in scripts use "
-              "the commands, e.g. `petwatch search IMAGE --json` (see `petwatch --help`)", file=sys.stderr)
+        print(
+            "petwatch: the terminal UI needs a terminal (stdin and stdout); in scripts use "
+            "the commands, e.g. `petwatch search IMAGE --json` (see `petwatch --help`)",
+            file=sys.stderr,
+        )
         return 2
     sys.stderr.reconfigure(errors="surrogateescape")  # Textual draws there: file names as on stdout
     from petwatch.tui.app import run as run_tui
@@ -629,7 +670,8 @@ def cmd_tui(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="petwatch", description="Find every photo of your pet from one example photo.")
+        prog="petwatch", description="Find every photo of your pet from one example photo."
+    )
     parser.add_argument("--version", action="version", version=f"petwatch {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -648,12 +690,17 @@ def build_parser() -> argparse.ArgumentParser:
     search = with_json(command("search", cmd_search, "the indexed photos most like IMAGE"))
     search.add_argument("image", metavar="IMAGE")
     search.add_argument("--top-k", type=_top_k, default=None, metavar="K", help="number of hits (1-1000)")
-    search.add_argument("--min-score", type=_score, default=None, metavar="S",
-                        help="minimum cosine similarity (-1..1)")
-    search.add_argument("--pets-only", action="store_true",
-                        help="only photos that show a dog or a cat (filtered inside the index)")
-    search.add_argument("--species", action="append", choices=SPECIES, metavar="SPECIES",
-                        help=f"only photos of this species ({', '.join(SPECIES)}); repeatable")
+    search.add_argument("--min-score", type=_score, default=None, metavar="S", help="minimum cosine similarity (-1..1)")
+    search.add_argument(
+        "--pets-only", action="store_true", help="only photos that show a dog or a cat (filtered inside the index)"
+    )
+    search.add_argument(
+        "--species",
+        action="append",
+        choices=SPECIES,
+        metavar="SPECIES",
+        help=f"only photos of this species ({', '.join(SPECIES)}); repeatable",
+    )
 
     with_json(command("stats", cmd_stats, "photos indexed, model, database"))
     with_json(command("status", cmd_status, "what the daemon is doing, and failures"))
@@ -672,31 +719,45 @@ def build_parser() -> argparse.ArgumentParser:
     command("daemon", cmd_daemon, "run the daemon in the foreground")
     command("tui", cmd_tui, "the terminal UI (also: petwatch with no command)")
 
-    comic = with_json(command("comic", cmd_comic,
-                              "draw a comic of your pet from reference photos (OpenAI image API; costs money)"))
-    comic.add_argument("--photo", action="append", metavar="PATH",
-                       help=f"a reference photo of the pet; repeat for more (1-{MAX_REFERENCES})")
+    comic = with_json(
+        command("comic", cmd_comic, "draw a comic of your pet from reference photos (OpenAI image API; costs money)")
+    )
+    comic.add_argument(
+        "--photo",
+        action="append",
+        metavar="PATH",
+        help=f"a reference photo of the pet; repeat for more (1-{MAX_REFERENCES})",
+    )
     comic.add_argument("--prompt", required=True, help="what should happen in the comic")
     comic.add_argument("--size", choices=_comic_choices("comic_size"), help="default: comic_size")
-    comic.add_argument("--quality", choices=_comic_choices("comic_quality"),
-                       help="default: comic_quality (higher costs more)")
-    comic.add_argument("--refine", metavar="ID",
-                       help="revise comic ID (sent first as a reference); --photo defaults to its photos")
+    comic.add_argument(
+        "--quality", choices=_comic_choices("comic_quality"), help="default: comic_quality (higher costs more)"
+    )
+    comic.add_argument(
+        "--refine", metavar="ID", help="revise comic ID (sent first as a reference); --photo defaults to its photos"
+    )
     comic.add_argument("--yes", "-y", action="store_true", help="send without asking about the cost")
-    comic.add_argument("--pet", metavar="NAME",
-                       help="add the best photos of this pet's album as references (petwatch pets)")
-    comic.add_argument("--pet-photos", type=int, default=4, choices=range(1, MAX_REFERENCES + 1),
-                       metavar="N",
-                       help="how many of the pet's photos --pet adds (default 4)")
+    comic.add_argument(
+        "--pet", metavar="NAME", help="add the best photos of this pet's album as references (petwatch pets)"
+    )
+    comic.add_argument(
+        "--pet-photos",
+        type=int,
+        default=4,
+        choices=range(1, MAX_REFERENCES + 1),
+        metavar="N",
+        help="how many of the pet's photos --pet adds (default 4)",
+    )
     comic.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
 
     comics = commands.add_parser("comics", help="comic jobs: list, show, retry, cancel")
     comic_actions = comics.add_subparsers(dest="action", metavar="ACTION", required=True)
-    with_json(comic_actions.add_parser("list", help="every comic, newest first")).set_defaults(
-        handler=cmd_comics)
-    for action, help_text in (("show", "one comic: record, refinement chain, image path"),
-                              ("cancel", "cancel a queued or running comic"),
-                              ("retry", "submit a finished comic again (after a failure, say)")):
+    with_json(comic_actions.add_parser("list", help="every comic, newest first")).set_defaults(handler=cmd_comics)
+    for action, help_text in (
+        ("show", "one comic: record, refinement chain, image path"),
+        ("cancel", "cancel a queued or running comic"),
+        ("retry", "submit a finished comic again (after a failure, say)"),
+    ):
         sub = with_json(comic_actions.add_parser(action, help=help_text))
         sub.add_argument("id", metavar="ID")
         sub.set_defaults(handler=cmd_comics)
@@ -709,29 +770,45 @@ def build_parser() -> argparse.ArgumentParser:
     pet_actions = pets.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = with_json(pet_actions.add_parser("add", help="create a pet from example photos (or add examples)"))
     add.add_argument("name", metavar="NAME")
-    add.add_argument("--photo", action="extend", nargs="+", metavar="PATH",
-                     help="example photos of the pet (three or more work best)")
-    add.add_argument("--group", type=int, metavar="ID",
-                     help="instead of --photo: a group of pets found for you (petwatch pets discover)")
+    add.add_argument(
+        "--photo",
+        action="extend",
+        nargs="+",
+        metavar="PATH",
+        help="example photos of the pet (three or more work best)",
+    )
+    add.add_argument(
+        "--group",
+        type=int,
+        metavar="ID",
+        help="instead of --photo: a group of pets found for you (petwatch pets discover)",
+    )
     with_json(pet_actions.add_parser("list", help="every pet, with its album's size"))
-    show = with_json(pet_actions.add_parser("show", aliases=["album"],
-                                            help="the album: every photo of the pet, best first, with scores"))
+    show = with_json(
+        pet_actions.add_parser(
+            "show", aliases=["album"], help="the album: every photo of the pet, best first, with scores"
+        )
+    )
     show.add_argument("name", metavar="NAME")
     show.add_argument("--top", type=int, default=None, metavar="N", help="only the N best photos")
-    show.add_argument("--paths", action="store_true",
-                      help="print only the paths, one a line (e.g. for `petwatch comic --photo`)")
+    show.add_argument(
+        "--paths", action="store_true", help="print only the paths, one a line (e.g. for `petwatch comic --photo`)"
+    )
     mark = with_json(pet_actions.add_parser("mark", help="teach a pet: --not (not my pet), --yes (my pet)"))
     mark.add_argument("name", metavar="NAME")
     mark.add_argument("paths", nargs="+", metavar="PATH")
     which = mark.add_mutually_exclusive_group(required=True)
     which.add_argument("--not", dest="mark", action="store_const", const="not", help="not this pet")
-    which.add_argument("--yes", dest="mark", action="store_const", const="yes",
-                       help="this pet (also adds a photo the album missed)")
+    which.add_argument(
+        "--yes", dest="mark", action="store_const", const="yes", help="this pet (also adds a photo the album missed)"
+    )
     which.add_argument("--forget", dest="mark", action="store_const", const="forget", help="drop the mark")
     pet_actions.add_parser("remove", help="remove a pet profile (its photos are untouched)").add_argument(
-        "name", metavar="NAME")
-    discover = with_json(pet_actions.add_parser(
-        "discover", help="the pets found in your photos: groups of one individual that recur"))
+        "name", metavar="NAME"
+    )
+    discover = with_json(
+        pet_actions.add_parser("discover", help="the pets found in your photos: groups of one individual that recur")
+    )
     discover.add_argument("--all", action="store_true", help="dismissed and named groups too")
     dismiss = with_json(pet_actions.add_parser("dismiss", help="a group found is not your pet: hide it for good"))
     dismiss.add_argument("id", type=int, metavar="ID")

@@ -37,8 +37,9 @@ class DaemonStarting(DaemonUnavailable):
     """The daemon runs but is still loading (its socket answers 503 with state "starting")."""
 
     def __init__(self, pid: int | None, uptime_s: float) -> None:
-        PetwatchError.__init__(self, f"the petwatch daemon is {STARTING} (pid {pid}, up "
-                                     f"{uptime_s:.0f}s): try again in a few seconds")
+        PetwatchError.__init__(
+            self, f"the petwatch daemon is {STARTING} (pid {pid}, up {uptime_s:.0f}s): try again in a few seconds"
+        )
         self.pid, self.uptime_s = pid, uptime_s
 
 
@@ -79,10 +80,22 @@ class _Api:
     """Request shapes shared by both clients: (method, url, kwargs) per call."""
 
     @staticmethod
-    def search(image: str | None = None, photo: str | None = None, top_k: int = 20,
-               min_score: float = 0.0, offset: int = 0, species: list[str] | None = None) -> tuple[str, str, dict]:
-        body = {"image": _sent(image), "photo": _sent(photo), "top_k": top_k, "min_score": min_score,
-                "offset": offset, "species": species}
+    def search(
+        image: str | None = None,
+        photo: str | None = None,
+        top_k: int = 20,
+        min_score: float = 0.0,
+        offset: int = 0,
+        species: list[str] | None = None,
+    ) -> tuple[str, str, dict]:
+        body = {
+            "image": _sent(image),
+            "photo": _sent(photo),
+            "top_k": top_k,
+            "min_score": min_score,
+            "offset": offset,
+            "species": species,
+        }
         return "POST", "/search", {"json": body}
 
     # --- photos and folders: paths as the daemon decodes them (petwatch.paths)
@@ -104,22 +117,33 @@ class _Api:
 
     # --- comics: (method, url, kwargs); photo paths made absolute here, in the caller's cwd
     @staticmethod
-    def comic_submit(photos: list[str], prompt: str, size: str | None = None,
-                     quality: str | None = None, parent: str | None = None) -> tuple[str, str, dict]:
-        body = {"photos": _absolute(photos), "prompt": prompt, "size": size, "quality": quality,
-                "parent": parent}
+    def comic_submit(
+        photos: list[str], prompt: str, size: str | None = None, quality: str | None = None, parent: str | None = None
+    ) -> tuple[str, str, dict]:
+        body = {"photos": _absolute(photos), "prompt": prompt, "size": size, "quality": quality, "parent": parent}
         return "POST", "/comics", {"json": body}
 
     @staticmethod
-    def comic_estimate(n: int | None = None, photos: list[str] | None = None, size: str | None = None,
-                       quality: str | None = None, parent: str | None = None) -> tuple[str, str, dict]:
-        body = {"n": n, "photos": _absolute(photos) if photos else None, "size": size,
-                "quality": quality, "parent": parent}
+    def comic_estimate(
+        n: int | None = None,
+        photos: list[str] | None = None,
+        size: str | None = None,
+        quality: str | None = None,
+        parent: str | None = None,
+    ) -> tuple[str, str, dict]:
+        body = {
+            "n": n,
+            "photos": _absolute(photos) if photos else None,
+            "size": size,
+            "quality": quality,
+            "parent": parent,
+        }
         return "POST", "/comics/estimate", {"json": body}
 
     @staticmethod
-    def comic_refine(job_id: str, prompt: str, photos: list[str] | None = None, size: str | None = None,
-                     quality: str | None = None) -> tuple[str, str, dict]:
+    def comic_refine(
+        job_id: str, prompt: str, photos: list[str] | None = None, size: str | None = None, quality: str | None = None
+    ) -> tuple[str, str, dict]:
         body = {"prompt": prompt, "photos": _absolute(photos or []), "size": size, "quality": quality}
         return "POST", f"{_comic_url(job_id)}/refine", {"json": body}
 
@@ -181,8 +205,7 @@ def _pet_url(name: str) -> str:
 class DaemonClient:
     def __init__(self, socket: Path | None = None, timeout: float = 30.0) -> None:
         self.socket = socket or locations.socket_path()
-        self._http = httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)),
-                                  base_url=BASE, timeout=timeout)
+        self._http = httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url=BASE, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -201,8 +224,9 @@ class DaemonClient:
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError):
             raise DaemonUnavailable(self.socket) from None
         except httpx.TimeoutException:
-            raise PetwatchError(f"the daemon did not answer {method} {url} in time; "
-                                "see its log (journalctl --user -u petwatch)") from None
+            raise PetwatchError(
+                f"the daemon did not answer {method} {url} in time; see its log (journalctl --user -u petwatch)"
+            ) from None
         _raise_for(response)
         return response
 
@@ -220,8 +244,15 @@ class DaemonClient:
     def status(self) -> dict:
         return self.call("GET", "/status")
 
-    def search(self, image: str | None = None, photo: str | None = None, top_k: int = 20,
-               min_score: float = 0.0, offset: int = 0, species: list[str] | None = None) -> dict:
+    def search(
+        self,
+        image: str | None = None,
+        photo: str | None = None,
+        top_k: int = 20,
+        min_score: float = 0.0,
+        offset: int = 0,
+        species: list[str] | None = None,
+    ) -> dict:
         method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset, species)
         return self.call(method, url, **kwargs)
 
@@ -258,14 +289,25 @@ class DaemonClient:
         return self.request(method, url, **kwargs).content
 
     # --- comics (the daemon owns the jobs) ------------------------------------------------
-    def comic_submit(self, photos: list[str], prompt: str, size: str | None = None,
-                     quality: str | None = None, parent: str | None = None) -> dict:
+    def comic_submit(
+        self,
+        photos: list[str],
+        prompt: str,
+        size: str | None = None,
+        quality: str | None = None,
+        parent: str | None = None,
+    ) -> dict:
         method, url, kwargs = _Api.comic_submit(photos, prompt, size, quality, parent)
         return self.call(method, url, **kwargs)
 
-    def comic_estimate(self, n: int | None = None, photos: list[str] | None = None,
-                       size: str | None = None, quality: str | None = None,
-                       parent: str | None = None) -> dict:
+    def comic_estimate(
+        self,
+        n: int | None = None,
+        photos: list[str] | None = None,
+        size: str | None = None,
+        quality: str | None = None,
+        parent: str | None = None,
+    ) -> dict:
         method, url, kwargs = _Api.comic_estimate(n, photos, size, quality, parent)
         return self.call(method, url, **kwargs)
 
@@ -279,8 +321,14 @@ class DaemonClient:
     def comic_cancel(self, job_id: str) -> dict:
         return self.call("POST", f"{_comic_url(job_id)}/cancel")
 
-    def comic_refine(self, job_id: str, prompt: str, photos: list[str] | None = None,
-                     size: str | None = None, quality: str | None = None) -> dict:
+    def comic_refine(
+        self,
+        job_id: str,
+        prompt: str,
+        photos: list[str] | None = None,
+        size: str | None = None,
+        quality: str | None = None,
+    ) -> dict:
         method, url, kwargs = _Api.comic_refine(job_id, prompt, photos, size, quality)
         return self.call(method, url, **kwargs)
 
@@ -348,8 +396,9 @@ class AsyncDaemonClient:
 
     def __init__(self, socket: Path | None = None, timeout: float = 30.0) -> None:
         self.socket = socket or locations.socket_path()
-        self._http = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(self.socket)),
-                                       base_url=BASE, timeout=timeout)
+        self._http = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=str(self.socket)), base_url=BASE, timeout=timeout
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -372,8 +421,15 @@ class AsyncDaemonClient:
     async def status(self) -> dict:
         return await self.call("GET", "/status")
 
-    async def search(self, image: str | None = None, photo: str | None = None, top_k: int = 20,
-                     min_score: float = 0.0, offset: int = 0, species: list[str] | None = None) -> dict:
+    async def search(
+        self,
+        image: str | None = None,
+        photo: str | None = None,
+        top_k: int = 20,
+        min_score: float = 0.0,
+        offset: int = 0,
+        species: list[str] | None = None,
+    ) -> dict:
         method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset, species)
         return await self.call(method, url, **kwargs)
 
@@ -403,14 +459,25 @@ class AsyncDaemonClient:
         return (await self.request(method, url, **kwargs)).content
 
     # --- comics (the daemon owns the jobs) ------------------------------------------------
-    async def comic_submit(self, photos: list[str], prompt: str, size: str | None = None,
-                           quality: str | None = None, parent: str | None = None) -> dict:
+    async def comic_submit(
+        self,
+        photos: list[str],
+        prompt: str,
+        size: str | None = None,
+        quality: str | None = None,
+        parent: str | None = None,
+    ) -> dict:
         method, url, kwargs = _Api.comic_submit(photos, prompt, size, quality, parent)
         return await self.call(method, url, **kwargs)
 
-    async def comic_estimate(self, n: int | None = None, photos: list[str] | None = None,
-                             size: str | None = None, quality: str | None = None,
-                             parent: str | None = None) -> dict:
+    async def comic_estimate(
+        self,
+        n: int | None = None,
+        photos: list[str] | None = None,
+        size: str | None = None,
+        quality: str | None = None,
+        parent: str | None = None,
+    ) -> dict:
         method, url, kwargs = _Api.comic_estimate(n, photos, size, quality, parent)
         return await self.call(method, url, **kwargs)
 
@@ -424,8 +491,14 @@ class AsyncDaemonClient:
     async def comic_cancel(self, job_id: str) -> dict:
         return await self.call("POST", f"{_comic_url(job_id)}/cancel")
 
-    async def comic_refine(self, job_id: str, prompt: str, photos: list[str] | None = None,
-                           size: str | None = None, quality: str | None = None) -> dict:
+    async def comic_refine(
+        self,
+        job_id: str,
+        prompt: str,
+        photos: list[str] | None = None,
+        size: str | None = None,
+        quality: str | None = None,
+    ) -> dict:
         method, url, kwargs = _Api.comic_refine(job_id, prompt, photos, size, quality)
         return await self.call(method, url, **kwargs)
 

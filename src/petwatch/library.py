@@ -25,8 +25,8 @@ from petwatch import locations, photos
 from petwatch.embed import CAT, DOG, PET_FOCUS_RECIPE, WHOLE_RECIPE, Embedder, PetFocus
 from petwatch.errors import PetwatchError
 from petwatch.index import FailureLog, FileStat, Indexer, IndexReport, Progress, failed_unchanged
-from petwatch.settings import Settings
 from petwatch.protocol import PET_SPECIES
+from petwatch.settings import Settings
 from petwatch.store import CatalogEntry, Hit, PhotoRow, Store, petwatch_collections
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,16 @@ def open_embedder(settings: Settings, recipes: Sequence[str | None] = ()) -> Emb
     """The settings' model; with pet focus where the settings ask for it or an index being
     upgraded holds pet-focused vectors (the queries for it need them)."""
     focus = settings.pet_focus or PET_FOCUS_RECIPE in recipes
-    return Embedder(settings.model, settings.model_weights, settings.device, settings.batch_size,
-                    settings.decode_threads, settings.region_views, settings.precision,
-                    PetFocus() if focus else None)
+    return Embedder(
+        settings.model,
+        settings.model_weights,
+        settings.device,
+        settings.batch_size,
+        settings.decode_threads,
+        settings.region_views,
+        settings.precision,
+        PetFocus() if focus else None,
+    )
 
 
 def collection_name(base: str, recipe: str) -> str:
@@ -118,11 +125,16 @@ class Upgrade:
 
     def status(self) -> dict:
         total = len(self.source.catalog)
-        return {"from": self.source.store.recipe or WHOLE_RECIPE, "to": self.indexer.store.recipe,
-                "done": total - len(self.pending()), "total": total}
+        return {
+            "from": self.source.store.recipe or WHOLE_RECIPE,
+            "to": self.indexer.store.recipe,
+            "done": total - len(self.pending()),
+            "total": total,
+        }
 
-    def step(self, limit: int, progress: Progress | None = None,
-             should_stop: Callable[[], bool] = lambda: False) -> tuple[IndexReport, bool]:
+    def step(
+        self, limit: int, progress: Progress | None = None, should_stop: Callable[[], bool] = lambda: False
+    ) -> tuple[IndexReport, bool]:
         """Embed up to ``limit`` pending photos; (report, whether nothing is left to embed).
         A photo that cannot be read now (an offline folder) waits; one that fails is
         recorded as a failure, as a new photo would be."""
@@ -162,8 +174,9 @@ class Library:
         for name in stale:
             log.info("dropping %s, left by an upgrade that did not finish", name)
             Store.drop_named(uri, token, name)
-        store = Store(uri, collection_name(base, target_recipe), identity, dim, token,
-                      recipe=target_recipe, upgrading_from=source)
+        store = Store(
+            uri, collection_name(base, target_recipe), identity, dim, token, recipe=target_recipe, upgrading_from=source
+        )
         indexer = self._indexer(store)
         self.upgrade: Upgrade | None = None
         self._species_counts: tuple[tuple[str, int, int, int], dict[str, int]] | None = None
@@ -172,14 +185,28 @@ class Library:
         else:
             self.store, self.indexer = older, self._indexer(older, mirror=indexer)
             self.upgrade = Upgrade(indexer, self.indexer)
-            log.info("upgrading the index from %s to %s vectors in the background: %s",
-                     older.recipe or WHOLE_RECIPE, target_recipe, self.upgrade.status())
-        log.info("library open: %d photos, model %s, %.1fs", len(self.indexer.catalog),
-                 self.identity, time.monotonic() - started)
+            log.info(
+                "upgrading the index from %s to %s vectors in the background: %s",
+                older.recipe or WHOLE_RECIPE,
+                target_recipe,
+                self.upgrade.status(),
+            )
+        log.info(
+            "library open: %d photos, model %s, %.1fs",
+            len(self.indexer.catalog),
+            self.identity,
+            time.monotonic() - started,
+        )
 
     def _indexer(self, store: Store, mirror: Indexer | None = None) -> Indexer:
-        return Indexer(store, self.embedder, self.failures, self.settings.max_image_pixels,
-                       self.settings.draft_decode, mirror=mirror)
+        return Indexer(
+            store,
+            self.embedder,
+            self.failures,
+            self.settings.max_image_pixels,
+            self.settings.draft_decode,
+            mirror=mirror,
+        )
 
     @property
     def identity(self) -> str:
@@ -204,8 +231,12 @@ class Library:
     def upgrade_status(self) -> dict | None:
         return None if self.upgrade is None else self.upgrade.status()
 
-    def upgrade_step(self, limit: int = UPGRADE_STEP, progress: Progress | None = None,
-                     should_stop: Callable[[], bool] = lambda: False) -> IndexReport | None:
+    def upgrade_step(
+        self,
+        limit: int = UPGRADE_STEP,
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> IndexReport | None:
         """One step of the upgrade (None: there is none). When the new index holds every photo,
         it takes over and the older one is dropped."""
         if self.upgrade is None:
@@ -223,8 +254,9 @@ class Library:
         older.drop()  # not closed: its connection is the new index's too (one per URI)
         log.info("index upgraded to %s vectors: %d photos", self.store.recipe, len(self.indexer.catalog))
 
-    def run_upgrade(self, progress: Progress | None = None,
-                    should_stop: Callable[[], bool] = lambda: False) -> IndexReport:
+    def run_upgrade(
+        self, progress: Progress | None = None, should_stop: Callable[[], bool] = lambda: False
+    ) -> IndexReport:
         """The whole upgrade at once (the CLI without a daemon)."""
         report = IndexReport()
         while self.upgrade is not None and not should_stop():
@@ -255,15 +287,23 @@ class Library:
         if self.is_current(path) and (row := store.get(path)) is not None:
             return row.vector
         try:
-            image = photos.open_upright(path, self.settings.max_image_pixels,
-                                        self.embedder.decode_min_side if self.settings.draft_decode else None)
+            image = photos.open_upright(
+                path,
+                self.settings.max_image_pixels,
+                self.embedder.decode_min_side if self.settings.draft_decode else None,
+            )
         except photos.PhotoError as error:
             raise PetwatchError(f"cannot use {image_path} as a query: {error}") from None
         focused, whole = self.embedder.embed_query(image)
         return whole if store.recipe in (None, WHOLE_RECIPE) else focused
 
-    def find(self, image_path: str, top_k: int | None = None, min_score: float | None = None,
-             species: Sequence[str] | None = None) -> Found:
+    def find(
+        self,
+        image_path: str,
+        top_k: int | None = None,
+        min_score: float | None = None,
+        species: Sequence[str] | None = None,
+    ) -> Found:
         """The photos most like ``image_path``, best first (of these species, when given)."""
         top_k = top_k or self.settings.top_k
         if not 1 <= top_k <= MAX_TOP_K:
@@ -276,13 +316,19 @@ class Library:
         # Region views: a photo scores its best view. It has at most `views` rows, so the
         # top k * views rows hold the top k photos.
         best: dict[str, Hit] = {}
-        for hit in store.search(vector, top_k * self.embedder.views, min_score,
-                                whole_image_only=False, species=species):
+        for hit in store.search(
+            vector, top_k * self.embedder.views, min_score, whole_image_only=False, species=species
+        ):
             best.setdefault(hit.path, hit)  # rows come best first
         return Found(list(best.values())[:top_k], partial)
 
-    def search(self, image_path: str, top_k: int | None = None, min_score: float | None = None,
-               species: Sequence[str] | None = None) -> list[Hit]:
+    def search(
+        self,
+        image_path: str,
+        top_k: int | None = None,
+        min_score: float | None = None,
+        species: Sequence[str] | None = None,
+    ) -> list[Hit]:
         return self.find(image_path, top_k, min_score, species).hits
 
     def pet_rows(self) -> Iterator[PhotoRow]:
@@ -307,9 +353,14 @@ class Library:
     def stats(self) -> Stats:
         counts = self.species_counts()
         return Stats(
-            photos=len(self.indexer.catalog), model=self.embedder.name, dim=self.embedder.dim,
+            photos=len(self.indexer.catalog),
+            model=self.embedder.name,
+            dim=self.embedder.dim,
             db=self.store.uri if not self.store.is_lite else str(Path(self.store.uri)),
-            db_bytes=self.store.disk_bytes(), failures=self.failures.count(),
-            dogs=counts[DOG], cats=counts[CAT],
-            recipe=self.store.recipe or WHOLE_RECIPE, upgrade=self.upgrade_status(),
+            db_bytes=self.store.disk_bytes(),
+            failures=self.failures.count(),
+            dogs=counts[DOG],
+            cats=counts[CAT],
+            recipe=self.store.recipe or WHOLE_RECIPE,
+            upgrade=self.upgrade_status(),
         )

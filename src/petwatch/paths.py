@@ -34,6 +34,6 @@ def decode_path(stored: str) -> str:
     if not stored.startswith(PREFIX):
         return stored
     try:
-        return os.fsdecode(base64.b64decode(stored[len(PREFIX):], altchars=b"-_", validate=True))
+        return os.fsdecode(base64.b64decode(stored[len(PREFIX) :], altchars=b"-_", validate=True))
     except binascii.Error as error:
         raise ValueError(f"{PREFIX} is not followed by a base64 file name ({error})") from None

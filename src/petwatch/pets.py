@@ -80,8 +80,9 @@ def loo_scores(positives: np.ndarray) -> list[float]:
     return [float(p @ unit_vector(total - p)) for p in positives]
 
 
-def score_views(views: np.ndarray, proto: np.ndarray, negatives: np.ndarray | None = None,
-                margin: float = SUPPRESS_MARGIN) -> tuple[float, int]:
+def score_views(
+    views: np.ndarray, proto: np.ndarray, negatives: np.ndarray | None = None, margin: float = SUPPRESS_MARGIN
+) -> tuple[float, int]:
     """(score, best view) of one photo's views (views x dim) against a profile."""
     sims = np.asarray(views, dtype=np.float32) @ proto
     best = int(np.argmax(sims))
@@ -99,8 +100,9 @@ def suppress(positive: float, negative: float, margin: float = SUPPRESS_MARGIN) 
     return positive - max(0.0, negative - positive + margin)
 
 
-def threshold(background: Sequence[float], examples: np.ndarray,
-              rejected: Sequence[float] = (), gamma: float = GAMMA) -> float:
+def threshold(
+    background: Sequence[float], examples: np.ndarray, rejected: Sequence[float] = (), gamma: float = GAMMA
+) -> float:
     """The album's cut: between the library's median score and the examples' own (LOO)
     scores, raised halfway towards rejected photos that would still clear it."""
     loo = loo_scores(examples)
@@ -124,8 +126,10 @@ def rejected_scores(proto: np.ndarray, negatives: np.ndarray, margin: float = SU
 def check_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_NAME or not _NAME.match(name) or name.startswith("-"):
-        raise PetwatchError(f"a pet's name is 1 to {MAX_NAME} characters, without / \\ or control "
-                            f"characters, not starting with '-': {name!r}")
+        raise PetwatchError(
+            f"a pet's name is 1 to {MAX_NAME} characters, without / \\ or control "
+            f"characters, not starting with '-': {name!r}"
+        )
     return name
 
 
@@ -206,11 +210,18 @@ class PetBook:
             if row is None:
                 return None
             marks = [
-                Mark(content_hash, os.fsdecode(path), kind,
-                     None if blob is None else np.frombuffer(blob, dtype=np.float32).copy(), model, at)
+                Mark(
+                    content_hash,
+                    os.fsdecode(path),
+                    kind,
+                    None if blob is None else np.frombuffer(blob, dtype=np.float32).copy(),
+                    model,
+                    at,
+                )
                 for content_hash, path, kind, model, blob, at in self._db.execute(
-                    "SELECT content_hash, path, kind, model, vector, at FROM pet_marks WHERE pet = ?"
-                    " ORDER BY at", (row[0],))
+                    "SELECT content_hash, path, kind, model, vector, at FROM pet_marks WHERE pet = ? ORDER BY at",
+                    (row[0],),
+                )
             ]
         return Profile(row[0], row[1], marks)
 
@@ -218,14 +229,26 @@ class PetBook:
         with self._lock:
             self._db.executemany(
                 "INSERT OR REPLACE INTO pet_marks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(name, m.content_hash, os.fsencode(m.path), m.kind, m.model,
-                  None if m.vector is None else np.asarray(m.vector, np.float32).tobytes(), m.at)
-                 for m in marks])
+                [
+                    (
+                        name,
+                        m.content_hash,
+                        os.fsencode(m.path),
+                        m.kind,
+                        m.model,
+                        None if m.vector is None else np.asarray(m.vector, np.float32).tobytes(),
+                        m.at,
+                    )
+                    for m in marks
+                ],
+            )
 
     def forget(self, name: str, hashes: Iterable[str]) -> int:
         with self._lock:
-            return sum(self._db.execute("DELETE FROM pet_marks WHERE pet = ? AND content_hash = ?",
-                                        (name, h)).rowcount for h in hashes)
+            return sum(
+                self._db.execute("DELETE FROM pet_marks WHERE pet = ? AND content_hash = ?", (name, h)).rowcount
+                for h in hashes
+            )
 
 
 # --- the service the daemon runs --------------------------------------------------------------
@@ -280,8 +303,9 @@ class Pets:
         stored = self.book.find(name.strip())
         if stored is None:
             known = ", ".join(self.book.names()) or "none yet"
-            raise PetwatchError(f"no pet named {name!r} (known: {known}); "
-                                f"create one with `petwatch pets add NAME --photo PHOTO...`")
+            raise PetwatchError(
+                f"no pet named {name!r} (known: {known}); create one with `petwatch pets add NAME --photo PHOTO...`"
+            )
         return stored
 
     # --- commands -------------------------------------------------------------------------------
@@ -348,10 +372,14 @@ class Pets:
         profile = state.profile
         stale = [m.path for m in profile.marks if m.vector is None]
         return {
-            "name": name, "created_at": profile.created_at,
-            "examples": profile.count(EXAMPLE), "confirmed": profile.count(YES),
-            "rejected": profile.count(NOT), "threshold": round(state.threshold, 4),
-            "count": len(album), "stale": stale,
+            "name": name,
+            "created_at": profile.created_at,
+            "examples": profile.count(EXAMPLE),
+            "confirmed": profile.count(YES),
+            "rejected": profile.count(NOT),
+            "threshold": round(state.threshold, 4),
+            "count": len(album),
+            "stale": stale,
             "example_paths": [m.path for m in profile.marks if m.kind == EXAMPLE],
         }
 
@@ -364,14 +392,15 @@ class Pets:
             self._known[name] = set(album)
         summary = self.summary(name)
         ranked = sorted(album.items(), key=lambda item: -item[1])
-        window = ranked[offset:offset + limit if limit else None]
+        window = ranked[offset : offset + limit if limit else None]
         marks = {m.content_hash: m.kind for m in state.profile.marks}
         hits = []
         for path, score in window:
             entry = self._catalog.get(path)
             content_hash = entry.content_hash if entry else ""
-            hits.append({"path": path, "score": round(score, 4), "content_hash": content_hash,
-                         "mark": marks.get(content_hash)})
+            hits.append(
+                {"path": path, "score": round(score, 4), "content_hash": content_hash, "mark": marks.get(content_hash)}
+            )
         return {**summary, "offset": offset, "hits": hits}
 
     def top_paths(self, name: str, count: int) -> list[str]:
@@ -390,9 +419,11 @@ class Pets:
         for row in rows:
             views.setdefault(row.path, []).append(row)
         pets_only = self.library.store.has_pet_fields
-        vectors = {path: np.asarray([r.vector for r in sorted(found, key=lambda r: r.view)], dtype=np.float32)
-                   for path, found in views.items()
-                   if not pets_only or found[0].species in PET_SPECIES}
+        vectors = {
+            path: np.asarray([r.vector for r in sorted(found, key=lambda r: r.view)], dtype=np.float32)
+            for path, found in views.items()
+            if not pets_only or found[0].species in PET_SPECIES
+        }
         try:
             return self._match_new(vectors)
         except Exception:  # noqa: BLE001 - a profile problem must never stop indexing
@@ -445,8 +476,9 @@ class Pets:
         self._refresh_vectors(profile)
         positives = profile.vectors(POSITIVE)
         if len(positives) == 0:
-            raise PetwatchError(f"{name} has no usable example photos left; add some with "
-                                f"`petwatch pets add {name} --photo PHOTO...`")
+            raise PetwatchError(
+                f"{name} has no usable example photos left; add some with `petwatch pets add {name} --photo PHOTO...`"
+            )
         proto = prototype(positives)
         negatives = profile.vectors([NOT])[-MAX_NEGATIVES:]
         negatives = negatives if len(negatives) else None
@@ -483,14 +515,14 @@ class Pets:
         store, views = self.library.store, self._views
         species = PET_SPECIES if store.has_pet_fields else None
         positive: dict[str, float] = {}
-        for hit in store.range_search(state.proto, state.threshold, whole_image_only=not views,
-                                      species=species):
+        for hit in store.range_search(state.proto, state.threshold, whole_image_only=not views, species=species):
             positive[hit.path] = max(hit.score, positive.get(hit.path, -1.0))
         negative: dict[str, float] = {}
         if state.negatives is not None and positive:
             for vector in state.negatives:
-                for hit in store.range_search(vector, state.threshold - SUPPRESS_MARGIN,
-                                              whole_image_only=not views, species=species):
+                for hit in store.range_search(
+                    vector, state.threshold - SUPPRESS_MARGIN, whole_image_only=not views, species=species
+                ):
                     negative[hit.path] = max(hit.score, negative.get(hit.path, -1.0))
         rejected = state.profile.hashes([NOT])
         album = {}
@@ -502,8 +534,12 @@ class Pets:
             if final >= state.threshold:
                 album[path] = final
         # Confirmed photos belong to the album whatever they score.
-        confirmed_paths = [p for h in state.profile.hashes(POSITIVE)
-                           for p in self.library.indexer.paths_by_hash.get(h, ()) if p not in album]
+        confirmed_paths = [
+            p
+            for h in state.profile.hashes(POSITIVE)
+            for p in self.library.indexer.paths_by_hash.get(h, ())
+            if p not in album
+        ]
         for path, views in self.library.store.vectors(confirmed_paths).items():
             album[path] = score_views(views, state.proto, state.negatives)[0]
         return album
@@ -579,13 +615,18 @@ class Pets:
             log.info("pet %s: %d marks re-derived for model %s", profile.name, len(fixed), self._identity)
         missing = [m.path for m in stale if m.vector is None]
         if missing:
-            log.warning("pet %s: %d marks were made by another model and their photos are gone: %s",
-                        profile.name, len(missing), ", ".join(missing[:5]))
+            log.warning(
+                "pet %s: %d marks were made by another model and their photos are gone: %s",
+                profile.name,
+                len(missing),
+                ", ".join(missing[:5]),
+            )
 
     def _paths_with(self, mark: Mark) -> list[str]:
         """Where a mark's photo may be now: its own path first, then any path with its bytes."""
-        others = sorted(p for p in tuple(self.library.indexer.paths_by_hash.get(mark.content_hash, ()))
-                        if p != mark.path)
+        others = sorted(
+            p for p in tuple(self.library.indexer.paths_by_hash.get(mark.content_hash, ())) if p != mark.path
+        )
         return [mark.path, *others]
 
 

@@ -11,7 +11,7 @@ import os
 import stat as stat_module
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -25,8 +25,7 @@ except ImportError:  # pragma: no cover - pillow-heif is a dependency
 
 # Cheap first gate for walks and watch events: a file with another extension is not read.
 PHOTO_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".heic", ".heif", ".hif", ".avif",
-     ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".heic", ".heif", ".hif", ".avif", ".tif", ".tiff"}
 )
 
 # Pillow format names petwatch indexes; the content decides, not the extension.
@@ -223,7 +222,7 @@ def _taken_at(exif: dict[int, object]) -> int:
         except ValueError:
             continue
         # EXIF times carry no zone: keep wall-clock time, stored as if UTC.
-        return int(moment.replace(tzinfo=timezone.utc).timestamp())
+        return int(moment.replace(tzinfo=UTC).timestamp())
     return 0
 
 

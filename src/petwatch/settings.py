@@ -57,9 +57,7 @@ class Settings(BaseSettings):
         description="Full reconcile walk of every folder this often (0 = only at start and on "
         "`petwatch rescan`). Watching is a hint; the walk is the source of truth.",
     )
-    poll_seconds: float = Field(
-        default=5.0, gt=0.0, description="Polling interval for folders watched by polling."
-    )
+    poll_seconds: float = Field(default=5.0, gt=0.0, description="Polling interval for folders watched by polling.")
 
     # --- embedding -----------------------------------------------------------------------
     model: str = Field(
@@ -135,9 +133,7 @@ class Settings(BaseSettings):
 
     # --- search --------------------------------------------------------------------------
     top_k: int = Field(default=20, ge=1, le=1000, description="Default number of search hits.")
-    min_score: float = Field(
-        default=0.0, ge=-1.0, le=1.0, description="Default minimum cosine similarity of a hit."
-    )
+    min_score: float = Field(default=0.0, ge=-1.0, le=1.0, description="Default minimum cosine similarity of a hit.")
 
     # --- comics (OpenAI image API) -------------------------------------------------------
     openai_api_key: str | None = Field(
@@ -168,9 +164,7 @@ class Settings(BaseSettings):
     comic_timeout_seconds: float = Field(
         default=180.0, gt=0, description="Give up on one image request after this long."
     )
-    comic_max_retries: int = Field(
-        default=3, ge=0, le=10, description="Retries on 429 and 5xx, with backoff."
-    )
+    comic_max_retries: int = Field(default=3, ge=0, le=10, description="Retries on 429 and 5xx, with backoff.")
     comic_daily_budget_usd: float = Field(
         default=5.0,
         ge=0.0,
@@ -178,9 +172,7 @@ class Settings(BaseSettings):
     )
 
     # --- daemon --------------------------------------------------------------------------
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", description="Daemon log level."
-    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Daemon log level.")
 
     @field_validator("folders", "poll_folders", mode="after")
     @classmethod

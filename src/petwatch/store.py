@@ -48,8 +48,7 @@ RANGE_PAGE = 16384  # the most hits Milvus returns from one search
 LITE_METRIC = "IP"
 SERVER_METRIC = "COSINE"
 WHOLE_IMAGE = 0
-BASE_FIELDS = ["path", "view", "content_hash", "size", "mtime_ns", "width", "height",
-               "taken_at", "indexed_at"]
+BASE_FIELDS = ["path", "view", "content_hash", "size", "mtime_ns", "width", "height", "taken_at", "indexed_at"]
 PET_FIELDS = ["pet_score", "species", "label"]  # what the classifier said (embed.PetSignal)
 ROW_FIELDS = BASE_FIELDS + PET_FIELDS
 MAX_LABEL_CHARS = 64
@@ -260,9 +259,11 @@ def _connect(uri: str, token: str | None):
     try:
         return client_class(uri=uri, token=token or "")
     except Exception as error:  # noqa: BLE001 - pymilvus wraps errors inconsistently
-        raise PetwatchError(f"cannot open Milvus at {uri}: {error}; only one process can open a "
-                            f"Milvus Lite DB: if the petwatch daemon is running, use it "
-                            f"(petwatch status) or stop it first") from None
+        raise PetwatchError(
+            f"cannot open Milvus at {uri}: {error}; only one process can open a "
+            f"Milvus Lite DB: if the petwatch daemon is running, use it "
+            f"(petwatch status) or stop it first"
+        ) from None
 
 
 def petwatch_collections(uri: str, token: str | None = None) -> dict[str, dict]:
@@ -275,8 +276,17 @@ def petwatch_collections(uri: str, token: str | None = None) -> dict[str, dict]:
 class Store:
     """The photo collection, opened for one model identity and vector dimension."""
 
-    def __init__(self, uri: str, collection: str, identity: str, dim: int, token: str | None = None,
-                 recipe: str | None = None, create: bool = True, upgrading_from: str | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        identity: str,
+        dim: int,
+        token: str | None = None,
+        recipe: str | None = None,
+        create: bool = True,
+        upgrading_from: str | None = None,
+    ) -> None:
         self.uri = uri
         self.collection = collection
         self.identity = identity
@@ -292,8 +302,15 @@ class Store:
 
     # --- lifecycle -----------------------------------------------------------------------
     def _description(self) -> str:
-        return json.dumps({"petwatch_schema": SCHEMA_VERSION, "model": self.identity, "dim": self.dim,
-                           "recipe": self.recipe, "upgrading_from": self.upgrading_from})
+        return json.dumps(
+            {
+                "petwatch_schema": SCHEMA_VERSION,
+                "model": self.identity,
+                "dim": self.dim,
+                "recipe": self.recipe,
+                "upgrading_from": self.upgrading_from,
+            }
+        )
 
     @staticmethod
     def recorded(client, collection: str) -> dict:
@@ -375,9 +392,9 @@ class Store:
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
         # A server's reads choose their level per call (_ServerClient); this default is for the
         # catalog's iterator, read once at open: it must see every write, whoever made it.
-        self.client.create_collection(self.collection, schema=schema,
-                                      index_params=self._vector_index_params(),
-                                      consistency_level="Strong")
+        self.client.create_collection(
+            self.collection, schema=schema, index_params=self._vector_index_params(), consistency_level="Strong"
+        )
 
     def drop(self) -> None:
         self.client.drop_collection(self.collection)
@@ -410,8 +427,10 @@ class Store:
             return f"cannot write the index: {folder} is read-only; indexing resumes once it is writable"
         free = st.f_bavail * st.f_frsize
         if free < MIN_FREE_BYTES:
-            return (f"disk full: {free / 1e6:.1f} MB free on {folder}, the index needs "
-                    f"{MIN_FREE_BYTES >> 20} MB to write; indexing resumes once space is freed")
+            return (
+                f"disk full: {free / 1e6:.1f} MB free on {folder}, the index needs "
+                f"{MIN_FREE_BYTES >> 20} MB to write; indexing resumes once space is freed"
+            )
         return None
 
     def check_space(self) -> None:
@@ -424,7 +443,7 @@ class Store:
             self.check_space()
         size = WRITE_BATCH if self.is_lite else SERVER_WRITE_BATCH
         for start in range(0, len(rows), size):
-            batch = rows[start:start + size]
+            batch = rows[start : start + size]
             self.client.upsert(self.collection, [self._entity(row) for row in batch])
 
     @property
@@ -446,7 +465,7 @@ class Store:
         if ids:
             self.check_space()
         for start in range(0, len(ids), 1000):
-            chunk = ids[start:start + 1000]
+            chunk = ids[start : start + 1000]
             self.client.delete(self.collection, filter=f"photo_id in {chunk}")
         return len(ids)
 
@@ -464,7 +483,9 @@ class Store:
     def iter_catalog(self) -> Iterator[tuple[str, CatalogEntry]]:
         """Every indexed photo's path with the size, mtime and hash it was indexed at."""
         iterator = self.client.query_iterator(
-            self.collection, batch_size=2000, filter=f"view == {WHOLE_IMAGE}",
+            self.collection,
+            batch_size=2000,
+            filter=f"view == {WHOLE_IMAGE}",
             output_fields=["path", "size", "mtime_ns", "content_hash"],
         )
         try:
@@ -477,7 +498,9 @@ class Store:
     def iter_rows(self, species: Sequence[str] | None = None) -> Iterator[PhotoRow]:
         """Every photo's whole-image row, vector included (of these species, when given)."""
         iterator = self.client.query_iterator(
-            self.collection, batch_size=1000, filter=self._where(True, species),
+            self.collection,
+            batch_size=1000,
+            filter=self._where(True, species),
             output_fields=[*self.fields, "vector"],
         )
         try:
@@ -491,35 +514,49 @@ class Store:
         # One source photo's views are enough: pick it by its whole-image row, then take all of
         # its rows (a limit over every row with these bytes could miss the pick's view 0).
         first = self.client.query(
-            self.collection, filter=f'content_hash == "{content_hash}" and view == {WHOLE_IMAGE}',
-            output_fields=["photo_id"], limit=1,
+            self.collection,
+            filter=f'content_hash == "{content_hash}" and view == {WHOLE_IMAGE}',
+            output_fields=["photo_id"],
+            limit=1,
         )
         if not first:
             return []
         found = self.client.query(
-            self.collection, filter=f"photo_id == {first[0]['photo_id']}",
-            output_fields=[*self.fields, "vector"], limit=1024,
+            self.collection,
+            filter=f"photo_id == {first[0]['photo_id']}",
+            output_fields=[*self.fields, "vector"],
+            limit=1024,
         )
         return [self._row(raw) for raw in found if raw["content_hash"] == content_hash]
 
     def get(self, path: str) -> PhotoRow | None:
         found = self.client.query(
-            self.collection, filter=f"photo_id == {photo_id(path)} and view == {WHOLE_IMAGE}",
-            output_fields=[*self.fields, "vector"], limit=1,
+            self.collection,
+            filter=f"photo_id == {photo_id(path)} and view == {WHOLE_IMAGE}",
+            output_fields=[*self.fields, "vector"],
+            limit=1,
         )
         return self._row(found[0]) if found else None
 
     def _where(self, whole_image_only: bool, species: Sequence[str] | None) -> str:
         if species and not self.has_pet_fields:
-            raise PetwatchError("this index has no pet fields yet (it is being upgraded): "
-                                "search without a species filter until `petwatch status` shows it done")
+            raise PetwatchError(
+                "this index has no pet fields yet (it is being upgraded): "
+                "search without a species filter until `petwatch status` shows it done"
+            )
         parts = [f"view == {WHOLE_IMAGE}"] if whole_image_only else []
         if species:
             parts.append(species_filter(species))
         return " and ".join(parts)
 
-    def search(self, vector: np.ndarray, top_k: int, min_score: float = -1.0,
-               whole_image_only: bool = True, species: Sequence[str] | None = None) -> list[Hit]:
+    def search(
+        self,
+        vector: np.ndarray,
+        top_k: int,
+        min_score: float = -1.0,
+        whole_image_only: bool = True,
+        species: Sequence[str] | None = None,
+    ) -> list[Hit]:
         """The ``top_k`` most similar photos, best first, cosine similarity >= ``min_score``
         (only photos of these ``species``, when given)."""
         # A plain top-k search, cut at min_score here: the same hits as a range search with
@@ -535,8 +572,14 @@ class Store:
         hits = [self._hit(raw) for raw in results[0]]
         return [hit for hit in hits if hit.score >= min_score]
 
-    def range_search(self, vector: np.ndarray, min_score: float, whole_image_only: bool = True,
-                     page_size: int = RANGE_PAGE, species: Sequence[str] | None = None) -> list[Hit]:
+    def range_search(
+        self,
+        vector: np.ndarray,
+        min_score: float,
+        whole_image_only: bool = True,
+        page_size: int = RANGE_PAGE,
+        species: Sequence[str] | None = None,
+    ) -> list[Hit]:
         """Every row (one per photo and view) with cosine similarity >= ``min_score``, best first.
 
         No top-k: Milvus caps one search at 16384 hits, so this pages down the score range,
@@ -546,12 +589,19 @@ class Store:
         ceiling, seen, hits = 1.0001, set(), []
         while True:
             results = self.client.search(
-                self.collection, data=query, limit=page_size,
+                self.collection,
+                data=query,
+                limit=page_size,
                 filter=self._where(whole_image_only, species),
                 output_fields=self.fields,
-                search_params={"metric_type": self.metric, "params": {
-                    "radius": float(min_score) - 1e-6, "range_filter": ceiling,
-                    **self._search_params(page_size).get("params", {})}},
+                search_params={
+                    "metric_type": self.metric,
+                    "params": {
+                        "radius": float(min_score) - 1e-6,
+                        "range_filter": ceiling,
+                        **self._search_params(page_size).get("params", {}),
+                    },
+                },
             )[0]
             for raw in results:
                 entity = raw["entity"]
@@ -572,12 +622,15 @@ class Store:
         ids = [photo_id(path) for path in paths]
         found: dict[str, list[tuple[int, list[float]]]] = {}
         for start in range(0, len(ids), 256):
-            chunk = ids[start:start + 256]
-            for raw in self.client.query(self.collection, filter=f"photo_id in {chunk}",
-                                         output_fields=["path", "view", "vector"]):
+            chunk = ids[start : start + 256]
+            for raw in self.client.query(
+                self.collection, filter=f"photo_id in {chunk}", output_fields=["path", "view", "vector"]
+            ):
                 found.setdefault(decode_path(raw["path"]), []).append((raw["view"], raw["vector"]))
-        return {path: np.asarray([vector for _view, vector in sorted(rows, key=lambda r: r[0])],
-                                 dtype=np.float32) for path, rows in found.items()}
+        return {
+            path: np.asarray([vector for _view, vector in sorted(rows, key=lambda r: r[0])], dtype=np.float32)
+            for path, rows in found.items()
+        }
 
     def _search_params(self, limit: int) -> dict:
         """HNSW's ef for a server (at least the hits asked for, as HNSW needs); Lite's FLAT has none."""
@@ -586,8 +639,11 @@ class Store:
     def _hit(self, raw: dict) -> Hit:
         entity = raw["entity"]
         # float32 rounding puts a photo's match with itself at 1.0000001: a cosine is at most 1
-        return Hit(path=decode_path(entity["path"]), score=min(1.0, float(raw["distance"])),
-                   **{name: entity[name] for name in self.fields if name != "path"})
+        return Hit(
+            path=decode_path(entity["path"]),
+            score=min(1.0, float(raw["distance"])),
+            **{name: entity[name] for name in self.fields if name != "path"},
+        )
 
     def _row(self, raw: dict) -> PhotoRow:
         values = {name: raw[name] for name in self.fields}
@@ -628,10 +684,23 @@ SERVER_FRESH_S = 10.0
 _SERVER_READS = frozenset({"search", "query"})
 _SERVER_WRITES = frozenset({"upsert", "delete"})
 _SERVER_SLOW = frozenset({"load_collection", "create_collection", "create_index"})
-_SERVER_RPCS = _SERVER_READS | _SERVER_SLOW | {
-    "has_collection", "describe_collection", "release_collection", "list_indexes",
-    "describe_index", "drop_index", "drop_collection", "upsert", "delete", "query_iterator",
-    "get_load_state"}
+_SERVER_RPCS = (
+    _SERVER_READS
+    | _SERVER_SLOW
+    | {
+        "has_collection",
+        "describe_collection",
+        "release_collection",
+        "list_indexes",
+        "describe_index",
+        "drop_index",
+        "drop_collection",
+        "upsert",
+        "delete",
+        "query_iterator",
+        "get_load_state",
+    }
+)
 
 
 class _ServerClient:
@@ -669,8 +738,14 @@ class _ServerClient:
             return method
 
         def call(*args, **kwargs):
-            kwargs.setdefault("timeout", SERVER_LOAD_TIMEOUT_S if name in _SERVER_SLOW
-                              else SERVER_DOWN_TIMEOUT_S if self.down else SERVER_TIMEOUT_S)
+            kwargs.setdefault(
+                "timeout",
+                SERVER_LOAD_TIMEOUT_S
+                if name in _SERVER_SLOW
+                else SERVER_DOWN_TIMEOUT_S
+                if self.down
+                else SERVER_TIMEOUT_S,
+            )
             if name in _SERVER_READS:
                 kwargs.setdefault("consistency_level", self._read_level())
             try:
@@ -710,11 +785,20 @@ class _ServerClient:
                 self._load(collection)
                 # Then wait here, not in a user's search, until it serves reads again: a
                 # restarted server replays its log first (23 s for a few rows, measured).
-                self._client.query(collection, filter="pk != 0", output_fields=["pk"], limit=1,
-                                   consistency_level="Strong", timeout=SERVER_LOAD_TIMEOUT_S)
+                self._client.query(
+                    collection,
+                    filter="pk != 0",
+                    output_fields=["pk"],
+                    limit=1,
+                    consistency_level="Strong",
+                    timeout=SERVER_LOAD_TIMEOUT_S,
+                )
         except Exception as error:  # noqa: BLE001 - any failure is the answer
-            self.down = _down_message(self.uri, error) if _unreachable(error) else (
-                f"Milvus at {self.uri} cannot serve {collection!r}: {_reason(error)}")
+            self.down = (
+                _down_message(self.uri, error)
+                if _unreachable(error)
+                else (f"Milvus at {self.uri} cannot serve {collection!r}: {_reason(error)}")
+            )
             return self.down
         self.down = None
         return None
@@ -728,8 +812,10 @@ def _probe(uri: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         if parts.scheme in ("tcp", "grpc", "grpcs", "unix"):
             return None  # other forms pymilvus takes: left to it
-        return (f"milvus_uri {uri!r} is not a Milvus server address: set it to http://HOST:19530 "
-                f"(or the https:// address of Zilliz Cloud), or unset it for the local DB")
+        return (
+            f"milvus_uri {uri!r} is not a Milvus server address: set it to http://HOST:19530 "
+            f"(or the https:// address of Zilliz Cloud), or unset it for the local DB"
+        )
     try:
         port = parts.port or (443 if parts.scheme == "https" else 19530)
     except ValueError:
@@ -750,11 +836,12 @@ def _probe(uri: str) -> str | None:
                 try:
                     context.wrap_socket(sock, server_hostname=parts.hostname).close()
                 except (ssl.SSLError, ConnectionError) as error:
-                    return (f"Milvus at {where} does not speak TLS ({error.__class__.__name__}): "
-                            f"use http:// in milvus_uri for a plain server ({uri})")
+                    return (
+                        f"Milvus at {where} does not speak TLS ({error.__class__.__name__}): "
+                        f"use http:// in milvus_uri for a plain server ({uri})"
+                    )
     except ConnectionRefusedError:
-        return (f"nothing listens at {where} (connection refused): start the Milvus server, "
-                f"or fix milvus_uri ({uri})")
+        return f"nothing listens at {where} (connection refused): start the Milvus server, or fix milvus_uri ({uri})"
     except TimeoutError:
         return f"no answer from {where} in 5 s: check milvus_uri ({uri}) and that the server is up"
     except OSError as error:
@@ -798,21 +885,29 @@ def _not_loaded(error: BaseException) -> bool:
 
 def _down_message(uri: str, error: BaseException) -> str:
     if _grpc_code(error) == "DEADLINE_EXCEEDED":
-        return (f"the Milvus server at {uri} did not answer in time (starting, or catching up "
-                f"after a restart?): try again in a little while; indexing resumes by itself")
+        return (
+            f"the Milvus server at {uri} did not answer in time (starting, or catching up "
+            f"after a restart?): try again in a little while; indexing resumes by itself"
+        )
     text = " ".join(str(cause) for cause in _errors(error))
     why = "connection refused" if "refused" in text else "unavailable"
-    return (f"the Milvus server at {uri} does not answer ({why}): indexing waits and resumes by "
-            f"itself once it is back; if it moved, fix milvus_uri")
+    return (
+        f"the Milvus server at {uri} does not answer ({why}): indexing waits and resumes by "
+        f"itself once it is back; if it moved, fix milvus_uri"
+    )
 
 
 def _connect_error(uri: str, error: BaseException) -> str:
     if _grpc_code(error) == "UNAUTHENTICATED":
-        return (f"Milvus at {uri} refused the credentials: set milvus_token (user:password for a "
-                f"server, the API key for Zilliz Cloud)")
+        return (
+            f"Milvus at {uri} refused the credentials: set milvus_token (user:password for a "
+            f"server, the API key for Zilliz Cloud)"
+        )
     if error.__class__.__name__ == "ConnectionConfigException":
         return f"milvus_uri {uri!r} is not a Milvus server address: set it to http://HOST:19530"
     if "Fail connecting to server" in str(error):
-        return (f"no Milvus answers at {uri} (something listens there, but does not speak Milvus's "
-                f"gRPC): check milvus_uri; Milvus's own port is usually 19530")
+        return (
+            f"no Milvus answers at {uri} (something listens there, but does not speak Milvus's "
+            f"gRPC): check milvus_uri; Milvus's own port is usually 19530"
+        )
     return f"cannot open Milvus at {uri}: {_reason(error)}; check milvus_uri and milvus_token"

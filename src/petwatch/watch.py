@@ -52,8 +52,7 @@ from petwatch.photos import has_photo_extension, iter_photo_files
 
 log = logging.getLogger(__name__)
 
-INOTIFY_HINT = ("raise the limit with `sudo sysctl fs.inotify.max_user_watches=524288` "
-                "(persist it in /etc/sysctl.d/)")
+INOTIFY_HINT = "raise the limit with `sudo sysctl fs.inotify.max_user_watches=524288` (persist it in /etc/sysctl.d/)"
 STALE_WRITER_SECONDS = 60.0  # a writer that never closes (crashed copy) stops blocking settle
 
 
@@ -89,8 +88,7 @@ class _Settler:
         with self.lock:
             entry = self.pending.get(path)
             if entry is None or (entry.size, entry.mtime_ns) != (size, mtime):
-                self.pending[path] = entry = _Pending(size, mtime, time.monotonic(),
-                                                      entry.writing if entry else None)
+                self.pending[path] = entry = _Pending(size, mtime, time.monotonic(), entry.writing if entry else None)
             if writing is not None:
                 entry.writing = writing
 
@@ -284,7 +282,7 @@ class Watcher:
             for path, _stat in iter_photo_files(Path(tree)):
                 self.settler.touch(str(path))
         with self._trees_lock:  # only now: queued() never reads 0 while files are on their way
-            del self._trees[:len(trees)]
+            del self._trees[: len(trees)]
 
     def _settle_loop(self) -> None:
         tick = min(0.2, max(0.05, self.settler.settle_seconds / 4))

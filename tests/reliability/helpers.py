@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-from conftest import DATASETS, DaemonProcess, bundled_photos
 from PIL import Image
-from test_daemon import AlbumGuard, Events, configure_folders, snapshot, wait_until  # noqa: F401
 
+from conftest import DATASETS, DaemonProcess, bundled_photos
 from petwatch import locations
+from test_daemon import AlbumGuard, Events, configure_folders, snapshot, wait_until  # noqa: F401
 
 
 # --- photos ----------------------------------------------------------------------------------
@@ -32,8 +32,7 @@ def _bases() -> list[np.ndarray]:
     pets = sorted((DATASETS / "oxford-pets-sample").glob("*/*.jpg"))[::37][:10]
     if pets:
         return [np.asarray(Image.open(p).convert("RGB").resize((256, 256))) for p in pets]
-    return [np.asarray(Image.fromarray(a).convert("RGB").resize((256, 256)))
-            for a in bundled_photos().values()]
+    return [np.asarray(Image.fromarray(a).convert("RGB").resize((256, 256))) for a in bundled_photos().values()]
 
 
 def make_jpegs(folder: Path, count: int, prefix: str = "p", side: int = 96, seed: int = 0) -> list[Path]:
@@ -45,7 +44,7 @@ def make_jpegs(folder: Path, count: int, prefix: str = "p", side: int = 96, seed
     for i in range(count):
         base = bases[i % len(bases)]
         x, y = rng.integers(0, 256 - side, size=2)
-        crop = base[y:y + side, x:x + side].copy()
+        crop = base[y : y + side, x : x + side].copy()
         crop[0, 0] = [i % 251, (i // 251) % 251, seed % 251]  # distinct bytes even for equal crops
         path = folder / f"{prefix}_{i:05d}.jpg"
         Image.fromarray(crop).save(path, quality=85)
@@ -58,7 +57,7 @@ def jpeg_bytes(seed: int, side: int = 96) -> bytes:
     base = _bases()[seed % len(_bases())]
     rng = np.random.default_rng(seed + 1000)
     x, y = rng.integers(0, 256 - side, size=2)
-    crop = base[y:y + side, x:x + side].copy()
+    crop = base[y : y + side, x : x + side].copy()
     crop[0, 0] = [seed % 251, (seed // 251) % 251, 7]
     out = io.BytesIO()
     Image.fromarray(crop).save(out, "JPEG", quality=85)
@@ -162,11 +161,11 @@ def alive(daemon: DaemonProcess) -> bool:
 
 
 # --- raw socket --------------------------------------------------------------------------------
-def raw_request(method: str, target: str, body: bytes = b"", headers: dict | None = None,
-                timeout: float = 30) -> tuple[int, bytes]:
+def raw_request(
+    method: str, target: str, body: bytes = b"", headers: dict | None = None, timeout: float = 30
+) -> tuple[int, bytes]:
     """One HTTP/1.1 request on a fresh connection to the daemon's socket: (status, body)."""
-    head = [f"{method} {target} HTTP/1.1", "Host: petwatch", "Connection: close",
-            f"Content-Length: {len(body)}"]
+    head = [f"{method} {target} HTTP/1.1", "Host: petwatch", "Connection: close", f"Content-Length: {len(body)}"]
     head += [f"{k}: {v}" for k, v in (headers or {}).items()]
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATASETS, run_cli
 from PIL import Image
 
+from conftest import DATASETS, run_cli
 from reliability.helpers import (
     AlbumGuard,
     alive,
@@ -39,12 +39,14 @@ from reliability.helpers import (
 
 def _png_bomb() -> bytes:
     """A valid PNG header declaring 100000 x 100000 pixels (10 gigapixels) over a few bytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) \
-        + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _save(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -70,8 +72,10 @@ def _bad_files() -> dict[str, tuple[bytes, str]]:
         "one_pixel.png": (_save(Image.new("RGB", (1, 1), (200, 30, 30)), "PNG"), "indexed"),
         "panorama_30000x200.jpg": (_save(rgb.resize((30000, 200)), "JPEG", quality=70), "indexed"),
         "cmyk.jpg": (_save(rgb.convert("CMYK"), "JPEG"), "indexed"),
-        "sixteen_bit.png": (_save(Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)), "PNG"),
-                            "indexed"),
+        "sixteen_bit.png": (
+            _save(Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257), "PNG"),
+            "indexed",
+        ),
         "animated.gif": (_save(rgb, "GIF", save_all=True, append_images=[rgb.rotate(90)]), "ignored"),
         "animated_gif_named.jpg": (_save(rgb, "GIF", save_all=True, append_images=[rgb.rotate(90)]), "failed"),
         "animated.webp": (_save(rgb, "WEBP", save_all=True, append_images=[rgb.rotate(90)]), "indexed"),
@@ -93,7 +97,8 @@ NON_UTF8 = b"caf\xe9 latin-1 name.jpg"  # a name from an old FAT stick: not vali
 
 
 def test_bad_files_dropped_in_are_indexed_or_failed_with_a_reason_and_retried_only_when_changed(
-        home, start_daemon, albums):
+    home, start_daemon, albums
+):
     album = albums / "live"
     make_jpegs(album, 4, "ok")
     configure_folders(album)
@@ -136,7 +141,7 @@ def test_bad_files_dropped_in_are_indexed_or_failed_with_a_reason_and_retried_on
     with daemon.client() as client:
         client.rescan()  # a walk while the writer is mid-file, too
     time.sleep(1.0)  # the daemon sees a half-written file for a while (settle is 0.5 s)
-    writer.write(whole[len(whole) // 2:])
+    writer.write(whole[len(whole) // 2 :])
     writer.close()
     guard.mark()
 

@@ -41,6 +41,7 @@ def _crash(daemon, events: Events) -> None:
 
 def _kill_after_stored(daemon, events: Events, count: int) -> int:
     """kill -9 once ``count`` photos were stored since the events began (or the work ended)."""
+
     def stored() -> int:
         return sum(data["count"] for data in events.of("indexed"))
 

@@ -23,8 +23,8 @@ import os
 import subprocess
 
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from petwatch.store import MIN_FREE_BYTES
 from reliability.helpers import (
     AlbumGuard,
@@ -47,8 +47,11 @@ def small_data_dir(home):
         pytest.skip("needs root to mount a small tmpfs for the data dir")
     data = home / "data"
     data.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0700", "tmpfs", str(data)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0700", "tmpfs", str(data)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     yield data
@@ -67,7 +70,8 @@ def _status(daemon) -> dict:
 
 
 def test_full_disk_is_reported_searches_go_on_and_indexing_resumes_when_space_returns(
-        home, small_data_dir, start_daemon, albums):
+    home, small_data_dir, start_daemon, albums
+):
     album = albums / "album"
     photos = make_jpegs(album, 6, "old")
     configure_folders(album)
@@ -103,8 +107,12 @@ def test_full_disk_is_reported_searches_go_on_and_indexing_resumes_when_space_re
     # Space comes back: the daemon catches up by itself, no rescan asked for.
     (small_data_dir / "filler").unlink()
     expected = photo_files(album)
-    wait_until(lambda: _status(daemon)["write_error"] is None and _status(daemon)["indexed"] == len(expected),
-               90, "indexing resumed once space was freed", interval=0.5)
+    wait_until(
+        lambda: _status(daemon)["write_error"] is None and _status(daemon)["indexed"] == len(expected),
+        90,
+        "indexing resumed once space was freed",
+        interval=0.5,
+    )
     daemon.wait_idle()
     assert_live_index_equals(daemon, expected)
     assert {str(p) for p in new} <= expected

@@ -71,6 +71,7 @@ def _flood(home, start_daemon, albums, tmp_path, copies: int, deletes: int, rena
             with daemon.client() as client:
                 status = client.status()
             return status["indexed"] == len(expected) and status["state"] == "idle" and status["queued"] == 0
+
         wait_until(done, timeout, what, interval=0.5)
         daemon.wait_idle(timeout=timeout)
         assert_live_index_equals(daemon, expected)

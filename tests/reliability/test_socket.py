@@ -22,14 +22,14 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import TEST_MODEL, DaemonProcess
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from reliability.helpers import AlbumGuard, alive, configure_folders, make_jpegs, raw_request, rss_bytes, wait_until
-
+from conftest import TEST_MODEL, DaemonProcess
 from petwatch import locations
 from petwatch.daemon.api import FIRST_REQUEST_SECONDS, MAX_BODY_BYTES
+from reliability.helpers import AlbumGuard, alive, configure_folders, make_jpegs, raw_request, rss_bytes, wait_until
 
 
 class Served:
@@ -102,8 +102,10 @@ def test_a_100_mb_body_is_refused_unread(served):
 
     # Announced: refused on the header, before a byte of it is read.
     with _connect() as sock:
-        sock.sendall(b"POST /search HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\n"
-                     + f"Content-Length: {hundred_mb}\r\n\r\n".encode())
+        sock.sendall(
+            b"POST /search HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {hundred_mb}\r\n\r\n".encode()
+        )
         sent, reply = 0, b""
         try:
             while sent < hundred_mb:
@@ -195,8 +197,11 @@ def test_clients_hanging_up_mid_reply_leave_nothing_behind(served):
     for _ in range(5):
         with _connect() as sock:
             body = json.dumps({"image": str(served.big), "top_k": 5}).encode()
-            sock.sendall(b"POST /search HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\n"
-                         + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            sock.sendall(
+                b"POST /search HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
     served.daemon.wait_idle()
     wait_until(lambda: served.fds() <= baseline + 2, 30, f"open files back to {baseline}")
     # A stream opened now still gets events (the bus was not wedged by the dead readers).
@@ -216,15 +221,48 @@ def test_clients_hanging_up_mid_reply_leave_nothing_behind(served):
 
 
 # --- generated junk --------------------------------------------------------------------------------
-ROUTES = ["/status", "/stats", "/search", "/failures", "/photo", "/thumbnail", "/folders", "/folders/remove",
-          "/index", "/rescan", "/comics", "/comics/estimate", "/pets", "/pets/x", "/pets/x/paths", "/nope", "/"]
+ROUTES = [
+    "/status",
+    "/stats",
+    "/search",
+    "/failures",
+    "/photo",
+    "/thumbnail",
+    "/folders",
+    "/folders/remove",
+    "/index",
+    "/rescan",
+    "/comics",
+    "/comics/estimate",
+    "/pets",
+    "/pets/x",
+    "/pets/x/paths",
+    "/nope",
+    "/",
+]
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=40),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=40),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
 )
-field_names = st.sampled_from(["image", "photo", "top_k", "min_score", "offset", "path", "folders", "name",
-                               "photos", "prompt", "size", "n", "mark", "paths"])
+field_names = st.sampled_from(
+    [
+        "image",
+        "photo",
+        "top_k",
+        "min_score",
+        "offset",
+        "path",
+        "folders",
+        "name",
+        "photos",
+        "prompt",
+        "size",
+        "n",
+        "mark",
+        "paths",
+    ]
+)
 objects = st.dictionaries(field_names, json_values, max_size=4)
 
 
@@ -246,10 +284,16 @@ def _names_a_directory(value) -> bool:
 @st.composite
 def requests(draw):
     method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]))
-    route = draw(st.sampled_from(ROUTES) | st.text(min_size=1, max_size=30).map(
-        lambda t: "/" + urllib.parse.quote(t, safe="/")))
-    query = draw(st.dictionaries(st.sampled_from(["path", "size", "top", "offset", "limit"]),
-                                 st.text(max_size=30) | st.integers(-10**6, 10**9).map(str), max_size=3))
+    route = draw(
+        st.sampled_from(ROUTES) | st.text(min_size=1, max_size=30).map(lambda t: "/" + urllib.parse.quote(t, safe="/"))
+    )
+    query = draw(
+        st.dictionaries(
+            st.sampled_from(["path", "size", "top", "offset", "limit"]),
+            st.text(max_size=30) | st.integers(-(10**6), 10**9).map(str),
+            max_size=3,
+        )
+    )
     kind = draw(st.sampled_from(["object", "value", "bytes", "none"]))
     if kind == "object":
         body = json.dumps(draw(objects.filter(lambda v: not _names_a_directory(v)))).encode()
@@ -263,9 +307,12 @@ def requests(draw):
     return method, target, body
 
 
-@settings(max_examples=int(os.environ.get("PETWATCH_FUZZ_EXAMPLES", "300")), deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.filter_too_much])
+@settings(
+    max_examples=int(os.environ.get("PETWATCH_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(request=requests())
 # Found by hand while writing this suite, kept as fixed examples: each was a 500 or worse.
 @example(request=("POST", "/search", b'{"image": "a\\u0000b"}'))  # NUL in a path: 500

@@ -54,13 +54,23 @@ class MilvusStandalone:
 
     def start(self, timeout: float = 180) -> MilvusStandalone:
         executable = self._prepare()
-        env = {**os.environ, "DEPLOY_MODE": "STANDALONE", "METRICS_PORT": str(HEALTH_PORT),
-               "MILVUS_RUN_DIR": str(self.base / "run"),
-               "LD_LIBRARY_PATH": f"{executable.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
+        env = {
+            **os.environ,
+            "DEPLOY_MODE": "STANDALONE",
+            "METRICS_PORT": str(HEALTH_PORT),
+            "MILVUS_RUN_DIR": str(self.base / "run"),
+            "LD_LIBRARY_PATH": f"{executable.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}",
+        }
         self.starts += 1
         log = open(self.base / "logs" / f"server-{self.starts}.log", "wb")
-        self.process = subprocess.Popen([str(executable), "run", "standalone"], cwd=self.base, env=env,
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [str(executable), "run", "standalone"],
+            cwd=self.base,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

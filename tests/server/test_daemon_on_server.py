@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.test_daemon import (  # noqa: F401 - collected here, with their fixtures
     albums,
     small_jpegs,

@@ -4,7 +4,6 @@ profiles search by range over the whole library, which pages differently on HNSW
 from __future__ import annotations
 
 import pytest
-
 from tests.test_pets import (  # noqa: F401 - collected here, with their fixtures
     library,
     pet_setup,

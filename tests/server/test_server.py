@@ -11,15 +11,22 @@ import subprocess
 import time
 
 import pytest
-from conftest import TEST_MODEL, run_cli, write_photos
+from tests.test_daemon import (  # noqa: F401 - albums, small_jpegs: fixtures
+    Events,
+    _start_backfill,
+    albums,
+    all_hits,
+    configure_folders,
+    small_jpegs,
+    wait_until,
+)
 
+from conftest import TEST_MODEL, run_cli, write_photos
 from petwatch import settings
 from petwatch.embed import PET_FOCUS_RECIPE, Embedder
 from petwatch.errors import PetwatchError
 from petwatch.library import Library, collection_name
 from petwatch.store import SERVER_FRESH_S, Store
-from tests.test_daemon import (  # noqa: F401 - albums, small_jpegs: fixtures
-    Events, _start_backfill, albums, all_hits, configure_folders, small_jpegs, wait_until)
 
 pytestmark = pytest.mark.server  # the Milvus server tier: -m server
 
@@ -49,16 +56,16 @@ def _stored_rows(collection: str, server) -> list[str]:
 
     client = _milvus_client_class()(uri=server.uri, token=server.token)
     try:
-        rows = client.query(collection, filter="view == 0", output_fields=["path"], limit=16384,
-                            consistency_level="Strong", timeout=60)
+        rows = client.query(
+            collection, filter="view == 0", output_fields=["path"], limit=16384, consistency_level="Strong", timeout=60
+        )
     finally:
         client.close()
     return [row["path"] for row in rows]
 
 
 # --- both engines ------------------------------------------------------------------------------
-def test_photo_just_indexed_is_found_by_the_next_search_without_waiting_for_a_tick(
-        milvus_backend, home, tmp_path):
+def test_photo_just_indexed_is_found_by_the_next_search_without_waiting_for_a_tick(milvus_backend, home, tmp_path):
     """Read-your-writes: each photo, the moment its write returns, is the next search's top hit
     (a Strong read on a server, right after a write), and a photo just dropped is gone from
     it; and searches with no recent write do not wait for the server's sync tick (Bounded;
@@ -116,13 +123,21 @@ def test_each_wrong_setting_is_one_line_naming_it(home, server, tmp_path):
         # The server's metrics port: HTTP/1, not Milvus's gRPC; pymilvus gives up after 10 s.
         "wrong port": ({"uri": "http://127.0.0.1:9091"}, ["no Milvus answers", "milvus_uri"]),
         "not a URI": ({"uri": "ftp://127.0.0.1:19530"}, ["not a Milvus server address", "milvus_uri"]),
-        "another model": ({"identity": recorded.replace(TEST_MODEL, "efficientnet_lite1")},
-                          [f"made by model '{recorded}'", "set model back", "petwatch reindex"]),
+        "another model": (
+            {"identity": recorded.replace(TEST_MODEL, "efficientnet_lite1")},
+            [f"made by model '{recorded}'", "set model back", "petwatch reindex"],
+        ),
     }
     for name, (changes, words) in cases.items():
         made = collection_name(opened.collection, PET_FOCUS_RECIPE)  # the one `petwatch index` made
-        args = {"uri": server.uri, "collection": made, "identity": recorded, "dim": 1280,
-                "token": server.token, **changes}
+        args = {
+            "uri": server.uri,
+            "collection": made,
+            "identity": recorded,
+            "dim": 1280,
+            "token": server.token,
+            **changes,
+        }
         with pytest.raises(PetwatchError) as raised:
             Store(**args)
         message = str(raised.value)
@@ -130,8 +145,7 @@ def test_each_wrong_setting_is_one_line_naming_it(home, server, tmp_path):
 
 
 # --- the server: restart, and gone mid-run -----------------------------------------------------
-def test_after_a_server_restart_search_reloads_and_indexing_goes_on(home, server, start_daemon, tmp_path,
-                                                                    small_jpegs):
+def test_after_a_server_restart_search_reloads_and_indexing_goes_on(home, server, start_daemon, tmp_path, small_jpegs):
     album = tmp_path / "Pictures"
     photos = write_photos(album, 8)
     configure_folders(album)
@@ -141,8 +155,14 @@ def test_after_a_server_restart_search_reloads_and_indexing_goes_on(home, server
     assert len(before) == 8
 
     server.restart()  # the collection comes back not loaded: petwatch loads it again
-    found = wait_until(lambda: (r := run_cli("search", "--json", "--top-k", "20", str(photos[0]))).returncode == 0
-                       and json.loads(r.stdout), RESTART_WITHIN, "search working after the restart", interval=1)
+    found = wait_until(
+        lambda: (
+            (r := run_cli("search", "--json", "--top-k", "20", str(photos[0]))).returncode == 0 and json.loads(r.stdout)
+        ),
+        RESTART_WITHIN,
+        "search working after the restart",
+        interval=1,
+    )
     assert {hit["path"] for hit in found} == set(before)
     assert daemon.process.poll() is None
     new = album / "after_restart.jpg"
@@ -152,10 +172,12 @@ def test_after_a_server_restart_search_reloads_and_indexing_goes_on(home, server
 
 
 def test_server_gone_mid_run_daemon_waits_and_resumes_nothing_lost_nothing_twice(
-        home, server, start_daemon, albums, small_jpegs):
+    home, server, start_daemon, albums, small_jpegs
+):
     album, daemon, events = _start_backfill(start_daemon, albums, small_jpegs)
-    wait_until(lambda: sum(len(e["paths"]) for e in events.of("indexed")) >= 8, 120, "some photos stored",
-               interval=0.05)
+    wait_until(
+        lambda: sum(len(e["paths"]) for e in events.of("indexed")) >= 8, 120, "some photos stored", interval=0.05
+    )
     server.kill()  # gone at once, mid-backfill: a crash, a pulled cable
 
     problem = wait_until(lambda: _status(daemon)["write_error"], 60, "status showing the server gone")
@@ -169,12 +191,16 @@ def test_server_gone_mid_run_daemon_waits_and_resumes_nothing_lost_nothing_twice
     assert stored_before < len(small_jpegs), "the backfill finished before the server went"
 
     server.start()  # back: the daemon notices by itself and finishes the backfill
-    wait_until(lambda: (s := _status(daemon))["write_error"] is None and s["indexed"] == len(small_jpegs)
-               and s["state"] == "idle", RESTART_WITHIN + 60, "indexing resumed and done")
+    wait_until(
+        lambda: (
+            (s := _status(daemon))["write_error"] is None and s["indexed"] == len(small_jpegs) and s["state"] == "idle"
+        ),
+        RESTART_WITHIN + 60,
+        "indexing resumed and done",
+    )
     rows = _stored_rows(collection_name(settings.load().collection, PET_FOCUS_RECIPE), server)
     assert len(rows) == len(set(rows)) == len(small_jpegs), "rows lost or stored twice"
     assert set(rows) == {str(album / p.name) for p in small_jpegs}
     hits = all_hits(daemon, album / small_jpegs[0].name)
     assert set(hits) == set(rows)
     events.close()
-

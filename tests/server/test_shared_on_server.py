@@ -4,7 +4,6 @@ the original in tests/test_index.py): this directory's ``home`` points them at i
 from __future__ import annotations
 
 import pytest
-
 from tests.test_index import (  # noqa: F401 - collected here, with their fixtures
     embedder,
     library,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from conftest import TEST_MODEL, DaemonProcess, write_photos
 
 
@@ -50,8 +51,7 @@ def live() -> Live:
         shutil.rmtree(home, ignore_errors=True)
 
 
-async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0,
-                   what: str = "condition") -> None:
+async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
     """Let the app run until ``condition()`` is true."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -67,9 +67,15 @@ async def ready(pilot, connected: bool | None = True) -> None:
     from petwatch.tui.screens.search import SearchScreen
 
     app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, SearchScreen) and list(app.screen.query("#query"))
-                   and (app.connected is connected if connected is not None else app.connected is not None),
-                   what="the app to be ready")
+    await wait_for(
+        pilot,
+        lambda: (
+            isinstance(app.screen, SearchScreen)
+            and list(app.screen.query("#query"))
+            and (app.connected is connected if connected is not None else app.connected is not None)
+        ),
+        what="the app to be ready",
+    )
     await pilot.pause()
     await pilot.pause()
 

@@ -16,12 +16,25 @@ FAKE_SOCKET = Path("/tmp/petwatch-test/run/petwatch.sock")
 
 def fake_hits(count: int, folder: str = "/photos/pets") -> list[dict]:
     breeds = ["bengal", "birman", "bombay", "persian", "ragdoll", "sphynx", "beagle", "pug"]
-    return [{"path": f"{folder}/{breeds[i % len(breeds)]}_{i:03d}.jpg", "score": round(1.0 - i * 0.0009, 4),
-             "content_hash": f"{i:016x}", "size": 100_000 + i, "mtime_ns": 0, "width": 640,
-             "height": 480, "taken_at": 1_600_000_000 + i * 86_400, "indexed_at": 1_700_000_000,
-             "view": 0, "online": True, "pet_score": 0.9 if i % 3 else 0.01,
-             "species": ("cat" if i % 8 < 6 else "dog") if i % 3 else "none",
-             "label": breeds[i % len(breeds)] if i % 3 else "lakeside"} for i in range(count)]
+    return [
+        {
+            "path": f"{folder}/{breeds[i % len(breeds)]}_{i:03d}.jpg",
+            "score": round(1.0 - i * 0.0009, 4),
+            "content_hash": f"{i:016x}",
+            "size": 100_000 + i,
+            "mtime_ns": 0,
+            "width": 640,
+            "height": 480,
+            "taken_at": 1_600_000_000 + i * 86_400,
+            "indexed_at": 1_700_000_000,
+            "view": 0,
+            "online": True,
+            "pet_score": 0.9 if i % 3 else 0.01,
+            "species": ("cat" if i % 8 < 6 else "dog") if i % 3 else "none",
+            "label": breeds[i % len(breeds)] if i % 3 else "lakeside",
+        }
+        for i in range(count)
+    ]
 
 
 def fake_picture(path: str, size: int) -> bytes:
@@ -38,17 +51,33 @@ def fake_picture(path: str, size: int) -> bytes:
 
 
 def fake_status(indexed: int = 1234, **overrides) -> dict:
-    status = {"state": "idle", "indexed": indexed, "queued": 0, "failed": 0,
-              "folders": [{"path": "/photos/pets", "mode": "events", "online": True, "photos": indexed}],
-              "model": "efficientnet_lite0", "dim": 1280, "uptime_s": 1.0, "progress": None,
-              "pid": 1, "version": "0", "db": "/tmp/milvus.db"}
+    status = {
+        "state": "idle",
+        "indexed": indexed,
+        "queued": 0,
+        "failed": 0,
+        "folders": [{"path": "/photos/pets", "mode": "events", "online": True, "photos": indexed}],
+        "model": "efficientnet_lite0",
+        "dim": 1280,
+        "uptime_s": 1.0,
+        "progress": None,
+        "pid": 1,
+        "version": "0",
+        "db": "/tmp/milvus.db",
+    }
     status.update(overrides)
     return status
 
 
 class FakeClient:
-    def __init__(self, running: bool = True, status: dict | None = None, hits: list[dict] | None = None,
-                 thumbnail_delay: float = 0.0, failures: list[dict] | None = None) -> None:
+    def __init__(
+        self,
+        running: bool = True,
+        status: dict | None = None,
+        hits: list[dict] | None = None,
+        thumbnail_delay: float = 0.0,
+        failures: list[dict] | None = None,
+    ) -> None:
         self.socket = FAKE_SOCKET
         self.running = running
         self._status = status or fake_status()
@@ -82,10 +111,9 @@ class FakeClient:
 
     async def search(self, image=None, photo=None, top_k=20, min_score=0.0, offset=0, species=None) -> dict:
         self._check()
-        self.searches.append({"image": image, "photo": photo, "top_k": top_k, "offset": offset,
-                              "species": species})
+        self.searches.append({"image": image, "photo": photo, "top_k": top_k, "offset": offset, "species": species})
         hits = [h for h in self.hits if h["score"] >= min_score and (not species or h["species"] in species)]
-        hits = hits[offset: offset + top_k]
+        hits = hits[offset : offset + top_k]
         return {"query": image or photo, "hits": hits, "took_ms": 12.0}
 
     async def thumbnail(self, path: str, size: int = 256) -> bytes:
@@ -126,17 +154,38 @@ class FakeClient:
 
 
 # --- comics and pets, with fixed data -----------------------------------------------------------
-def fake_comic(job_id: str, state: str = "succeeded", prompt: str = "Rex as a space pirate, four panels",
-               photos: list[str] | None = None, **overrides) -> dict:
+def fake_comic(
+    job_id: str,
+    state: str = "succeeded",
+    prompt: str = "Rex as a space pirate, four panels",
+    photos: list[str] | None = None,
+    **overrides,
+) -> dict:
     photos = photos if photos is not None else [h["path"] for h in fake_hits(3)]
-    job = {"id": job_id, "prompt": prompt, "photos": photos, "parent": None, "model": "gpt-image-1.5",
-           "size": "1024x1024", "quality": "medium", "input_fidelity": "high",
-           "created_at": "2026-05-12T18:15:02+00:00", "full_prompt": prompt, "references": photos,
-           "state": state, "progress": {"succeeded": "done", "failed": "failed"}.get(state, state),
-           "started_at": "2026-05-12T18:15:03+00:00", "finished_at": None, "attempts": 1,
-           "image": f"/home/you/.local/share/petwatch/comics/{job_id}.png" if state == "succeeded" else None,
-           "estimated_cost_usd": 0.171, "usage": None, "cost_usd": 0.061 if state == "succeeded" else None,
-           "error": None, "error_kind": None}
+    job = {
+        "id": job_id,
+        "prompt": prompt,
+        "photos": photos,
+        "parent": None,
+        "model": "gpt-image-1.5",
+        "size": "1024x1024",
+        "quality": "medium",
+        "input_fidelity": "high",
+        "created_at": "2026-05-12T18:15:02+00:00",
+        "full_prompt": prompt,
+        "references": photos,
+        "state": state,
+        "progress": {"succeeded": "done", "failed": "failed"}.get(state, state),
+        "started_at": "2026-05-12T18:15:03+00:00",
+        "finished_at": None,
+        "attempts": 1,
+        "image": f"/home/you/.local/share/petwatch/comics/{job_id}.png" if state == "succeeded" else None,
+        "estimated_cost_usd": 0.171,
+        "usage": None,
+        "cost_usd": 0.061 if state == "succeeded" else None,
+        "error": None,
+        "error_kind": None,
+    }
     job.update(overrides)
     return job
 
@@ -145,8 +194,12 @@ def fake_comic_picture() -> bytes:
     """A square "comic": four panels (PNG)."""
     image = Image.new("RGB", (256, 256), (250, 240, 200))
     draw = ImageDraw.Draw(image)
-    for box, colour in (((8, 8, 124, 124), (200, 80, 60)), ((132, 8, 248, 124), (60, 120, 200)),
-                        ((8, 132, 124, 248), (80, 160, 90)), ((132, 132, 248, 248), (230, 180, 40))):
+    for box, colour in (
+        ((8, 8, 124, 124), (200, 80, 60)),
+        ((132, 8, 248, 124), (60, 120, 200)),
+        ((8, 132, 124, 248), (80, 160, 90)),
+        ((132, 132, 248, 248), (230, 180, 40)),
+    ):
         draw.rectangle(box, outline=(20, 20, 20), width=4, fill=colour)
     out = io.BytesIO()
     image.save(out, format="PNG")
@@ -157,8 +210,14 @@ class FakeStudioClient(FakeClient):
     """FakeClient plus comic jobs and pet profiles. Submitted jobs stay queued until a test
     pushes their changes with ``push_comic`` (as the daemon's events would)."""
 
-    def __init__(self, comics: list[dict] | None = None, pets: list[dict] | None = None,
-                 budget: float = 5.0, spent: float = 0.2, **kwargs) -> None:
+    def __init__(
+        self,
+        comics: list[dict] | None = None,
+        pets: list[dict] | None = None,
+        budget: float = 5.0,
+        spent: float = 0.2,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.jobs: dict[str, dict] = {job["id"]: job for job in comics or []}
         self.pet_profiles: dict[str, dict] = {pet["name"]: pet for pet in pets or []}
@@ -176,16 +235,34 @@ class FakeStudioClient(FakeClient):
         refs = (n or len(photos or [])) + (1 if parent else 0)
         output = {"low": 0.009, "medium": 0.034, "high": 0.133, "auto": 0.2}[quality]
         usd = round(output + refs * 0.0336 + 0.0025, 4)
-        return {"model": "gpt-image-1.5", "references": refs, "size": size, "quality": quality,
-                "input_fidelity": "high", "output_usd": output, "input_usd": round(usd - output, 4),
-                "usd": usd, "spent_today_usd": self.spent, "budget_usd": self.budget,
-                "within_budget": self.spent + usd <= self.budget, "basis": "estimate"}
+        return {
+            "model": "gpt-image-1.5",
+            "references": refs,
+            "size": size,
+            "quality": quality,
+            "input_fidelity": "high",
+            "output_usd": output,
+            "input_usd": round(usd - output, 4),
+            "usd": usd,
+            "spent_today_usd": self.spent,
+            "budget_usd": self.budget,
+            "within_budget": self.spent + usd <= self.budget,
+            "basis": "estimate",
+        }
 
     def _new_job(self, photos, prompt, size, quality, parent) -> dict:
         self._next += 1
-        job = fake_comic(f"20260512-1816{self._next:02d}-abc{self._next:03d}", state="queued", prompt=prompt,
-                         photos=list(photos), size=size or "1024x1024", quality=quality or "medium",
-                         parent=parent, progress="queued", started_at=None)
+        job = fake_comic(
+            f"20260512-1816{self._next:02d}-abc{self._next:03d}",
+            state="queued",
+            prompt=prompt,
+            photos=list(photos),
+            size=size or "1024x1024",
+            quality=quality or "medium",
+            parent=parent,
+            progress="queued",
+            started_at=None,
+        )
         self.jobs[job["id"]] = job
         return dict(job)
 
@@ -243,18 +320,27 @@ class FakeStudioClient(FakeClient):
 
     def _summary(self, name: str) -> dict:
         pet = self.pet_profiles[name]
-        return {"name": name, "created_at": 1_700_000_000.0, "examples": len(pet["examples"]),
-                "confirmed": len(pet.get("yes", [])), "rejected": len(pet.get("not", [])),
-                "threshold": 0.5, "count": len(self._album(name)), "stale": [],
-                "example_paths": list(pet["examples"])}
+        return {
+            "name": name,
+            "created_at": 1_700_000_000.0,
+            "examples": len(pet["examples"]),
+            "confirmed": len(pet.get("yes", [])),
+            "rejected": len(pet.get("not", [])),
+            "threshold": 0.5,
+            "count": len(self._album(name)),
+            "stale": [],
+            "example_paths": list(pet["examples"]),
+        }
 
     def _album(self, name: str) -> list[dict]:
         pet = self.pet_profiles[name]
         rejected = set(pet.get("not", []))
         paths = [p for p in pet["album"] + pet.get("yes", []) if p not in rejected]
         marks = {**{p: "example" for p in pet["examples"]}, **{p: "yes" for p in pet.get("yes", [])}}
-        return [{"path": p, "score": round(0.95 - i * 0.01, 4), "content_hash": f"{i:016x}",
-                 "mark": marks.get(p)} for i, p in enumerate(dict.fromkeys(paths))]
+        return [
+            {"path": p, "score": round(0.95 - i * 0.01, 4), "content_hash": f"{i:016x}", "mark": marks.get(p)}
+            for i, p in enumerate(dict.fromkeys(paths))
+        ]
 
     async def pet_add(self, name, photos) -> dict:
         self._check()
@@ -268,7 +354,7 @@ class FakeStudioClient(FakeClient):
         if name not in self.pet_profiles:
             raise DaemonError(f"no pet named {name!r}", 400)
         hits = self._album(name)
-        return {**self._summary(name), "offset": offset, "hits": hits[offset: offset + limit if limit else None]}
+        return {**self._summary(name), "offset": offset, "hits": hits[offset : offset + limit if limit else None]}
 
     async def pet_paths(self, name, top=8) -> list[str]:
         return [hit["path"] for hit in (await self.pet(name))["hits"][:top]]
@@ -286,14 +372,24 @@ class FakeStudioClient(FakeClient):
 
     # --- pets found
     def found_group(self, gid: int, paths: list[str]) -> None:
-        self.pet_groups[gid] = {"id": gid, "size": len(paths), "status": "open", "name": None,
-                                "cover": paths[0], "paths": list(paths), "species": "dog", "breed": "beagle",
-                                "first_day": "2024-01-01", "last_day": "2025-06-30"}
+        self.pet_groups[gid] = {
+            "id": gid,
+            "size": len(paths),
+            "status": "open",
+            "name": None,
+            "cover": paths[0],
+            "paths": list(paths),
+            "species": "dog",
+            "breed": "beagle",
+            "first_day": "2024-01-01",
+            "last_day": "2025-06-30",
+        }
 
     async def groups(self, include_all=False) -> list[dict]:
         self._check()
-        return sorted((g for g in self.pet_groups.values() if include_all or g["status"] == "open"),
-                      key=lambda g: -g["size"])
+        return sorted(
+            (g for g in self.pet_groups.values() if include_all or g["status"] == "open"), key=lambda g: -g["size"]
+        )
 
     async def group_action(self, gid, action, body=None) -> dict:
         self._check()

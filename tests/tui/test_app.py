@@ -27,8 +27,13 @@ from .fakes import FakeClient, fake_hits, fake_status
 
 
 def make_app(client: FakeClient | None = None, **kwargs) -> PetwatchApp:
-    return PetwatchApp(client=client or FakeClient(), picture_class=HalfBlockPicture,
-                       theme="textual-dark", retry_seconds=(0.05,), **kwargs)
+    return PetwatchApp(
+        client=client or FakeClient(),
+        picture_class=HalfBlockPicture,
+        theme="textual-dark",
+        retry_seconds=(0.05,),
+        **kwargs,
+    )
 
 
 def notes(app) -> list[str]:
@@ -46,8 +51,9 @@ async def test_pushed_events_update_the_status_bar_and_announce_new_photos():
         await wait_for(pilot, lambda: app.connected and client.events_queue, what="connection")
         assert "10 photos" in status_text(app) and "idle" in status_text(app)
         await client.events_queue.put(("state", {"state": "indexing"}))
-        await client.events_queue.put(("progress", {"done": 3, "total": 12, "rate": 2.0, "eta_s": 4.5,
-                                                    "current": "/x.jpg"}))
+        await client.events_queue.put(
+            ("progress", {"done": 3, "total": 12, "rate": 2.0, "eta_s": 4.5, "current": "/x.jpg"})
+        )
         await client.events_queue.put(("indexed", {"paths": ["/a.jpg"], "count": 3, "total": 13}))
         await wait_for(pilot, lambda: "13 photos" in status_text(app), what="the count")
         text = status_text(app)
@@ -57,8 +63,12 @@ async def test_pushed_events_update_the_status_bar_and_announce_new_photos():
         await client.events_queue.put(("state", {"state": "idle"}))  # idle: one fresh /status
         await wait_for(pilot, lambda: "2 failed" in status_text(app), what="the failures count")
         assert not app.screen.query_one("#status-progress").display
-        await wait_for(pilot, lambda: any("3 new photos indexed" in n for n in notes(app)), timeout=5,
-                       what="the new photos notification")
+        await wait_for(
+            pilot,
+            lambda: any("3 new photos indexed" in n for n in notes(app)),
+            timeout=5,
+            what="the new photos notification",
+        )
         await client.events_queue.put(("error", {"message": "disk full"}))
         await wait_for(pilot, lambda: "disk full" in notes(app), what="the error notification")
 
@@ -68,8 +78,9 @@ async def test_an_index_upgrade_shows_its_progress_and_its_end():
     app = make_app(client)
     async with app.run_test(size=(100, 30), notifications=True) as pilot:
         await wait_for(pilot, lambda: app.connected and client.events_queue, what="connection")
-        await client.events_queue.put(("upgrade", {"from": "whole", "to": "petfocus1", "done": 30,
-                                                   "total": 120, "finished": False}))
+        await client.events_queue.put(
+            ("upgrade", {"from": "whole", "to": "petfocus1", "done": 30, "total": 120, "finished": False})
+        )
         await wait_for(pilot, lambda: "upgrading 25%" in status_text(app), what="the upgrade's progress")
         await client.events_queue.put(("upgrade", {"done": 120, "total": 120, "finished": True}))
         await wait_for(pilot, lambda: any("pet-focused vector" in n for n in notes(app)), what="its end")
@@ -130,8 +141,9 @@ async def test_comic_hook_opens_the_comic_screen_with_the_selection(monkeypatch)
     async with app.run_test(size=(100, 30), notifications=True) as pilot:
         await ready(pilot)
         await pilot.press("escape", "k")
-        await wait_for(pilot, lambda: any("select the photos for the comic first" in n for n in notes(app)),
-                       what="the hint")
+        await wait_for(
+            pilot, lambda: any("select the photos for the comic first" in n for n in notes(app)), what="the hint"
+        )
         app.selection.extend(["/photos/pets/a.jpg", "/photos/pets/b.jpg"])
         app.selection_changed()
         await pilot.pause()
@@ -141,16 +153,16 @@ async def test_comic_hook_opens_the_comic_screen_with_the_selection(monkeypatch)
                 import petwatch.tui.screens.comic  # noqa: F401
             except ModuleNotFoundError:
                 await pilot.press("k")
-                await wait_for(pilot, lambda: any("comics are not available" in n for n in notes(app)),
-                               what="the notice")
+                await wait_for(
+                    pilot, lambda: any("comics are not available" in n for n in notes(app)), what="the notice"
+                )
 
         class ComicScreen(Screen):
             def __init__(self, paths):
                 super().__init__()
                 self.paths = paths
 
-        monkeypatch.setitem(sys.modules, "petwatch.tui.screens.comic",
-                            types.SimpleNamespace(ComicScreen=ComicScreen))
+        monkeypatch.setitem(sys.modules, "petwatch.tui.screens.comic", types.SimpleNamespace(ComicScreen=ComicScreen))
         await pilot.press("k")
         assert isinstance(app.screen, ComicScreen)
         assert app.screen.paths == ["/photos/pets/a.jpg", "/photos/pets/b.jpg"]
@@ -186,8 +198,7 @@ async def test_browse_picks_the_query_photo(tmp_path):
         await wait_for(pilot, lambda: len(tree.root.children) == 1, what="the folder listing")
         assert tree.root.children[0].data.path.name == "rex.jpg"  # the .txt is left out
         await pilot.press("down", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, SearchScreen) and client.searches,
-                       what="the search")
+        await wait_for(pilot, lambda: isinstance(app.screen, SearchScreen) and client.searches, what="the search")
         assert client.searches[0]["image"] == str(tmp_path / "album" / "rex.jpg")
         assert app.screen.query_one("#query").value == str(tmp_path / "album" / "rex.jpg")
 
@@ -290,8 +301,10 @@ def test_default_theme_follows_the_terminal_background(monkeypatch, background, 
     assert default_theme() == theme
 
 
-@pytest.mark.skipif(bool(sys.__stdout__ and sys.__stdout__.isatty()),
-                    reason="importing textual-image would probe the real terminal (pytest -s)")
+@pytest.mark.skipif(
+    bool(sys.__stdout__ and sys.__stdout__.isatty()),
+    reason="importing textual-image would probe the real terminal (pytest -s)",
+)
 @pytest.mark.parametrize("kind", ["kitty", "sixel"])
 async def test_preview_with_textual_image_widgets(kind):
     """The classes a Kitty or Sixel terminal gets render the preview (no terminal probed here)."""

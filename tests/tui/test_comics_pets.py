@@ -18,8 +18,7 @@ from .fakes import FakeStudioClient, fake_comic, fake_hits
 
 
 def make_app(client: FakeStudioClient) -> PetwatchApp:
-    return PetwatchApp(client=client, picture_class=HalfBlockPicture, theme="textual-dark",
-                       retry_seconds=(0.05,))
+    return PetwatchApp(client=client, picture_class=HalfBlockPicture, theme="textual-dark", retry_seconds=(0.05,))
 
 
 def notes(app) -> list[str]:
@@ -33,7 +32,8 @@ def select(app, paths: list[str]) -> None:
 
 def test_the_tui_offers_the_daemons_comic_and_pet_choices():
     from petwatch import comics, pets
-    from petwatch.tui.screens import comic, pets as pet_screens
+    from petwatch.tui.screens import comic
+    from petwatch.tui.screens import pets as pet_screens
 
     assert tuple(value for _label, value in comic.SIZE_OPTIONS) == comics.SIZES
     assert tuple(value for _label, value in comic.QUALITY_OPTIONS) == comics.QUALITIES
@@ -62,20 +62,25 @@ async def test_a_comic_follows_pushed_events_to_its_picture():
         assert screen.query_one("#comic-size", Select).value == "1024x1024"
         screen.query_one("#comic-quality", Select).value = "high"
         await wait_for(pilot, lambda: screen.estimate_data["quality"] == "high", what="a new estimate")
-        assert client.calls[-1] == ("estimate", {"photos": paths, "size": "1024x1024", "quality": "high",
-                                                 "parent": None})
+        assert client.calls[-1] == (
+            "estimate",
+            {"photos": paths, "size": "1024x1024", "quality": "high", "parent": None},
+        )
         await pilot.press("ctrl+s")  # nothing written yet: says so, sends nothing
         assert "write what should happen" in screen_text(app)
         await pilot.press(*"Rex as a pirate")
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: screen.mode == "follow", what="the job")
         job_id = screen.job_id
-        assert client.calls[-1] == ("submit", {"photos": paths, "prompt": "Rex as a pirate",
-                                               "size": "1024x1024", "quality": "high"})
+        assert client.calls[-1] == (
+            "submit",
+            {"photos": paths, "prompt": "Rex as a pirate", "size": "1024x1024", "quality": "high"},
+        )
         assert screen.query_one("#comic-prompt", TextArea).disabled
         assert screen.query_one("#comic-progress").display
-        await client.push_comic(job_id, state="running", progress="drawing with gpt-image-1.5",
-                                started_at="2026-05-12T18:16:01+00:00")
+        await client.push_comic(
+            job_id, state="running", progress="drawing with gpt-image-1.5", started_at="2026-05-12T18:16:01+00:00"
+        )
         await wait_for(pilot, lambda: "drawing with gpt-image-1.5" in screen_text(app), what="progress")
         await client.push_comic(job_id, state="succeeded", progress="done", cost_usd=0.07)
         await wait_for(pilot, lambda: screen.image is not None, what="the picture")
@@ -127,9 +132,15 @@ async def test_more_than_16_selected_uses_the_first_16():
 
 
 async def test_the_gallery_lists_comics_and_follows_new_ones():
-    comics = [fake_comic("20260512-181502-3fa9c1"),
-              fake_comic("20260511-090000-aaaaaa", state="failed", prompt="my cat and a person",
-                         error="the image API refused this comic for safety reasons: real person")]
+    comics = [
+        fake_comic("20260512-181502-3fa9c1"),
+        fake_comic(
+            "20260511-090000-aaaaaa",
+            state="failed",
+            prompt="my cat and a person",
+            error="the image API refused this comic for safety reasons: real person",
+        ),
+    ]
     client = FakeStudioClient(comics=comics)
     app = make_app(client)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -193,8 +204,7 @@ async def test_pets_from_the_selection_album_marks_events_and_a_comic():
         assert client.calls[-1] == ("mark", {"name": "Cola", "paths": [hits[6]["path"]], "mark": "yes"})
         # the daemon says new photos joined: announced, and the album reloads
         client.pet_profiles["Cola"]["album"] += [hits[4]["path"], hits[5]["path"]]
-        await client.events_queue.put(("pet", {"name": "Cola", "new": [hits[4]["path"], hits[5]["path"]],
-                                               "count": 5}))
+        await client.events_queue.put(("pet", {"name": "Cola", "new": [hits[4]["path"], hits[5]["path"]], "count": 5}))
         await wait_for(pilot, lambda: len(grid.hits) == 5, what="the album reloaded")
         await wait_for(pilot, lambda: "2 new photos of Cola" in notes(app), timeout=5, what="the notice")
         # the pets list; k: a comic of Cola from its album's best photos
@@ -237,8 +247,9 @@ async def test_pets_found_are_shown_named_dismissed_and_merged():
 
 
 async def test_the_palette_offers_a_comic_of_each_pet():
-    client = FakeStudioClient(pets=[{"name": "Cola", "examples": [fake_hits(1)[0]["path"]],
-                                     "album": [h["path"] for h in fake_hits(4)]}])
+    client = FakeStudioClient(
+        pets=[{"name": "Cola", "examples": [fake_hits(1)[0]["path"]], "album": [h["path"] for h in fake_hits(4)]}]
+    )
     app = make_app(client)
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(pilot)

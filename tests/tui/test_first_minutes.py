@@ -9,9 +9,10 @@ import sys
 import time
 
 import pytest
-from conftest import DaemonProcess, write_photos
 
-from petwatch import locations, settings as settings_module
+from conftest import DaemonProcess, write_photos
+from petwatch import locations
+from petwatch import settings as settings_module
 from petwatch.tui.app import PetwatchApp
 from petwatch.tui.screens.search import SearchScreen
 from petwatch.tui.widgets.banner import ConnectionBanner
@@ -33,8 +34,9 @@ def test_without_a_terminal_the_tui_says_so_in_one_line_and_exits_2(stdin):
         main_end, child_end = None, subprocess.DEVNULL
     started = time.monotonic()
     try:
-        result = subprocess.run([sys.executable, "-m", "petwatch"], stdin=child_end, capture_output=True,
-                                text=True, timeout=30)
+        result = subprocess.run(
+            [sys.executable, "-m", "petwatch"], stdin=child_end, capture_output=True, text=True, timeout=30
+        )
     finally:
         if main_end is not None:
             os.close(main_end)
@@ -91,8 +93,8 @@ def _rendered_lines(widget) -> list[str]:
     """The widget's text as drawn, inside its border and padding."""
     outer, inner = widget.region, widget.content_region
     dx, dy = inner.x - outer.x, inner.y - outer.y
-    strips = widget.render_lines(outer.reset_offset)[dy:dy + inner.height]
-    return [strip.text[dx:dx + inner.width].rstrip() for strip in strips]
+    strips = widget.render_lines(outer.reset_offset)[dy : dy + inner.height]
+    return [strip.text[dx : dx + inner.width].rstrip() for strip in strips]
 
 
 @pytest.mark.parametrize("size", [(80, 24), (200, 50)])
@@ -107,7 +109,7 @@ async def test_the_welcome_text_reflows_to_the_width(size):
         lines = _rendered_lines(welcome)
     text = [line.strip() for line in lines]
     assert "Find every photo of your pet from one example." in text
-    for line, after in zip(text, text[1:]):
+    for line, after in zip(text, text[1:], strict=False):
         if line and after:  # within a paragraph
             next_word = after.split()[0]
             assert len(line) + 1 + len(next_word) > width, f"{line!r} ends early (width {width})"
@@ -121,8 +123,9 @@ async def test_the_tui_says_the_daemon_is_starting_then_connects(home):
     settings_module.update_config_file(folders=[str(album)])
     daemon = DaemonProcess()
     handle = open(daemon.log, "ab")
-    daemon.process = subprocess.Popen([sys.executable, "-m", "petwatch", "daemon"], env=daemon.env,
-                                      stdout=handle, stderr=handle)
+    daemon.process = subprocess.Popen(
+        [sys.executable, "-m", "petwatch", "daemon"], env=daemon.env, stdout=handle, stderr=handle
+    )
     try:
         deadline = time.monotonic() + 60
         while not locations.socket_path().exists():
@@ -135,7 +138,9 @@ async def test_the_tui_says_the_daemon_is_starting_then_connects(home):
             await wait_for(pilot, lambda: app.daemon_starting, what="the daemon seen as starting")
             await pilot.pause()
             assert banner.display
-            assert "The petwatch daemon is starting (loading the model)" in str(banner.query_one("#banner-text").render())
+            assert "The petwatch daemon is starting (loading the model)" in str(
+                banner.query_one("#banner-text").render()
+            )
             assert "starting" in str(state.render())
             assert not banner.query_one("#banner-start").display  # no "Start daemon" for a starting one
             await wait_for(pilot, lambda: app.connected, timeout=120, what="the connection")

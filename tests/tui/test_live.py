@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_photos
 
+from conftest import write_photos
 from petwatch.tui import launcher
 from petwatch.tui.app import PetwatchApp
 from petwatch.tui.screens.folders import FoldersScreen
@@ -45,9 +45,16 @@ async def search_by_typing(pilot, path: str) -> ResultsGrid:
     await pilot.press(*path)
     await pilot.press("enter")
     grid = app.screen.query_one(ResultsGrid)
-    await wait_for(pilot, lambda: grid.hits and app.screen.last_query
-                   and app.screen.last_query["path"] == path and "hits for" in screen_text(app),
-                   what="search results")
+    await wait_for(
+        pilot,
+        lambda: (
+            grid.hits
+            and app.screen.last_query
+            and app.screen.last_query["path"] == path
+            and "hits for" in screen_text(app)
+        ),
+        what="search results",
+    )
     return grid
 
 
@@ -61,8 +68,7 @@ async def test_search_by_path_shows_the_query_photo_first(live):
         # Path completion: the directory and a unique prefix of the name, then Tab.
         stem = Path(query).name[: len(Path(query).name) - 6]
         await pilot.press(*f"{live.album}/{stem}")
-        await wait_for(pilot, lambda: app.screen.query_one("#query")._suggestion == query,
-                       what="path completion")
+        await wait_for(pilot, lambda: app.screen.query_one("#query")._suggestion == query, what="path completion")
         await pilot.press("tab")
         assert app.screen.query_one("#query").value == query
         await pilot.press("enter")
@@ -79,8 +85,9 @@ async def test_search_by_path_shows_the_query_photo_first(live):
         assert (query, 128) in app.thumbnails
         # Enter opens the hit large, with its metadata from the daemon.
         await pilot.press("enter")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "PreviewScreen" and app.screen.meta,
-                       what="the preview")
+        await wait_for(
+            pilot, lambda: type(app.screen).__name__ == "PreviewScreen" and app.screen.meta, what="the preview"
+        )
         details = screen_text(app)
         assert "taken" in details and "pixels" in details and str(live.album.name) in details
         await pilot.press("escape")
@@ -98,8 +105,11 @@ async def test_selection_survives_a_new_search(live, tmp_path):
         assert "2 selected" in status_text(app)
         # "Search again from this hit" (a), then a new typed search: the selection stays.
         await pilot.press("a")
-        await wait_for(pilot, lambda: app.screen.last_query["path"] == chosen[1]
-                       and grid.hits and grid.hits[0]["path"] == chosen[1], what="search from hit")
+        await wait_for(
+            pilot,
+            lambda: app.screen.last_query["path"] == chosen[1] and grid.hits and grid.hits[0]["path"] == chosen[1],
+            what="search from hit",
+        )
         grid = await search_by_typing(pilot, str(live.photos[5]))
         assert grid.hits[0]["path"] == str(live.photos[5])
         assert app.selection == chosen
@@ -141,8 +151,11 @@ async def test_adding_a_folder_on_the_folders_screen_indexes_its_photos(live):
 
         def counted() -> bool:
             folders = {f["path"]: f for f in app.daemon_status.get("folders", [])}
-            return (str(extra) in folders and folders[str(extra)]["photos"] == len(added)
-                    and app.daemon_status["indexed"] == indexed_before + len(added))
+            return (
+                str(extra) in folders
+                and folders[str(extra)]["photos"] == len(added)
+                and app.daemon_status["indexed"] == indexed_before + len(added)
+            )
 
         await wait_for(pilot, counted, timeout=90, what="the new folder's photos in the status")
         assert len(app.daemon_status["folders"]) == before + 1
@@ -155,8 +168,7 @@ async def test_adding_a_folder_on_the_folders_screen_indexes_its_photos(live):
 
 
 def _tmux(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["tmux", "-L", TMUX_SERVER, *args], capture_output=True, text=True,
-                          timeout=30, check=check)
+    return subprocess.run(["tmux", "-L", TMUX_SERVER, *args], capture_output=True, text=True, timeout=30, check=check)
 
 
 TMUX_SERVER = f"petwatch-test-{os.getpid()}"
@@ -181,10 +193,11 @@ def _wait_pane(session: str, condition, timeout: float = 60.0) -> str:
 def test_petwatch_tui_in_a_real_80x24_terminal(live):
     """`petwatch tui` in tmux: search by typing a path, quit; no traceback anywhere."""
     session = "pw"
-    env = {name: os.environ[name] for name in ("PETWATCH_HOME", "PETWATCH_MODEL", "PATH", "HOME")
-           if name in os.environ}
-    command = (f"env {' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())} TERM=xterm-256color "
-               f"{shlex.quote(sys.executable)} -m petwatch tui; echo PETWATCH-EXIT=$?; sleep 60")
+    env = {name: os.environ[name] for name in ("PETWATCH_HOME", "PETWATCH_MODEL", "PATH", "HOME") if name in os.environ}
+    command = (
+        f"env {' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())} TERM=xterm-256color "
+        f"{shlex.quote(sys.executable)} -m petwatch tui; echo PETWATCH-EXIT=$?; sleep 60"
+    )
     _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", command)
     try:
         _wait_pane(session, lambda text: "photos" in text and "idle" in text)
@@ -220,8 +233,7 @@ async def test_daemon_stop_shows_a_banner_and_the_tui_recovers(live):
         await pilot.press("slash", *str(live.photos[0]), "enter")
         await wait_for(pilot, lambda: "search failed" in screen_text(app), what="the search error")
         await asyncio.to_thread(live.daemon.start)
-        await wait_for(pilot, lambda: app.connected and not banner.display, timeout=60,
-                       what="reconnection")
+        await wait_for(pilot, lambda: app.connected and not banner.display, timeout=60, what="reconnection")
         assert f"{indexed} photos" in status_text(app)
         await pilot.press("enter")  # the same search works again
         await wait_for(pilot, lambda: "hits for" in screen_text(app), what="search after recovery")
@@ -251,10 +263,11 @@ async def test_pressing_s_starts_a_daemon_in_the_background(home):
             try:
                 await wait_for(pilot, lambda: app.connected, timeout=120, what="the started daemon")
             except AssertionError:
-                raise AssertionError(f"no connection; daemon log: {launcher.log_tail(launches[0].log, 20)}; "
-                                     f"exit {launches[0].process.poll()}") from None
-            await wait_for(pilot, lambda: app.daemon_status.get("indexed") == 3, timeout=60,
-                           what="its first walk")
+                raise AssertionError(
+                    f"no connection; daemon log: {launcher.log_tail(launches[0].log, 20)}; "
+                    f"exit {launches[0].process.poll()}"
+                ) from None
+            await wait_for(pilot, lambda: app.daemon_status.get("indexed") == 3, timeout=60, what="its first walk")
             assert not app.screen.query_one(ConnectionBanner).display
             assert launches[0].log == locations.log_file() and launches[0].log.exists()
     finally:

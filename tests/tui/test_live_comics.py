@@ -13,11 +13,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import TEST_MODEL, DaemonProcess, write_photos
-from fake_openai import SAFETY_REASON, FakeOpenAI
 from PIL import Image
 from textual.widgets import TextArea
 
+from conftest import TEST_MODEL, DaemonProcess, write_photos
+from fake_openai import SAFETY_REASON, FakeOpenAI
 from petwatch import settings
 from petwatch.tui.app import PetwatchApp
 from petwatch.tui.screens.comic import ComicScreen
@@ -57,8 +57,9 @@ def studio():
         daemon = DaemonProcess().start()
         try:
             daemon.wait_idle()
-            yield SimpleNamespace(root=root, album=album, photos=[str(p) for p in photos],
-                                  noise=str(noise), server=server, daemon=daemon)
+            yield SimpleNamespace(
+                root=root, album=album, photos=[str(p) for p in photos], noise=str(noise), server=server, daemon=daemon
+            )
         finally:
             daemon.stop()
             server.stop()

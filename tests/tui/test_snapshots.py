@@ -50,8 +50,7 @@ async def searched(pilot) -> None:
     await pilot.press("enter")
     grid = app.screen.query_one(ResultsGrid)
     await wait_for(pilot, lambda: grid.hits, what="hits")
-    await wait_for(pilot, lambda: all(grid.states[i] == "done" for i in grid.visible_range()),
-                   what="thumbnails")
+    await wait_for(pilot, lambda: all(grid.states[i] == "done" for i in grid.visible_range()), what="thumbnails")
     await quiet(pilot)
 
 
@@ -66,6 +65,7 @@ def test_disconnected_screen(snap_compare):
 @pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "200x50"])
 def test_welcome_screen(snap_compare, size):
     """What a new user sees first, at the smallest supported terminal and a large one."""
+
     async def run_before(pilot):
         await ready(pilot)
         await quiet(pilot)
@@ -87,8 +87,7 @@ def test_results_grid_light_theme(snap_compare):
         await searched(pilot)
         await pilot.press("right", "space")
 
-    assert snap_compare(make_app(theme="textual-light", hits=fake_hits(60)), terminal_size=SIZE,
-                        run_before=run_before)
+    assert snap_compare(make_app(theme="textual-light", hits=fake_hits(60)), terminal_size=SIZE, run_before=run_before)
 
 
 def test_preview_screen(snap_compare):
@@ -111,11 +110,14 @@ def test_help_screen(snap_compare):
 
 
 def test_folders_screen(snap_compare):
-    status = fake_status(indexed=1534, folders=[
-        {"path": "/photos/pets", "mode": "events", "online": True, "photos": 1234},
-        {"path": "/mnt/nas/photos", "mode": "polling", "online": True, "photos": 300},
-        {"path": "/media/usb/camera", "mode": "offline", "online": False, "photos": 0},
-    ])
+    status = fake_status(
+        indexed=1534,
+        folders=[
+            {"path": "/photos/pets", "mode": "events", "online": True, "photos": 1234},
+            {"path": "/mnt/nas/photos", "mode": "polling", "online": True, "photos": 300},
+            {"path": "/media/usb/camera", "mode": "offline", "online": False, "photos": 0},
+        ],
+    )
 
     async def run_before(pilot):
         await ready(pilot)
@@ -126,23 +128,28 @@ def test_folders_screen(snap_compare):
 
 
 def test_status_bar_while_indexing(snap_compare):
-    status = fake_status(indexed=5210, state="indexing", queued=4790, failed=3,
-                         progress={"done": 5210, "total": 10000, "rate": 41.7, "eta_s": 115.0,
-                                   "current": "/photos/pets/x.jpg"})
+    status = fake_status(
+        indexed=5210,
+        state="indexing",
+        queued=4790,
+        failed=3,
+        progress={"done": 5210, "total": 10000, "rate": 41.7, "eta_s": 115.0, "current": "/photos/pets/x.jpg"},
+    )
     failures = [{"path": "/photos/pets/broken.jpg", "reason": "truncated JPEG", "size": 1234}]
 
     async def run_before(pilot):
         await ready(pilot)
         await quiet(pilot)
 
-    assert snap_compare(make_app(status=status, failures=failures), terminal_size=SIZE,
-                        run_before=run_before)
+    assert snap_compare(make_app(status=status, failures=failures), terminal_size=SIZE, run_before=run_before)
 
 
 def test_failures_list(snap_compare):
     status = fake_status(failed=2)
-    failures = [{"path": "/photos/pets/broken.jpg", "reason": "cannot identify image file", "size": 1234},
-                {"path": "/photos/pets/huge.png", "reason": "over 200 megapixels", "size": 99_000_000}]
+    failures = [
+        {"path": "/photos/pets/broken.jpg", "reason": "cannot identify image file", "size": 1234},
+        {"path": "/photos/pets/huge.png", "reason": "over 200 megapixels", "size": 99_000_000},
+    ]
 
     async def run_before(pilot):
         await ready(pilot)
@@ -150,37 +157,49 @@ def test_failures_list(snap_compare):
         await wait_for(pilot, lambda: getattr(pilot.app.screen, "failures", None), what="failures")
         await pilot.pause()
 
-    assert snap_compare(make_app(status=status, failures=failures), terminal_size=SIZE,
-                        run_before=run_before)
+    assert snap_compare(make_app(status=status, failures=failures), terminal_size=SIZE, run_before=run_before)
 
 
 # --- comics ---------------------------------------------------------------------------------------
-SAFETY_ERROR = ("the image API refused this comic for safety reasons: Your request was rejected by the "
-                "safety system: the image may depict a real person. Your prompt and photo selection "
-                "are kept: edit them and submit again.")
+SAFETY_ERROR = (
+    "the image API refused this comic for safety reasons: Your request was rejected by the "
+    "safety system: the image may depict a real person. Your prompt and photo selection "
+    "are kept: edit them and submit again."
+)
 
 
 def make_studio_app() -> PetwatchApp:
-    comics = [fake_comic("20260512-181502-3fa9c1"),
-              fake_comic("20260512-120000-0a1b2c", state="failed", prompt="Rex meets the president",
-                         error=SAFETY_ERROR, error_kind="rejected"),
-              fake_comic("20260511-090000-d4e5f6", prompt="Rex and Cola at the beach, three panels",
-                         quality="high", cost_usd=0.19)]
-    app = PetwatchApp(client=FakeStudioClient(comics=comics), picture_class=HalfBlockPicture,
-                      theme="textual-dark")
+    comics = [
+        fake_comic("20260512-181502-3fa9c1"),
+        fake_comic(
+            "20260512-120000-0a1b2c",
+            state="failed",
+            prompt="Rex meets the president",
+            error=SAFETY_ERROR,
+            error_kind="rejected",
+        ),
+        fake_comic(
+            "20260511-090000-d4e5f6", prompt="Rex and Cola at the beach, three panels", quality="high", cost_usd=0.19
+        ),
+    ]
+    app = PetwatchApp(client=FakeStudioClient(comics=comics), picture_class=HalfBlockPicture, theme="textual-dark")
     app.viewer_available = False
     return app
 
 
 async def comic_screen_ready(pilot) -> None:
     screen = pilot.app.screen
-    await wait_for(pilot, lambda: screen.estimate_data and all(t.image is not None for t in screen.query(".comic-ref")),
-                   what="estimate and thumbnails")
+    await wait_for(
+        pilot,
+        lambda: screen.estimate_data and all(t.image is not None for t in screen.query(".comic-ref")),
+        what="estimate and thumbnails",
+    )
     await quiet(pilot)
 
 
 def test_comic_screen(snap_compare):
     """Three selected photos, a prompt typed: the estimate, the options, Send."""
+
     async def run_before(pilot):
         app = pilot.app
         await ready(pilot)
@@ -194,6 +213,7 @@ def test_comic_screen(snap_compare):
 
 def test_comic_screen_after_a_safety_rejection(snap_compare):
     """The reason, the prompt kept to edit, Retry."""
+
     async def run_before(pilot):
         await ready(pilot)
         await pilot.press("escape", "g")
@@ -209,9 +229,11 @@ def test_comics_gallery(snap_compare):
         await ready(pilot)
         await pilot.press("escape", "g")
         grid = pilot.app.screen.query_one("ComicGrid")
-        await wait_for(pilot, lambda: pilot.app.screen.loaded and all(grid.states[i] in ("done", "failed")
-                                                                      for i in grid.visible_range()),
-                       what="the gallery's pictures")
+        await wait_for(
+            pilot,
+            lambda: pilot.app.screen.loaded and all(grid.states[i] in ("done", "failed") for i in grid.visible_range()),
+            what="the gallery's pictures",
+        )
         await quiet(pilot)
 
     assert snap_compare(make_studio_app(), terminal_size=SIZE, run_before=run_before)

@@ -78,10 +78,12 @@ def test_half_blocks_fit_and_centre_the_picture():
 
 
 def test_the_tui_imports_nothing_heavy_and_starts_fast():
-    code = ("import sys, time; t = time.monotonic(); import petwatch.tui.app; "
-            "heavy = [m for m in ('torch', 'timm', 'pymilvus', 'petwatch.daemon', 'petwatch.library', "
-            "'petwatch.index', 'petwatch.embed', 'petwatch.store') if m in sys.modules]; "
-            "print(heavy, time.monotonic() - t)")
+    code = (
+        "import sys, time; t = time.monotonic(); import petwatch.tui.app; "
+        "heavy = [m for m in ('torch', 'timm', 'pymilvus', 'petwatch.daemon', 'petwatch.library', "
+        "'petwatch.index', 'petwatch.embed', 'petwatch.store') if m in sys.modules]; "
+        "print(heavy, time.monotonic() - t)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     heavy, seconds = result.stdout.rsplit(" ", 1)
     assert heavy == "[]", result.stdout + result.stderr
@@ -95,12 +97,15 @@ def test_terminal_probe_survives_a_0x0_terminal_quietly():
     import pty
     import select
 
-    code = ("from petwatch.tui.widgets.picture import detect_terminal_graphics; "
-            "print('picture=' + detect_terminal_graphics().__name__)")
+    code = (
+        "from petwatch.tui.widgets.picture import detect_terminal_graphics; "
+        "print('picture=' + detect_terminal_graphics().__name__)"
+    )
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "PETWATCH_TUI_IMAGES"}
-    process = subprocess.Popen([sys.executable, "-c", code], stdin=slave, stdout=slave, stderr=slave,
-                               close_fds=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=slave, stdout=slave, stderr=slave, close_fds=True, env=env
+    )
     os.close(slave)
     output = b""
     while True:

@@ -28,11 +28,7 @@ def _is_safety_rejection(error: openai.APIStatusError) -> bool:
     body = error.body if isinstance(error.body, dict) else {}
     code = str(body.get("code") or "")
     text = f"{code} {body.get('type') or ''} {_server_reason(error)}".lower()
-    return (
-        code in ("moderation_blocked", "content_policy_violation")
-        or "safety" in text
-        or "moderation" in text
-    )
+    return code in ("moderation_blocked", "content_policy_violation") or "safety" in text or "moderation" in text
 
 
 def explain_api_error(
@@ -57,9 +53,7 @@ def explain_api_error(
             retryable=True,
         )
     if not isinstance(error, openai.APIStatusError):
-        return ComicFailure(
-            "bad_response", f"the image API sent an unusable answer: {error.message}"
-        )
+        return ComicFailure("bad_response", f"the image API sent an unusable answer: {error.message}")
     status, reason = error.status_code, _server_reason(error)
     if status == 400 and _is_safety_rejection(error):
         return ComicFailure(
@@ -88,8 +82,7 @@ def explain_api_error(
     if status == 404:
         return ComicFailure(
             "not_found",
-            f"the image API does not offer the model {model} (HTTP 404): {reason} "
-            f"Set comic_model in {config}.",
+            f"the image API does not offer the model {model} (HTTP 404): {reason} Set comic_model in {config}.",
         )
     body = error.body if isinstance(error.body, dict) else {}
     if status == 429 and "insufficient_quota" in (str(body.get("code")), str(body.get("type"))):

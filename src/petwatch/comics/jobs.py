@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -39,9 +39,7 @@ class ComicJob:
     input_fidelity: str | None  # None when the model takes no such parameter
     created_at: str  # ISO 8601, UTC
     full_prompt: str = ""  # exactly what is sent
-    references: list[str] = field(
-        default_factory=list
-    )  # what is sent, in order (parent comic first)
+    references: list[str] = field(default_factory=list)  # what is sent, in order (parent comic first)
     state: str = QUEUED
     progress: str = "queued"
     started_at: str | None = None

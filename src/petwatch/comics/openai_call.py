@@ -82,8 +82,7 @@ def draw(
                 raise Cancelled
             update(
                 attempts=attempt,
-                progress=f"drawing with {job.model}"
-                + (f" (attempt {attempt}/{attempts})" if attempt > 1 else ""),
+                progress=f"drawing with {job.model}" + (f" (attempt {attempt}/{attempts})" if attempt > 1 else ""),
             )
             try:
                 response = client.images.edit(**request)
@@ -119,16 +118,12 @@ def _reference_images(job: ComicJob, settings: Settings) -> list[tuple[str, byte
         try:
             data = downscaled_png(path, settings.comic_reference_px, settings.max_image_pixels)
         except PhotoError as error:
-            raise ComicFailure(
-                "bad_photo", f"cannot use {path}: {error}. Deselect it and submit again."
-            ) from None
+            raise ComicFailure("bad_photo", f"cannot use {path}: {error}. Deselect it and submit again.") from None
         images.append((f"reference-{number:02d}.png", data, "image/png"))
     return images
 
 
-def _backoff(
-    attempt: int, error: openai.APIError, base_seconds: float, max_seconds: float
-) -> float:
+def _backoff(attempt: int, error: openai.APIError, base_seconds: float, max_seconds: float) -> float:
     server_says = retry_after_seconds(error)
     if server_says is not None and server_says >= 0:
         return min(server_says, max_seconds)
@@ -139,15 +134,11 @@ def _backoff(
 def _decode_image(response: Any) -> bytes:
     first = response.data[0] if response.data else None
     if first is None or not first.b64_json:
-        raise ComicFailure(
-            "bad_response", "the image API answered without an image; retry the comic."
-        )
+        raise ComicFailure("bad_response", "the image API answered without an image; retry the comic.")
     try:
         data = base64.b64decode(first.b64_json, validate=True)
     except (binascii.Error, ValueError):
-        raise ComicFailure(
-            "bad_response", "the image API returned an image that is not valid base64."
-        ) from None
+        raise ComicFailure("bad_response", "the image API returned an image that is not valid base64.") from None
     return _as_png(data)
 
 

@@ -33,16 +33,12 @@ PRICING_BASIS = (
 )
 
 
-def estimate_cost_usd(
-    n_references: int, size: str, quality: str, input_fidelity: str | None
-) -> tuple[float, float]:
+def estimate_cost_usd(n_references: int, size: str, quality: str, input_fidelity: str | None) -> tuple[float, float]:
     """(output image USD, input USD) for one comic."""
     by_size = OUTPUT_IMAGE_USD["high" if quality == "auto" else quality]
     output_usd = max(by_size.values()) if size == "auto" else by_size[size]
     image_tokens = n_references * REFERENCE_IMAGE_TOKENS[input_fidelity or "high"]
-    input_usd = (
-        image_tokens * TOKEN_USD["image_input"] + PROMPT_TOKENS_ALLOWANCE * TOKEN_USD["text_input"]
-    )
+    input_usd = image_tokens * TOKEN_USD["image_input"] + PROMPT_TOKENS_ALLOWANCE * TOKEN_USD["text_input"]
     return output_usd, input_usd
 
 

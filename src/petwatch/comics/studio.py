@@ -90,11 +90,7 @@ class ComicStudio:
         """The refinement chain ending at ``job_id``, first comic first."""
         with self._lock:
             chain = [self._job(job_id)]
-            while (
-                chain[-1].parent
-                and chain[-1].parent in self._jobs
-                and len(chain) <= len(self._jobs)
-            ):
+            while chain[-1].parent and chain[-1].parent in self._jobs and len(chain) <= len(self._jobs):
                 chain.append(self._jobs[chain[-1].parent])
             return [job.copy() for job in reversed(chain)]
 
@@ -103,14 +99,10 @@ class ComicStudio:
         with self._lock:
             return budget.spent_today_usd(self._jobs.values())
 
-    def estimate(
-        self, n_refs: int, size: str | None = None, quality: str | None = None
-    ) -> dict[str, Any]:
+    def estimate(self, n_refs: int, size: str | None = None, quality: str | None = None) -> dict[str, Any]:
         """The cost of one comic with ``n_refs`` reference images, and where today's budget stands."""
         if not 1 <= n_refs <= MAX_REFERENCES:
-            raise PetwatchError(
-                f"a comic takes 1 to {MAX_REFERENCES} reference images, not {n_refs}"
-            )
+            raise PetwatchError(f"a comic takes 1 to {MAX_REFERENCES} reference images, not {n_refs}")
         size, quality = self._size_and_quality(size, quality)
         fidelity = input_fidelity_for(self.settings.comic_model, self.settings.comic_input_fidelity)
         output_usd, input_usd = estimate_cost_usd(n_refs, size, quality, fidelity)
@@ -153,11 +145,7 @@ class ComicStudio:
         settings = self.settings
         with self._lock:
             parent_job = self._parent(parent) if parent else None
-            selection = (
-                _absolute_unique(photos)
-                if photos
-                else list(parent_job.photos if parent_job else [])
-            )
+            selection = _absolute_unique(photos) if photos else list(parent_job.photos if parent_job else [])
             if not selection:
                 raise PetwatchError("select at least one photo of your pet for the comic")
             if len(selection) > MAX_REFERENCES:
@@ -274,9 +262,7 @@ class ComicStudio:
     def _parent(self, parent_id: str) -> ComicJob:
         parent = self._job(parent_id)
         if parent.state != SUCCEEDED or not parent.image or not os.path.isfile(parent.image):
-            raise PetwatchError(
-                f"comic {parent_id} has no finished image to refine ({parent.state})"
-            )
+            raise PetwatchError(f"comic {parent_id} has no finished image to refine ({parent.state})")
         return parent
 
     def _size_and_quality(self, size: str | None, quality: str | None) -> tuple[str, str]:

@@ -45,7 +45,8 @@ class SearchRequest(_Strict):
     min_score: float = Field(0.0, ge=-1.0, le=1.0)
     offset: int = Field(0, ge=0, le=MAX_TOP_K)
     species: list[str] | None = Field(
-        None, max_length=len(SPECIES), description=f"Only photos of these species ({', '.join(SPECIES)})")
+        None, max_length=len(SPECIES), description=f"Only photos of these species ({', '.join(SPECIES)})"
+    )
 
     @field_validator("species")
     @classmethod
@@ -123,8 +124,9 @@ class BodyLimit:
 
 
 def create_app(daemon: Daemon) -> FastAPI:
-    app = FastAPI(title="petwatch daemon", version="1", docs_url=None, redoc_url=None,
-                  default_response_class=PathJSONResponse)
+    app = FastAPI(
+        title="petwatch daemon", version="1", docs_url=None, redoc_url=None, default_response_class=PathJSONResponse
+    )
 
     @app.exception_handler(PetwatchError)
     async def _petwatch_error(request: Request, error: PetwatchError):
@@ -157,8 +159,9 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     @app.post("/search")
     def search(request: SearchRequest) -> dict:
-        return daemon.search(request.image, request.photo, request.top_k, request.min_score, request.offset,
-                             request.species)
+        return daemon.search(
+            request.image, request.photo, request.top_k, request.min_score, request.offset, request.species
+        )
 
     @app.post("/index")
     def index(request: IndexRequest) -> dict:
@@ -195,8 +198,11 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     @app.get("/thumbnail")
     def thumbnail(path: str = Query(..., max_length=MAX_PATH_CHARS), size: int = Query(256, ge=16, le=2048)):
-        return Response(daemon.thumbnail(_sent_path(path), size), media_type="image/jpeg",
-                        headers={"Cache-Control": "max-age=86400"})
+        return Response(
+            daemon.thumbnail(_sent_path(path), size),
+            media_type="image/jpeg",
+            headers={"Cache-Control": "max-age=86400"},
+        )
 
     @app.get("/events")
     async def events():
@@ -205,8 +211,7 @@ def create_app(daemon: Daemon) -> FastAPI:
             async for kind, data in daemon.bus.subscribe():
                 yield _sse(kind, data)
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     app.include_router(comics_router(daemon.comics))
     app.include_router(pets_router(daemon.pets))

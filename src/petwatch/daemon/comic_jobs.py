@@ -36,9 +36,7 @@ class ComicJobs:
 
     def __init__(self, settings: Settings, bus: EventBus, *, backoff_base_seconds: float = 1.0) -> None:
         self.bus = bus
-        self.studio = ComicStudio(
-            settings, backoff_base_seconds=backoff_base_seconds, on_change=self._changed
-        )
+        self.studio = ComicStudio(settings, backoff_base_seconds=backoff_base_seconds, on_change=self._changed)
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._work_loop, name="comics", daemon=True)
@@ -141,8 +139,7 @@ def _check_photos(paths: list[str]) -> None:
     """Refuse paths that are relative, missing or not photos, before anything is queued."""
     for path in paths:
         if not os.path.isabs(path):
-            raise PetwatchError(f"photo paths must be absolute (the daemon has its own working "
-                                f"directory): {path}")
+            raise PetwatchError(f"photo paths must be absolute (the daemon has its own working directory): {path}")
         if not os.path.isfile(path):
             raise PetwatchError(f"photo not found: {path}")
         try:

@@ -17,9 +17,10 @@ app turns into ``{"error": ...}``.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
-from fastapi import APIRouter, Path as PathParam
+from fastapi import APIRouter
+from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,30 +48,28 @@ class ComicRequest(_Strict):
         "with parent: the parent's selection is used)",
     )
     prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT_CHARS)
-    size: Optional[Size] = None  # noqa: UP007 - pydantic needs the runtime Literal
-    quality: Optional[Quality] = None  # noqa: UP007
-    parent: Optional[str] = Field(None, pattern=JOB_ID, description="Comic this one refines")
+    size: Size | None = None  # noqa: UP007 - pydantic needs the runtime Literal
+    quality: Quality | None = None  # noqa: UP007
+    parent: str | None = Field(None, pattern=JOB_ID, description="Comic this one refines")
 
 
 class EstimateRequest(_Strict):
-    n: Optional[int] = Field(None, ge=1, le=MAX_REFERENCES, description="Reference images")
-    photos: Optional[list[PhotoPath]] = Field(None, max_length=MAX_REFERENCES)
-    size: Optional[Size] = None
-    quality: Optional[Quality] = None
-    parent: Optional[str] = Field(None, pattern=JOB_ID)
+    n: int | None = Field(None, ge=1, le=MAX_REFERENCES, description="Reference images")
+    photos: list[PhotoPath] | None = Field(None, max_length=MAX_REFERENCES)
+    size: Size | None = None
+    quality: Quality | None = None
+    parent: str | None = Field(None, pattern=JOB_ID)
 
 
 class RefineRequest(_Strict):
     prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT_CHARS)
     photos: list[PhotoPath] = Field(default_factory=list, max_length=MAX_REFERENCES)
-    size: Optional[Size] = None
-    quality: Optional[Quality] = None
+    size: Size | None = None
+    quality: Quality | None = None
 
 
 class RetryRequest(_Strict):
-    prompt: Optional[str] = Field(
-        None, min_length=1, max_length=MAX_PROMPT_CHARS, description="Replaces the old prompt"
-    )
+    prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS, description="Replaces the old prompt")
 
 
 # --- the routes ------------------------------------------------------------------------------
@@ -81,13 +80,11 @@ def router(jobs: ComicJobs) -> APIRouter:
 
     @routes.post("")
     def submit(request: ComicRequest) -> dict:
-        return jobs.submit(request.photos, request.prompt, request.size, request.quality,
-                           request.parent)
+        return jobs.submit(request.photos, request.prompt, request.size, request.quality, request.parent)
 
     @routes.post("/estimate")
     def estimate(request: EstimateRequest) -> dict:
-        return jobs.estimate(request.n, request.photos, request.size, request.quality,
-                             request.parent)
+        return jobs.estimate(request.n, request.photos, request.size, request.quality, request.parent)
 
     @routes.get("")
     def list_jobs() -> list[dict]:
@@ -106,12 +103,11 @@ def router(jobs: ComicJobs) -> APIRouter:
         return jobs.submit(request.photos, request.prompt, request.size, request.quality, job_id)
 
     @routes.post("/{job_id}/retry")
-    def retry(request: Optional[RetryRequest] = None, job_id: str = JobId) -> dict:
+    def retry(request: RetryRequest | None = None, job_id: str = JobId) -> dict:
         return jobs.retry(job_id, request.prompt if request else None)
 
     @routes.get("/{job_id}/image")
     def image(job_id: str = JobId) -> Response:
-        return Response(jobs.image(job_id), media_type="image/png",
-                        headers={"Cache-Control": "no-cache"})
+        return Response(jobs.image(job_id), media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     return routes

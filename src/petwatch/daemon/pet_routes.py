@@ -15,7 +15,6 @@ photo joins an album. ``api.create_app`` includes ``router(daemon.pets)``.
 
 from __future__ import annotations
 
-
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,14 +31,18 @@ class _Strict(BaseModel):
 
 class PetAddRequest(_Strict):
     name: str = Field(..., min_length=1, max_length=MAX_NAME, description="The pet's name")
-    photos: list[PhotoPath] = Field(..., min_length=1, max_length=MAX_PHOTOS,
-                              description="Example photos of the pet (three or more work best)")
+    photos: list[PhotoPath] = Field(
+        ..., min_length=1, max_length=MAX_PHOTOS, description="Example photos of the pet (three or more work best)"
+    )
 
 
 class PetMarkRequest(_Strict):
     paths: list[PhotoPath] = Field(..., min_length=1, max_length=MAX_PHOTOS)
-    mark: str = Field(..., pattern=f"^({YES}|{NOT}|forget)$",
-                      description="yes: my pet (add it); not: not my pet; forget: drop the mark")
+    mark: str = Field(
+        ...,
+        pattern=f"^({YES}|{NOT}|forget)$",
+        description="yes: my pet (add it); not: not my pet; forget: drop the mark",
+    )
 
 
 def _name():
@@ -59,8 +62,11 @@ def router(pets: Pets) -> APIRouter:
         return pets.add(request.name, request.photos)
 
     @routes.get("/{name}")
-    def pet_album(name: str = _name(), offset: int = Query(0, ge=0, le=MAX_ALBUM_PAGE),
-                  limit: int = Query(0, ge=0, le=MAX_ALBUM_PAGE, description="0 = the whole album")) -> dict:
+    def pet_album(
+        name: str = _name(),
+        offset: int = Query(0, ge=0, le=MAX_ALBUM_PAGE),
+        limit: int = Query(0, ge=0, le=MAX_ALBUM_PAGE, description="0 = the whole album"),
+    ) -> dict:
         return pets.album(name, offset, limit or None)
 
     @routes.get("/{name}/paths")

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import platformdirs
 
-from petwatch import locations, settings as settings_module
+from petwatch import locations
+from petwatch import settings as settings_module
 from petwatch.daemon import systemd
 from petwatch.errors import PetwatchError
 
@@ -59,8 +60,9 @@ def acquire_instance_lock() -> int:
             raise
         pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise PetwatchError(f"another petwatch daemon (pid {pid}) is already running on "
-                            f"{locations.data_dir()}; see `petwatch status`") from None
+        raise PetwatchError(
+            f"another petwatch daemon (pid {pid}) is already running on {locations.data_dir()}; see `petwatch status`"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
@@ -87,8 +89,9 @@ def bind_socket(path: Path) -> socket.socket:
 def peer_uid(sock: socket.socket) -> int | None:
     """The uid of the process at the other end of a Unix socket connection (SO_PEERCRED)."""
     try:
-        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(
-            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        _pid, uid, _gid = struct.unpack(
+            "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        )
     except OSError:
         return None
     return uid
@@ -141,18 +144,29 @@ class StartingAnswers:
             # Read a short body too: closing with unread bytes would reset the connection and
             # the client would see that instead of the answer.
             head, _, body = data.partition(b"\r\n\r\n")
-            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
-                           if line.lower().startswith(b"content-length:")
-                           and line.split(b":", 1)[1].strip().isdigit()), 0)
+            length = next(
+                (
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")[1:]
+                    if line.lower().startswith(b"content-length:") and line.split(b":", 1)[1].strip().isdigit()
+                ),
+                0,
+            )
             while len(body) < min(length, self.MAX_HEAD) and (chunk := conn.recv(4096)):
                 body += chunk
-            answer = json.dumps({"error": "the petwatch daemon is starting (loading the model): "
-                                          "try again in a few seconds",
-                                 "state": "starting", "pid": os.getpid(),
-                                 "uptime_s": round(time.monotonic() - self.since, 1)}).encode()
-            conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                         b"Retry-After: 1\r\nConnection: close\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+            answer = json.dumps(
+                {
+                    "error": "the petwatch daemon is starting (loading the model): try again in a few seconds",
+                    "state": "starting",
+                    "pid": os.getpid(),
+                    "uptime_s": round(time.monotonic() - self.since, 1),
+                }
+            ).encode()
+            conn.sendall(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                b"Retry-After: 1\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
+            )
         except (OSError, ValueError):
             pass  # a client that hung up or sent junk: nothing to answer
 
@@ -204,9 +218,16 @@ def main() -> int:
         daemon = Daemon(settings)
         daemon.started = starting.since  # its uptime counts the load, as the "starting" answers did
         starting.stop()
-        config = uvicorn.Config(create_app(daemon), http=OwnerOnlyH11, lifespan="off", log_level="warning",
-                                timeout_keep_alive=5, limit_concurrency=512, timeout_graceful_shutdown=3,
-                                h11_max_incomplete_event_size=64 * 1024)
+        config = uvicorn.Config(
+            create_app(daemon),
+            http=OwnerOnlyH11,
+            lifespan="off",
+            log_level="warning",
+            timeout_keep_alive=5,
+            limit_concurrency=512,
+            timeout_graceful_shutdown=3,
+            h11_max_incomplete_event_size=64 * 1024,
+        )
         _serve(daemon, sock, _server_class(uvicorn, daemon.bus.close)(config))
     except _StopRequested:
         log.info("stopped while loading")
@@ -259,8 +280,9 @@ def _serve(daemon, sock: socket.socket, server) -> None:
         daemon.start()
         pinger = asyncio.create_task(_watchdog_pings())
         systemd.notify("READY=1\nSTATUS=watching " + ", ".join(daemon.folders or ["no folders"]))
-        log.info("petwatch daemon ready: %d photos, socket %s", len(daemon.library.indexer.catalog),
-                 locations.socket_path())
+        log.info(
+            "petwatch daemon ready: %d photos, socket %s", len(daemon.library.indexer.catalog), locations.socket_path()
+        )
         try:
             await server.serve(sockets=[sock])
         finally:

@@ -19,7 +19,8 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from petwatch import __version__, locations, photos, settings as settings_module
+from petwatch import __version__, locations, photos
+from petwatch import settings as settings_module
 from petwatch.daemon.comic_jobs import ComicJobs
 from petwatch.daemon.events import EventBus
 from petwatch.discovery import Discovery
@@ -60,8 +61,13 @@ class _Progress:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = self.done / elapsed
         eta = (self.total - self.done) / rate if rate > 0 else None
-        return {"done": self.done, "total": self.total, "rate": round(rate, 2),
-                "eta_s": round(eta, 1) if eta is not None else None, "current": self.current}
+        return {
+            "done": self.done,
+            "total": self.total,
+            "rate": round(rate, 2),
+            "eta_s": round(eta, 1) if eta is not None else None,
+            "current": self.current,
+        }
 
 
 class Daemon:
@@ -79,8 +85,7 @@ class Daemon:
         self._stopping = threading.Event()
         self._busy = False
         self.progress: _Progress | None = None
-        self.watcher = Watcher(Sink(self._hint_files, self._hint_tree),
-                               settings.settle_seconds, settings.poll_seconds)
+        self.watcher = Watcher(Sink(self._hint_files, self._hint_tree), settings.settle_seconds, settings.poll_seconds)
         self._worker = threading.Thread(target=self._work_loop, name="indexer", daemon=True)
         self._clock = threading.Thread(target=self._clock_loop, name="clock", daemon=True)
         self._last_walk = time.monotonic()  # the walk start() asks for counts: no second one at once
@@ -114,8 +119,9 @@ class Daemon:
             except queue.Empty:
                 break
             if task.done and not task.done.done():
-                task.done.set_exception(PetwatchError("the daemon stopped before this was done; "
-                                                      "start it again and it resumes"))
+                task.done.set_exception(
+                    PetwatchError("the daemon stopped before this was done; start it again and it resumes")
+                )
         self.discovery.close()  # waits for a clustering under way: it reads the library
         if not self._worker.is_alive():
             self.library.close()
@@ -192,7 +198,9 @@ class Daemon:
         return {
             "state": self.state(),
             "indexed": len(self.library.indexer.catalog),
-            "queued": self.watcher.queued() + self._queued_work() + len(self._removals)
+            "queued": self.watcher.queued()
+            + self._queued_work()
+            + len(self._removals)
             + (self.progress.total - self.progress.done if self.progress else 0),
             "failed": self.library.failures.count(),
             "folders": self.folder_list(),
@@ -218,15 +226,26 @@ class Daemon:
 
     def folder_list(self) -> list[dict]:
         counts = self.library.indexer.folder_counts(self.folders)
-        return [{"path": f, "mode": self.watcher.mode(f), "online": os.path.isdir(f),
-                 "photos": counts.get(f, 0)} for f in self.folders]
+        return [
+            {"path": f, "mode": self.watcher.mode(f), "online": os.path.isdir(f), "photos": counts.get(f, 0)}
+            for f in self.folders
+        ]
 
     def failures(self) -> list[dict]:
-        return [{"path": path, "reason": reason, "size": size}
-                for path, (size, _mtime, reason) in sorted(self.library.failures.known().items())]
+        return [
+            {"path": path, "reason": reason, "size": size}
+            for path, (size, _mtime, reason) in sorted(self.library.failures.known().items())
+        ]
 
-    def search(self, image: str | None, photo: str | None, top_k: int, min_score: float,
-               offset: int = 0, species: list[str] | None = None) -> dict:
+    def search(
+        self,
+        image: str | None,
+        photo: str | None,
+        top_k: int,
+        min_score: float,
+        offset: int = 0,
+        species: list[str] | None = None,
+    ) -> dict:
         query = photo or image
         if not query:
             raise PetwatchError("give a query: an image path, or an indexed photo")
@@ -234,17 +253,22 @@ class Daemon:
             raise PetwatchError(f"{photo} is not an indexed photo")
         started = time.monotonic()
         found = self.library.find(query, top_k + offset, min_score, species)
-        return {"query": os.path.abspath(query), "hits": [self._hit(h) for h in found.hits[offset:]],
-                "took_ms": round((time.monotonic() - started) * 1000, 1),
-                # Set while the index is upgraded: "partial" when only the photos upgraded so
-                # far were searched (a species filter needs the new index), else the results
-                # come from the complete older index.
-                "upgrade": self.library.upgrade_status(), "partial": found.partial is not None}
+        return {
+            "query": os.path.abspath(query),
+            "hits": [self._hit(h) for h in found.hits[offset:]],
+            "took_ms": round((time.monotonic() - started) * 1000, 1),
+            # Set while the index is upgraded: "partial" when only the photos upgraded so
+            # far were searched (a species filter needs the new index), else the results
+            # come from the complete older index.
+            "upgrade": self.library.upgrade_status(),
+            "partial": found.partial is not None,
+        }
 
     def _hit(self, hit: Hit) -> dict:
         data = hit.to_dict()
-        data["online"] = any(is_under(hit.path, f) and os.path.isdir(f) for f in self.folders) \
-            or os.path.exists(hit.path)
+        data["online"] = any(is_under(hit.path, f) and os.path.isdir(f) for f in self.folders) or os.path.exists(
+            hit.path
+        )
         return data
 
     def photo(self, path: str) -> dict:
@@ -252,9 +276,22 @@ class Daemon:
         row = self.library.store.get(path) if self.library.entry(path) is not None else None
         if row is None:
             raise PetwatchError(f"{path} is not an indexed photo")
-        data = {name: getattr(row, name) for name in
-                ("path", "content_hash", "size", "mtime_ns", "width", "height", "taken_at", "indexed_at",
-                 "pet_score", "species", "label")}
+        data = {
+            name: getattr(row, name)
+            for name in (
+                "path",
+                "content_hash",
+                "size",
+                "mtime_ns",
+                "width",
+                "height",
+                "taken_at",
+                "indexed_at",
+                "pet_score",
+                "species",
+                "label",
+            )
+        }
         data["online"] = os.path.exists(path)
         data["folder"] = next((f for f in self.folders if is_under(path, f)), os.path.dirname(path))
         return data
@@ -348,8 +385,12 @@ class Daemon:
             walk_roots = [d for d in task.folders if self._watched(d) and os.path.isdir(d)]
             if walk_roots:
                 report = self._reconcile(walk_roots)
-            gone = [p for prefix in task.removed for p in list(indexer.catalog)
-                    if is_under(p, prefix) and not os.path.lexists(p)]
+            gone = [
+                p
+                for prefix in task.removed
+                for p in list(indexer.catalog)
+                if is_under(p, prefix) and not os.path.lexists(p)
+            ]
             report.removed += self._drop(gone)
             self._forget_failures_under(task.removed)
             self._finish(report, task)
@@ -382,8 +423,7 @@ class Daemon:
         window_ns = self.settings.settle_seconds * 1e9
         ready, busy = [], []
         for stat in files:
-            if self._watched(stat.path) and (self.watcher.holds(stat.path)
-                                             or now_ns - stat.mtime_ns < window_ns):
+            if self._watched(stat.path) and (self.watcher.holds(stat.path) or now_ns - stat.mtime_ns < window_ns):
                 busy.append(stat.path)
             else:
                 ready.append(stat)
@@ -434,8 +474,14 @@ class Daemon:
             if after is None:
                 self.pets.forget()  # vectors and thresholds of the older index are stale now
                 self.discovery.forget()
-                self.bus.publish("upgrade", {"done": before["total"] if before else 0,
-                                             "total": len(self.library.indexer.catalog), "finished": True})
+                self.bus.publish(
+                    "upgrade",
+                    {
+                        "done": before["total"] if before else 0,
+                        "total": len(self.library.indexer.catalog),
+                        "finished": True,
+                    },
+                )
             else:
                 self.bus.publish("upgrade", {**after, "finished": False})
                 # Only photos that cannot be read now are left (an offline folder): wait for
@@ -476,8 +522,9 @@ class Daemon:
             self.library.failures.clear(paths)
 
     def _forget_failures_under(self, prefixes: list[str], check_gone: bool = True) -> None:
-        self._forget_failures([p for p in self.library.failures.known() if any(is_under(p, x) for x in prefixes)],
-                              check_gone)
+        self._forget_failures(
+            [p for p in self.library.failures.known() if any(is_under(p, x) for x in prefixes)], check_gone
+        )
 
     def _remove(self, paths: list[str]) -> int:
         removed = self.library.indexer.remove(paths)
@@ -493,8 +540,9 @@ class Daemon:
 
     def _on_stored(self, rows: list[PhotoRow]) -> None:
         paths = [row.path for row in rows if row.view == 0]
-        self.bus.publish("indexed", {"paths": paths[:100], "count": len(paths),
-                                     "total": len(self.library.indexer.catalog)})
+        self.bus.publish(
+            "indexed", {"paths": paths[:100], "count": len(paths), "total": len(self.library.indexer.catalog)}
+        )
         for event in self.pets.on_stored(rows):  # a new photo of a pet joins its album
             self.bus.publish("pet", event)
         self.discovery.on_stored(rows)  # ... or its group of pets found
@@ -505,8 +553,14 @@ class Daemon:
         for path, reason in report.failed.items():
             log.error("failed %s: %s", path, reason)
         if report.indexed or report.reused or report.removed:
-            log.info("indexed %d, reused %d, removed %d, unchanged %d in %.1fs", report.indexed,
-                     report.reused, report.removed, report.unchanged, report.seconds)
+            log.info(
+                "indexed %d, reused %d, removed %d, unchanged %d in %.1fs",
+                report.indexed,
+                report.reused,
+                report.removed,
+                report.unchanged,
+                report.seconds,
+            )
         self.bus.publish("report", report.to_dict())
         if task.done and not task.done.done():
             task.done.set_result(report)

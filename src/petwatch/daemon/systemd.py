@@ -68,12 +68,13 @@ def render_unit() -> str:
 
 def _systemctl(*args: str) -> None:
     if shutil.which("systemctl") is None:
-        raise PetwatchError("systemctl not found: this system does not run systemd; start "
-                            "`petwatch daemon` another way (e.g. from your session's autostart)")
+        raise PetwatchError(
+            "systemctl not found: this system does not run systemd; start "
+            "`petwatch daemon` another way (e.g. from your session's autostart)"
+        )
     result = subprocess.run(["systemctl", "--user", *args], capture_output=True, text=True)
     if result.returncode != 0:
-        raise PetwatchError(f"systemctl --user {' '.join(args)} failed: "
-                            f"{(result.stderr or result.stdout).strip()}")
+        raise PetwatchError(f"systemctl --user {' '.join(args)} failed: {(result.stderr or result.stdout).strip()}")
 
 
 def install(start: bool = True) -> Path:

@@ -79,10 +79,14 @@ class PetwatchApp(App[int]):
     pet_event: reactive[dict | None] = reactive(None, always_update=True)  # {name, new, count}
     group_event: reactive[dict | None] = reactive(None, always_update=True)  # {id, size, found}
 
-    def __init__(self, client: AsyncDaemonClient | None = None,
-                 picture_class: type[Widget] | None = None,
-                 start_daemon: Callable[[], launcher.Launch] = launcher.start_daemon,
-                 retry_seconds: tuple[float, ...] = RETRY_SECONDS, theme: str | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncDaemonClient | None = None,
+        picture_class: type[Widget] | None = None,
+        start_daemon: Callable[[], launcher.Launch] = launcher.start_daemon,
+        retry_seconds: tuple[float, ...] = RETRY_SECONDS,
+        theme: str | None = None,
+    ) -> None:
         super().__init__()
         self._own_client = client is None
         self.client = client or AsyncDaemonClient()
@@ -188,14 +192,19 @@ class PetwatchApp(App[int]):
             self.group_event = data
             if data.get("found") and not self._announced_pets_found:
                 self._announced_pets_found = True  # once: later groups show on the Pets found screen
-                self.notify("I found a pet that comes back again and again in your photos: press p, "
-                            "then d, to see the pets found and name them", title="Pets found")
+                self.notify(
+                    "I found a pet that comes back again and again in your photos: press p, "
+                    "then d, to see the pets found and name them",
+                    title="Pets found",
+                )
         elif kind == "upgrade":  # an older index re-embedded with pet focus, a step at a time
             finished = bool(data.get("finished"))
             self.daemon_status = {**status, "upgrade": None if finished else data}
             if finished:
-                self.notify(f"every photo now has a pet-focused vector ({data.get('total', 0):,} photos)",
-                            title="Index upgraded")
+                self.notify(
+                    f"every photo now has a pet-focused vector ({data.get('total', 0):,} photos)",
+                    title="Index upgraded",
+                )
 
     # --- comics and pets: pushed by the daemon ---------------------------------------------
     def _comic_changed(self, job: dict) -> None:
@@ -217,9 +226,12 @@ class PetwatchApp(App[int]):
             if state == "succeeded":
                 self.notify(f"“{prompt}” is ready: press g for the gallery", title="Comic ready")
             elif state == "failed":
-                self.notify(f"“{prompt}” failed: {job.get('error') or 'no reason given'} "
-                            "(g: the gallery, to retry it)", title="Comic failed", severity="error",
-                            timeout=10)
+                self.notify(
+                    f"“{prompt}” failed: {job.get('error') or 'no reason given'} (g: the gallery, to retry it)",
+                    title="Comic failed",
+                    severity="error",
+                    timeout=10,
+                )
 
     def _pet_changed(self, data: dict) -> None:
         name = data.get("name")
@@ -274,8 +286,7 @@ class PetwatchApp(App[int]):
         count, self._new_photos, self._new_photos_timer = self._new_photos, 0, None
         if count:
             total = self.daemon_status.get("indexed")
-            self.notify(f"{format.plural(count, 'new photo')} indexed ({format.count(total)} in all)",
-                        title="Indexed")
+            self.notify(f"{format.plural(count, 'new photo')} indexed ({format.count(total)} in all)", title="Indexed")
 
     # --- thumbnails ----------------------------------------------------------------------
     async def load_thumbnail(self, path: str, size: int) -> Image.Image | None:
@@ -415,12 +426,14 @@ class PetwatchApp(App[int]):
         from petwatch.tui.screens.pets import PetNameScreen
 
         if not self.selection:
-            self.notify("select example photos of your pet first (Space on a hit; three or more "
-                        "work best), then make the profile", severity="warning")
+            self.notify(
+                "select example photos of your pet first (Space on a hit; three or more "
+                "work best), then make the profile",
+                severity="warning",
+            )
             return
         photos = list(self.selection)
-        self.push_screen(PetNameScreen(len(photos)),
-                         lambda name: self.make_pet(name, photos) if name else None)
+        self.push_screen(PetNameScreen(len(photos)), lambda name: self.make_pet(name, photos) if name else None)
 
     @work(group="pets-edit")
     async def make_pet(self, name: str, photos: list[str]) -> None:
@@ -433,8 +446,11 @@ class PetwatchApp(App[int]):
         name = summary.get("name", name)
         if name not in self.pet_names:
             self.pet_names.append(name)
-        self.notify(f"{name}: {format.plural(summary.get('examples', len(photos)), 'example')}, "
-                    f"{format.plural(summary.get('count', 0), 'photo')} in the album", title="Pets")
+        self.notify(
+            f"{name}: {format.plural(summary.get('examples', len(photos)), 'example')}, "
+            f"{format.plural(summary.get('count', 0), 'photo')} in the album",
+            title="Pets",
+        )
         self.open_pet_album(name)
 
     @work(group="pet-comic")
@@ -462,8 +478,11 @@ class PetwatchApp(App[int]):
         except ModuleNotFoundError as error:
             if error.name != "petwatch.tui.screens.comic":
                 raise
-            self.notify(f"comics are not available in this version; the {len(self.selection)} "
-                        "selected paths can be copied (y) or saved (v, w)", severity="warning")
+            self.notify(
+                f"comics are not available in this version; the {len(self.selection)} "
+                "selected paths can be copied (y) or saved (v, w)",
+                severity="warning",
+            )
             return
         if isinstance(self.screen, module.ComicScreen):
             return
@@ -491,15 +510,20 @@ class PetwatchApp(App[int]):
             if launch.process is not None and launch.process.poll() is not None:
                 self.starting = False
                 tail = launcher.log_tail(launch.log)
-                self.notify(f"the daemon stopped at once (exit {launch.process.returncode})"
-                            + (f": {tail}" if tail else ""), title="Daemon not started",
-                            severity="error", timeout=15)
+                self.notify(
+                    f"the daemon stopped at once (exit {launch.process.returncode})" + (f": {tail}" if tail else ""),
+                    title="Daemon not started",
+                    severity="error",
+                    timeout=15,
+                )
                 return
             await asyncio.sleep(0.5)
         if self.starting:
             self.starting = False
-            self.notify(f"the daemon did not answer in {START_TIMEOUT_SECONDS:.0f}s; see {launch.log or 'its log'}",
-                        severity="error")
+            self.notify(
+                f"the daemon did not answer in {START_TIMEOUT_SECONDS:.0f}s; see {launch.log or 'its log'}",
+                severity="error",
+            )
 
     @work(exclusive=True, group="rescan")
     async def action_rescan(self) -> None:

@@ -26,8 +26,11 @@ COMMANDS = [
     ("Comic: make a comic from the selection", "comic", "Send the selected photos to the comic maker"),
     ("Comic: gallery of comics", "comics", "Every comic: open one large, refine, retry or cancel it"),
     ("Pets: list pet profiles", "pets", "Each pet's album, found by the daemon as photos come in"),
-    ("Pets: make a pet profile from the selection", "pet_new",
-     "The selected photos become the examples of a named pet"),
+    (
+        "Pets: make a pet profile from the selection",
+        "pet_new",
+        "The selected photos become the examples of a named pet",
+    ),
     ("Theme: toggle light / dark", "toggle_dark", "Switch between the light and dark theme"),
     ("Help: every key", "help", "What each key does, screen by screen"),
     ("App: quit petwatch", "quit", "Leave the TUI (the daemon keeps running)"),
@@ -45,18 +48,29 @@ class PetwatchCommands(Provider):
                 pets = await asyncio.wait_for(app.client.pets(), PET_NAMES_TIMEOUT_SECONDS)
                 names = [pet["name"] for pet in pets]
                 app.pet_names = names
-            except (PetwatchError, asyncio.TimeoutError, OSError, AttributeError, KeyError, TypeError):
+            except (TimeoutError, PetwatchError, OSError, AttributeError, KeyError, TypeError):
                 names = []
         self._pet_names = names
 
     def _commands(self) -> list[tuple[str, Callable[[], object], str]]:
-        entries = [(title, partial(self.app.run_action, f"app.{action}"), help_text)
-                   for title, action, help_text in COMMANDS]
+        entries = [
+            (title, partial(self.app.run_action, f"app.{action}"), help_text) for title, action, help_text in COMMANDS
+        ]
         for name in getattr(self, "_pet_names", []):
-            entries.append((f"Pets: {name}'s album", partial(self.app.open_pet_album, name),
-                            f"Every photo of {name}; teach it with x (not my pet) and +"))
-            entries.append((f"Comic: comic of {name}", partial(self.app.comic_of_pet, name),
-                            f"A comic from {name}'s best photos (at most {MAX_REFERENCES})"))
+            entries.append(
+                (
+                    f"Pets: {name}'s album",
+                    partial(self.app.open_pet_album, name),
+                    f"Every photo of {name}; teach it with x (not my pet) and +",
+                )
+            )
+            entries.append(
+                (
+                    f"Comic: comic of {name}",
+                    partial(self.app.comic_of_pet, name),
+                    f"A comic from {name}'s best photos (at most {MAX_REFERENCES})",
+                )
+            )
         return entries
 
     async def discover(self) -> Hits:

@@ -59,13 +59,13 @@ def short_path(path: str, width: int) -> str:
         return path
     if width <= 1:
         return "…"[:width]
-    return "…" + path[-(width - 1):]
+    return "…" + path[-(width - 1) :]
 
 
 def home_relative(path: str) -> str:
     home = os.path.expanduser("~")
     if home not in ("", "/") and (path == home or path.startswith(home + os.sep)):
-        return "~" + path[len(home):]
+        return "~" + path[len(home) :]
     return path
 
 

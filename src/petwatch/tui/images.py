@@ -11,8 +11,7 @@ from PIL import Image
 # The extensions the indexer reads (petwatch.photos.PHOTO_EXTENSIONS; a test keeps them equal):
 # the TUI imports no indexing module, so it offers the same files in its pickers.
 PHOTO_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".heic", ".heif", ".hif", ".avif",
-     ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".heic", ".heif", ".hif", ".avif", ".tif", ".tiff"}
 )
 
 TILE_SIZE = 128  # the daemon's thumbnail sizes: 128, 256, 512, 1024 pixels on the long side

@@ -39,15 +39,13 @@ def user_unit() -> Path:
 
 
 def use_systemd() -> bool:
-    return (not os.environ.get(locations.HOME_ENV) and user_unit().exists()
-            and shutil.which("systemctl") is not None)
+    return not os.environ.get(locations.HOME_ENV) and user_unit().exists() and shutil.which("systemctl") is not None
 
 
 def start_daemon() -> Launch:
     """Start the daemon without waiting for it; raise PetwatchError if it cannot be started."""
     if use_systemd():
-        result = subprocess.run(["systemctl", "--user", "start", UNIT_NAME], capture_output=True,
-                                text=True, timeout=30)
+        result = subprocess.run(["systemctl", "--user", "start", UNIT_NAME], capture_output=True, text=True, timeout=30)
         if result.returncode == 0:
             return Launch("systemd")
     log = locations.log_file()
@@ -55,8 +53,13 @@ def start_daemon() -> Launch:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as handle:
             process = subprocess.Popen(
-                [sys.executable, "-m", "petwatch", "daemon"], stdin=subprocess.DEVNULL,
-                stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                [sys.executable, "-m", "petwatch", "daemon"],
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
     except OSError as error:
         raise PetwatchError(f"could not start the daemon: {error}; run `petwatch daemon` in a terminal") from None
     return Launch("background", log, process)
@@ -86,7 +89,13 @@ def open_in_viewer(path: str) -> None:
     if command is None:
         raise PetwatchError("no system viewer found (install xdg-utils for xdg-open)")
     try:
-        subprocess.Popen([*command, path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        subprocess.Popen(
+            [*command, path],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
     except OSError as error:
         raise PetwatchError(f"could not open {path}: {error}") from None

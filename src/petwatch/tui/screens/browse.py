@@ -20,8 +20,7 @@ class PhotoTree(DirectoryTree):
     """Folders and photo files; hidden entries left out."""
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
-        return [p for p in paths if not p.name.startswith(".")
-                and (p.is_dir() or is_photo_name(p.name))]
+        return [p for p in paths if not p.name.startswith(".") and (p.is_dir() or is_photo_name(p.name))]
 
 
 class BrowseScreen(ModalScreen[str | None]):
@@ -41,8 +40,11 @@ class BrowseScreen(ModalScreen[str | None]):
         with Vertical(classes="dialog dialog-wide dialog-tall"):
             yield Static("", id="browse-title", classes="dialog-title", markup=False)
             yield PhotoTree(self.start, id="browse-tree")
-            yield Static("[b]Enter[/] search with this photo / open folder · [b]u[/] parent folder · "
-                         "[b]~[/] home · [b]Esc[/] cancel", classes="dialog-hint")
+            yield Static(
+                "[b]Enter[/] search with this photo / open folder · [b]u[/] parent folder · "
+                "[b]~[/] home · [b]Esc[/] cancel",
+                classes="dialog-hint",
+            )
 
     def on_mount(self) -> None:
         self._set_root(self.start)

@@ -15,7 +15,7 @@ prompt and photos are kept to edit and send again).
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 import httpx
@@ -40,8 +40,12 @@ if TYPE_CHECKING:
 
 # The daemon's choices (petwatch.comics; a test keeps them equal): the TUI imports no comics
 # module (it pulls in the OpenAI SDK).
-SIZE_OPTIONS = [("1024x1024 square", "1024x1024"), ("1536x1024 landscape", "1536x1024"),
-                ("1024x1536 portrait", "1024x1536"), ("auto", "auto")]
+SIZE_OPTIONS = [
+    ("1024x1024 square", "1024x1024"),
+    ("1536x1024 landscape", "1536x1024"),
+    ("1024x1536 portrait", "1024x1536"),
+    ("auto", "auto"),
+]
 QUALITY_OPTIONS = [("low", "low"), ("medium", "medium"), ("high", "high"), ("auto", "auto")]
 STATE_RANK = {QUEUED: 0, RUNNING: 1, **dict.fromkeys(COMIC_FINAL_STATES, 2)}  # lower: a stale record
 
@@ -75,8 +79,7 @@ class ComicScreen(Screen):
         Binding("y", "copy_path", "Copy path", show=False),
     ]
 
-    def __init__(self, paths: list[str], job: dict | None = None, title: str | None = None,
-                 edit: bool = True) -> None:
+    def __init__(self, paths: list[str], job: dict | None = None, title: str | None = None, edit: bool = True) -> None:
         super().__init__()
         unique = list(dict.fromkeys(paths))
         self.selected_count = len(unique)
@@ -117,8 +120,9 @@ class ComicScreen(Screen):
                         tile.tooltip = path
                         yield tile
                 yield Label("", id="comic-prompt-label")
-                yield TextArea(id="comic-prompt", soft_wrap=True, compact=True, show_cursor=True,
-                               highlight_cursor_line=False)
+                yield TextArea(
+                    id="comic-prompt", soft_wrap=True, compact=True, show_cursor=True, highlight_cursor_line=False
+                )
                 with Horizontal(id="comic-options"):
                     yield Label("size", classes="field-label")
                     yield Select(SIZE_OPTIONS, prompt="default", id="comic-size", compact=True)
@@ -184,20 +188,25 @@ class ComicScreen(Screen):
             title.update(f"[b]Comic {job['id']}[/]  [$text-error]{job.get('state')}[/]")
         refs = format.plural(len(self.paths), "reference photo")
         if self.selected_count > len(self.paths):
-            refs += (f" (the first {MAX_REFERENCES} of the {self.selected_count} selected: "
-                     f"the image API takes at most {MAX_REFERENCES})")
+            refs += (
+                f" (the first {MAX_REFERENCES} of the {self.selected_count} selected: "
+                f"the image API takes at most {MAX_REFERENCES})"
+            )
         if mode == REFINE:
             refs += ", plus the comic itself"
         if self.missing_thumbnails:
             refs += f"; {self.missing_thumbnails} not in the index (no thumbnail)"
         self.query_one("#comic-refs-info", Static).update(refs)
         self.query_one("#comic-prompt-label", Label).update(
-            "Refine it: what should change?" if mode == REFINE
-            else "What happens in the comic?")
+            "Refine it: what should change?" if mode == REFINE else "What happens in the comic?"
+        )
         prompt = self.prompt
         prompt.disabled = mode == FOLLOW
-        prompt.placeholder = ("e.g. make it night-time, add a speech bubble" if mode == REFINE
-                              else "e.g. my cat as a space pirate, four panels")
+        prompt.placeholder = (
+            "e.g. make it night-time, add a speech bubble"
+            if mode == REFINE
+            else "e.g. my cat as a space pirate, four panels"
+        )
         for select in self.query(Select):
             select.disabled = mode == FOLLOW
         send = self.query_one("#comic-send", Button)
@@ -221,26 +230,34 @@ class ComicScreen(Screen):
         picture.display = show_picture
         placeholder.display = not show_picture
         if mode == NEW:
-            placeholder.update("The comic appears here once it is drawn.\n\nWrite what should happen, "
-                               "check the estimate, then [b]Send[/] ([b]ctrl+s[/]).")
+            placeholder.update(
+                "The comic appears here once it is drawn.\n\nWrite what should happen, "
+                "check the estimate, then [b]Send[/] ([b]ctrl+s[/])."
+            )
         elif mode == FOLLOW:
-            placeholder.update("Drawing the comic… it appears here when it is done.\n\n"
-                               "You may leave this screen: the daemon keeps drawing, and the "
-                               "gallery ([b]g[/]) has it.")
+            placeholder.update(
+                "Drawing the comic… it appears here when it is done.\n\n"
+                "You may leave this screen: the daemon keeps drawing, and the "
+                "gallery ([b]g[/]) has it."
+            )
         elif mode == REFINE:
             placeholder.update("Loading the comic…")
         elif job.get("state") == "cancelled":
-            placeholder.update("Cancelled.\n\nThe prompt and photos are kept: press [b]Retry[/] "
-                               "([b]ctrl+s[/]) to send it again.")
+            placeholder.update(
+                "Cancelled.\n\nThe prompt and photos are kept: press [b]Retry[/] ([b]ctrl+s[/]) to send it again."
+            )
         else:
             placeholder.add_class("-error")
-            placeholder.update(f"[b]The comic failed[/]\n\n{_escape(job.get('error') or 'no reason given')}"
-                               "\n\nEdit the prompt on the left and press [b]Retry[/] ([b]ctrl+s[/]).")
+            placeholder.update(
+                f"[b]The comic failed[/]\n\n{_escape(job.get('error') or 'no reason given')}"
+                "\n\nEdit the prompt on the left and press [b]Retry[/] ([b]ctrl+s[/])."
+            )
         result = self.query_one("#comic-result", Static)
         if show_picture and self.image_path:
             cost = job.get("cost_usd") if mode == REFINE else None
-            result.update(format.home_relative(self.image_path)
-                          + (f"   cost {format.usd(cost)}" if cost is not None else ""))
+            result.update(
+                format.home_relative(self.image_path) + (f"   cost {format.usd(cost)}" if cost is not None else "")
+            )
         else:
             result.update("")
 
@@ -257,7 +274,7 @@ class ComicScreen(Screen):
         except ValueError:
             since = None
         if since is not None:
-            seconds = (datetime.now(timezone.utc) - since).total_seconds()
+            seconds = (datetime.now(UTC) - since).total_seconds()
             text += f" · {format.duration(max(0.0, seconds))}"
         self.query_one("#comic-progress-text", Static).update(text)
 
@@ -356,8 +373,10 @@ class ComicScreen(Screen):
     def _options(self) -> tuple[str | None, str | None]:
         size = self.query_one("#comic-size", Select).value
         quality = self.query_one("#comic-quality", Select).value
-        return (None if size is Select.NULL else cast(str, size),
-                None if quality is Select.NULL else cast(str, quality))
+        return (
+            None if size is Select.NULL else cast(str, size),
+            None if quality is Select.NULL else cast(str, quality),
+        )
 
     @on(Select.Changed)
     def _option_changed(self) -> None:
@@ -396,9 +415,11 @@ class ComicScreen(Screen):
         line = self.query_one("#comic-estimate", Static)
         budget = estimate.get("budget_usd") or 0.0
         spent = estimate.get("spent_today_usd") or 0.0
-        text = (f"[b]about {format.usd(estimate.get('usd'))}[/] for "
-                f"{format.plural(estimate.get('references', len(self.paths)), 'reference image')}\n"
-                f"today {format.usd(spent)} of the {format.usd(budget)} daily cap spent")
+        text = (
+            f"[b]about {format.usd(estimate.get('usd'))}[/] for "
+            f"{format.plural(estimate.get('references', len(self.paths)), 'reference image')}\n"
+            f"today {format.usd(spent)} of the {format.usd(budget)} daily cap spent"
+        )
         over = not estimate.get("within_budget", True)
         if budget <= 0:
             text += "\ncomics are switched off: comic_daily_budget_usd is 0"
@@ -421,8 +442,12 @@ class ComicScreen(Screen):
             return
         text = self.prompt.text.strip()
         if not text:
-            self._say("write what should happen in the comic first" if self.mode != REFINE
-                      else "write what should change first", error=True)
+            self._say(
+                "write what should happen in the comic first"
+                if self.mode != REFINE
+                else "write what should change first",
+                error=True,
+            )
             self.prompt.focus()
             return
         self.send(text)
@@ -440,8 +465,9 @@ class ComicScreen(Screen):
             elif self.mode == RETRY and (size, quality) in ((job.get("size"), job.get("quality")), (None, None)):
                 record = await client.comic_retry(job["id"], text)  # same photos, size, quality
             elif self.mode == RETRY:
-                record = await client.comic_submit(job.get("photos") or self.paths, text, size, quality,
-                                                   parent=job.get("parent"))
+                record = await client.comic_submit(
+                    job.get("photos") or self.paths, text, size, quality, parent=job.get("parent")
+                )
             else:
                 record = await client.comic_submit(self.paths, text, size, quality)
         except PetwatchError as error:

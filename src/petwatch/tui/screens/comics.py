@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 
 STATE_MARKS = {"succeeded": "✓", "failed": "✕", "cancelled": "–", "running": "◐", "queued": "…"}
 
-EMPTY_TEXT = ("[b]No comics yet.[/]\n\nSelect photos of your pet in the search results ([b]Space[/]) "
-              "and press [b]k[/] to make one, or open a pet's profile ([b]p[/]) and press [b]k[/] there.")
+EMPTY_TEXT = (
+    "[b]No comics yet.[/]\n\nSelect photos of your pet in the search results ([b]Space[/]) "
+    "and press [b]k[/] to make one, or open a pet's profile ([b]p[/]) and press [b]k[/] there."
+)
 
 
 def comic_hit(job: dict) -> dict:
@@ -62,7 +64,6 @@ class ComicGrid(ResultsGrid, inherit_bindings=False):
         if job.get("state") != "succeeded":
             return None
         return await self.petwatch.load_comic_thumbnail(job["id"], TILE_SIZE)
-
 
 
 class ComicsScreen(Screen):
@@ -150,7 +151,8 @@ class ComicsScreen(Screen):
             by_state[job.get("state", "?")] = by_state.get(job.get("state", "?"), 0) + 1
         parts = [f"{count} {state}" for state, count in by_state.items()]
         self.query_one("#results-info", Static).update(
-            f"[b]Comics[/]  {format.plural(len(jobs), 'comic')}" + (f" ({', '.join(parts)})" if parts else ""))
+            f"[b]Comics[/]  {format.plural(len(jobs), 'comic')}" + (f" ({', '.join(parts)})" if parts else "")
+        )
         self._details()
 
     def _comic_event(self, job: dict | None) -> None:
@@ -189,12 +191,15 @@ class ComicsScreen(Screen):
         hit_info.update(f"{self.grid.cursor + 1}/{len(self.grid.hits)}  {job['id']}")
         state = job.get("state", "?")
         cost = job.get("cost_usd")
-        money = (f"cost {format.usd(cost)}" if cost is not None
-                 else f"estimate {format.usd(job.get('estimated_cost_usd'))}")
-        lines = [f"[b]{STATE_MARKS.get(state, '?')} {state}[/]  {_when(job.get('created_at'))} · "
-                 f"{format.plural(len(job.get('photos') or []), 'photo')} · {job.get('size')} "
-                 f"{job.get('quality')} · {money}" + (" · a refinement" if job.get("parent") else ""),
-                 _escape(job.get("prompt", ""))]
+        money = (
+            f"cost {format.usd(cost)}" if cost is not None else f"estimate {format.usd(job.get('estimated_cost_usd'))}"
+        )
+        lines = [
+            f"[b]{STATE_MARKS.get(state, '?')} {state}[/]  {_when(job.get('created_at'))} · "
+            f"{format.plural(len(job.get('photos') or []), 'photo')} · {job.get('size')} "
+            f"{job.get('quality')} · {money}" + (" · a refinement" if job.get("parent") else ""),
+            _escape(job.get("prompt", "")),
+        ]
         if state in ("queued", "running"):
             lines.append(_escape(job.get("progress") or ""))
         if job.get("error"):

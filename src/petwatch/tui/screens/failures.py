@@ -33,8 +33,10 @@ class FailuresScreen(ModalScreen):
             yield Static("[b]Photos that could not be indexed[/]", classes="dialog-title")
             yield Static("loading…", id="failures-info")
             yield DataTable(id="failures-table", cursor_type="row", zebra_stripes=True)
-            yield Static("[b]y[/] copy the list · [b]Esc[/] close · fixed files are retried when they change",
-                         classes="dialog-hint")
+            yield Static(
+                "[b]y[/] copy the list · [b]Esc[/] close · fixed files are retried when they change",
+                classes="dialog-hint",
+            )
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -55,10 +57,12 @@ class FailuresScreen(ModalScreen):
         table = self.query_one(DataTable)
         table.clear()
         for failure in self.failures:
-            table.add_row(format.home_relative(failure["path"]), failure.get("reason", ""),
-                          format.size(failure.get("size")))
-        info.update(format.plural(len(self.failures), "failure") if self.failures
-                    else "No failures: every photo was indexed.")
+            table.add_row(
+                format.home_relative(failure["path"]), failure.get("reason", ""), format.size(failure.get("size"))
+            )
+        info.update(
+            format.plural(len(self.failures), "failure") if self.failures else "No failures: every photo was indexed."
+        )
 
     def action_copy(self) -> None:
         lines = [f"{f['path']}\t{f.get('reason', '')}" for f in self.failures]

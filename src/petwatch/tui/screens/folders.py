@@ -39,12 +39,15 @@ class FoldersScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield ConnectionBanner()
-        yield Static("[b]Watched folders[/]  petwatch reads these folders (never writes) and "
-                     "follows changes as they happen.", id="folders-title")
+        yield Static(
+            "[b]Watched folders[/]  petwatch reads these folders (never writes) and follows changes as they happen.",
+            id="folders-title",
+        )
         yield DataTable(id="folders-table", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="folders-add"):
-            yield PathInput(placeholder="folder to watch (Tab completes)", id="folder-path",
-                            dirs_only=True, compact=True)
+            yield PathInput(
+                placeholder="folder to watch (Tab completes)", id="folder-path", dirs_only=True, compact=True
+            )
             yield Button("Add", id="folder-add", compact=True, variant="primary")
             yield Button("Remove", id="folder-remove", compact=True, variant="error")
             yield Button("Rescan", id="folder-rescan", compact=True)
@@ -72,8 +75,12 @@ class FoldersScreen(Screen):
             mode = folder.get("mode", "?")
             if not folder.get("online", True):
                 mode = "offline"
-            table.add_row(format.home_relative(folder["path"]), format.count(folder.get("photos")),
-                          MODES.get(mode, mode), key=folder["path"])
+            table.add_row(
+                format.home_relative(folder["path"]),
+                format.count(folder.get("photos")),
+                MODES.get(mode, mode),
+                key=folder["path"],
+            )
         if not folders:
             table.add_row("no folders yet: type one below and press Enter", "", "", key="")
         if table.row_count:
@@ -131,10 +138,11 @@ class FoldersScreen(Screen):
             return
         folder = next((f for f in self.petwatch.daemon_status.get("folders", []) if f["path"] == path), {})
         photos = folder.get("photos")
-        message = (f"Stop watching {format.home_relative(path)}?\n"
-                   f"Its {format.plural(photos or 0, 'photo')} leave the index (the files are not touched).")
-        self.app.push_screen(ConfirmScreen(message, "Remove"),
-                             lambda yes: self.remove_folder(path) if yes else None)
+        message = (
+            f"Stop watching {format.home_relative(path)}?\n"
+            f"Its {format.plural(photos or 0, 'photo')} leave the index (the files are not touched)."
+        )
+        self.app.push_screen(ConfirmScreen(message, "Remove"), lambda yes: self.remove_folder(path) if yes else None)
 
     @work(group="folders-edit")
     async def remove_folder(self, path: str) -> None:

@@ -37,11 +37,23 @@ def binding_rows() -> list[tuple[str, str, str]]:
     from petwatch.tui.screens.selection import SelectionScreen
     from petwatch.tui.widgets.results import ResultsGrid
 
-    areas = [("Everywhere", PetwatchApp), ("Search screen", SearchScreen), ("Results grid", ResultsGrid),
-             ("Preview", PreviewScreen), ("Folders", FoldersScreen), ("Selection", SelectionScreen),
-             ("Failures", FailuresScreen), ("Comic", ComicScreen), ("Comics gallery", ComicsScreen),
-             ("Pets", PetsScreen), ("Pet album", PetAlbumScreen), ("Pet name", PetNameScreen),
-             ("Browse", BrowseScreen), ("Confirm", ConfirmScreen), ("Help", HelpScreen)]
+    areas = [
+        ("Everywhere", PetwatchApp),
+        ("Search screen", SearchScreen),
+        ("Results grid", ResultsGrid),
+        ("Preview", PreviewScreen),
+        ("Folders", FoldersScreen),
+        ("Selection", SelectionScreen),
+        ("Failures", FailuresScreen),
+        ("Comic", ComicScreen),
+        ("Comics gallery", ComicsScreen),
+        ("Pets", PetsScreen),
+        ("Pet album", PetAlbumScreen),
+        ("Pet name", PetNameScreen),
+        ("Browse", BrowseScreen),
+        ("Confirm", ConfirmScreen),
+        ("Help", HelpScreen),
+    ]
     rows: list[tuple[str, str, str]] = []
     for area, owner in areas[:3] + [("Query path input", None)] + areas[3:]:
         by_action: dict[tuple[str, str], list[str]] = {}
@@ -55,8 +67,7 @@ def binding_rows() -> list[tuple[str, str, str]]:
 
 
 def _key_name(binding: Binding, key: str) -> str:
-    names = {"question_mark": "?", "slash": "/", "space": "space", "tilde": "~", "delete": "del",
-             "plus": "+"}
+    names = {"question_mark": "?", "slash": "/", "space": "space", "tilde": "~", "delete": "del", "plus": "+"}
     return binding.key_display or names.get(key, key)
 
 
@@ -65,8 +76,10 @@ class HelpScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog dialog-wide dialog-tall"):
-            yield Static("[b]petwatch keys[/]  (Esc closes). Letter keys act outside text fields; "
-                         "ctrl keys everywhere.", classes="dialog-title")
+            yield Static(
+                "[b]petwatch keys[/]  (Esc closes). Letter keys act outside text fields; ctrl keys everywhere.",
+                classes="dialog-title",
+            )
             yield DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:

@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 MAX_NAME = 64  # petwatch.pets.MAX_NAME (a test keeps them equal); the daemon checks names too
 BAD_NAME_CHARACTERS = ("/", "\\")
 
-NO_PETS = ("no pet profiles yet: press d for the pets found in your photos, or select photos "
-           "of your pet in the search results (Space), then press n here")
+NO_PETS = (
+    "no pet profiles yet: press d for the pets found in your photos, or select photos "
+    "of your pet in the search results (Space), then press n here"
+)
 
 
 def check_name(name: str) -> str | None:
@@ -60,11 +62,12 @@ class PetNameScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static("[b]New pet profile[/]", classes="dialog-title")
-            yield Static(f"From the {format.plural(self.count, 'selected photo')} (three or more work "
-                         "best). A name that exists already gets them as more examples.",
-                         classes="dialog-text")
-            yield Input(placeholder="the pet's name, e.g. Cola", id="pet-name", max_length=MAX_NAME,
-                        compact=True)
+            yield Static(
+                f"From the {format.plural(self.count, 'selected photo')} (three or more work "
+                "best). A name that exists already gets them as more examples.",
+                classes="dialog-text",
+            )
+            yield Input(placeholder="the pet's name, e.g. Cola", id="pet-name", max_length=MAX_NAME, compact=True)
             yield Static("", id="pet-name-error", classes="dialog-hint")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Make profile", id="pet-name-ok", variant="primary", compact=True)
@@ -109,13 +112,17 @@ class PetsScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield ConnectionBanner()
-        yield Static("[b]Pet profiles[/]  Each pet's album is every indexed photo that shows it; new "
-                     "photos join by themselves.", id="pets-title")
+        yield Static(
+            "[b]Pet profiles[/]  Each pet's album is every indexed photo that shows it; new photos join by themselves.",
+            id="pets-title",
+        )
         yield Static("loading…", id="pets-info")
         yield DataTable(id="pets-table", cursor_type="row", zebra_stripes=True)
-        yield Static("[b]Enter[/] album · [b]n[/] new profile from the selection · [b]+[/] add the selection "
-                     "as examples · [b]k[/] comic of the pet · [b]x[/] remove · [b]d[/] pets found for you",
-                     id="pets-hint")
+        yield Static(
+            "[b]Enter[/] album · [b]n[/] new profile from the selection · [b]+[/] add the selection "
+            "as examples · [b]k[/] comic of the pet · [b]x[/] remove · [b]d[/] pets found for you",
+            id="pets-hint",
+        )
         yield StatusBar()
         yield Footer()
 
@@ -154,9 +161,15 @@ class PetsScreen(Screen):
         current = table.cursor_row
         table.clear()
         for pet in self.pets:
-            table.add_row(pet["name"], format.count(pet.get("count")), format.count(pet.get("examples")),
-                          format.count(pet.get("confirmed")), format.count(pet.get("rejected")),
-                          _date(pet.get("created_at")), key=pet["name"])
+            table.add_row(
+                pet["name"],
+                format.count(pet.get("count")),
+                format.count(pet.get("examples")),
+                format.count(pet.get("confirmed")),
+                format.count(pet.get("rejected")),
+                _date(pet.get("created_at")),
+                key=pet["name"],
+            )
         if not self.pets:
             table.add_row(NO_PETS, "", "", "", "", "", key="")
         table.move_cursor(row=min(current, table.row_count - 1))
@@ -196,8 +209,7 @@ class PetsScreen(Screen):
         if not name:
             return
         if not self.petwatch.selection:
-            self.notify(f"select more photos of {name} first (Space on a hit), then press + here",
-                        severity="warning")
+            self.notify(f"select more photos of {name} first (Space on a hit), then press + here", severity="warning")
             return
         self.add_examples(name, list(self.petwatch.selection))
 
@@ -208,17 +220,21 @@ class PetsScreen(Screen):
         except PetwatchError as error:
             self.notify(str(error), title="Not added", severity="error")
             return
-        self.notify(f"{name}: {format.plural(summary.get('examples', 0), 'example')}, "
-                    f"{format.plural(summary.get('count', 0), 'photo')} in the album", title="Pets")
+        self.notify(
+            f"{name}: {format.plural(summary.get('examples', 0), 'example')}, "
+            f"{format.plural(summary.get('count', 0), 'photo')} in the album",
+            title="Pets",
+        )
         self.load()
 
     def action_remove(self) -> None:
         name = self._need_pet()
         if not name:
             return
-        self.app.push_screen(ConfirmScreen(f"Remove {name}'s profile and what you taught it?\n"
-                                           "No photo is touched.", "Remove"),
-                             lambda yes: self.remove(name) if yes else None)
+        self.app.push_screen(
+            ConfirmScreen(f"Remove {name}'s profile and what you taught it?\nNo photo is touched.", "Remove"),
+            lambda yes: self.remove(name) if yes else None,
+        )
 
     @work(group="pets-edit")
     async def remove(self, name: str) -> None:
@@ -294,14 +310,17 @@ class PetAlbumScreen(Screen):
         if grid.hits and cursor > 0:
             grid.cursor = min(cursor, len(grid.hits) - 1)
         self.set_class(bool(grid.hits), "-has-results")
-        info.update(f"[b]{_escape(album.get('name', self.name_of_pet))}[/]  "
-                    f"{format.plural(album.get('count', len(grid.hits)), 'photo')} · "
-                    f"{format.plural(album.get('examples', 0), 'example')} · "
-                    f"{album.get('confirmed', 0)} confirmed · {album.get('rejected', 0)} not my pet")
+        info.update(
+            f"[b]{_escape(album.get('name', self.name_of_pet))}[/]  "
+            f"{format.plural(album.get('count', len(grid.hits)), 'photo')} · "
+            f"{format.plural(album.get('examples', 0), 'example')} · "
+            f"{album.get('confirmed', 0)} confirmed · {album.get('rejected', 0)} not my pet"
+        )
         if not grid.hits:
             self.query_one("#results-empty", Static).update(
                 "No photo matches this pet yet. Add example photos: select them (Space) in the "
-                "search results, come back and press [b]+[/].")
+                "search results, come back and press [b]+[/]."
+            )
         elif self.app.screen is self and not grid.has_focus:
             grid.focus()
 
@@ -310,8 +329,10 @@ class PetAlbumScreen(Screen):
     def _highlighted(self, event: ResultsGrid.Highlighted) -> None:
         text = ""
         if event.hit is not None:
-            text = (f"{event.index + 1}/{len(self.grid.hits)}  {event.hit['score']:.3f}  "
-                    f"{format.home_relative(event.hit['path'])}")
+            text = (
+                f"{event.index + 1}/{len(self.grid.hits)}  {event.hit['score']:.3f}  "
+                f"{format.home_relative(event.hit['path'])}"
+            )
         self.query_one("#hit-info", Static).update(text)
 
     @on(ResultsGrid.Open)
@@ -354,9 +375,12 @@ class PetAlbumScreen(Screen):
         shown = {hit["path"] for hit in self.grid.hits}
         missed = [path for path in self.petwatch.selection if path not in shown]
         if not missed:
-            self.notify(f"select the photos of {self.name_of_pet} that are missing here first: find them "
-                        "in the search results, select them with Space, come back and press +",
-                        severity="warning", timeout=8)
+            self.notify(
+                f"select the photos of {self.name_of_pet} that are missing here first: find them "
+                "in the search results, select them with Space, come back and press +",
+                severity="warning",
+                timeout=8,
+            )
             return
         self.mark(missed, "yes")
 
@@ -380,8 +404,9 @@ def _date(iso: str | float | None) -> str:
     if not iso:
         return "-"
     try:
-        when = (datetime.fromtimestamp(iso) if isinstance(iso, (int, float))
-                else datetime.fromisoformat(iso).astimezone())
+        when = (
+            datetime.fromtimestamp(iso) if isinstance(iso, (int, float)) else datetime.fromisoformat(iso).astimezone()
+        )
     except (ValueError, OverflowError, OSError):
         return str(iso)
     return when.strftime("%Y-%m-%d")

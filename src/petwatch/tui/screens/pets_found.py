@@ -25,13 +25,17 @@ from petwatch.tui.widgets.status_bar import StatusBar
 if TYPE_CHECKING:
     from petwatch.tui.app import PetwatchApp
 
-NONE_FOUND = ("No pets found yet. A pet appears here once it shows up in at least 3 photos from "
-              "2 different days or folders; the daemon looks again after each backfill.")
+NONE_FOUND = (
+    "No pets found yet. A pet appears here once it shows up in at least 3 photos from "
+    "2 different days or folders; the daemon looks again after each backfill."
+)
 
 
 def describe(group: dict) -> str:
-    return (f"group {group['id']} · {format.plural(group['size'], 'photo')} · {group['species']}, "
-            f"{group['breed']} · {group['first_day']} – {group['last_day']}")
+    return (
+        f"group {group['id']} · {format.plural(group['size'], 'photo')} · {group['species']}, "
+        f"{group['breed']} · {group['first_day']} – {group['last_day']}"
+    )
 
 
 class _GroupScreen(Screen):
@@ -95,9 +99,12 @@ class PetsFoundScreen(_GroupScreen):
         self._highlighted()
         self.query_one("#results-empty", Static).update("" if self.groups else NONE_FOUND)
         count = len(self.groups)
-        info.update(f"[b]Pets found[/]  I found {format.plural(count, 'pet')} in your photos · "
-                    "[b]n[/] name · [b]x[/] not my pet · [b]m[/] on two: merge · [b]Enter[/] photos"
-                    if count else "[b]Pets found[/]")
+        info.update(
+            f"[b]Pets found[/]  I found {format.plural(count, 'pet')} in your photos · "
+            "[b]n[/] name · [b]x[/] not my pet · [b]m[/] on two: merge · [b]Enter[/] photos"
+            if count
+            else "[b]Pets found[/]"
+        )
 
     @on(ResultsGrid.Highlighted)
     def _highlighted(self, _event: ResultsGrid.Highlighted | None = None) -> None:
@@ -124,8 +131,9 @@ class PetsFoundScreen(_GroupScreen):
 
     def action_name(self) -> None:
         if group := self._current():
-            self.app.push_screen(PetNameScreen(group["size"]),
-                                 lambda name: self.name_group(group["id"], name) if name else None)
+            self.app.push_screen(
+                PetNameScreen(group["size"]), lambda name: self.name_group(group["id"], name) if name else None
+            )
 
     @work(group="found-edit")
     async def name_group(self, gid: int, name: str) -> None:
@@ -134,8 +142,11 @@ class PetsFoundScreen(_GroupScreen):
         except PetwatchError as error:
             self.notify(str(error), title="Not named", severity="error")
             return
-        self.notify(f"{pet['name']}: {format.plural(pet.get('count', 0), 'photo')} in the album, "
-                    "kept current as new photos arrive", title="New pet profile")
+        self.notify(
+            f"{pet['name']}: {format.plural(pet.get('count', 0), 'photo')} in the album, "
+            "kept current as new photos arrive",
+            title="New pet profile",
+        )
         self.load()
 
     def action_dismiss_group(self) -> None:
@@ -150,8 +161,11 @@ class PetsFoundScreen(_GroupScreen):
         if self.marked is None or self.marked == group["id"]:
             self.marked = None if self.marked == group["id"] else group["id"]
             self._highlighted()
-            self.notify(f"group {group['id']}: move to the group that is the same pet and press m"
-                        if self.marked else "not merging")
+            self.notify(
+                f"group {group['id']}: move to the group that is the same pet and press m"
+                if self.marked
+                else "not merging"
+            )
             return
         into, self.marked = self.marked, None
         self.group_action(into, "merge", {"other": group["id"]}, f"group {group['id']} joined group {into}")

@@ -28,15 +28,17 @@ DEFAULT_MIN_SCORE = 0.0
 MAX_HITS = 1000  # the daemon's MAX_TOP_K: offset + page stays within it
 
 # Paragraphs without line breaks inside them: the text reflows to any width (80 columns too).
-EMPTY_TEXT = "\n\n".join([
-    "[b]Find every photo of your pet from one example.[/b]",
-    "Type the path of a photo of your pet above and press [b]Enter[/] ([b]Tab[/] or [b]→[/] "
-    "completes the path), or press [b]Esc[/] and then [b]b[/] to browse for one.",
-    "In the results, arrows move, [b]Enter[/] opens a hit large, [b]Space[/] selects it, [b]a[/] "
-    "searches again from it and [b]m[/] shows more. Outside the query field, [b]f[/] manages the "
-    "watched folders, [b]?[/] lists every key and [b]q[/] quits; [b]ctrl+p[/] opens the commands "
-    "and [b]ctrl+q[/] quits from anywhere.",
-])
+EMPTY_TEXT = "\n\n".join(
+    [
+        "[b]Find every photo of your pet from one example.[/b]",
+        "Type the path of a photo of your pet above and press [b]Enter[/] ([b]Tab[/] or [b]→[/] "
+        "completes the path), or press [b]Esc[/] and then [b]b[/] to browse for one.",
+        "In the results, arrows move, [b]Enter[/] opens a hit large, [b]Space[/] selects it, [b]a[/] "
+        "searches again from it and [b]m[/] shows more. Outside the query field, [b]f[/] manages the "
+        "watched folders, [b]?[/] lists every key and [b]q[/] quits; [b]ctrl+p[/] opens the commands "
+        "and [b]ctrl+q[/] quits from anywhere.",
+    ]
+)
 
 
 class SearchScreen(Screen):
@@ -60,16 +62,28 @@ class SearchScreen(Screen):
     def compose(self) -> ComposeResult:
         yield ConnectionBanner()
         with Horizontal(id="search-bar"):
-            yield PathInput(placeholder="photo of your pet: type its path (Tab completes)",
-                            id="query", compact=True)
+            yield PathInput(placeholder="photo of your pet: type its path (Tab completes)", id="query", compact=True)
             yield Label("top", classes="field-label")
-            yield Input(str(DEFAULT_TOP_K), id="top-k", type="integer", compact=True, max_length=4,
-                        tooltip="how many hits per page (1-1000)")
+            yield Input(
+                str(DEFAULT_TOP_K),
+                id="top-k",
+                type="integer",
+                compact=True,
+                max_length=4,
+                tooltip="how many hits per page (1-1000)",
+            )
             yield Label("min", classes="field-label")
-            yield Input(str(DEFAULT_MIN_SCORE), id="min-score", type="number", compact=True,
-                        max_length=6, tooltip="minimum similarity (-1..1)")
-            yield Checkbox("pets only", id="pets-only", compact=True,
-                           tooltip="only photos that show a dog or a cat (t)")
+            yield Input(
+                str(DEFAULT_MIN_SCORE),
+                id="min-score",
+                type="number",
+                compact=True,
+                max_length=6,
+                tooltip="minimum similarity (-1..1)",
+            )
+            yield Checkbox(
+                "pets only", id="pets-only", compact=True, tooltip="only photos that show a dog or a cat (t)"
+            )
             yield Button("Search", id="search-button", compact=True, variant="primary")
             yield Button("Browse", id="browse-button", compact=True)
         with Horizontal(id="results-header"):
@@ -150,8 +164,9 @@ class SearchScreen(Screen):
         if page <= 0:
             self.notify(f"at most {MAX_HITS} hits per search", severity="warning")
             return
-        self.run_search(self.last_query["path"], self.last_query["by_photo"], page,
-                        self.last_query["min_score"], offset)
+        self.run_search(
+            self.last_query["path"], self.last_query["by_photo"], page, self.last_query["min_score"], offset
+        )
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#search-button")
@@ -204,16 +219,16 @@ class SearchScreen(Screen):
         return top_k, min_score
 
     @work(exclusive=True, group="search")
-    async def run_search(self, path: str, by_photo: bool, top_k: int, min_score: float,
-                         offset: int) -> None:
+    async def run_search(self, path: str, by_photo: bool, top_k: int, min_score: float, offset: int) -> None:
         info = self.query_one("#results-info", Static)
         name = os.path.basename(path)
         info.update(f"searching for photos like {name}…")
         kind = {"photo": path} if by_photo else {"image": path}
         species = list(PET_SPECIES) if self.query_one("#pets-only", Checkbox).value else None
         try:
-            result = await self.petwatch.client.search(**kind, top_k=top_k, min_score=min_score,
-                                                        offset=offset, species=species)
+            result = await self.petwatch.client.search(
+                **kind, top_k=top_k, min_score=min_score, offset=offset, species=species
+            )
         except PetwatchError as error:
             info.update(f"search failed: {error}")
             self.notify(str(error), title="Search failed", severity="error")
@@ -227,7 +242,8 @@ class SearchScreen(Screen):
         if not grid.hits:
             self.query_one("#results-empty", Static).update(
                 f"No photo is like {name} with a score of at least {min_score}. Lower the minimum "
-                "score, or watch more folders (f).")
+                "score, or watch more folders (f)."
+            )
         more = "" if self.exhausted or len(grid.hits) >= MAX_HITS else " · m: more"
         upgrade = result.get("upgrade")
         note = ""
@@ -235,8 +251,10 @@ class SearchScreen(Screen):
             note = f" · among the {upgrade['done']:,} of {upgrade['total']:,} photos upgraded so far"
         elif upgrade:
             note = " · index upgrading: previous vectors"
-        info.update(f"{format.plural(len(grid.hits), 'hit')} for {name}{' (pets only)' if species else ''} "
-                    f"({result.get('took_ms', 0):.0f} ms){note}{more}")
+        info.update(
+            f"{format.plural(len(grid.hits), 'hit')} for {name}{' (pets only)' if species else ''} "
+            f"({result.get('took_ms', 0):.0f} ms){note}{more}"
+        )
         if offset and not added:
             self.notify("no more hits above the minimum score")
         if offset == 0 and grid.hits:
@@ -248,8 +266,10 @@ class SearchScreen(Screen):
         text = ""
         if event.hit is not None:
             label = event.hit.get("label") if event.hit.get("species") in PET_SPECIES else ""
-            text = (f"{event.index + 1}/{len(self.grid.hits)}  {event.hit['score']:.3f}  "
-                    f"{format.home_relative(event.hit['path'])}{f'  ({label})' if label else ''}")
+            text = (
+                f"{event.index + 1}/{len(self.grid.hits)}  {event.hit['score']:.3f}  "
+                f"{format.home_relative(event.hit['path'])}{f'  ({label})' if label else ''}"
+            )
         self.query_one("#hit-info", Static).update(text)
 
     @on(ResultsGrid.Open)

@@ -49,8 +49,11 @@ class SelectionScreen(ModalScreen):
                 yield Button("Copy", id="selection-copy", compact=True, variant="primary")
                 yield Button("Comic", id="selection-comic", compact=True)
                 yield Button("Pet profile", id="selection-pet", compact=True)
-            yield Static("[b]x[/] unselect · [b]X[/] clear all · [b]y[/] copy paths · [b]w[/] save to file · "
-                         "[b]k[/] comic · [b]n[/] pet profile · [b]Esc[/] close", classes="dialog-hint")
+            yield Static(
+                "[b]x[/] unselect · [b]X[/] clear all · [b]y[/] copy paths · [b]w[/] save to file · "
+                "[b]k[/] comic · [b]n[/] pet profile · [b]Esc[/] close",
+                classes="dialog-hint",
+            )
 
     def on_mount(self) -> None:
         self.watch(self.petwatch, "selection_count", self._fill)
@@ -60,7 +63,8 @@ class SelectionScreen(ModalScreen):
         selection = self.petwatch.selection
         self.query_one("#selection-title", Static).update(
             f"[b]Selection[/]  {format.plural(len(selection), 'photo')}"
-            + ("" if selection else ": select hits with Space"))
+            + ("" if selection else ": select hits with Space")
+        )
         options = self.query_one(OptionList)
         highlighted = options.highlighted
         options.clear_options()

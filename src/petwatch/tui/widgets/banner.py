@@ -42,11 +42,15 @@ class ConnectionBanner(Horizontal):
         if starting:
             text = f"The petwatch daemon is {STARTING} The TUI connects by itself when it is ready."
         elif app.ever_connected:
-            text = ("Lost the petwatch daemon. Reconnecting by itself as soon as it is back; "
-                    "press [b]s[/] to start it (or [b]/[/] to type a query meanwhile).")
+            text = (
+                "Lost the petwatch daemon. Reconnecting by itself as soon as it is back; "
+                "press [b]s[/] to start it (or [b]/[/] to type a query meanwhile)."
+            )
         else:
-            text = (f"No petwatch daemon is running (no answer on {app.socket_path}). "
-                    "Press [b]s[/] to start it in the background; the TUI connects by itself.")
+            text = (
+                f"No petwatch daemon is running (no answer on {app.socket_path}). "
+                "Press [b]s[/] to start it in the background; the TUI connects by itself."
+            )
         self._text.update(text)
         self._button.display = not starting
 

@@ -46,7 +46,7 @@ def complete_path(value: str, dirs_only: bool = False) -> str | None:
     names.sort(key=lambda n: (not n.endswith("/"), n.lower()))
     common = os.path.commonprefix(names)
     chosen = common if len(common) > len(prefix) else names[0]
-    completion = chosen[len(prefix):]
+    completion = chosen[len(prefix) :]
     return value + completion if completion else None
 
 

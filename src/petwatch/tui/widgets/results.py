@@ -322,8 +322,14 @@ class ResultsGrid(ScrollView, can_focus=True):
         if cell_len(score) > inner:
             score = _fit(score, inner, ellipsis=True)
         extra = _fit(extra, inner - cell_len(score))
-        out.append([left, Segment(score, inside + component("results--score")),
-                    Segment(extra, inside + component("results--note")), right])
+        out.append(
+            [
+                left,
+                Segment(score, inside + component("results--score")),
+                Segment(extra, inside + component("results--note")),
+                right,
+            ]
+        )
         out.append([left, Segment(_fit(name, inner, ellipsis=True), inside + component("results--caption")), right])
         out.append([Segment(chars[4] + chars[1] * inner + chars[5], frame)])
         return out

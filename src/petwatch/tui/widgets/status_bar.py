@@ -42,8 +42,7 @@ class StatusBar(Horizontal):
         self._selection = StatusItem("", id="status-selection", action="app.show_selection")
 
     def compose(self) -> ComposeResult:
-        yield from (self._state, self._indexed, self._queue, self._bar, self._rate,
-                    self._failures, self._selection)
+        yield from (self._state, self._indexed, self._queue, self._bar, self._rate, self._failures, self._selection)
 
     @property
     def petwatch(self) -> PetwatchApp:
@@ -79,8 +78,7 @@ class StatusBar(Horizontal):
             state.update(("● " if name == "idle" else "◐ ") + name)
             state.add_class("-idle" if name == "idle" else "-indexing")
         known = bool(app.connected and status)
-        self._indexed.update(
-            format.plural(status.get("indexed", 0), "photo") if known else "")
+        self._indexed.update(format.plural(status.get("indexed", 0), "photo") if known else "")
         progress = app.progress if app.connected else None
         queued = status.get("queued", 0) if known else 0
         if progress and progress.get("total"):
