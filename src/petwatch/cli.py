@@ -6,6 +6,7 @@ Exit codes: 0 ok, 2 usage error, 1 failure (one line on stderr saying what to do
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -21,7 +22,16 @@ from petwatch import settings as settings_module
 from petwatch.client import STARTING, DaemonClient, DaemonStarting, DaemonUnavailable
 from petwatch.errors import PetwatchError
 from petwatch.progress import ProgressLine
-from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES, PET_SPECIES, SPECIES
+from petwatch.protocol import (
+    COMIC_FINAL_STATES,
+    MAX_REFERENCES,
+    MAX_TOP_K,
+    PET_SPECIES,
+    SPECIES,
+    Event,
+    SearchReply,
+    UpgradeProgress,
+)
 
 
 def _print_json(data) -> None:
@@ -34,14 +44,18 @@ def _print_json(data) -> None:
     sys.stdout.write(text + "\n")
 
 
+IN_PROCESS_NOTE = "With the daemon running this asks it; without one it opens the index itself."
+
+
 def _human_bytes(count: int | None) -> str:
     if count is None:
         return "-"
+    size = float(count)
     for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return str(count)
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 STARTING_WAIT_SECONDS = 120.0  # a first start (cold caches, a big library) can take a minute
@@ -104,7 +118,7 @@ def cmd_index(args) -> int:
     else:
         library = _open_library()
         try:
-            indexed = library.indexer.reconcile(folders, progress.update)
+            indexed = library.reconcile(folders, progress.update)
             if library.upgrade is not None:  # the daemon does this in the background
                 progress.finish()
                 print(_upgrade_note(library.upgrade_status()), file=sys.stderr)
@@ -125,7 +139,7 @@ def _follow_progress(progress: ProgressLine) -> None:
     try:
         with DaemonClient() as follower:
             for kind, data in follower.events():
-                if kind == "progress" and data.get("total"):
+                if kind == Event.PROGRESS and data.get("total"):
                     progress.update(data["done"], data["total"], data.get("current", ""))
     except PetwatchError:
         pass
@@ -145,7 +159,7 @@ def _print_report(report: dict) -> None:
         print(f"  offline (missing, photos kept): {folder}")
 
 
-def _upgrade_note(upgrade: dict | None, partial: bool = False) -> str:
+def _upgrade_note(upgrade: UpgradeProgress | None, partial: bool = False) -> str:
     if upgrade is None:
         return ""
     done = f"{upgrade['done']:,} of {upgrade['total']:,} photos"
@@ -170,23 +184,23 @@ def _species(args) -> list[str] | None:
 def cmd_search(args) -> int:
     if not os.path.exists(args.image):
         raise PetwatchError(f"query image not found: {args.image}")
-    settings = settings_module.load()
-    top_k = args.top_k or settings.top_k
-    min_score = settings.min_score if args.min_score is None else args.min_score
     species = _species(args)
     client = _daemon()
+    reply: SearchReply
     if client is not None:
-        reply = client.search(image=os.path.abspath(args.image), top_k=top_k, min_score=min_score, species=species)
-        hits, upgrade, partial = reply["hits"], reply.get("upgrade"), reply.get("partial", False)
+        reply = client.search(
+            image=os.path.abspath(args.image), top_k=args.top_k, min_score=args.min_score, species=species
+        )
     else:
         library = _open_library()
         try:
-            found = library.find(args.image, top_k, min_score, species)
-            hits, upgrade, partial = [h.to_dict() for h in found.hits], library.upgrade_status(), bool(found.partial)
+            folders = [str(f) for f in library.settings.folders]
+            reply = library.search_reply(args.image, args.top_k, args.min_score, species, folders=folders)
         finally:
             library.close()
-    if upgrade:
-        print(_upgrade_note(upgrade, partial), file=sys.stderr)
+    hits = reply["hits"]
+    if reply["upgrade"]:
+        print(_upgrade_note(reply["upgrade"], reply["partial"]), file=sys.stderr)
     if args.json:
         _print_json(hits)
         return 0
@@ -314,7 +328,7 @@ def cmd_reindex(args) -> int:
     library = Library(settings, embedder)
     progress = ProgressLine("re-indexing")
     try:
-        report = library.indexer.reconcile([str(f) for f in settings.folders], progress.update)
+        report = library.reconcile([str(f) for f in settings.folders], progress.update)
     finally:
         library.close()
     progress.finish()
@@ -445,7 +459,7 @@ def _follow_comic(client: DaemonClient, job_id: str) -> dict:
         try:
             with DaemonClient(client.socket) as listener:
                 for kind, data in listener.events():
-                    if kind == "comic" and data.get("id") == job_id:
+                    if kind == Event.COMIC and data.get("id") == job_id:
                         updates.put(data)
         except PetwatchError:
             pass
@@ -662,7 +676,8 @@ def cmd_tui(args) -> int:
             file=sys.stderr,
         )
         return 2
-    sys.stderr.reconfigure(errors="surrogateescape")  # Textual draws there: file names as on stdout
+    if isinstance(sys.stderr, io.TextIOWrapper):  # Textual draws there: file names as on stdout
+        sys.stderr.reconfigure(errors="surrogateescape")
     from petwatch.tui.app import run as run_tui
 
     return run_tui()
@@ -675,8 +690,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"petwatch {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
+    def command(name: str, handler: Callable, help: str, in_process: bool = False) -> argparse.ArgumentParser:
+        # The commands that also run without a daemon say so: they then open the index themselves.
+        description = f"{help}. {IN_PROCESS_NOTE}" if in_process else help
+        sub = commands.add_parser(name, help=help, description=description)
         sub.set_defaults(handler=handler)
         return sub
 
@@ -684,13 +701,25 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="machine-readable output on stdout")
         return sub
 
-    index = with_json(command("index", cmd_index, "index every photo under FOLDER(s), once"))
+    index = with_json(command("index", cmd_index, "index every photo under FOLDER(s), once", in_process=True))
     index.add_argument("folders", nargs="+", metavar="FOLDER")
 
-    search = with_json(command("search", cmd_search, "the indexed photos most like IMAGE"))
+    search = with_json(command("search", cmd_search, "the indexed photos most like IMAGE", in_process=True))
     search.add_argument("image", metavar="IMAGE")
-    search.add_argument("--top-k", type=_top_k, default=None, metavar="K", help="number of hits (1-1000)")
-    search.add_argument("--min-score", type=_score, default=None, metavar="S", help="minimum cosine similarity (-1..1)")
+    search.add_argument(
+        "--top-k",
+        type=_top_k,
+        default=None,
+        metavar="K",
+        help=f"number of hits (1-{MAX_TOP_K}; default: the top_k setting)",
+    )
+    search.add_argument(
+        "--min-score",
+        type=_score,
+        default=None,
+        metavar="S",
+        help="minimum cosine similarity (-1..1; default: the min_score setting)",
+    )
     search.add_argument(
         "--pets-only", action="store_true", help="only photos that show a dog or a cat (filtered inside the index)"
     )
@@ -702,7 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"only photos of this species ({', '.join(SPECIES)}); repeatable",
     )
 
-    with_json(command("stats", cmd_stats, "photos indexed, model, database"))
+    with_json(command("stats", cmd_stats, "photos indexed, model, database", in_process=True))
     with_json(command("status", cmd_status, "what the daemon is doing, and failures"))
     with_json(command("config", cmd_config, "effective settings and paths"))
 
@@ -832,8 +861,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _top_k(text: str) -> int:
     value = int(text)
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError("must be between 1 and 1000")
+    if not 1 <= value <= MAX_TOP_K:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_TOP_K}")
     return value
 
 

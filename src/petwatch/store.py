@@ -825,7 +825,7 @@ def _probe(uri: str) -> str | None:
         address = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)[0][4]
     except socket.gaierror as error:
         return f"cannot find the Milvus host {parts.hostname!r} ({error.strerror}): check milvus_uri ({uri})"
-    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(5)
@@ -850,10 +850,11 @@ def _probe(uri: str) -> str | None:
 
 
 def _errors(error: BaseException) -> Iterator[BaseException]:
+    cause: BaseException | None = error
     seen = 0
-    while error is not None and seen < 8:
-        yield error
-        error, seen = error.__cause__ or error.__context__, seen + 1
+    while cause is not None and seen < 8:
+        yield cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
 
 
 def _grpc_code(error: BaseException) -> str | None:
@@ -870,8 +871,9 @@ def _grpc_code(error: BaseException) -> str | None:
 
 def _reason(error: BaseException) -> str:
     message = getattr(error, "message", None)
-    if message is None and callable(getattr(error, "details", None)):
-        message = error.details()  # a grpc.RpcError
+    details = getattr(error, "details", None)
+    if message is None and callable(details):
+        message = details()  # a grpc.RpcError
     return " ".join(str(message or error).split())[:300]
 
 

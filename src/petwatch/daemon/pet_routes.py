@@ -55,7 +55,7 @@ def router(pets: Pets) -> APIRouter:
 
     @routes.get("")
     def pet_list() -> list[dict]:
-        return pets.list()
+        return pets.summaries()
 
     @routes.post("")
     def pet_add(request: PetAddRequest) -> dict:
