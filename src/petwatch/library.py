@@ -25,10 +25,20 @@ from typing import cast
 import numpy as np
 
 from petwatch import locations, photos
-from petwatch.embed import CAT, DOG, PET_FOCUS_RECIPE, WHOLE_RECIPE, Embedder, PetFocus
+from petwatch.embed import PET_FOCUS_RECIPE, WHOLE_RECIPE, Embedder, PetFocus
 from petwatch.errors import PetwatchError
 from petwatch.index import FailureLog, FileStat, Indexer, IndexReport, Progress, failed_unchanged, is_under
-from petwatch.protocol import MAX_TOP_K, PET_SPECIES, FailureReply, HitReply, SearchReply, StatsReply, UpgradeProgress
+from petwatch.protocol import (
+    CAT,
+    DOG,
+    MAX_TOP_K,
+    PET_SPECIES,
+    FailureReply,
+    HitReply,
+    SearchReply,
+    StatsReply,
+    UpgradeProgress,
+)
 from petwatch.settings import Settings
 from petwatch.store import CatalogEntry, Hit, PhotoRow, Store, petwatch_collections
 

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 # 2: per-photo pet fields (pet_score, species, label) and the embedding recipe in the description.
 SCHEMA_VERSION = 2
-MAX_PATH_CHARS = 4096
+# The path field's size: Linux's PATH_MAX (4096 bytes) at up to 4 UTF-8 bytes a character.
+PATH_FIELD_BYTES = 4096 * 4
 # Rows per write. Milvus Lite 2.5.1's insert cost grows faster than its batch: 20k rows of
 # 1280-d took 3 s in 256-row batches and 110 s in 2000-row ones.
 WRITE_BATCH = 256
@@ -378,7 +379,7 @@ class Store:
         schema.add_field("pk", DataType.INT64, is_primary=True)
         schema.add_field("photo_id", DataType.INT64)
         schema.add_field("view", DataType.INT8)
-        schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH_CHARS * 4)
+        schema.add_field("path", DataType.VARCHAR, max_length=PATH_FIELD_BYTES)
         schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
         schema.add_field("size", DataType.INT64)
         schema.add_field("mtime_ns", DataType.INT64)
