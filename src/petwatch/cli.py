@@ -32,6 +32,7 @@ from petwatch.protocol import (
     SearchReply,
     UpgradeProgress,
 )
+from petwatch.tui.format import size as human_bytes
 
 
 def _print_json(data) -> None:
@@ -45,17 +46,6 @@ def _print_json(data) -> None:
 
 
 IN_PROCESS_NOTE = "With the daemon running this asks it; without one it opens the index itself."
-
-
-def _human_bytes(count: int | None) -> str:
-    if count is None:
-        return "-"
-    size = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
 
 
 STARTING_WAIT_SECONDS = 120.0  # a first start (cold caches, a big library) can take a minute
@@ -228,7 +218,7 @@ def cmd_stats(args) -> int:
         print(f"model           {stats['model']} ({stats['dim']}-d, cosine, {stats['recipe']} vectors)")
         if stats.get("upgrade"):
             print(f"upgrade         {_upgrade_note(stats['upgrade'])}")
-        print(f"database        {stats['db']} ({_human_bytes(stats['db_bytes'])})")
+        print(f"database        {stats['db']} ({human_bytes(stats['db_bytes'])})")
         print(f"failures        {stats['failures']}")
     return 0
 
