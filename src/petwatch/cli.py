@@ -208,7 +208,7 @@ def cmd_stats(args) -> int:
     else:
         library = _open_library()
         try:
-            stats = library.stats().to_dict()
+            stats = library.stats()
         finally:
             library.close()
     if args.json:

@@ -111,23 +111,6 @@ def drop_index(settings: Settings) -> list[str]:
 
 
 @dataclass
-class Stats:
-    photos: int
-    model: str
-    dim: int
-    db: str
-    db_bytes: int | None
-    failures: int
-    dogs: int
-    cats: int
-    recipe: str
-    upgrade: UpgradeProgress | None
-
-    def to_dict(self) -> StatsReply:
-        return cast(StatsReply, asdict(self))
-
-
-@dataclass
 class Found:
     """A search's hits, and whether they come from an index still being upgraded."""
 
@@ -556,20 +539,20 @@ class Library:
             self._species_counts = (key, counts)
         return self._species_counts[1]
 
-    def stats(self) -> Stats:
+    def stats(self) -> StatsReply:
         counts = self.species_counts()
-        return Stats(
-            photos=len(self.indexer.catalog),
-            model=self.embedder.name,
-            dim=self.embedder.dim,
-            db=self.store.uri if not self.store.is_lite else str(Path(self.store.uri)),
-            db_bytes=self.store.disk_bytes(),
-            failures=self._failures.count(),
-            dogs=counts[DOG],
-            cats=counts[CAT],
-            recipe=self.store.recipe or WHOLE_RECIPE,
-            upgrade=self.upgrade_status(),
-        )
+        return {
+            "photos": self.photo_count,
+            "model": self.embedder.name,
+            "dim": self.embedder.dim,
+            "db": self.store.uri if not self.store.is_lite else str(Path(self.store.uri)),
+            "db_bytes": self.store.disk_bytes(),
+            "failures": self._failures.count(),
+            "dogs": counts[DOG],
+            "cats": counts[CAT],
+            "recipe": self.store.recipe or WHOLE_RECIPE,
+            "upgrade": self.upgrade_status(),
+        }
 
 
 def _snapshot(mapping: dict) -> list:

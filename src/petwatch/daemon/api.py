@@ -155,7 +155,7 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     @app.get("/stats")
     def stats() -> dict:
-        return daemon.library.stats().to_dict()
+        return daemon.library.stats()
 
     @app.post("/search")
     def search(request: SearchRequest) -> dict:
