@@ -16,6 +16,7 @@ import threading
 import time
 import typing
 from collections.abc import Callable
+from typing import cast
 
 from petwatch import __version__, locations
 from petwatch import settings as settings_module
@@ -28,7 +29,16 @@ from petwatch.protocol import (
     MAX_TOP_K,
     PET_SPECIES,
     SPECIES,
+    ComicEstimateReply,
+    ComicJobReply,
+    ComicShowReply,
     Event,
+    FolderReply,
+    GroupReply,
+    PetAlbumReply,
+    PetHitReply,
+    PetReply,
+    ReportReply,
     SearchReply,
     UpgradeProgress,
 )
@@ -135,7 +145,7 @@ def _follow_progress(progress: ProgressLine) -> None:
         pass
 
 
-def _print_report(report: dict) -> None:
+def _print_report(report: ReportReply) -> None:
     print(
         f"indexed {report['indexed']}, reused {report['reused']} (renamed or copied), "
         f"unchanged {report['unchanged']}, removed {report['removed']}, "
@@ -285,7 +295,7 @@ def cmd_folders(args) -> int:
     return 0
 
 
-def _edit_folders_offline(action: str, path: str) -> list[dict]:
+def _edit_folders_offline(action: str, path: str) -> list[FolderReply]:
     current = [str(f) for f in settings_module.load().folders]
     if action == "add":
         if not os.path.isdir(path):
@@ -372,7 +382,7 @@ def cmd_comic(args) -> int:
     return _comic_outcome(client, job, args)
 
 
-def _print_comic_estimate(estimate: dict, refining: str = "") -> None:
+def _print_comic_estimate(estimate: ComicEstimateReply, refining: str = "") -> None:
     print(
         f"comic: {estimate['references']} reference image(s){refining}, {estimate['size']}, "
         f"{estimate['quality']} quality, {estimate['model']}",
@@ -398,7 +408,7 @@ def _confirm_spending(yes: bool) -> None:
         raise PetwatchError("not sent")
 
 
-def _comic_outcome(client: DaemonClient, job: dict, args) -> int:
+def _comic_outcome(client: DaemonClient, job: ComicJobReply, args) -> int:
     """After submitting: follow the job unless --no-wait, print the PNG path or the failure."""
     print(f"queued comic {job['id']}", file=sys.stderr)
     if args.no_wait:
@@ -441,16 +451,16 @@ def _comic_outcome(client: DaemonClient, job: dict, args) -> int:
     return 1
 
 
-def _follow_comic(client: DaemonClient, job_id: str) -> dict:
+def _follow_comic(client: DaemonClient, job_id: str) -> ComicJobReply:
     """Wait for the job to finish, showing its progress; events, with a status read between."""
-    updates: queue.Queue[dict | None] = queue.Queue()
+    updates: queue.Queue[ComicJobReply | None] = queue.Queue()
 
     def listen() -> None:
         try:
             with DaemonClient(client.socket) as listener:
                 for kind, data in listener.events():
                     if kind == Event.COMIC and data.get("id") == job_id:
-                        updates.put(data)
+                        updates.put(cast(ComicJobReply, data))
         except PetwatchError:
             pass
         updates.put(None)  # the stream ended: reads alone from now on
@@ -458,7 +468,7 @@ def _follow_comic(client: DaemonClient, job_id: str) -> dict:
     threading.Thread(target=listen, name="comic-events", daemon=True).start()
     shown = ""
     try:
-        job = client.comic(job_id)
+        job: ComicJobReply = client.comic(job_id)
         while job["state"] not in COMIC_FINAL_STATES:
             if job.get("progress") and job["progress"] != shown:
                 shown = job["progress"]
@@ -514,7 +524,7 @@ def cmd_comics(args) -> int:
     return _comic_outcome(client, client.comic_retry(args.id, args.prompt), args)
 
 
-def _print_comic(job: dict) -> None:
+def _print_comic(job: ComicShowReply) -> None:
     print(f"comic     {job['id']}  [{job['state']}]  {job['progress']}")
     print(f"prompt    {job['prompt']}")
     for number, photo in enumerate(job["photos"]):
@@ -580,7 +590,8 @@ def cmd_pets(args) -> int:
     print(_pet_line(pet))
     for path in pet.get("stale", []):
         print(f"  stale mark (made by another model, photo gone): {path}")
-    for rank, hit in enumerate(pet.get("hits", []), 1):
+    hits: list[PetHitReply] = pet.get("hits", [])  # type: ignore[assignment]  # an album has hits, a summary none
+    for rank, hit in enumerate(hits, 1):
         mark = f"  [{hit['mark']}]" if hit.get("mark") else ""
         print(f"{rank:5d}  {hit['score']:.3f}  {hit['path']}{mark}")
     if args.action in ("add", "mark"):
@@ -619,17 +630,16 @@ def _pets_found(client: DaemonClient, args) -> int:
     return 0
 
 
-def _group_line(group: dict) -> str:
-    status = (
-        f"  [{group['status']}{': ' + group['name'] if group.get('name') else ''}]" if group["status"] != "open" else ""
-    )
+def _group_line(group: GroupReply) -> str:
+    named = f": {group['name']}" if group.get("name") else ""
+    status = f"  [{group['status']}{named}]" if group["status"] != "open" else ""
     return (
         f"group {group['id']:>4}  {group['size']:>5} photos  {group['species']}, {group['breed']}  "
         f"{group['first_day']} - {group['last_day']}  cover {group['cover']}{status}"
     )
 
 
-def _pet_line(pet: dict) -> str:
+def _pet_line(pet: PetReply | PetAlbumReply) -> str:
     return (
         f"{pet['name']}: {pet['count']} photos (threshold {pet['threshold']:.3f}; "
         f"{pet['examples']} examples, {pet['confirmed']} confirmed, {pet['rejected']} rejected)"

@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from petwatch.errors import PetwatchError
+from petwatch.protocol import FailureReply
 from petwatch.tui import format
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ class FailuresScreen(ModalScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.failures: list[dict] = []
+        self.failures: list[FailureReply] = []
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog dialog-wide"):
