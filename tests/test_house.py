@@ -21,6 +21,7 @@ LAYERS = {
     "locations": 0,
     "paths": 0,
     "progress": 0,
+    "format": 0,
     "protocol": 1,
     "settings": 1,
     "client": 2,
@@ -41,7 +42,7 @@ LAYERS = {
 }
 # The front ends talk to the daemon through the client; the model and the index are loaded
 # only on the CLI's in-process path, inside the command that needs them.
-FRONT_END_MAY_IMPORT = {"errors", "locations", "paths", "progress", "protocol", "settings", "client", "tui"}
+FRONT_END_MAY_IMPORT = {"errors", "locations", "paths", "progress", "format", "protocol", "settings", "client", "tui"}
 LIBRARY_PARTS = {"indexer", "store", "embedder", "_failures"}
 
 

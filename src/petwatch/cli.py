@@ -22,6 +22,7 @@ from petwatch import __version__, locations
 from petwatch import settings as settings_module
 from petwatch.client import STARTING, DaemonClient, DaemonStarting, DaemonUnavailable
 from petwatch.errors import PetwatchError
+from petwatch.format import size as human_bytes
 from petwatch.progress import ProgressLine
 from petwatch.protocol import (
     COMIC_FINAL_STATES,
@@ -42,7 +43,6 @@ from petwatch.protocol import (
     SearchReply,
     UpgradeProgress,
 )
-from petwatch.tui.format import size as human_bytes
 
 
 def _print_json(data) -> None:

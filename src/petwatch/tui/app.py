@@ -26,10 +26,11 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
 
+from petwatch import format
 from petwatch.client import AsyncDaemonClient, DaemonStarting
 from petwatch.errors import PetwatchError
 from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES, ComicJobReply, Event
-from petwatch.tui import format, images, launcher
+from petwatch.tui import images, launcher
 from petwatch.tui.commands import PetwatchCommands
 from petwatch.tui.widgets import picture
 

@@ -28,9 +28,10 @@ from textual.containers import Container, Grid, Horizontal, Vertical, VerticalSc
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Label, ProgressBar, Select, Static, TextArea
 
+from petwatch import format
 from petwatch.errors import PetwatchError
 from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES, QUEUED, RUNNING, SUCCEEDED, ComicEstimateReply
-from petwatch.tui import format, images
+from petwatch.tui import images
 from petwatch.tui.images import TILE_SIZE
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.picture import HalfBlockPicture, Picture

@@ -19,8 +19,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from petwatch import format
 from petwatch.errors import PetwatchError
-from petwatch.tui import format
 from petwatch.tui.images import TILE_SIZE
 from petwatch.tui.screens.comic import STATE_RANK
 from petwatch.tui.widgets.banner import ConnectionBanner

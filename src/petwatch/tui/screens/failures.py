@@ -11,9 +11,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
+from petwatch import format
 from petwatch.errors import PetwatchError
 from petwatch.protocol import FailureReply
-from petwatch.tui import format
 
 if TYPE_CHECKING:
     from petwatch.tui.app import PetwatchApp

@@ -14,8 +14,8 @@ from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
+from petwatch import format
 from petwatch.errors import PetwatchError
-from petwatch.tui import format
 from petwatch.tui.screens.confirm import ConfirmScreen
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.path_input import PathInput

@@ -15,9 +15,9 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from petwatch import format
 from petwatch.errors import PetwatchError
 from petwatch.protocol import GroupReply
-from petwatch.tui import format
 from petwatch.tui.screens.pets import PetNameScreen, _escape
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.results import ResultsGrid

@@ -13,8 +13,8 @@ from textual.containers import Container, Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from petwatch import format
 from petwatch.errors import PetwatchError
-from petwatch.tui import format
 from petwatch.tui.images import PREVIEW_SIZE
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.picture import Picture

@@ -12,9 +12,9 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
 
+from petwatch import format
 from petwatch.errors import PetwatchError
 from petwatch.protocol import DEFAULT_MIN_SCORE, DEFAULT_TOP_K, MAX_TOP_K, PET_SPECIES
-from petwatch.tui import format
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.path_input import PathInput
 from petwatch.tui.widgets.results import Hit, ResultsGrid
