@@ -37,6 +37,7 @@ from petwatch.tui.widgets import picture
 RETRY_SECONDS = (0.25, 0.5, 1.0)  # reconnect attempts back off to the last value
 NEW_PHOTOS_QUIET_SECONDS = 2.0  # "N new photos" waits for a burst to end...
 NEW_PHOTOS_MAX_WAIT_SECONDS = 10.0  # ...but not longer than this during a long backfill
+NEW_PHOTOS = "photos"  # the one key of the new-photos burst
 START_TIMEOUT_SECONDS = 180.0
 MAX_COMIC_RECORDS = 500  # the latest record of this many jobs is kept from the event stream
 
@@ -102,9 +103,7 @@ class PetwatchApp(App[int]):
         self._selected: set[str] = set()
         self.ever_connected = False
         self.viewer_available = launcher.system_viewer() is not None
-        self._new_photos = 0
-        self._new_photos_since = 0.0
-        self._new_photos_timer: Timer | None = None
+        self._photo_news = Burst(self, self._announce_new_photos)  # one key: NEW_PHOTOS
         self._initial_theme = theme or default_theme()
         self.comic_records: dict[str, ComicJobReply] = {}  # job id -> the latest record seen on the stream
         self.my_comics: set[str] = set()  # sent from this TUI: announced when they end unseen
@@ -180,7 +179,7 @@ class PetwatchApp(App[int]):
                 self.daemon_status = {**status, "state": "indexing"}
         elif kind == Event.INDEXED:
             self.daemon_status = {**status, "indexed": data.get("total", status.get("indexed", 0))}
-            self._count_new_photos(int(data.get("count", 0)))
+            self._photo_news.add(NEW_PHOTOS, int(data.get("count", 0)))
         elif kind in (Event.REMOVED, Event.REPORT):
             self.refresh_status()
         elif kind == Event.FOLDERS:
@@ -271,25 +270,11 @@ class PetwatchApp(App[int]):
         except PetwatchError:
             pass
 
-    def _count_new_photos(self, count: int) -> None:
-        if count <= 0:
-            return
-        now = time.monotonic()
-        if not self._new_photos:
-            self._new_photos_since = now
-        self._new_photos += count
-        if self._new_photos_timer is not None:
-            self._new_photos_timer.stop()
-        if now - self._new_photos_since >= NEW_PHOTOS_MAX_WAIT_SECONDS:
-            self._announce_new_photos()
-        else:
-            self._new_photos_timer = self.set_timer(NEW_PHOTOS_QUIET_SECONDS, self._announce_new_photos)
-
-    def _announce_new_photos(self) -> None:
-        count, self._new_photos, self._new_photos_timer = self._new_photos, 0, None
-        if count:
-            total = self.daemon_status.get("indexed")
-            self.notify(f"{format.plural(count, 'new photo')} indexed ({format.count(total)} in all)", title="Indexed")
+    def _announce_new_photos(self, counts: dict[str, int]) -> None:
+        total = self.daemon_status.get("indexed")
+        self.notify(
+            f"{format.plural(counts[NEW_PHOTOS], 'new photo')} indexed ({format.count(total)} in all)", title="Indexed"
+        )
 
     # --- thumbnails ----------------------------------------------------------------------
     async def load_thumbnail(self, path: str, size: int) -> Image.Image | None:
