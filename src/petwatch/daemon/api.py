@@ -3,6 +3,10 @@
 One error shape everywhere: ``{"error": "one line the user can act on"}``. Requests are
 validated by pydantic models; bodies over MAX_BODY_BYTES are refused before they are read
 into memory; only the daemon's own user may connect (SO_PEERCRED).
+
+This module assembles the app (errors, limits, /status, /events); each feature's routes are
+in a module of its own: ``library_routes`` (index, search, folders, photos), ``pet_routes``,
+``discovery_routes``, ``comic_routes``.
 """
 
 from __future__ import annotations
@@ -12,73 +16,29 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, cast
+from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from petwatch.daemon.comic_routes import router as comics_router
 from petwatch.daemon.discovery_routes import router as discovery_router
+from petwatch.daemon.library_routes import router as library_router
 from petwatch.daemon.pet_routes import router as pets_router
 from petwatch.daemon.run import peer_uid
 from petwatch.daemon.service import Daemon
 from petwatch.errors import PetwatchError
-from petwatch.paths import decode_path
 from petwatch.protocol import (
-    MAX_PATH_CHARS,
-    MAX_TOP_K,
-    SPECIES,
     Event,
-    FailureReply,
-    FolderReply,
-    PhotoPath,
-    PhotoReply,
-    ReportReply,
-    RescanReply,
-    SearchReply,
-    StatsReply,
     StatusReply,
 )
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20  # every request is small; a 100 MB message is refused unread
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SearchRequest(_Strict):
-    image: PhotoPath | None = Field(None, description="Path of any image file")
-    photo: PhotoPath | None = Field(None, description="Path of an indexed photo")
-    # None (or left out): the daemon's settings.top_k / settings.min_score
-    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
-    min_score: float | None = Field(None, ge=-1.0, le=1.0)
-    offset: int = Field(0, ge=0, le=MAX_TOP_K)
-    species: list[str] | None = Field(
-        None, max_length=len(SPECIES), description=f"Only photos of these species ({', '.join(SPECIES)})"
-    )
-
-    @field_validator("species")
-    @classmethod
-    def _known_species(cls, value: list[str] | None) -> list[str] | None:
-        unknown = sorted(set(value or ()) - set(SPECIES))
-        if unknown:
-            raise ValueError(f"unknown species {', '.join(unknown)}: use {', '.join(SPECIES)}")
-        return value
-
-
-class FolderRequest(_Strict):
-    path: PhotoPath
-
-
-class IndexRequest(_Strict):
-    folders: list[PhotoPath] = Field(..., min_length=1, max_length=256)
 
 
 class PathJSONResponse(JSONResponse):
@@ -167,66 +127,10 @@ def create_app(daemon: Daemon) -> BodyLimit:
         return _error(500, f"internal error: {error}; see the daemon log")
 
     # The replies are typed (petwatch.protocol) but sent as they are made: response_model says
-    # so, instead of FastAPI validating each against its TypedDict. The casts mark producers
-    # (service.py, library.py) that return a bare dict still: drop each once its own return
-    # is annotated with the reply type (warn_redundant_casts points them out).
+    # so, instead of FastAPI validating each against its TypedDict.
     @app.get("/status", response_model=dict)
     def status() -> StatusReply:
         return daemon.status()
-
-    @app.get("/stats", response_model=dict)
-    def stats() -> StatsReply:
-        return daemon.library.stats()
-
-    @app.post("/search", response_model=dict)
-    def search(request: SearchRequest) -> SearchReply:
-        # None: the daemon's own settings (top_k, min_score)
-        return daemon.search(
-            request.image, request.photo, request.top_k, request.min_score, request.offset, request.species
-        )
-
-    @app.post("/index", response_model=dict)
-    def index(request: IndexRequest) -> ReportReply:
-        folders = [os.path.abspath(f) for f in request.folders]
-        missing = [f for f in folders if not os.path.isdir(f)]
-        if missing:
-            raise PetwatchError(f"not a directory: {missing[0]}")
-        return daemon.request_reconcile(folders).result().to_dict()
-
-    @app.post("/rescan", response_model=dict)
-    def rescan() -> RescanReply:
-        daemon.rescan()
-        return {"queued": True}
-
-    @app.get("/folders", response_model=list[dict])
-    def folders() -> list[FolderReply]:
-        return daemon.folder_list()
-
-    @app.post("/folders", response_model=list[dict])
-    def add_folder(request: FolderRequest) -> list[FolderReply]:
-        return daemon.add_folder(request.path)
-
-    @app.post("/folders/remove", response_model=list[dict])
-    def remove_folder(request: FolderRequest) -> list[FolderReply]:
-        return daemon.remove_folder(request.path)
-
-    @app.get("/failures", response_model=list[dict])
-    def failures() -> list[FailureReply]:
-        return daemon.failures()
-
-    @app.get("/photo", response_model=dict)
-    def photo(path: str = Query(..., max_length=MAX_PATH_CHARS)) -> PhotoReply:
-        return cast(PhotoReply, daemon.photo(_sent_path(path)))
-
-    @app.get("/thumbnail")
-    def thumbnail(
-        path: str = Query(..., max_length=MAX_PATH_CHARS), size: int = Query(256, ge=16, le=2048)
-    ) -> Response:
-        return Response(
-            daemon.thumbnail(_sent_path(path), size),
-            media_type="image/jpeg",
-            headers={"Cache-Control": "max-age=86400"},
-        )
 
     @app.get("/events")
     async def events() -> StreamingResponse:
@@ -237,18 +141,11 @@ def create_app(daemon: Daemon) -> BodyLimit:
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
+    app.include_router(library_router(daemon))
     app.include_router(comics_router(daemon.comics))
     app.include_router(pets_router(daemon.pets))
     app.include_router(discovery_router(daemon.discovery, daemon.pets))
     return BodyLimit(app)
-
-
-def _sent_path(path: str) -> str:
-    """A path from a query string (PhotoPath's decoding, for parameters outside a body)."""
-    try:
-        return decode_path(path)
-    except ValueError:
-        raise PetwatchError(f"not a path: {path[:80]!r} (b64: names a file name in base64)") from None
 
 
 def _sse(kind: Event, data: Mapping[str, Any]) -> str:
