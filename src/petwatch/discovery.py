@@ -23,21 +23,22 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from petwatch.errors import PetwatchError
-from petwatch.protocol import PET_SPECIES, Event
+from petwatch.protocol import PET_SPECIES, Event, GroupEvent, GroupReply
 from petwatch.store import PhotoRow, unit_vector
 
 if TYPE_CHECKING:
     from petwatch.library import Library
 
 log = logging.getLogger(__name__)
+Publish = Callable[[Event, Mapping[str, Any]], None]  # announces a group found, or grown
 
 SIMILAR = 0.78  # cosine similarity that links two mutual neighbours (bench/bench_discovery.py)
 JOIN = 0.82  # a new photo this close to a group's centroid joins it without a re-clustering
@@ -138,7 +139,7 @@ class Group:
             and moments((p.day for p in self.members), (p.folder for p in self.members)) >= MIN_MOMENTS
         )
 
-    def summary(self) -> dict:
+    def summary(self) -> GroupReply:
         centroid = self.centroid()
         ranked = sorted(self.members, key=lambda p: -float(p.vector @ centroid))
         days = [p.day for p in self.members]
@@ -247,7 +248,10 @@ class Discovery:
     """Groups over an opened Library; ``publish(kind, data)`` announces found and grown groups."""
 
     def __init__(
-        self, library: Library, db_path: Path, publish: Callable[[Event, dict], None] = lambda kind, data: None
+        self,
+        library: Library,
+        db_path: Path,
+        publish: Publish = lambda kind, data: None,
     ) -> None:
         self.library = library
         self.book = GroupBook(db_path)
@@ -333,7 +337,7 @@ class Discovery:
             if not self._stopping.is_set():
                 log.exception("finding the pets in the library failed")
 
-    def refresh(self) -> list[dict]:
+    def refresh(self) -> list[GroupEvent]:
         """Cluster every pet photo again, keep the stored groups' ids, and announce the groups
         that appeared or grew; returns those announcements."""
         with self._refreshing:
@@ -365,7 +369,7 @@ class Discovery:
         for content_hash in [h for h, p in photos.items() if self.library.entry(p.path) is None]:
             del photos[content_hash]
 
-    def _apply(self, clusters: list[set[str]]) -> list[dict]:
+    def _apply(self, clusters: list[set[str]]) -> list[GroupEvent]:
         if self.library.write_problem():  # a full disk: nothing written, groups as they were
             return []
         with self._lock:
@@ -398,7 +402,7 @@ class Discovery:
             ]
 
     # --- what the user sees and decides -----------------------------------------------------------
-    def groups(self, include_all: bool = False) -> list[dict]:
+    def groups(self, include_all: bool = False) -> list[GroupReply]:
         """The groups that recur, biggest first (``include_all``: dismissed and named too)."""
         self._settled()
         with self._lock:
@@ -420,7 +424,7 @@ class Discovery:
             raise PetwatchError(f"no group {gid}: see `petwatch pets discover` for the groups found")
         return found
 
-    def dismiss(self, gid: int) -> dict:
+    def dismiss(self, gid: int) -> GroupReply:
         """ "Not my pet": the group is hidden, and stays hidden as it grows."""
         group = self.group(gid)
         with self._lock:
@@ -435,7 +439,7 @@ class Discovery:
                 group.status, group.name = NAMED, name
             self.book.set_status(self.book.resolve(gid), NAMED, name)
 
-    def merge(self, gid: int, other: int) -> dict:
+    def merge(self, gid: int, other: int) -> GroupReply:
         """Two groups that are the same pet: ``other``'s photos join ``gid``."""
         into, source = self.group(gid), self.group(other)
         if into.id == source.id:
@@ -448,7 +452,7 @@ class Discovery:
             del self._groups[source.id]
         return into.summary()
 
-    def move_out(self, gid: int, paths: Sequence[str]) -> dict:
+    def move_out(self, gid: int, paths: Sequence[str]) -> GroupReply:
         """Photos that are not this pet leave the group, and never join it again."""
         group = self.group(gid)
         wanted = {os.path.abspath(p) for p in paths}

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from petwatch.errors import PetwatchError
-from petwatch.protocol import PET_SPECIES
+from petwatch.protocol import PET_SPECIES, PetAlbumReply, PetEvent, PetHitReply, PetRemovedReply, PetReply
 from petwatch.store import PhotoRow, unit_vector
 
 if TYPE_CHECKING:  # the daemon's Library; pets only use its store, embedder and catalog
@@ -300,7 +300,7 @@ class Pets:
         return stored
 
     # --- commands -------------------------------------------------------------------------------
-    def add(self, name: str, photos: Sequence[str]) -> dict:
+    def add(self, name: str, photos: Sequence[str]) -> PetReply:
         """Create a profile from example photos, or add examples to an existing one."""
         name = check_name(name)
         if not photos:
@@ -313,7 +313,7 @@ class Pets:
             self._states.pop(name, None)
         return self.summary(name)
 
-    def remove(self, name: str) -> dict:
+    def remove(self, name: str) -> PetRemovedReply:
         with self._lock:
             name = self._name(name)
             self.book.delete(name)
@@ -321,7 +321,7 @@ class Pets:
             self._known.pop(name, None)
         return {"removed": name}
 
-    def mark(self, name: str, paths: Sequence[str], kind: str) -> dict:
+    def mark(self, name: str, paths: Sequence[str], kind: str) -> PetReply:
         """Teach a profile: ``yes`` (my pet: add it), ``not`` (not my pet) or ``forget``."""
         if kind not in (YES, NOT, "forget"):
             raise PetwatchError(f"a mark is yes, not or forget, not {kind!r}")
@@ -352,10 +352,10 @@ class Pets:
                 raise PetwatchError(f"{path}: no such photo, and {name} has no mark for it")
         return hashes
 
-    def summaries(self) -> list[dict]:
+    def summaries(self) -> list[PetReply]:
         return [self.summary(name) for name in self.book.names()]
 
-    def summary(self, name: str) -> dict:
+    def summary(self, name: str) -> PetReply:
         with self._lock:
             name = self._name(name)
             state = self._state(name)
@@ -374,7 +374,7 @@ class Pets:
             "example_paths": [m.path for m in profile.marks if m.kind == EXAMPLE],
         }
 
-    def album(self, name: str, offset: int = 0, limit: int | None = None) -> dict:
+    def album(self, name: str, offset: int = 0, limit: int | None = None) -> PetAlbumReply:
         """The profile and its album: every matching indexed photo, best first."""
         with self._lock:
             name = self._name(name)
@@ -385,7 +385,7 @@ class Pets:
         ranked = sorted(album.items(), key=lambda item: -item[1])
         window = ranked[offset : offset + limit if limit else None]
         marks = {m.content_hash: m.kind for m in state.profile.marks}
-        hits = []
+        hits: list[PetHitReply] = []
         for path, score in window:
             entry = self.library.entry(path)
             content_hash = entry.content_hash if entry else ""
@@ -399,7 +399,7 @@ class Pets:
         return [hit["path"] for hit in self.album(name, 0, count)["hits"]]
 
     # --- the daemon's hook: photos just stored in the index -----------------------------------
-    def on_stored(self, rows: Sequence[PhotoRow]) -> list[dict]:
+    def on_stored(self, rows: Sequence[PhotoRow]) -> list[PetEvent]:
         """Match freshly indexed photos (their stored rows) against every profile; one event
         per pet with new photos. Only photos that show a pet can join an album (rows of an
         index older than species: every photo).
@@ -421,11 +421,11 @@ class Pets:
             log.exception("matching new photos against pet profiles failed")
             return []
 
-    def _match_new(self, vectors: dict[str, np.ndarray]) -> list[dict]:
+    def _match_new(self, vectors: dict[str, np.ndarray]) -> list[PetEvent]:
         names = self.book.names()
         if not names or not vectors:
             return []
-        events = []
+        events: list[PetEvent] = []
         with self._lock:
             for name in names:
                 state = self._state(name)

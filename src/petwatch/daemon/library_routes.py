@@ -17,7 +17,6 @@ through its ``Library``.
 from __future__ import annotations
 
 import os
-from typing import cast
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -120,7 +119,7 @@ def router(daemon: Daemon) -> APIRouter:
 
     @routes.get("/photo", response_model=dict)
     def photo(path: str = Query(..., max_length=MAX_PATH_CHARS)) -> PhotoReply:
-        return cast(PhotoReply, daemon.photo(_sent_path(path)))
+        return daemon.photo(_sent_path(path))
 
     @routes.get("/thumbnail")
     def thumbnail(

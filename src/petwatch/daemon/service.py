@@ -28,7 +28,17 @@ from petwatch.errors import PetwatchError
 from petwatch.index import IndexReport, is_under
 from petwatch.library import Library
 from petwatch.pets import Pets
-from petwatch.protocol import CAT, DOG, Event, FailureReply, FolderReply, ProgressReply, SearchReply, StatusReply
+from petwatch.protocol import (
+    CAT,
+    DOG,
+    Event,
+    FailureReply,
+    FolderReply,
+    PhotoReply,
+    ProgressReply,
+    SearchReply,
+    StatusReply,
+)
 from petwatch.settings import Settings
 from petwatch.store import PhotoRow
 from petwatch.watch import Sink, Watcher
@@ -255,30 +265,26 @@ class Daemon:
             raise PetwatchError(f"{photo} is not an indexed photo")
         return self.library.search_reply(query, top_k, min_score, species, offset, self.folders)
 
-    def photo(self, path: str) -> dict:
+    def photo(self, path: str) -> PhotoReply:
         path = os.path.abspath(path)
         row = self.library.row(path)
         if row is None:
             raise PetwatchError(f"{path} is not an indexed photo")
-        data = {
-            name: getattr(row, name)
-            for name in (
-                "path",
-                "content_hash",
-                "size",
-                "mtime_ns",
-                "width",
-                "height",
-                "taken_at",
-                "indexed_at",
-                "pet_score",
-                "species",
-                "label",
-            )
+        return {
+            "path": row.path,
+            "content_hash": row.content_hash,
+            "size": row.size,
+            "mtime_ns": row.mtime_ns,
+            "width": row.width,
+            "height": row.height,
+            "taken_at": row.taken_at,
+            "indexed_at": row.indexed_at,
+            "pet_score": row.pet_score,
+            "species": row.species,
+            "label": row.label,
+            "online": os.path.exists(path),
+            "folder": next((f for f in self.folders if is_under(path, f)), os.path.dirname(path)),
         }
-        data["online"] = os.path.exists(path)
-        data["folder"] = next((f for f in self.folders if is_under(path, f)), os.path.dirname(path))
-        return data
 
     def thumbnail(self, path: str, size: int) -> bytes:
         path = os.path.abspath(path)
