@@ -297,10 +297,16 @@ class Indexer:
         progress: Progress | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         on_stored: Callable[[list[PhotoRow]], None] | None = None,
+        hold: Callable[[list[FileStat]], list[FileStat]] | None = None,
     ) -> IndexReport:
+        """Walk ``folders``, embed what is new or changed, drop what is gone. ``hold`` gets the
+        files to read and returns those that may be read now; the caller keeps the rest (a
+        watcher settles files still being written)."""
         started = time.monotonic()
         report = IndexReport()
         todo, gone = self.plan([os.path.abspath(f) for f in folders], report)
+        if hold is not None:
+            todo = hold(todo)
         # New paths first: a rename then finds its bytes still stored and reuses the vector.
         report.merge(self.index_files(todo, progress, should_stop, on_stored))
         if not should_stop():
