@@ -338,9 +338,6 @@ class Indexer:
             self.mirror.remove(paths)
         return len(paths)
 
-    def remove_under(self, folder: str) -> int:
-        return self.remove([p for p in list(self.catalog) if is_under(p, folder)])
-
     def stat(self, path: str) -> FileStat | None:
         try:
             st = os.stat(path)
