@@ -127,7 +127,7 @@ def test_second_run_skips_unchanged_and_follows_changes(library, tmp_path):
     photos[3].rename(album / "renamed.jpg")
     changed = library.indexer.reconcile([str(album)])
     assert (changed.indexed, changed.reused, changed.removed) == (1, 1, 2)
-    assert library.stats().photos == 7
+    assert library.stats()["photos"] == 7
     paths = {h.path for h in library.search(str(album / "renamed.jpg"), top_k=20)}
     assert str(album / "renamed.jpg") in paths and str(photos[3]) not in paths
 
@@ -149,7 +149,7 @@ def test_missing_folder_keeps_its_rows(library, tmp_path):
     album.rename(tmp_path / "unplugged")
     report = library.indexer.reconcile([str(album)])
     assert report.offline == [str(album)] and report.removed == 0
-    assert library.stats().photos == 3
+    assert library.stats()["photos"] == 3
 
 
 def test_bad_files_are_skipped_with_reasons_and_the_run_finishes(library, tmp_path):
@@ -272,4 +272,4 @@ def test_many_copies_in_one_run_are_embedded_once(library, tmp_path):
         shutil.copyfile(others[0], album / f"copy_{n:02d}.jpg")
     report = library.indexer.reconcile([str(album)])
     assert (report.indexed, report.reused, report.failed) == (5, 40, {})
-    assert library.stats().photos == 45
+    assert library.stats()["photos"] == 45

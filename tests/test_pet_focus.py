@@ -64,7 +64,7 @@ def test_a_cat_is_stored_as_a_cat_and_a_landscape_as_no_pet(home, embedder, tmp_
                 if kind == "none":
                     assert row.pet_score < 0.2
         stats = library.stats()
-        assert (stats.dogs, stats.cats, stats.photos) == (4, 4, 14)
+        assert (stats["dogs"], stats["cats"], stats["photos"]) == (4, 4, 14)
     finally:
         library.close()
     # `petwatch stats` says it too

@@ -6,6 +6,7 @@ Exit codes: 0 ok, 2 usage error, 1 failure (one line on stderr saying what to do
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -15,13 +16,33 @@ import threading
 import time
 import typing
 from collections.abc import Callable
+from typing import cast
 
 from petwatch import __version__, locations
 from petwatch import settings as settings_module
 from petwatch.client import STARTING, DaemonClient, DaemonStarting, DaemonUnavailable
 from petwatch.errors import PetwatchError
+from petwatch.format import size as human_bytes
 from petwatch.progress import ProgressLine
-from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES, PET_SPECIES, SPECIES
+from petwatch.protocol import (
+    COMIC_FINAL_STATES,
+    MAX_REFERENCES,
+    MAX_TOP_K,
+    PET_SPECIES,
+    SPECIES,
+    ComicEstimateReply,
+    ComicJobReply,
+    ComicShowReply,
+    Event,
+    FolderReply,
+    GroupReply,
+    PetAlbumReply,
+    PetHitReply,
+    PetReply,
+    ReportReply,
+    SearchReply,
+    UpgradeProgress,
+)
 
 
 def _print_json(data) -> None:
@@ -34,14 +55,7 @@ def _print_json(data) -> None:
     sys.stdout.write(text + "\n")
 
 
-def _human_bytes(count: int | None) -> str:
-    if count is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return str(count)
+IN_PROCESS_NOTE = "With the daemon running this asks it; without one it opens the index itself."
 
 
 STARTING_WAIT_SECONDS = 120.0  # a first start (cold caches, a big library) can take a minute
@@ -104,7 +118,7 @@ def cmd_index(args) -> int:
     else:
         library = _open_library()
         try:
-            indexed = library.indexer.reconcile(folders, progress.update)
+            indexed = library.reconcile(folders, progress.update)
             if library.upgrade is not None:  # the daemon does this in the background
                 progress.finish()
                 print(_upgrade_note(library.upgrade_status()), file=sys.stderr)
@@ -125,13 +139,13 @@ def _follow_progress(progress: ProgressLine) -> None:
     try:
         with DaemonClient() as follower:
             for kind, data in follower.events():
-                if kind == "progress" and data.get("total"):
+                if kind == Event.PROGRESS and data.get("total"):
                     progress.update(data["done"], data["total"], data.get("current", ""))
     except PetwatchError:
         pass
 
 
-def _print_report(report: dict) -> None:
+def _print_report(report: ReportReply) -> None:
     print(
         f"indexed {report['indexed']}, reused {report['reused']} (renamed or copied), "
         f"unchanged {report['unchanged']}, removed {report['removed']}, "
@@ -145,7 +159,7 @@ def _print_report(report: dict) -> None:
         print(f"  offline (missing, photos kept): {folder}")
 
 
-def _upgrade_note(upgrade: dict | None, partial: bool = False) -> str:
+def _upgrade_note(upgrade: UpgradeProgress | None, partial: bool = False) -> str:
     if upgrade is None:
         return ""
     done = f"{upgrade['done']:,} of {upgrade['total']:,} photos"
@@ -170,23 +184,23 @@ def _species(args) -> list[str] | None:
 def cmd_search(args) -> int:
     if not os.path.exists(args.image):
         raise PetwatchError(f"query image not found: {args.image}")
-    settings = settings_module.load()
-    top_k = args.top_k or settings.top_k
-    min_score = settings.min_score if args.min_score is None else args.min_score
     species = _species(args)
     client = _daemon()
+    reply: SearchReply
     if client is not None:
-        reply = client.search(image=os.path.abspath(args.image), top_k=top_k, min_score=min_score, species=species)
-        hits, upgrade, partial = reply["hits"], reply.get("upgrade"), reply.get("partial", False)
+        reply = client.search(
+            image=os.path.abspath(args.image), top_k=args.top_k, min_score=args.min_score, species=species
+        )
     else:
         library = _open_library()
         try:
-            found = library.find(args.image, top_k, min_score, species)
-            hits, upgrade, partial = [h.to_dict() for h in found.hits], library.upgrade_status(), bool(found.partial)
+            folders = [str(f) for f in library.settings.folders]
+            reply = library.search_reply(args.image, args.top_k, args.min_score, species, folders=folders)
         finally:
             library.close()
-    if upgrade:
-        print(_upgrade_note(upgrade, partial), file=sys.stderr)
+    hits = reply["hits"]
+    if reply["upgrade"]:
+        print(_upgrade_note(reply["upgrade"], reply["partial"]), file=sys.stderr)
     if args.json:
         _print_json(hits)
         return 0
@@ -204,7 +218,7 @@ def cmd_stats(args) -> int:
     else:
         library = _open_library()
         try:
-            stats = library.stats().to_dict()
+            stats = library.stats()
         finally:
             library.close()
     if args.json:
@@ -214,7 +228,7 @@ def cmd_stats(args) -> int:
         print(f"model           {stats['model']} ({stats['dim']}-d, cosine, {stats['recipe']} vectors)")
         if stats.get("upgrade"):
             print(f"upgrade         {_upgrade_note(stats['upgrade'])}")
-        print(f"database        {stats['db']} ({_human_bytes(stats['db_bytes'])})")
+        print(f"database        {stats['db']} ({human_bytes(stats['db_bytes'])})")
         print(f"failures        {stats['failures']}")
     return 0
 
@@ -281,7 +295,7 @@ def cmd_folders(args) -> int:
     return 0
 
 
-def _edit_folders_offline(action: str, path: str) -> list[dict]:
+def _edit_folders_offline(action: str, path: str) -> list[FolderReply]:
     current = [str(f) for f in settings_module.load().folders]
     if action == "add":
         if not os.path.isdir(path):
@@ -314,7 +328,7 @@ def cmd_reindex(args) -> int:
     library = Library(settings, embedder)
     progress = ProgressLine("re-indexing")
     try:
-        report = library.indexer.reconcile([str(f) for f in settings.folders], progress.update)
+        report = library.reconcile([str(f) for f in settings.folders], progress.update)
     finally:
         library.close()
     progress.finish()
@@ -368,7 +382,7 @@ def cmd_comic(args) -> int:
     return _comic_outcome(client, job, args)
 
 
-def _print_comic_estimate(estimate: dict, refining: str = "") -> None:
+def _print_comic_estimate(estimate: ComicEstimateReply, refining: str = "") -> None:
     print(
         f"comic: {estimate['references']} reference image(s){refining}, {estimate['size']}, "
         f"{estimate['quality']} quality, {estimate['model']}",
@@ -394,7 +408,7 @@ def _confirm_spending(yes: bool) -> None:
         raise PetwatchError("not sent")
 
 
-def _comic_outcome(client: DaemonClient, job: dict, args) -> int:
+def _comic_outcome(client: DaemonClient, job: ComicJobReply, args) -> int:
     """After submitting: follow the job unless --no-wait, print the PNG path or the failure."""
     print(f"queued comic {job['id']}", file=sys.stderr)
     if args.no_wait:
@@ -437,16 +451,16 @@ def _comic_outcome(client: DaemonClient, job: dict, args) -> int:
     return 1
 
 
-def _follow_comic(client: DaemonClient, job_id: str) -> dict:
+def _follow_comic(client: DaemonClient, job_id: str) -> ComicJobReply:
     """Wait for the job to finish, showing its progress; events, with a status read between."""
-    updates: queue.Queue[dict | None] = queue.Queue()
+    updates: queue.Queue[ComicJobReply | None] = queue.Queue()
 
     def listen() -> None:
         try:
             with DaemonClient(client.socket) as listener:
                 for kind, data in listener.events():
-                    if kind == "comic" and data.get("id") == job_id:
-                        updates.put(data)
+                    if kind == Event.COMIC and data.get("id") == job_id:
+                        updates.put(cast(ComicJobReply, data))
         except PetwatchError:
             pass
         updates.put(None)  # the stream ended: reads alone from now on
@@ -454,7 +468,7 @@ def _follow_comic(client: DaemonClient, job_id: str) -> dict:
     threading.Thread(target=listen, name="comic-events", daemon=True).start()
     shown = ""
     try:
-        job = client.comic(job_id)
+        job: ComicJobReply = client.comic(job_id)
         while job["state"] not in COMIC_FINAL_STATES:
             if job.get("progress") and job["progress"] != shown:
                 shown = job["progress"]
@@ -510,7 +524,7 @@ def cmd_comics(args) -> int:
     return _comic_outcome(client, client.comic_retry(args.id, args.prompt), args)
 
 
-def _print_comic(job: dict) -> None:
+def _print_comic(job: ComicShowReply) -> None:
     print(f"comic     {job['id']}  [{job['state']}]  {job['progress']}")
     print(f"prompt    {job['prompt']}")
     for number, photo in enumerate(job["photos"]):
@@ -576,7 +590,8 @@ def cmd_pets(args) -> int:
     print(_pet_line(pet))
     for path in pet.get("stale", []):
         print(f"  stale mark (made by another model, photo gone): {path}")
-    for rank, hit in enumerate(pet.get("hits", []), 1):
+    hits: list[PetHitReply] = pet.get("hits", [])  # type: ignore[assignment]  # an album has hits, a summary none
+    for rank, hit in enumerate(hits, 1):
         mark = f"  [{hit['mark']}]" if hit.get("mark") else ""
         print(f"{rank:5d}  {hit['score']:.3f}  {hit['path']}{mark}")
     if args.action in ("add", "mark"):
@@ -615,17 +630,16 @@ def _pets_found(client: DaemonClient, args) -> int:
     return 0
 
 
-def _group_line(group: dict) -> str:
-    status = (
-        f"  [{group['status']}{': ' + group['name'] if group.get('name') else ''}]" if group["status"] != "open" else ""
-    )
+def _group_line(group: GroupReply) -> str:
+    named = f": {group['name']}" if group.get("name") else ""
+    status = f"  [{group['status']}{named}]" if group["status"] != "open" else ""
     return (
         f"group {group['id']:>4}  {group['size']:>5} photos  {group['species']}, {group['breed']}  "
         f"{group['first_day']} - {group['last_day']}  cover {group['cover']}{status}"
     )
 
 
-def _pet_line(pet: dict) -> str:
+def _pet_line(pet: PetReply | PetAlbumReply) -> str:
     return (
         f"{pet['name']}: {pet['count']} photos (threshold {pet['threshold']:.3f}; "
         f"{pet['examples']} examples, {pet['confirmed']} confirmed, {pet['rejected']} rejected)"
@@ -662,7 +676,8 @@ def cmd_tui(args) -> int:
             file=sys.stderr,
         )
         return 2
-    sys.stderr.reconfigure(errors="surrogateescape")  # Textual draws there: file names as on stdout
+    if isinstance(sys.stderr, io.TextIOWrapper):  # Textual draws there: file names as on stdout
+        sys.stderr.reconfigure(errors="surrogateescape")
     from petwatch.tui.app import run as run_tui
 
     return run_tui()
@@ -675,8 +690,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"petwatch {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
+    def command(name: str, handler: Callable, help: str, in_process: bool = False) -> argparse.ArgumentParser:
+        # The commands that also run without a daemon say so: they then open the index themselves.
+        description = f"{help}. {IN_PROCESS_NOTE}" if in_process else help
+        sub = commands.add_parser(name, help=help, description=description)
         sub.set_defaults(handler=handler)
         return sub
 
@@ -684,13 +701,25 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="machine-readable output on stdout")
         return sub
 
-    index = with_json(command("index", cmd_index, "index every photo under FOLDER(s), once"))
+    index = with_json(command("index", cmd_index, "index every photo under FOLDER(s), once", in_process=True))
     index.add_argument("folders", nargs="+", metavar="FOLDER")
 
-    search = with_json(command("search", cmd_search, "the indexed photos most like IMAGE"))
+    search = with_json(command("search", cmd_search, "the indexed photos most like IMAGE", in_process=True))
     search.add_argument("image", metavar="IMAGE")
-    search.add_argument("--top-k", type=_top_k, default=None, metavar="K", help="number of hits (1-1000)")
-    search.add_argument("--min-score", type=_score, default=None, metavar="S", help="minimum cosine similarity (-1..1)")
+    search.add_argument(
+        "--top-k",
+        type=_top_k,
+        default=None,
+        metavar="K",
+        help=f"number of hits (1-{MAX_TOP_K}; default: the top_k setting)",
+    )
+    search.add_argument(
+        "--min-score",
+        type=_score,
+        default=None,
+        metavar="S",
+        help="minimum cosine similarity (-1..1; default: the min_score setting)",
+    )
     search.add_argument(
         "--pets-only", action="store_true", help="only photos that show a dog or a cat (filtered inside the index)"
     )
@@ -702,7 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"only photos of this species ({', '.join(SPECIES)}); repeatable",
     )
 
-    with_json(command("stats", cmd_stats, "photos indexed, model, database"))
+    with_json(command("stats", cmd_stats, "photos indexed, model, database", in_process=True))
     with_json(command("status", cmd_status, "what the daemon is doing, and failures"))
     with_json(command("config", cmd_config, "effective settings and paths"))
 
@@ -832,8 +861,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _top_k(text: str) -> int:
     value = int(text)
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError("must be between 1 and 1000")
+    if not 1 <= value <= MAX_TOP_K:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_TOP_K}")
     return value
 
 

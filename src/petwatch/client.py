@@ -9,10 +9,11 @@ Milvus): the CLI and TUI start fast.
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import quote
 
 import httpx
@@ -20,6 +21,27 @@ import httpx
 from petwatch import locations
 from petwatch.errors import PetwatchError
 from petwatch.paths import encode_path
+from petwatch.protocol import (
+    ComicEstimateReply,
+    ComicJobReply,
+    ComicShowReply,
+    Event,
+    FailureReply,
+    FolderReply,
+    GroupReply,
+    PetAlbumReply,
+    PetPathsReply,
+    PetRemovedReply,
+    PetReply,
+    PhotoReply,
+    ReportReply,
+    RescanReply,
+    SearchReply,
+    StatsReply,
+    StatusReply,
+)
+
+log = logging.getLogger(__name__)
 
 BASE = "http://petwatch"  # the host part is ignored on a Unix socket
 START_HINT = "start it with `petwatch daemon` (or `petwatch service install` to run it under systemd)"
@@ -62,13 +84,25 @@ def _raise_for(response: httpx.Response) -> None:
     raise DaemonError(str(message), response.status_code)
 
 
-def _parse_sse(lines: Iterator[str] | list[str]):
-    """Yield (event, data) from SSE lines; shared by the sync and async readers."""
-    event, data = "message", []
+EventData = dict[str, Any]  # by kind: the data TypedDicts in petwatch.protocol (hello: StatusReply)
+KNOWN_EVENTS = frozenset(Event)
+
+
+def _parse_sse(lines: Iterable[str]) -> Iterator[tuple[Event, EventData]]:
+    """Yield (kind, data) from SSE lines; shared by the sync and async readers.
+
+    An event of a kind this client does not know (from a newer daemon) is skipped: every
+    reader dispatches on the kinds it knows, and ``kind`` is always an ``Event``.
+    """
+    event = "message"
+    data: list[str] = []
     for line in lines:
         if line == "":
             if data:
-                yield event, json.loads("\n".join(data))
+                if event in KNOWN_EVENTS:
+                    yield Event(event), json.loads("\n".join(data))
+                else:
+                    log.debug("skipped an event of unknown kind %r", event)
             event, data = "message", []
         elif line.startswith("event:"):
             event = line[6:].strip()
@@ -83,19 +117,18 @@ class _Api:
     def search(
         image: str | None = None,
         photo: str | None = None,
-        top_k: int = 20,
-        min_score: float = 0.0,
+        top_k: int | None = None,
+        min_score: float | None = None,
         offset: int = 0,
         species: list[str] | None = None,
     ) -> tuple[str, str, dict]:
-        body = {
-            "image": _sent(image),
-            "photo": _sent(photo),
-            "top_k": top_k,
-            "min_score": min_score,
-            "offset": offset,
-            "species": species,
-        }
+        """``top_k`` / ``min_score`` None: left out, the daemon's settings decide."""
+        body: dict[str, Any] = {"image": _sent(image), "photo": _sent(photo)}
+        if top_k is not None:
+            body["top_k"] = top_k
+        if min_score is not None:
+            body["min_score"] = min_score
+        body |= {"offset": offset, "species": species}
         return "POST", "/search", {"json": body}
 
     # --- photos and folders: paths as the daemon decodes them (petwatch.paths)
@@ -175,7 +208,7 @@ class _Api:
         return "GET", "/groups", {"params": {"all": include_all}, "timeout": PET_TIMEOUT}
 
     @staticmethod
-    def group_action(gid: int, action: str, body: dict | None = None) -> tuple[str, str, dict]:
+    def group_action(gid: int, action: str, body: dict[str, Any] | None = None) -> tuple[str, str, dict]:
         """``action``: name {"name"}, dismiss, merge {"other"} or remove {"paths"}."""
         if body and "paths" in body:
             body = {**body, "paths": _absolute(body["paths"])}
@@ -196,6 +229,7 @@ def _comic_url(job_id: str) -> str:
 
 
 PET_TIMEOUT = 300.0
+GroupEdit = Literal["dismiss", "merge", "remove"]  # group_action's actions that answer the group
 
 
 def _pet_url(name: str) -> str:
@@ -241,46 +275,46 @@ class DaemonClient:
             return False
 
     # --- the API -------------------------------------------------------------------------
-    def status(self) -> dict:
+    def status(self) -> StatusReply:
         return self.call("GET", "/status")
 
     def search(
         self,
         image: str | None = None,
         photo: str | None = None,
-        top_k: int = 20,
-        min_score: float = 0.0,
+        top_k: int | None = None,
+        min_score: float | None = None,
         offset: int = 0,
         species: list[str] | None = None,
-    ) -> dict:
+    ) -> SearchReply:
         method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset, species)
         return self.call(method, url, **kwargs)
 
-    def index(self, folders: list[str]) -> dict:
+    def index(self, folders: list[str]) -> ReportReply:
         method, url, kwargs = _Api.index(folders)
         return self.call(method, url, **kwargs)
 
-    def stats(self) -> dict:
+    def stats(self) -> StatsReply:
         return self.call("GET", "/stats")
 
-    def folders(self) -> list[dict]:
+    def folders(self) -> list[FolderReply]:
         return self.call("GET", "/folders")
 
-    def add_folder(self, path: str) -> list[dict]:
+    def add_folder(self, path: str) -> list[FolderReply]:
         method, url, kwargs = _Api.folder("add", path)
         return self.call(method, url, **kwargs)
 
-    def remove_folder(self, path: str) -> list[dict]:
+    def remove_folder(self, path: str) -> list[FolderReply]:
         method, url, kwargs = _Api.folder("remove", path)
         return self.call(method, url, **kwargs)
 
-    def rescan(self) -> dict:
+    def rescan(self) -> RescanReply:
         return self.call("POST", "/rescan")
 
-    def failures(self) -> list[dict]:
+    def failures(self) -> list[FailureReply]:
         return self.call("GET", "/failures")
 
-    def photo(self, path: str) -> dict:
+    def photo(self, path: str) -> PhotoReply:
         method, url, kwargs = _Api.photo(path)
         return self.call(method, url, **kwargs)
 
@@ -296,7 +330,7 @@ class DaemonClient:
         size: str | None = None,
         quality: str | None = None,
         parent: str | None = None,
-    ) -> dict:
+    ) -> ComicJobReply:
         method, url, kwargs = _Api.comic_submit(photos, prompt, size, quality, parent)
         return self.call(method, url, **kwargs)
 
@@ -307,18 +341,18 @@ class DaemonClient:
         size: str | None = None,
         quality: str | None = None,
         parent: str | None = None,
-    ) -> dict:
+    ) -> ComicEstimateReply:
         method, url, kwargs = _Api.comic_estimate(n, photos, size, quality, parent)
         return self.call(method, url, **kwargs)
 
-    def comics(self) -> list[dict]:
+    def comics(self) -> list[ComicJobReply]:
         return self.call("GET", "/comics")
 
-    def comic(self, job_id: str) -> dict:
+    def comic(self, job_id: str) -> ComicShowReply:
         """The job record plus ``chain``: the refinement chain ending at it, first comic first."""
         return self.call("GET", _comic_url(job_id))
 
-    def comic_cancel(self, job_id: str) -> dict:
+    def comic_cancel(self, job_id: str) -> ComicJobReply:
         return self.call("POST", f"{_comic_url(job_id)}/cancel")
 
     def comic_refine(
@@ -328,11 +362,11 @@ class DaemonClient:
         photos: list[str] | None = None,
         size: str | None = None,
         quality: str | None = None,
-    ) -> dict:
+    ) -> ComicJobReply:
         method, url, kwargs = _Api.comic_refine(job_id, prompt, photos, size, quality)
         return self.call(method, url, **kwargs)
 
-    def comic_retry(self, job_id: str, prompt: str | None = None) -> dict:
+    def comic_retry(self, job_id: str, prompt: str | None = None) -> ComicJobReply:
         method, url, kwargs = _Api.comic_retry(job_id, prompt)
         return self.call(method, url, **kwargs)
 
@@ -340,15 +374,15 @@ class DaemonClient:
         return self.request("GET", f"{_comic_url(job_id)}/image").content
 
     # --- pet profiles (the daemon owns them) ----------------------------------------------
-    def pets(self) -> list[dict]:
+    def pets(self) -> list[PetReply]:
         return self.call("GET", "/pets", timeout=PET_TIMEOUT)
 
-    def pet_add(self, name: str, photos: list[str]) -> dict:
+    def pet_add(self, name: str, photos: list[str]) -> PetReply:
         """Create a profile from example photos, or add examples to it."""
         method, url, kwargs = _Api.pet_add(name, photos)
         return self.call(method, url, **kwargs)
 
-    def pet(self, name: str, offset: int = 0, limit: int = 0) -> dict:
+    def pet(self, name: str, offset: int = 0, limit: int = 0) -> PetAlbumReply:
         """The profile's summary and its album (``hits``, best first; limit 0 = all)."""
         method, url, kwargs = _Api.pet(name, offset, limit)
         return self.call(method, url, **kwargs)
@@ -356,26 +390,34 @@ class DaemonClient:
     def pet_paths(self, name: str, top: int = 8) -> list[str]:
         """The ``top`` best photos of a pet, e.g. a comic's reference photos."""
         method, url, kwargs = _Api.pet_paths(name, top)
-        return self.call(method, url, **kwargs)["paths"]
+        reply: PetPathsReply = self.call(method, url, **kwargs)
+        return reply["paths"]
 
-    def pet_mark(self, name: str, paths: list[str], mark: str) -> dict:
+    def pet_mark(self, name: str, paths: list[str], mark: str) -> PetReply:
         """``mark``: "yes" (my pet), "not" (not my pet) or "forget"."""
         method, url, kwargs = _Api.pet_mark(name, paths, mark)
         return self.call(method, url, **kwargs)
 
-    def pet_remove(self, name: str) -> dict:
+    def pet_remove(self, name: str) -> PetRemovedReply:
         return self.call("DELETE", _pet_url(name))
 
-    def groups(self, include_all: bool = False) -> list[dict]:
+    def groups(self, include_all: bool = False) -> list[GroupReply]:
         """The pets found: groups of photos of one individual that recur, biggest first."""
         method, url, kwargs = _Api.groups(include_all)
         return self.call(method, url, **kwargs)
 
-    def group_action(self, gid: int, action: str, body: dict | None = None) -> dict:
+    @overload
+    def group_action(self, gid: int, action: Literal["name"], body: dict[str, Any] | None = None) -> PetReply: ...
+    @overload
+    def group_action(self, gid: int, action: GroupEdit, body: dict[str, Any] | None = None) -> GroupReply: ...
+    @overload
+    def group_action(self, gid: int, action: str, body: dict[str, Any] | None = None) -> PetReply | GroupReply: ...
+    def group_action(self, gid: int, action: str, body: dict[str, Any] | None = None) -> PetReply | GroupReply:
+        """``name`` makes a pet profile of the group (its summary); the others give the group."""
         method, url, kwargs = _Api.group_action(gid, action, body)
         return self.call(method, url, **kwargs)
 
-    def events(self) -> Iterator[tuple[str, dict]]:
+    def events(self) -> Iterator[tuple[Event, EventData]]:
         """Server-pushed events as (kind, data) until the daemon goes away."""
         if not self.socket.exists():
             raise DaemonUnavailable(self.socket)
@@ -418,39 +460,39 @@ class AsyncDaemonClient:
     async def call(self, method: str, url: str, **kwargs: Any) -> Any:
         return (await self.request(method, url, **kwargs)).json()
 
-    async def status(self) -> dict:
+    async def status(self) -> StatusReply:
         return await self.call("GET", "/status")
 
     async def search(
         self,
         image: str | None = None,
         photo: str | None = None,
-        top_k: int = 20,
-        min_score: float = 0.0,
+        top_k: int | None = None,
+        min_score: float | None = None,
         offset: int = 0,
         species: list[str] | None = None,
-    ) -> dict:
+    ) -> SearchReply:
         method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset, species)
         return await self.call(method, url, **kwargs)
 
-    async def folders(self) -> list[dict]:
+    async def folders(self) -> list[FolderReply]:
         return await self.call("GET", "/folders")
 
-    async def add_folder(self, path: str) -> list[dict]:
+    async def add_folder(self, path: str) -> list[FolderReply]:
         method, url, kwargs = _Api.folder("add", path)
         return await self.call(method, url, **kwargs)
 
-    async def remove_folder(self, path: str) -> list[dict]:
+    async def remove_folder(self, path: str) -> list[FolderReply]:
         method, url, kwargs = _Api.folder("remove", path)
         return await self.call(method, url, **kwargs)
 
-    async def rescan(self) -> dict:
+    async def rescan(self) -> RescanReply:
         return await self.call("POST", "/rescan")
 
-    async def failures(self) -> list[dict]:
+    async def failures(self) -> list[FailureReply]:
         return await self.call("GET", "/failures")
 
-    async def photo(self, path: str) -> dict:
+    async def photo(self, path: str) -> PhotoReply:
         method, url, kwargs = _Api.photo(path)
         return await self.call(method, url, **kwargs)
 
@@ -466,7 +508,7 @@ class AsyncDaemonClient:
         size: str | None = None,
         quality: str | None = None,
         parent: str | None = None,
-    ) -> dict:
+    ) -> ComicJobReply:
         method, url, kwargs = _Api.comic_submit(photos, prompt, size, quality, parent)
         return await self.call(method, url, **kwargs)
 
@@ -477,18 +519,18 @@ class AsyncDaemonClient:
         size: str | None = None,
         quality: str | None = None,
         parent: str | None = None,
-    ) -> dict:
+    ) -> ComicEstimateReply:
         method, url, kwargs = _Api.comic_estimate(n, photos, size, quality, parent)
         return await self.call(method, url, **kwargs)
 
-    async def comics(self) -> list[dict]:
+    async def comics(self) -> list[ComicJobReply]:
         return await self.call("GET", "/comics")
 
-    async def comic(self, job_id: str) -> dict:
+    async def comic(self, job_id: str) -> ComicShowReply:
         """The job record plus ``chain``: the refinement chain ending at it, first comic first."""
         return await self.call("GET", _comic_url(job_id))
 
-    async def comic_cancel(self, job_id: str) -> dict:
+    async def comic_cancel(self, job_id: str) -> ComicJobReply:
         return await self.call("POST", f"{_comic_url(job_id)}/cancel")
 
     async def comic_refine(
@@ -498,11 +540,11 @@ class AsyncDaemonClient:
         photos: list[str] | None = None,
         size: str | None = None,
         quality: str | None = None,
-    ) -> dict:
+    ) -> ComicJobReply:
         method, url, kwargs = _Api.comic_refine(job_id, prompt, photos, size, quality)
         return await self.call(method, url, **kwargs)
 
-    async def comic_retry(self, job_id: str, prompt: str | None = None) -> dict:
+    async def comic_retry(self, job_id: str, prompt: str | None = None) -> ComicJobReply:
         method, url, kwargs = _Api.comic_retry(job_id, prompt)
         return await self.call(method, url, **kwargs)
 
@@ -510,37 +552,46 @@ class AsyncDaemonClient:
         return (await self.request("GET", f"{_comic_url(job_id)}/image")).content
 
     # --- pet profiles (the daemon owns them) ----------------------------------------------
-    async def pets(self) -> list[dict]:
+    async def pets(self) -> list[PetReply]:
         return await self.call("GET", "/pets", timeout=PET_TIMEOUT)
 
-    async def pet_add(self, name: str, photos: list[str]) -> dict:
+    async def pet_add(self, name: str, photos: list[str]) -> PetReply:
         method, url, kwargs = _Api.pet_add(name, photos)
         return await self.call(method, url, **kwargs)
 
-    async def pet(self, name: str, offset: int = 0, limit: int = 0) -> dict:
+    async def pet(self, name: str, offset: int = 0, limit: int = 0) -> PetAlbumReply:
         method, url, kwargs = _Api.pet(name, offset, limit)
         return await self.call(method, url, **kwargs)
 
     async def pet_paths(self, name: str, top: int = 8) -> list[str]:
         method, url, kwargs = _Api.pet_paths(name, top)
-        return (await self.call(method, url, **kwargs))["paths"]
+        reply: PetPathsReply = await self.call(method, url, **kwargs)
+        return reply["paths"]
 
-    async def pet_mark(self, name: str, paths: list[str], mark: str) -> dict:
+    async def pet_mark(self, name: str, paths: list[str], mark: str) -> PetReply:
         method, url, kwargs = _Api.pet_mark(name, paths, mark)
         return await self.call(method, url, **kwargs)
 
-    async def pet_remove(self, name: str) -> dict:
+    async def pet_remove(self, name: str) -> PetRemovedReply:
         return await self.call("DELETE", _pet_url(name))
 
-    async def groups(self, include_all: bool = False) -> list[dict]:
+    async def groups(self, include_all: bool = False) -> list[GroupReply]:
         method, url, kwargs = _Api.groups(include_all)
         return await self.call(method, url, **kwargs)
 
-    async def group_action(self, gid: int, action: str, body: dict | None = None) -> dict:
+    @overload
+    async def group_action(self, gid: int, action: Literal["name"], body: dict[str, Any] | None = None) -> PetReply: ...
+    @overload
+    async def group_action(self, gid: int, action: GroupEdit, body: dict[str, Any] | None = None) -> GroupReply: ...
+    @overload
+    async def group_action(
+        self, gid: int, action: str, body: dict[str, Any] | None = None
+    ) -> PetReply | GroupReply: ...
+    async def group_action(self, gid: int, action: str, body: dict[str, Any] | None = None) -> PetReply | GroupReply:
         method, url, kwargs = _Api.group_action(gid, action, body)
         return await self.call(method, url, **kwargs)
 
-    async def events(self) -> AsyncIterator[tuple[str, dict]]:
+    async def events(self) -> AsyncIterator[tuple[Event, EventData]]:
         if not self.socket.exists():
             raise DaemonUnavailable(self.socket)
         try:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from petwatch.errors import PetwatchError
-from petwatch.protocol import PET_SPECIES
+from petwatch.protocol import PET_SPECIES, Event
 from petwatch.store import PhotoRow, unit_vector
 
 if TYPE_CHECKING:
@@ -179,11 +179,9 @@ class GroupBook:
 
     def new_group(self) -> int:
         with self._lock:
-            return int(
-                self._db.execute(
-                    "INSERT INTO pet_groups (status, created) VALUES (?, ?)", (OPEN, time.time())
-                ).lastrowid
-            )
+            cursor = self._db.execute("INSERT INTO pet_groups (status, created) VALUES (?, ?)", (OPEN, time.time()))
+            assert cursor.lastrowid is not None  # an INSERT into a rowid table has one
+            return cursor.lastrowid
 
     def groups(self) -> dict[int, tuple[str, str | None, int | None]]:
         """id -> (status, name, merged into)."""
@@ -249,7 +247,7 @@ class Discovery:
     """Groups over an opened Library; ``publish(kind, data)`` announces found and grown groups."""
 
     def __init__(
-        self, library: Library, db_path: Path, publish: Callable[[str, dict], None] = lambda kind, data: None
+        self, library: Library, db_path: Path, publish: Callable[[Event, dict], None] = lambda kind, data: None
     ) -> None:
         self.library = library
         self.book = GroupBook(db_path)
@@ -307,7 +305,7 @@ class Discovery:
                     grown[group.id] = group
             waiting = self._waiting
         for gid, group in grown.items():  # found: it recurs now, and did not before
-            self.publish("group", {"id": gid, "size": len(group.members), "found": gid not in shown})
+            self.publish(Event.GROUP, {"id": gid, "size": len(group.members), "found": gid not in shown})
         if waiting >= RECLUSTER_AFTER:
             self.refresh_soon()
 
@@ -359,16 +357,16 @@ class Discovery:
                 len(hashes),
                 self.last_refresh_s,
             )
-        for kind, data in announcements:
-            self.publish(kind, data)
-        return [data for _kind, data in announcements]
+        for announcement in announcements:
+            self.publish(Event.GROUP, announcement)
+        return announcements
 
     def _drop_gone(self, photos: dict[str, PetPhoto]) -> None:
         for content_hash in [h for h, p in photos.items() if self.library.entry(p.path) is None]:
             del photos[content_hash]
 
-    def _apply(self, clusters: list[set[str]]) -> list[tuple[str, dict]]:
-        if self.library.store.write_problem():  # a full disk: nothing written, groups as they were
+    def _apply(self, clusters: list[set[str]]) -> list[dict]:
+        if self.library.write_problem():  # a full disk: nothing written, groups as they were
             return []
         with self._lock:
             photos = self._load()
@@ -393,15 +391,11 @@ class Discovery:
                     status, name, _into = statuses.get(gid, (OPEN, None, None))
                     groups.setdefault(gid, Group(gid, status, name, [])).members.append(photos[content_hash])
             self._groups = groups
-            announcements = []
-            for gid, group in groups.items():
-                if group.status != OPEN or not group.recurs():
-                    continue
-                if gid not in before:
-                    announcements.append(("group", {"id": gid, "size": len(group.members), "found": True}))
-                elif len(group.members) > before[gid]:
-                    announcements.append(("group", {"id": gid, "size": len(group.members), "found": False}))
-            return announcements
+            return [
+                {"id": gid, "size": len(group.members), "found": gid not in before}
+                for gid, group in groups.items()
+                if group.status == OPEN and group.recurs() and len(group.members) > before.get(gid, 0)
+            ]
 
     # --- what the user sees and decides -----------------------------------------------------------
     def groups(self, include_all: bool = False) -> list[dict]:

@@ -298,10 +298,11 @@ class Indexer:
         should_stop: Callable[[], bool] = lambda: False,
         on_stored: Callable[[list[PhotoRow]], None] | None = None,
         hold: Callable[[list[FileStat]], list[FileStat]] | None = None,
+        on_removed: Callable[[list[str]], None] | None = None,
     ) -> IndexReport:
-        """Walk ``folders``, embed what is new or changed, drop what is gone. ``hold`` gets the
-        files to read and returns those that may be read now; the caller keeps the rest (a
-        watcher settles files still being written)."""
+        """Walk ``folders``: embed what is new or changed, drop what is gone. ``hold`` returns
+        the files that may be read now; the caller keeps the rest (a watcher settles files
+        still being written). ``on_removed`` gets the paths dropped."""
         started = time.monotonic()
         report = IndexReport()
         todo, gone = self.plan([os.path.abspath(f) for f in folders], report)
@@ -310,7 +311,11 @@ class Indexer:
         # New paths first: a rename then finds its bytes still stored and reuses the vector.
         report.merge(self.index_files(todo, progress, should_stop, on_stored))
         if not should_stop():
-            report.removed += self.remove(gone)
+            gone = [p for p in gone if p in self.catalog]
+            removed = self.remove(gone)
+            if removed and on_removed is not None:
+                on_removed(gone)
+            report.removed += removed
         report.seconds = time.monotonic() - started
         return report
 

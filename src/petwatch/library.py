@@ -1,7 +1,9 @@
 """The opened photo library: model, store and indexer together, as one process owns them.
 
 The daemon holds one Library for its lifetime; without a daemon, the CLI opens one for a
-single command. Nothing else opens the Milvus Lite DB.
+single command. Nothing else opens the Milvus Lite DB, and nothing reaches past this facade
+into its parts (``store``, ``indexer``, ``embedder`` are there for tests and benchmarks):
+the daemon, pets, discovery and the CLI call the methods below.
 
 Each collection holds vectors of one embedding recipe (embed.Embedder.recipe). A library
 whose vectors were made another way (an older petwatch, or ``pet_focus`` switched) is
@@ -16,23 +18,48 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
 from petwatch import locations, photos
-from petwatch.embed import CAT, DOG, PET_FOCUS_RECIPE, WHOLE_RECIPE, Embedder, PetFocus
+from petwatch.embed import PET_FOCUS_RECIPE, WHOLE_RECIPE, Embedder, PetFocus
 from petwatch.errors import PetwatchError
-from petwatch.index import FailureLog, FileStat, Indexer, IndexReport, Progress, failed_unchanged
-from petwatch.protocol import PET_SPECIES
+from petwatch.index import FailureLog, FileStat, Indexer, IndexReport, Progress, failed_unchanged, is_under
+from petwatch.protocol import (
+    CAT,
+    DOG,
+    MAX_TOP_K,
+    PET_SPECIES,
+    FailureReply,
+    HitReply,
+    SearchReply,
+    StatsReply,
+    UpgradeProgress,
+)
 from petwatch.settings import Settings
 from petwatch.store import CatalogEntry, Hit, PhotoRow, Store, petwatch_collections
 
 log = logging.getLogger(__name__)
-MAX_TOP_K = 1000
 UPGRADE_STEP = 64  # photos per upgrade step: new photos wait at most one step to be indexed
 SPECIES_COUNT_SECONDS = 10.0
+
+
+StoredListener = Callable[[list[PhotoRow]], None]  # a batch of photos just stored, vectors included
+RemovedListener = Callable[[list[str]], None]  # paths just dropped from the index
+
+
+def _never() -> bool:
+    return False
+
+
+def hit_reply(hit: Hit, folders: Sequence[str] = ()) -> HitReply:
+    """A hit as replies carry it: ``online`` when its file can be opened now (its folder is
+    plugged in), so a front end can say "offline" instead of failing to show it."""
+    online = any(is_under(hit.path, f) and os.path.isdir(f) for f in folders) or os.path.exists(hit.path)
+    return cast(HitReply, {**asdict(hit), "online": online})
 
 
 def open_embedder(settings: Settings, recipes: Sequence[str | None] = ()) -> Embedder:
@@ -84,28 +111,11 @@ def drop_index(settings: Settings) -> list[str]:
 
 
 @dataclass
-class Stats:
-    photos: int
-    model: str
-    dim: int
-    db: str
-    db_bytes: int | None
-    failures: int
-    dogs: int
-    cats: int
-    recipe: str
-    upgrade: dict | None
-
-    def to_dict(self) -> dict:
-        return self.__dict__.copy()
-
-
-@dataclass
 class Found:
     """A search's hits, and whether they come from an index still being upgraded."""
 
     hits: list[Hit]
-    partial: dict | None = None  # Upgrade.status() when only part of the library was searched
+    partial: UpgradeProgress | None = None  # Upgrade.status() when only part of the library was searched
 
 
 class Upgrade:
@@ -123,17 +133,17 @@ class Upgrade:
         done = self.indexer.catalog
         return [path for path in list(self.source.catalog) if path not in done]
 
-    def status(self) -> dict:
+    def status(self) -> UpgradeProgress:
         total = len(self.source.catalog)
         return {
             "from": self.source.store.recipe or WHOLE_RECIPE,
-            "to": self.indexer.store.recipe,
+            "to": self.indexer.store.recipe or WHOLE_RECIPE,
             "done": total - len(self.pending()),
             "total": total,
         }
 
     def step(
-        self, limit: int, progress: Progress | None = None, should_stop: Callable[[], bool] = lambda: False
+        self, limit: int, progress: Progress | None = None, should_stop: Callable[[], bool] = _never
     ) -> tuple[IndexReport, bool]:
         """Embed up to ``limit`` pending photos; (report, whether nothing is left to embed).
         A photo that cannot be read now (an offline folder) waits; one that fails is
@@ -167,7 +177,7 @@ class Library:
         if not self.embedder.pet_focus:
             target_recipe = WHOLE_RECIPE  # a model without an ImageNet classifier: no pet focus
             source, stale = plan_collections(found, base, collection_name(base, target_recipe))
-        self.failures = FailureLog(locations.state_db())
+        self._failures = FailureLog(locations.state_db())
         identity, dim = self.embedder.identity, self.embedder.dim
         # The older index first: a different model is refused before anything is made.
         older = Store(uri, source, identity, dim, token, create=False) if source else None
@@ -178,6 +188,8 @@ class Library:
             uri, collection_name(base, target_recipe), identity, dim, token, recipe=target_recipe, upgrading_from=source
         )
         indexer = self._indexer(store)
+        self._on_stored: list[StoredListener] = []
+        self._on_removed: list[RemovedListener] = []
         self.upgrade: Upgrade | None = None
         self._species_counts: tuple[tuple[str, int, int, int], dict[str, int]] | None = None
         if older is None:
@@ -202,7 +214,7 @@ class Library:
         return Indexer(
             store,
             self.embedder,
-            self.failures,
+            self._failures,
             self.settings.max_image_pixels,
             self.settings.draft_decode,
             mirror=mirror,
@@ -215,27 +227,182 @@ class Library:
 
     def close(self) -> None:
         self.store.close()  # one connection per URI: this closes an upgrade's store too
-        self.failures.close()
+        self._failures.close()
+
+    # --- what is indexed ---------------------------------------------------------------------
+    @property
+    def photo_count(self) -> int:
+        return len(self.indexer.catalog)
+
+    def indexed_paths(self, under: Sequence[str] = ()) -> list[str]:
+        """Every indexed path (only those under these folders, when given): a snapshot."""
+        paths = _snapshot(self.indexer.catalog)
+        return [p for p in paths if any(is_under(p, folder) for folder in under)] if under else paths
+
+    def paths_with_content(self, content_hash: str) -> list[str]:
+        """The indexed paths that hold these bytes (a photo and its copies), sorted."""
+        return sorted(self.indexer.paths_by_hash.get(content_hash, ()))
+
+    def folder_counts(self, folders: Sequence[str]) -> dict[str, int]:
+        return self.indexer.folder_counts(folders)
+
+    def row(self, path: str) -> PhotoRow | None:
+        """The stored row of an indexed photo (its whole-image view), or None."""
+        path = os.path.abspath(path)
+        return self.store.get(path) if self.entry(path) is not None else None
+
+    def vectors(self, paths: Sequence[str]) -> dict[str, np.ndarray]:
+        """Each indexed photo's stored vectors, one row per view (view 0 first)."""
+        return self.store.vectors(paths)
+
+    @property
+    def has_species(self) -> bool:
+        """Whether the serving index records species (an index older than pet focus does not)."""
+        return self.store.has_pet_fields
+
+    @property
+    def has_region_views(self) -> bool:
+        """Whether photos are stored with region views (a search then looks at every view)."""
+        return self.embedder.views > 1
+
+    def photos_within(self, vector: np.ndarray, threshold: float) -> dict[str, float]:
+        """Every indexed photo that shows a pet (every photo, in an index without species) whose
+        best view scores at least ``threshold`` against ``vector``: path -> best score."""
+        species = PET_SPECIES if self.has_species else None
+        best: dict[str, float] = {}
+        for hit in self.store.range_search(
+            vector, threshold, whole_image_only=not self.has_region_views, species=species
+        ):
+            best[hit.path] = max(hit.score, best.get(hit.path, -1.0))
+        return best
 
     # --- freshness -------------------------------------------------------------------------
     def entry(self, path: str) -> CatalogEntry | None:
         """The indexed photo at ``path`` (its size, mtime and hash when indexed), or None."""
         return self.indexer.catalog.get(os.path.abspath(path))
 
+    def stat(self, path: str) -> FileStat | None:
+        """The file's size and mtime now, if it is a regular file."""
+        return self.indexer.stat(path)
+
     def is_current(self, path: str) -> bool:
         """Whether ``path`` is indexed and unchanged since (same size and mtime)."""
         entry = self.entry(path)
-        return entry is not None and entry.matches(self.indexer.stat(os.path.abspath(path)))
+        return entry is not None and entry.matches(self.stat(os.path.abspath(path)))
+
+    def needs_indexing(self, stat: FileStat) -> bool:
+        """Whether this file is to be read: not indexed as it is now, and not a file that
+        already failed with these very bytes."""
+        entry = self.entry(stat.path)
+        if entry is not None:
+            return not entry.matches(stat)
+        return failed_unchanged(self._failures.known(), stat) is None
+
+    # --- keeping it current ----------------------------------------------------------------
+    def listen(self, stored: StoredListener | None = None, removed: RemovedListener | None = None) -> None:
+        """Be told of every batch of photos stored (their rows, vectors included) and every
+        removal, whoever asked for them: a walk, a watch hint, a folder taken off the list."""
+        if stored is not None:
+            self._on_stored.append(stored)
+        if removed is not None:
+            self._on_removed.append(removed)
+
+    def _stored(self, rows: list[PhotoRow]) -> None:
+        for listener in self._on_stored:
+            listener(rows)
+
+    def _removed(self, paths: list[str]) -> None:
+        for listener in self._on_removed:
+            listener(paths)
+
+    def reconcile(
+        self,
+        folders: Sequence[str],
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] = _never,
+        hold: Callable[[list[FileStat]], list[FileStat]] | None = None,
+    ) -> IndexReport:
+        """The walk: embed what is new or changed under ``folders``, drop what is gone.
+        ``hold`` keeps back files still being written (the daemon's watcher settles them)."""
+        return self.indexer.reconcile(folders, progress, should_stop, self._stored, hold, self._removed)
+
+    def index_files(
+        self, files: Sequence[FileStat], progress: Progress | None = None, should_stop: Callable[[], bool] = _never
+    ) -> IndexReport:
+        """Read, embed and store these files (new or changed), one batch at a time."""
+        return self.indexer.index_files(files, progress, should_stop, self._stored)
+
+    def remove(self, paths: Sequence[str]) -> int:
+        """Drop these photos from the index (their files are gone); how many were indexed."""
+        gone = [p for p in paths if p in self.indexer.catalog]
+        removed = self.indexer.remove(gone)
+        if removed:
+            self._removed(gone)
+        return removed
+
+    # --- what could not be indexed, and why ------------------------------------------------------
+    def failures(self) -> list[FailureReply]:
+        return [
+            {"path": path, "reason": reason, "size": size}
+            for path, (size, _mtime, reason) in sorted(self._failures.known().items())
+        ]
+
+    def failure_count(self) -> int:
+        return self._failures.count()
+
+    def failed_paths(self) -> list[str]:
+        return list(self._failures.known())
+
+    def forget_failures(self, paths: Sequence[str]) -> None:
+        """These files are off the failure list (deleted, moved away, or no longer watched)."""
+        if paths:
+            self._failures.clear(paths)
+
+    # --- can the index be written -------------------------------------------------------------
+    @property
+    def write_error(self) -> str | None:
+        """Why the last write to the index failed; None once one succeeds."""
+        return self.indexer.write_error
+
+    @property
+    def write_refused(self) -> bool:
+        """The last write was refused because the local disk is full or read-only."""
+        return self.indexer.write_refused
+
+    def write_problem(self) -> str | None:
+        """Why a write would fail now (disk full, server gone), checked without writing."""
+        return self.store.write_problem()
+
+    def forget_write_error(self) -> None:
+        """A retry is under way: a write that still fails sets the error again."""
+        self.indexer.last_write_error = None
+
+    @property
+    def is_lite(self) -> bool:
+        """Whether the index is a Milvus Lite file (else a server, which can come and go)."""
+        return self.store.is_lite
+
+    @property
+    def db(self) -> str:
+        return self.store.uri
+
+    @property
+    def model(self) -> str:
+        return self.embedder.name
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
 
     # --- the upgrade -----------------------------------------------------------------------
-    def upgrade_status(self) -> dict | None:
+    def upgrade_status(self) -> UpgradeProgress | None:
         return None if self.upgrade is None else self.upgrade.status()
 
     def upgrade_step(
         self,
         limit: int = UPGRADE_STEP,
         progress: Progress | None = None,
-        should_stop: Callable[[], bool] = lambda: False,
+        should_stop: Callable[[], bool] = _never,
     ) -> IndexReport | None:
         """One step of the upgrade (None: there is none). When the new index holds every photo,
         it takes over and the older one is dropped."""
@@ -254,9 +421,7 @@ class Library:
         older.drop()  # not closed: its connection is the new index's too (one per URI)
         log.info("index upgraded to %s vectors: %d photos", self.store.recipe, len(self.indexer.catalog))
 
-    def run_upgrade(
-        self, progress: Progress | None = None, should_stop: Callable[[], bool] = lambda: False
-    ) -> IndexReport:
+    def run_upgrade(self, progress: Progress | None = None, should_stop: Callable[[], bool] = _never) -> IndexReport:
         """The whole upgrade at once (the CLI without a daemon)."""
         report = IndexReport()
         while self.upgrade is not None and not should_stop():
@@ -272,7 +437,7 @@ class Library:
         return report
 
     # --- search --------------------------------------------------------------------------
-    def _index_for(self, species: Sequence[str] | None) -> tuple[Store, dict | None]:
+    def _index_for(self, species: Sequence[str] | None) -> tuple[Store, UpgradeProgress | None]:
         """The collection a search uses: the serving one, or, for a species filter while the
         older index (which has no species) is upgraded, the new one, partial as it is."""
         if species and self.upgrade is not None and not self.store.has_pet_fields:
@@ -331,6 +496,30 @@ class Library:
     ) -> list[Hit]:
         return self.find(image_path, top_k, min_score, species).hits
 
+    def search_reply(
+        self,
+        query: str,
+        top_k: int | None = None,
+        min_score: float | None = None,
+        species: Sequence[str] | None = None,
+        offset: int = 0,
+        folders: Sequence[str] = (),
+    ) -> SearchReply:
+        """A search as the daemon answers it and ``search --json`` prints it, daemon or not:
+        hits ``offset`` to ``offset + top_k``, each marked online when its file can be opened."""
+        started = time.monotonic()
+        found = self.find(query, (top_k or self.settings.top_k) + offset, min_score, species)
+        return {
+            "query": os.path.abspath(query),
+            "hits": [hit_reply(hit, folders) for hit in found.hits[offset:]],
+            "took_ms": round((time.monotonic() - started) * 1000, 1),
+            # Set while the index is upgraded: "partial" when only the photos upgraded so far
+            # were searched (a species filter needs the new index), else the results come from
+            # the complete older index.
+            "upgrade": self.upgrade_status(),
+            "partial": found.partial is not None,
+        }
+
     def pet_rows(self) -> Iterator[PhotoRow]:
         """Every photo that shows a pet, with its vector (none from an index older than species)."""
         if self.store.has_pet_fields:
@@ -350,17 +539,27 @@ class Library:
             self._species_counts = (key, counts)
         return self._species_counts[1]
 
-    def stats(self) -> Stats:
+    def stats(self) -> StatsReply:
         counts = self.species_counts()
-        return Stats(
-            photos=len(self.indexer.catalog),
-            model=self.embedder.name,
-            dim=self.embedder.dim,
-            db=self.store.uri if not self.store.is_lite else str(Path(self.store.uri)),
-            db_bytes=self.store.disk_bytes(),
-            failures=self.failures.count(),
-            dogs=counts[DOG],
-            cats=counts[CAT],
-            recipe=self.store.recipe or WHOLE_RECIPE,
-            upgrade=self.upgrade_status(),
-        )
+        return {
+            "photos": self.photo_count,
+            "model": self.embedder.name,
+            "dim": self.embedder.dim,
+            "db": self.store.uri if not self.store.is_lite else str(Path(self.store.uri)),
+            "db_bytes": self.store.disk_bytes(),
+            "failures": self._failures.count(),
+            "dogs": counts[DOG],
+            "cats": counts[CAT],
+            "recipe": self.store.recipe or WHOLE_RECIPE,
+            "upgrade": self.upgrade_status(),
+        }
+
+
+def _snapshot(mapping: dict) -> list:
+    """The keys of a dict another thread may be changing."""
+    for _ in range(10):
+        try:
+            return list(mapping)
+        except RuntimeError:  # changed size during iteration: try again
+            continue
+    return list(mapping.copy())

@@ -287,17 +287,8 @@ class Pets:
 
     # --- shortcuts into the library -----------------------------------------------------------
     @property
-    def _catalog(self):
-        return self.library.indexer.catalog
-
-    @property
     def _identity(self) -> str:
         return self.library.identity
-
-    @property
-    def _views(self) -> bool:
-        """Whether the index holds region views (then every search looks at all views)."""
-        return self.library.embedder.views > 1
 
     def _name(self, name: str) -> str:
         stored = self.book.find(name.strip())
@@ -361,7 +352,7 @@ class Pets:
                 raise PetwatchError(f"{path}: no such photo, and {name} has no mark for it")
         return hashes
 
-    def list(self) -> list[dict]:
+    def summaries(self) -> list[dict]:
         return [self.summary(name) for name in self.book.names()]
 
     def summary(self, name: str) -> dict:
@@ -396,7 +387,7 @@ class Pets:
         marks = {m.content_hash: m.kind for m in state.profile.marks}
         hits = []
         for path, score in window:
-            entry = self._catalog.get(path)
+            entry = self.library.entry(path)
             content_hash = entry.content_hash if entry else ""
             hits.append(
                 {"path": path, "score": round(score, 4), "content_hash": content_hash, "mark": marks.get(content_hash)}
@@ -418,7 +409,7 @@ class Pets:
         views: dict[str, list[PhotoRow]] = {}
         for row in rows:
             views.setdefault(row.path, []).append(row)
-        pets_only = self.library.store.has_pet_fields
+        pets_only = self.library.has_species
         vectors = {
             path: np.asarray([r.vector for r in sorted(found, key=lambda r: r.view)], dtype=np.float32)
             for path, found in views.items()
@@ -446,7 +437,7 @@ class Pets:
                 confirmed = state.profile.hashes(POSITIVE)
                 new = []
                 for path, views in vectors.items():
-                    entry = self._catalog.get(path)
+                    entry = self.library.entry(path)
                     content_hash = entry.content_hash if entry else ""
                     if content_hash in rejected:
                         album.pop(path, None)
@@ -466,7 +457,7 @@ class Pets:
 
     # --- derived state ----------------------------------------------------------------------------
     def _state(self, name: str) -> _State:
-        size = len(self._catalog)
+        size = self.library.photo_count
         state = self._states.get(name)
         if state is not None and not _grew(state.library_size, size):
             return state
@@ -480,8 +471,8 @@ class Pets:
                 f"{name} has no usable example photos left; add some with `petwatch pets add {name} --photo PHOTO...`"
             )
         proto = prototype(positives)
-        negatives = profile.vectors([NOT])[-MAX_NEGATIVES:]
-        negatives = negatives if len(negatives) else None
+        rejected_vectors = profile.vectors([NOT])[-MAX_NEGATIVES:]
+        negatives = rejected_vectors if len(rejected_vectors) else None
         background = [score_views(views, proto, negatives)[0] for views in self._background_sample()]
         rejected = rejected_scores(proto, negatives) if negatives is not None else []
         examples = profile.vectors([EXAMPLE])
@@ -492,11 +483,11 @@ class Pets:
 
     def _background_sample(self) -> list[np.ndarray]:
         """Vectors of a random sample of indexed photos (what a photo typically scores)."""
-        size = len(self._catalog)
+        size = self.library.photo_count
         if self._background is None or _grew(self._background[0], size):
-            paths = _keys(self._catalog)
+            paths = self.library.indexed_paths()
             sample = random.Random(0).sample(paths, min(BACKGROUND_SAMPLE, len(paths)))
-            self._background = (size, list(self.library.store.vectors(sample).values()))
+            self._background = (size, list(self.library.vectors(sample).values()))
         return self._background[1]
 
     def _album(self, state: _State) -> dict[str, float]:
@@ -506,28 +497,22 @@ class Pets:
         return state.album
 
     def _drop_missing(self, album: dict[str, float]) -> None:
-        for path in [p for p in album if p not in self._catalog]:
+        for path in [p for p in album if self.library.entry(p) is None]:
             del album[path]
 
     def _search(self, state: _State) -> dict[str, float]:
         """Range search: every indexed photo that shows a pet and whose best view clears the
         threshold (an index older than species: every photo)."""
-        store, views = self.library.store, self._views
-        species = PET_SPECIES if store.has_pet_fields else None
-        positive: dict[str, float] = {}
-        for hit in store.range_search(state.proto, state.threshold, whole_image_only=not views, species=species):
-            positive[hit.path] = max(hit.score, positive.get(hit.path, -1.0))
+        positive = self.library.photos_within(state.proto, state.threshold)
         negative: dict[str, float] = {}
         if state.negatives is not None and positive:
             for vector in state.negatives:
-                for hit in store.range_search(
-                    vector, state.threshold - SUPPRESS_MARGIN, whole_image_only=not views, species=species
-                ):
-                    negative[hit.path] = max(hit.score, negative.get(hit.path, -1.0))
+                for path, score in self.library.photos_within(vector, state.threshold - SUPPRESS_MARGIN).items():
+                    negative[path] = max(score, negative.get(path, -1.0))
         rejected = state.profile.hashes([NOT])
         album = {}
         for path, score in positive.items():
-            entry = self._catalog.get(path)
+            entry = self.library.entry(path)
             if entry is None or entry.content_hash in rejected:
                 continue
             final = suppress(score, negative.get(path, -1.0))
@@ -535,12 +520,9 @@ class Pets:
                 album[path] = final
         # Confirmed photos belong to the album whatever they score.
         confirmed_paths = [
-            p
-            for h in state.profile.hashes(POSITIVE)
-            for p in self.library.indexer.paths_by_hash.get(h, ())
-            if p not in album
+            p for h in state.profile.hashes(POSITIVE) for p in self.library.paths_with_content(h) if p not in album
         ]
-        for path, views in self.library.store.vectors(confirmed_paths).items():
+        for path, views in self.library.vectors(confirmed_paths).items():
             album[path] = score_views(views, state.proto, state.negatives)[0]
         return album
 
@@ -579,7 +561,7 @@ class Pets:
         """The stored views of an indexed, unchanged photo (or of any photo with its bytes)."""
         if not self.library.is_current(path):
             return None
-        return self.library.store.vectors([path]).get(path)
+        return self.library.vectors([path]).get(path)
 
     def _refresh_vectors(self, profile: Profile) -> None:
         """Marks made by another model (the index was rebuilt): take their vectors again.
@@ -624,20 +606,8 @@ class Pets:
 
     def _paths_with(self, mark: Mark) -> list[str]:
         """Where a mark's photo may be now: its own path first, then any path with its bytes."""
-        others = sorted(
-            p for p in tuple(self.library.indexer.paths_by_hash.get(mark.content_hash, ())) if p != mark.path
-        )
+        others = [p for p in self.library.paths_with_content(mark.content_hash) if p != mark.path]
         return [mark.path, *others]
-
-
-def _keys(mapping: dict) -> list:
-    """The keys of a dict another thread may be changing."""
-    for _ in range(10):
-        try:
-            return list(mapping)
-        except RuntimeError:  # changed size during iteration: try again
-            continue
-    return list(mapping.copy())
 
 
 def _grew(before: int, now: int) -> bool:

@@ -149,7 +149,7 @@ def decode(photo: PhotoFile | bytes, min_side: int | None = None) -> Image.Image
     """
     data = photo.data if isinstance(photo, PhotoFile) else photo
     try:
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
         if min_side and image.format in ("JPEG", "MPO"):
             width, height = image.size
             scale = min_side / min(width, height)

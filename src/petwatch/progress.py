@@ -82,7 +82,8 @@ class ProgressLine:
             self._task = self._bar.add_task(self.label, total=total, completed=done)
             self._bar.start()
             atexit.register(self.finish)  # the bar hides the cursor: show it even after a crash
-        self._bar.update(self._task, completed=done, total=total)
+        elif self._task is not None:
+            self._bar.update(self._task, completed=done, total=total)
 
     def finish(self) -> None:
         self._finished = True

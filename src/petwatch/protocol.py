@@ -6,7 +6,7 @@ No torch, no openai: the CLI and the TUI import this without loading a model.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, NotRequired, TypedDict
 
 from pydantic import AfterValidator, Field
 
@@ -146,3 +146,169 @@ class ReportReply(TypedDict):
     failed: dict[str, str]
     offline: list[str]
     seconds: float
+
+
+class PhotoReply(TypedDict):
+    """One indexed photo (GET /photo)."""
+
+    path: str
+    content_hash: str
+    size: int
+    mtime_ns: int
+    width: int
+    height: int
+    taken_at: int
+    indexed_at: int
+    pet_score: float
+    species: str
+    label: str
+    online: bool
+    folder: str  # the watched folder holding it, else its directory
+
+
+class RescanReply(TypedDict):
+    queued: bool
+
+
+# --- comics (comics/jobs.py ComicJob, comics/studio.py estimate) --------------------------------
+class ComicJobReply(TypedDict):
+    """A comic job's record (ComicJob.to_dict): also the data of a ``comic`` event."""
+
+    id: str
+    prompt: str
+    photos: list[str]
+    parent: str | None
+    model: str
+    size: str
+    quality: str
+    input_fidelity: str | None
+    created_at: str  # ISO 8601, UTC
+    full_prompt: str
+    references: list[str]
+    state: str  # one of COMIC_STATES
+    progress: str
+    started_at: str | None
+    finished_at: str | None
+    attempts: int
+    image: str | None
+    estimated_cost_usd: float
+    usage: dict[str, Any] | None
+    cost_usd: float | None
+    error: str | None
+    error_kind: str | None
+
+
+class ComicShowReply(ComicJobReply):
+    """GET /comics/{id}: the record plus the refinement chain ending at it, first comic first."""
+
+    chain: list[ComicJobReply]
+
+
+class ComicEstimateReply(TypedDict):
+    model: str
+    references: int
+    size: str
+    quality: str
+    input_fidelity: str | None
+    output_usd: float
+    input_usd: float
+    usd: float
+    spent_today_usd: float
+    budget_usd: float
+    within_budget: bool
+    basis: str
+
+
+# --- pet profiles (pets.py Pets.summary, album) and pets found (discovery.py Group.summary) -----
+class PetReply(TypedDict):
+    """A pet profile's summary."""
+
+    name: str
+    created_at: float  # seconds since the epoch
+    examples: int
+    confirmed: int
+    rejected: int
+    threshold: float
+    count: int  # photos in the album
+    stale: list[str]  # marks whose photo has no vector in the index now
+    example_paths: list[str]
+
+
+class PetHitReply(TypedDict):
+    path: str
+    score: float
+    content_hash: str
+    mark: str | None  # example / yes / not, or None
+
+
+class PetAlbumReply(PetReply):
+    offset: int
+    hits: list[PetHitReply]
+
+
+class PetPathsReply(TypedDict):
+    name: str
+    paths: list[str]
+
+
+class PetRemovedReply(TypedDict):
+    removed: str
+
+
+class GroupReply(TypedDict):
+    """A group of photos of one pet that recurs (pets found)."""
+
+    id: int
+    size: int
+    status: str
+    name: str | None  # once named
+    cover: str
+    paths: list[str]  # best first
+    species: str
+    breed: str
+    first_day: str  # YYYY-MM-DD
+    last_day: str
+
+
+# --- event data (GET /events): hello is a StatusReply, progress a ProgressReply, report a
+# ReportReply, comic a ComicJobReply --------------------------------------------------------------
+class StateEvent(TypedDict):
+    state: str
+
+
+class IndexedEvent(TypedDict):
+    paths: list[str]  # the first 100
+    count: int
+    total: int  # photos in the index now
+
+
+class RemovedEvent(TypedDict):
+    paths: list[str]  # the first 100
+    count: int
+
+
+class FoldersEvent(TypedDict):
+    folders: list[FolderReply]
+
+
+class ErrorEvent(TypedDict):
+    message: str
+
+
+# An upgrade step ("from" and "to" as in UpgradeProgress), or its end (finished, no from/to).
+UpgradeEvent = TypedDict(
+    "UpgradeEvent",
+    {"from": NotRequired[str], "to": NotRequired[str], "done": int, "total": int, "finished": bool},
+)
+
+
+class PetEvent(TypedDict):
+    name: str
+    new: list[str]  # the first 100
+    count: int  # the album's size now
+
+
+class GroupEvent(TypedDict):
+    id: int
+    size: int
+    found: bool  # a new group, else it grew

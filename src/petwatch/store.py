@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 # 2: per-photo pet fields (pet_score, species, label) and the embedding recipe in the description.
 SCHEMA_VERSION = 2
-MAX_PATH_CHARS = 4096
+# The path field's size: Linux's PATH_MAX (4096 bytes) at up to 4 UTF-8 bytes a character.
+PATH_FIELD_BYTES = 4096 * 4
 # Rows per write. Milvus Lite 2.5.1's insert cost grows faster than its batch: 20k rows of
 # 1280-d took 3 s in 256-row batches and 110 s in 2000-row ones.
 WRITE_BATCH = 256
@@ -378,7 +379,7 @@ class Store:
         schema.add_field("pk", DataType.INT64, is_primary=True)
         schema.add_field("photo_id", DataType.INT64)
         schema.add_field("view", DataType.INT8)
-        schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH_CHARS * 4)
+        schema.add_field("path", DataType.VARCHAR, max_length=PATH_FIELD_BYTES)
         schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
         schema.add_field("size", DataType.INT64)
         schema.add_field("mtime_ns", DataType.INT64)
@@ -825,7 +826,7 @@ def _probe(uri: str) -> str | None:
         address = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)[0][4]
     except socket.gaierror as error:
         return f"cannot find the Milvus host {parts.hostname!r} ({error.strerror}): check milvus_uri ({uri})"
-    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(5)
@@ -850,10 +851,11 @@ def _probe(uri: str) -> str | None:
 
 
 def _errors(error: BaseException) -> Iterator[BaseException]:
+    cause: BaseException | None = error
     seen = 0
-    while error is not None and seen < 8:
-        yield error
-        error, seen = error.__cause__ or error.__context__, seen + 1
+    while cause is not None and seen < 8:
+        yield cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
 
 
 def _grpc_code(error: BaseException) -> str | None:
@@ -870,8 +872,9 @@ def _grpc_code(error: BaseException) -> str | None:
 
 def _reason(error: BaseException) -> str:
     message = getattr(error, "message", None)
-    if message is None and callable(getattr(error, "details", None)):
-        message = error.details()  # a grpc.RpcError
+    details = getattr(error, "details", None)
+    if message is None and callable(details):
+        message = details()  # a grpc.RpcError
     return " ".join(str(message or error).split())[:300]
 
 

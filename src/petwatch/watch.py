@@ -27,10 +27,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
+from typing import TYPE_CHECKING
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -46,9 +47,13 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from petwatch.photos import has_photo_extension, iter_photo_files
+
+if TYPE_CHECKING:
+    from petwatch.index import FileStat
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +203,7 @@ class Watcher:
             log.warning("inotify unavailable (%s): watching by polling; %s", error, INOTIFY_HINT)
             self._events = None
         self._polling = PollingObserver(timeout=poll_seconds)
-        self._watches: dict[str, tuple[str, object]] = {}  # folder -> (mode, watch handle)
+        self._watches: dict[str, tuple[str, ObservedWatch]] = {}  # folder -> (mode, watch handle)
         self._trees: list[str] = []  # new directories whose files are to be settled
         self._trees_lock = threading.Lock()
         self._stop = threading.Event()
@@ -274,6 +279,25 @@ class Watcher:
     def holds(self, path: str) -> bool:
         """Whether ``path`` is settling now (it is handed on when done)."""
         return self.settler.holds(path)
+
+    def hold_unsettled(self, files: Sequence[FileStat]) -> list[FileStat]:
+        """The files a walk may read now. The rest are still being written: under a watched
+        folder, settling here or modified within ``settle_seconds``. Those are settled here and
+        handed on once they stand still, so a walk never reads a half-copied photo. Files
+        outside the watched folders (a one-off ``petwatch index``) have nothing to wait for."""
+        now_ns = time.time_ns()
+        window_ns = self.settler.settle_seconds * 1e9
+        watched = list(self._watches)  # folders being watched now (an offline one is not)
+        ready: list[FileStat] = []
+        busy: list[str] = []
+        for stat in files:
+            under_watch = any(stat.path.startswith(folder.rstrip(os.sep) + os.sep) for folder in watched)
+            if under_watch and (self.holds(stat.path) or now_ns - stat.mtime_ns < window_ns):
+                busy.append(stat.path)
+            else:
+                ready.append(stat)
+        self.settle_files(busy)
+        return ready
 
     def _walk_trees(self) -> None:
         with self._trees_lock:

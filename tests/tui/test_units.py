@@ -8,7 +8,7 @@ import sys
 from PIL import Image
 from rich.style import Style
 
-from petwatch.tui import format
+from petwatch import format
 from petwatch.tui.images import PHOTO_EXTENSIONS, ThumbnailCache, decode
 from petwatch.tui.widgets.path_input import complete_path
 from petwatch.tui.widgets.picture import half_block_strips

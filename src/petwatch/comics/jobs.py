@@ -10,13 +10,14 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from petwatch import locations
-from petwatch.protocol import QUEUED, RUNNING, SUCCEEDED
+from petwatch.protocol import QUEUED, RUNNING, SUCCEEDED, ComicJobReply
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,11 @@ class ComicJob:
     error_kind: str | None = None  # no_key, rejected, bad_request, auth, forbidden, not_found,
     # quota, rate_limit, server, timeout, network, bad_photo, bad_response, interrupted, internal
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> ComicJobReply:
+        return cast(ComicJobReply, asdict(self))  # asdict is typed dict[str, Any]: the fields above
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ComicJob:
+    def from_dict(cls, data: Mapping[str, Any]) -> ComicJob:
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
 

@@ -10,11 +10,12 @@ than being sent again unasked. ``queued`` jobs stay queued; the daemon runs them
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from petwatch.protocol import (
     QUEUED,
     RUNNING,
     SUCCEEDED,
+    ComicEstimateReply,
 )
 from petwatch.settings import Settings
 
@@ -86,7 +88,7 @@ class ComicStudio:
             jobs = [job.copy() for job in self._jobs.values()]
         return sorted(jobs, key=lambda job: (job.created_at, job.id), reverse=True)
 
-    def chain(self, job_id: str) -> list[ComicJob]:
+    def chain(self, job_id: str) -> builtins.list[ComicJob]:  # builtins: ``list`` is the method here
         """The refinement chain ending at ``job_id``, first comic first."""
         with self._lock:
             chain = [self._job(job_id)]
@@ -99,7 +101,7 @@ class ComicStudio:
         with self._lock:
             return budget.spent_today_usd(self._jobs.values())
 
-    def estimate(self, n_refs: int, size: str | None = None, quality: str | None = None) -> dict[str, Any]:
+    def estimate(self, n_refs: int, size: str | None = None, quality: str | None = None) -> ComicEstimateReply:
         """The cost of one comic with ``n_refs`` reference images, and where today's budget stands."""
         if not 1 <= n_refs <= MAX_REFERENCES:
             raise PetwatchError(f"a comic takes 1 to {MAX_REFERENCES} reference images, not {n_refs}")
@@ -127,7 +129,7 @@ class ComicStudio:
     # --- commands --------------------------------------------------------------------------
     def submit(
         self,
-        photos: list[str | os.PathLike[str]],
+        photos: Sequence[str | os.PathLike[str]],
         prompt: str,
         size: str | None = None,
         quality: str | None = None,
@@ -327,7 +329,7 @@ class ComicStudio:
             self._jobs[job.id] = job
 
 
-def _absolute_unique(paths: list[str | os.PathLike[str]]) -> list[str]:
+def _absolute_unique(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     seen: dict[str, None] = {}
     for path in paths:
         seen[os.path.abspath(os.path.expanduser(os.fspath(path)))] = None

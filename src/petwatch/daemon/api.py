@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import socket
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,9 +27,22 @@ from petwatch.daemon.pet_routes import router as pets_router
 from petwatch.daemon.run import peer_uid
 from petwatch.daemon.service import Daemon
 from petwatch.errors import PetwatchError
-from petwatch.library import MAX_TOP_K
 from petwatch.paths import decode_path
-from petwatch.protocol import MAX_PATH_CHARS, SPECIES, PhotoPath
+from petwatch.protocol import (
+    MAX_PATH_CHARS,
+    MAX_TOP_K,
+    SPECIES,
+    Event,
+    FailureReply,
+    FolderReply,
+    PhotoPath,
+    PhotoReply,
+    ReportReply,
+    RescanReply,
+    SearchReply,
+    StatsReply,
+    StatusReply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +56,9 @@ class _Strict(BaseModel):
 class SearchRequest(_Strict):
     image: PhotoPath | None = Field(None, description="Path of any image file")
     photo: PhotoPath | None = Field(None, description="Path of an indexed photo")
-    top_k: int = Field(20, ge=1, le=MAX_TOP_K)
-    min_score: float = Field(0.0, ge=-1.0, le=1.0)
+    # None (or left out): the daemon's settings.top_k / settings.min_score
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
+    min_score: float | None = Field(None, ge=-1.0, le=1.0)
     offset: int = Field(0, ge=0, le=MAX_TOP_K)
     species: list[str] | None = Field(
         None, max_length=len(SPECIES), description=f"Only photos of these species ({', '.join(SPECIES)})"
@@ -123,7 +139,8 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
 
-def create_app(daemon: Daemon) -> FastAPI:
+def create_app(daemon: Daemon) -> BodyLimit:
+    """The app, behind BodyLimit (the ASGI app uvicorn serves)."""
     app = FastAPI(
         title="petwatch daemon", version="1", docs_url=None, redoc_url=None, default_response_class=PathJSONResponse
     )
@@ -149,55 +166,62 @@ def create_app(daemon: Daemon) -> FastAPI:
         log.exception("internal error on %s", request.url.path)
         return _error(500, f"internal error: {error}; see the daemon log")
 
-    @app.get("/status")
-    def status() -> dict:
+    # The replies are typed (petwatch.protocol) but sent as they are made: response_model says
+    # so, instead of FastAPI validating each against its TypedDict. The casts mark producers
+    # (service.py, library.py) that return a bare dict still: drop each once its own return
+    # is annotated with the reply type (warn_redundant_casts points them out).
+    @app.get("/status", response_model=dict)
+    def status() -> StatusReply:
         return daemon.status()
 
-    @app.get("/stats")
-    def stats() -> dict:
-        return daemon.library.stats().to_dict()
+    @app.get("/stats", response_model=dict)
+    def stats() -> StatsReply:
+        return daemon.library.stats()
 
-    @app.post("/search")
-    def search(request: SearchRequest) -> dict:
+    @app.post("/search", response_model=dict)
+    def search(request: SearchRequest) -> SearchReply:
+        # None: the daemon's own settings (top_k, min_score)
         return daemon.search(
             request.image, request.photo, request.top_k, request.min_score, request.offset, request.species
         )
 
-    @app.post("/index")
-    def index(request: IndexRequest) -> dict:
+    @app.post("/index", response_model=dict)
+    def index(request: IndexRequest) -> ReportReply:
         folders = [os.path.abspath(f) for f in request.folders]
         missing = [f for f in folders if not os.path.isdir(f)]
         if missing:
             raise PetwatchError(f"not a directory: {missing[0]}")
         return daemon.request_reconcile(folders).result().to_dict()
 
-    @app.post("/rescan")
-    def rescan() -> dict:
+    @app.post("/rescan", response_model=dict)
+    def rescan() -> RescanReply:
         daemon.rescan()
         return {"queued": True}
 
-    @app.get("/folders")
-    def folders() -> list[dict]:
+    @app.get("/folders", response_model=list[dict])
+    def folders() -> list[FolderReply]:
         return daemon.folder_list()
 
-    @app.post("/folders")
-    def add_folder(request: FolderRequest) -> list[dict]:
+    @app.post("/folders", response_model=list[dict])
+    def add_folder(request: FolderRequest) -> list[FolderReply]:
         return daemon.add_folder(request.path)
 
-    @app.post("/folders/remove")
-    def remove_folder(request: FolderRequest) -> list[dict]:
+    @app.post("/folders/remove", response_model=list[dict])
+    def remove_folder(request: FolderRequest) -> list[FolderReply]:
         return daemon.remove_folder(request.path)
 
-    @app.get("/failures")
-    def failures() -> list[dict]:
+    @app.get("/failures", response_model=list[dict])
+    def failures() -> list[FailureReply]:
         return daemon.failures()
 
-    @app.get("/photo")
-    def photo(path: str = Query(..., max_length=MAX_PATH_CHARS)) -> dict:
-        return daemon.photo(_sent_path(path))
+    @app.get("/photo", response_model=dict)
+    def photo(path: str = Query(..., max_length=MAX_PATH_CHARS)) -> PhotoReply:
+        return cast(PhotoReply, daemon.photo(_sent_path(path)))
 
     @app.get("/thumbnail")
-    def thumbnail(path: str = Query(..., max_length=MAX_PATH_CHARS), size: int = Query(256, ge=16, le=2048)):
+    def thumbnail(
+        path: str = Query(..., max_length=MAX_PATH_CHARS), size: int = Query(256, ge=16, le=2048)
+    ) -> Response:
         return Response(
             daemon.thumbnail(_sent_path(path), size),
             media_type="image/jpeg",
@@ -205,9 +229,9 @@ def create_app(daemon: Daemon) -> FastAPI:
         )
 
     @app.get("/events")
-    async def events():
-        async def stream():
-            yield _sse("hello", daemon.status())
+    async def events() -> StreamingResponse:
+        async def stream() -> AsyncIterator[str]:
+            yield _sse(Event.HELLO, daemon.status())
             async for kind, data in daemon.bus.subscribe():
                 yield _sse(kind, data)
 
@@ -227,7 +251,7 @@ def _sent_path(path: str) -> str:
         raise PetwatchError(f"not a path: {path[:80]!r} (b64: names a file name in base64)") from None
 
 
-def _sse(kind: str, data: dict) -> str:
+def _sse(kind: Event, data: Mapping[str, Any]) -> str:
     return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 

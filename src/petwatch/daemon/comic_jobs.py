@@ -16,18 +16,15 @@ import logging
 import os
 import queue
 import threading
-from typing import Any
 
 from petwatch import photos as photos_module
 from petwatch.comics import ComicJob, ComicStudio
 from petwatch.daemon.events import EventBus
 from petwatch.errors import PetwatchError
-from petwatch.protocol import MAX_REFERENCES, QUEUED
+from petwatch.protocol import MAX_REFERENCES, QUEUED, ComicEstimateReply, ComicJobReply, ComicShowReply, Event
 from petwatch.settings import Settings
 
 log = logging.getLogger(__name__)
-
-EVENT_KIND = "comic"
 
 
 # --- the jobs --------------------------------------------------------------------------------
@@ -72,7 +69,7 @@ class ComicJobs:
                 log.exception("comic %s failed", job_id)
 
     def _changed(self, job: ComicJob) -> None:
-        self.bus.publish(EVENT_KIND, job.to_dict())
+        self.bus.publish(Event.COMIC, job.to_dict())
 
     # --- requests (API threads) ----------------------------------------------------------
     def submit(
@@ -82,7 +79,7 @@ class ComicJobs:
         size: str | None = None,
         quality: str | None = None,
         parent: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ComicJobReply:
         _check_photos(photos)
         job = self.studio.submit(photos, prompt, size, quality, parent)
         self._queue.put(job.id)
@@ -95,7 +92,7 @@ class ComicJobs:
         size: str | None = None,
         quality: str | None = None,
         parent: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ComicEstimateReply:
         if photos:
             _check_photos(photos)
         if n is None:
@@ -110,20 +107,20 @@ class ComicJobs:
             n = min(n + 1, MAX_REFERENCES)  # the comic being refined goes first
         return self.studio.estimate(n, size, quality)
 
-    def retry(self, job_id: str, prompt: str | None = None) -> dict[str, Any]:
+    def retry(self, job_id: str, prompt: str | None = None) -> ComicJobReply:
         _check_photos(self.studio.get(job_id).photos)
         job = self.studio.resubmit(job_id, prompt)
         self._queue.put(job.id)
         return job.to_dict()
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[ComicJobReply]:
         """Every job record, newest first."""
         return [job.to_dict() for job in self.studio.list()]
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str) -> ComicJobReply:
         return self.studio.cancel(job_id).to_dict()
 
-    def show(self, job_id: str) -> dict[str, Any]:
+    def show(self, job_id: str) -> ComicShowReply:
         job = self.studio.get(job_id)
         return {**job.to_dict(), "chain": [link.to_dict() for link in self.studio.chain(job_id)]}
 

@@ -26,12 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from petwatch.comics import QUALITIES, SIZES
 from petwatch.daemon.comic_jobs import ComicJobs
-from petwatch.protocol import MAX_REFERENCES, PhotoPath
+from petwatch.protocol import MAX_REFERENCES, ComicEstimateReply, ComicJobReply, ComicShowReply, PhotoPath
 
 MAX_PROMPT_CHARS = 4000
 JOB_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
-Size = Literal[SIZES]  # type: ignore[valid-type] - the settings' own choices
+# The settings' own choices, read at run time (a Literal of a tuple: pydantic takes it, mypy cannot)
+Size = Literal[SIZES]  # type: ignore[valid-type]
 Quality = Literal[QUALITIES]  # type: ignore[valid-type]
 
 
@@ -75,35 +76,37 @@ class RetryRequest(_Strict):
 # --- the routes ------------------------------------------------------------------------------
 def router(jobs: ComicJobs) -> APIRouter:
     """``/comics``: errors are PetwatchError, which the app turns into {"error": ...}."""
+    # The replies are typed (petwatch.protocol) and sent as made: response_model=dict, not a
+    # validation of each against its TypedDict.
     routes = APIRouter(prefix="/comics", tags=["comics"])
     JobId = PathParam(..., pattern=JOB_ID, description="A comic job id")  # noqa: N806
 
-    @routes.post("")
-    def submit(request: ComicRequest) -> dict:
+    @routes.post("", response_model=dict)
+    def submit(request: ComicRequest) -> ComicJobReply:
         return jobs.submit(request.photos, request.prompt, request.size, request.quality, request.parent)
 
-    @routes.post("/estimate")
-    def estimate(request: EstimateRequest) -> dict:
+    @routes.post("/estimate", response_model=dict)
+    def estimate(request: EstimateRequest) -> ComicEstimateReply:
         return jobs.estimate(request.n, request.photos, request.size, request.quality, request.parent)
 
-    @routes.get("")
-    def list_jobs() -> list[dict]:
+    @routes.get("", response_model=list[dict])
+    def list_jobs() -> list[ComicJobReply]:
         return jobs.records()
 
-    @routes.get("/{job_id}")
-    def show(job_id: str = JobId) -> dict:
+    @routes.get("/{job_id}", response_model=dict)
+    def show(job_id: str = JobId) -> ComicShowReply:
         return jobs.show(job_id)
 
-    @routes.post("/{job_id}/cancel")
-    def cancel(job_id: str = JobId) -> dict:
+    @routes.post("/{job_id}/cancel", response_model=dict)
+    def cancel(job_id: str = JobId) -> ComicJobReply:
         return jobs.cancel(job_id)
 
-    @routes.post("/{job_id}/refine")
-    def refine(request: RefineRequest, job_id: str = JobId) -> dict:
+    @routes.post("/{job_id}/refine", response_model=dict)
+    def refine(request: RefineRequest, job_id: str = JobId) -> ComicJobReply:
         return jobs.submit(request.photos, request.prompt, request.size, request.quality, job_id)
 
-    @routes.post("/{job_id}/retry")
-    def retry(request: RetryRequest | None = None, job_id: str = JobId) -> dict:
+    @routes.post("/{job_id}/retry", response_model=dict)
+    def retry(request: RetryRequest | None = None, job_id: str = JobId) -> ComicJobReply:
         return jobs.retry(job_id, request.prompt if request else None)
 
     @routes.get("/{job_id}/image")

@@ -14,13 +14,15 @@ publishes a ``group`` event (``{"id", "size", "found"}``: found = a new group, e
 
 from __future__ import annotations
 
+from typing import cast
+
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from petwatch.daemon.pet_routes import MAX_PHOTOS
 from petwatch.discovery import Discovery
 from petwatch.pets import MAX_NAME, Pets
-from petwatch.protocol import PhotoPath
+from petwatch.protocol import GroupReply, PetReply, PhotoPath
 
 
 class _Strict(BaseModel):
@@ -44,38 +46,40 @@ def _id():
 
 
 def router(discovery: Discovery, pets: Pets) -> APIRouter:
+    # Replies typed (petwatch.protocol), sent as made (response_model); the casts mark
+    # discovery.py and pets.py returns still bare dicts: drop each once that return is annotated.
     routes = APIRouter(prefix="/groups", tags=["pets"])
 
-    @routes.get("")
-    def group_list(all: bool = Query(False, description="dismissed and named groups too")) -> list[dict]:
-        return discovery.groups(include_all=all)
+    @routes.get("", response_model=list[dict])
+    def group_list(all: bool = Query(False, description="dismissed and named groups too")) -> list[GroupReply]:
+        return cast(list[GroupReply], discovery.groups(include_all=all))
 
-    @routes.post("/refresh")
-    def group_refresh() -> list[dict]:
+    @routes.post("/refresh", response_model=list[dict])
+    def group_refresh() -> list[GroupReply]:
         discovery.refresh()
-        return discovery.groups()
+        return cast(list[GroupReply], discovery.groups())
 
-    @routes.get("/{gid}")
-    def group_show(gid: int = _id()) -> dict:
-        return discovery.group(gid).summary()
+    @routes.get("/{gid}", response_model=dict)
+    def group_show(gid: int = _id()) -> GroupReply:
+        return cast(GroupReply, discovery.group(gid).summary())
 
-    @routes.post("/{gid}/name")
-    def group_name(request: NameRequest, gid: int = _id()) -> dict:
+    @routes.post("/{gid}/name", response_model=dict)
+    def group_name(request: NameRequest, gid: int = _id()) -> PetReply:
         group = discovery.group(gid).summary()
-        pet = pets.add(request.name, group["paths"][:MAX_PHOTOS])
+        pet = cast(PetReply, pets.add(request.name, group["paths"][:MAX_PHOTOS]))
         discovery.named(gid, pet["name"])
         return pet
 
-    @routes.post("/{gid}/dismiss")
-    def group_dismiss(gid: int = _id()) -> dict:
-        return discovery.dismiss(gid)
+    @routes.post("/{gid}/dismiss", response_model=dict)
+    def group_dismiss(gid: int = _id()) -> GroupReply:
+        return cast(GroupReply, discovery.dismiss(gid))
 
-    @routes.post("/{gid}/merge")
-    def group_merge(request: MergeRequest, gid: int = _id()) -> dict:
-        return discovery.merge(gid, request.other)
+    @routes.post("/{gid}/merge", response_model=dict)
+    def group_merge(request: MergeRequest, gid: int = _id()) -> GroupReply:
+        return cast(GroupReply, discovery.merge(gid, request.other))
 
-    @routes.post("/{gid}/remove")
-    def group_remove(request: RemoveRequest, gid: int = _id()) -> dict:
-        return discovery.move_out(gid, request.paths)
+    @routes.post("/{gid}/remove", response_model=dict)
+    def group_remove(request: RemoveRequest, gid: int = _id()) -> GroupReply:
+        return cast(GroupReply, discovery.move_out(gid, request.paths))
 
     return routes

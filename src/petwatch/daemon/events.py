@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from petwatch.protocol import Event
 
 SUBSCRIBER_BACKLOG = 512
 
@@ -12,14 +15,14 @@ SUBSCRIBER_BACKLOG = 512
 class EventBus:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._subscribers: set[asyncio.Queue] = set()
+        self._subscribers: set[asyncio.Queue[tuple[Event | None, Mapping[str, Any] | None]]] = set()
         self._lock = threading.Lock()
         self._closed = False
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def publish(self, kind: str, data: dict) -> None:
+    def publish(self, kind: Event, data: Mapping[str, Any]) -> None:
         """Thread-safe; never blocks the publisher."""
         loop = self._loop
         if loop is None or loop.is_closed():
@@ -29,7 +32,7 @@ class EventBus:
         except RuntimeError:  # the loop closed between the check and the call
             pass
 
-    def _fan_out(self, kind: str, data: dict | None) -> None:
+    def _fan_out(self, kind: Event | None, data: Mapping[str, Any] | None) -> None:
         for queue in list(self._subscribers):
             if queue.full():  # a slow reader loses its oldest events, never the daemon's memory
                 queue.get_nowait()
@@ -38,17 +41,17 @@ class EventBus:
     def close(self) -> None:
         """End every subscriber's stream (the daemon is stopping); call on the loop."""
         self._closed = True
-        self._fan_out("", None)
+        self._fan_out(None, None)
 
-    async def subscribe(self) -> AsyncIterator[tuple[str, dict]]:
+    async def subscribe(self) -> AsyncIterator[tuple[Event, Mapping[str, Any]]]:
         if self._closed:
             return
-        queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_BACKLOG)
+        queue: asyncio.Queue[tuple[Event | None, Mapping[str, Any] | None]] = asyncio.Queue(SUBSCRIBER_BACKLOG)
         self._subscribers.add(queue)
         try:
             while True:
                 kind, data = await queue.get()
-                if data is None:
+                if kind is None or data is None:  # close(): the end of the stream
                     return
                 yield kind, data
         finally:

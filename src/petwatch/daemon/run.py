@@ -280,9 +280,7 @@ def _serve(daemon, sock: socket.socket, server) -> None:
         daemon.start()
         pinger = asyncio.create_task(_watchdog_pings())
         systemd.notify("READY=1\nSTATUS=watching " + ", ".join(daemon.folders or ["no folders"]))
-        log.info(
-            "petwatch daemon ready: %d photos, socket %s", len(daemon.library.indexer.catalog), locations.socket_path()
-        )
+        log.info("petwatch daemon ready: %d photos, socket %s", daemon.library.photo_count, locations.socket_path())
         try:
             await server.serve(sockets=[sock])
         finally:

@@ -25,11 +25,12 @@ from petwatch.daemon.comic_jobs import ComicJobs
 from petwatch.daemon.events import EventBus
 from petwatch.discovery import Discovery
 from petwatch.errors import PetwatchError
-from petwatch.index import IndexReport, failed_unchanged, is_under
+from petwatch.index import IndexReport, is_under
 from petwatch.library import Library
 from petwatch.pets import Pets
+from petwatch.protocol import CAT, DOG, Event, FailureReply, FolderReply, ProgressReply, SearchReply, StatusReply
 from petwatch.settings import Settings
-from petwatch.store import Hit, PhotoRow
+from petwatch.store import PhotoRow
 from petwatch.watch import Sink, Watcher
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class _Progress:
     started: float = field(default_factory=time.monotonic)
     current: str = ""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> ProgressReply:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = self.done / elapsed
         eta = (self.total - self.done) / rate if rate > 0 else None
@@ -80,6 +81,7 @@ class Daemon:
         self.pets = Pets(self.library, locations.state_db())  # pet profiles (daemon/pet_routes.py)
         # pets found for you (daemon/discovery_routes.py): clustered after each walk that added photos
         self.discovery = Discovery(self.library, locations.state_db(), self.bus.publish)
+        self.library.listen(stored=self._on_stored, removed=self._on_removed)
         self.folders: list[str] = [str(f) for f in settings.folders]
         self._tasks: queue.Queue[_Task] = queue.Queue()
         self._stopping = threading.Event()
@@ -155,7 +157,7 @@ class Daemon:
             log.warning("config not re-read: %s", error)
         return self.request_reconcile()
 
-    def add_folder(self, path: str) -> list[dict]:
+    def add_folder(self, path: str) -> list[FolderReply]:
         folder = os.path.abspath(os.path.expanduser(path))
         if not os.path.isdir(folder):
             raise PetwatchError(f"{folder} is not a directory")
@@ -168,7 +170,7 @@ class Daemon:
         self.request_reconcile([folder])
         return self.folder_list()
 
-    def remove_folder(self, path: str) -> list[dict]:
+    def remove_folder(self, path: str) -> list[FolderReply]:
         folder = os.path.abspath(os.path.expanduser(path))
         if folder not in self.folders:
             raise PetwatchError(f"{folder} is not a watched folder (see `petwatch folders list`)")
@@ -185,7 +187,7 @@ class Daemon:
         for new in [f for f in folders if f not in self.folders]:
             self._watch(new)
         self.folders = folders
-        self.bus.publish("folders", {"folders": self.folder_list()})
+        self.bus.publish(Event.FOLDERS, {"folders": self.folder_list()})
 
     # --- reads ---------------------------------------------------------------------------
     def state(self) -> str:
@@ -194,26 +196,28 @@ class Daemon:
             return "indexing"
         return "upgrading" if self.library.upgrade is not None and not self._upgrade_paused else "idle"
 
-    def status(self) -> dict:
+    def status(self) -> StatusReply:
+        pets = self.library.species_counts()
         return {
             "state": self.state(),
-            "indexed": len(self.library.indexer.catalog),
+            "indexed": self.library.photo_count,
             "queued": self.watcher.queued()
             + self._queued_work()
             + len(self._removals)
             + (self.progress.total - self.progress.done if self.progress else 0),
-            "failed": self.library.failures.count(),
+            "failed": self.library.failure_count(),
             "folders": self.folder_list(),
-            "model": self.library.embedder.name,
-            "dim": self.library.embedder.dim,
-            **{f"{species}s": count for species, count in self.library.species_counts().items()},
+            "model": self.library.model,
+            "dim": self.library.dim,
+            "dogs": pets[DOG],
+            "cats": pets[CAT],
             "uptime_s": round(time.monotonic() - self.started, 1),
             "progress": self.progress.to_dict() if self.progress else None,
             "pid": os.getpid(),
             "version": __version__,
-            "db": self.library.store.uri,
+            "db": self.library.db,
             # Why the index cannot be written right now (disk full, server gone), else None.
-            "write_error": self.library.indexer.write_error or self._server_problem,
+            "write_error": self.library.write_error or self._server_problem,
             # {"from", "to", "done", "total"} while an older index is re-embedded, else None.
             "upgrade": self.library.upgrade_status(),
         }
@@ -224,56 +228,36 @@ class Daemon:
             tasks = list(self._tasks.queue)
         return sum(len(task.paths) if task.kind == "files" else 1 for task in tasks)
 
-    def folder_list(self) -> list[dict]:
-        counts = self.library.indexer.folder_counts(self.folders)
+    def folder_list(self) -> list[FolderReply]:
+        counts = self.library.folder_counts(self.folders)
         return [
             {"path": f, "mode": self.watcher.mode(f), "online": os.path.isdir(f), "photos": counts.get(f, 0)}
             for f in self.folders
         ]
 
-    def failures(self) -> list[dict]:
-        return [
-            {"path": path, "reason": reason, "size": size}
-            for path, (size, _mtime, reason) in sorted(self.library.failures.known().items())
-        ]
+    def failures(self) -> list[FailureReply]:
+        return self.library.failures()
 
     def search(
         self,
         image: str | None,
         photo: str | None,
-        top_k: int,
-        min_score: float,
+        top_k: int | None = None,
+        min_score: float | None = None,
         offset: int = 0,
         species: list[str] | None = None,
-    ) -> dict:
+    ) -> SearchReply:
+        """None for top_k or min_score: the settings' value."""
         query = photo or image
         if not query:
             raise PetwatchError("give a query: an image path, or an indexed photo")
         if photo and self.library.entry(photo) is None:
             raise PetwatchError(f"{photo} is not an indexed photo")
-        started = time.monotonic()
-        found = self.library.find(query, top_k + offset, min_score, species)
-        return {
-            "query": os.path.abspath(query),
-            "hits": [self._hit(h) for h in found.hits[offset:]],
-            "took_ms": round((time.monotonic() - started) * 1000, 1),
-            # Set while the index is upgraded: "partial" when only the photos upgraded so
-            # far were searched (a species filter needs the new index), else the results
-            # come from the complete older index.
-            "upgrade": self.library.upgrade_status(),
-            "partial": found.partial is not None,
-        }
-
-    def _hit(self, hit: Hit) -> dict:
-        data = hit.to_dict()
-        data["online"] = any(is_under(hit.path, f) and os.path.isdir(f) for f in self.folders) or os.path.exists(
-            hit.path
-        )
-        return data
+        return self.library.search_reply(query, top_k, min_score, species, offset, self.folders)
 
     def photo(self, path: str) -> dict:
         path = os.path.abspath(path)
-        row = self.library.store.get(path) if self.library.entry(path) is not None else None
+        row = self.library.row(path)
         if row is None:
             raise PetwatchError(f"{path} is not an indexed photo")
         data = {
@@ -334,14 +318,14 @@ class Daemon:
                 self._run(task)
             except Exception as error:  # noqa: BLE001 - the daemon outlives any one task
                 log.exception("task %s failed", task.kind)
-                self.bus.publish("error", {"message": str(error)})
+                self.bus.publish(Event.ERROR, {"message": str(error)})
                 if task.done and not task.done.done():
                     task.done.set_exception(error)
             finally:
                 self._busy = False
                 self.progress = None
                 if self._tasks.empty():
-                    self.bus.publish("state", {"state": self.state()})
+                    self.bus.publish(Event.STATE, {"state": self.state()})
 
     def _drain_files(self, task: _Task) -> None:
         """Coalesce queued file hints into one batch: a burst becomes one embed run."""
@@ -356,12 +340,12 @@ class Daemon:
             task.paths.extend(more.paths)
 
     def _run(self, task: _Task) -> None:
-        indexer = self.library.indexer
+        library = self.library
         if task.kind == "reconcile":
             folders = task.folders or self.folders
             self.progress = _Progress()
-            self.bus.publish("state", {"state": "indexing"})
-            report = self._reconcile(folders)
+            self.bus.publish(Event.STATE, {"state": "indexing"})
+            report = self._walk(folders)
             self._last_walk = time.monotonic()
             self._upgrade_paused = False
             if report.indexed or report.reused or report.removed or self.discovery.last_refresh_s is None:
@@ -369,11 +353,11 @@ class Daemon:
             self._finish(report, task)
         elif task.kind == "files":
             paths = list(dict.fromkeys(p for p in task.paths if self._watched(p)))
-            present = [s for s in map(indexer.stat, paths) if s is not None]
+            present = [s for s in map(library.stat, paths) if s is not None]
             missing = [p for p in paths if not os.path.lexists(p)]
-            changed = [s for s in present if self._changed(s)]
+            changed = [s for s in present if library.needs_indexing(s)]
             self.progress = _Progress(total=len(changed)) if changed else None
-            report = indexer.index_files(changed, self._on_progress, self._stopping.is_set, self._on_stored)
+            report = library.index_files(changed, self._on_progress, self._stopping.is_set)
             report.removed += self._drop(missing)
             # A failed file deleted or moved away is off the failure list (it was only ever
             # cleared when an indexed photo was removed, so a deleted bad file stayed listed).
@@ -384,13 +368,8 @@ class Daemon:
             report = IndexReport()
             walk_roots = [d for d in task.folders if self._watched(d) and os.path.isdir(d)]
             if walk_roots:
-                report = self._reconcile(walk_roots)
-            gone = [
-                p
-                for prefix in task.removed
-                for p in list(indexer.catalog)
-                if is_under(p, prefix) and not os.path.lexists(p)
-            ]
+                report = self._walk(walk_roots)
+            gone = [p for p in library.indexed_paths(task.removed) if not os.path.lexists(p)]
             report.removed += self._drop(gone)
             self._forget_failures_under(task.removed)
             self._finish(report, task)
@@ -398,53 +377,28 @@ class Daemon:
             folder = task.folders[0]
             if not any(is_under(folder, f) for f in self.folders):  # not still covered by a parent
                 self._forget_failures_under([folder], check_gone=False)
-                removed = self._remove([p for p in list(indexer.catalog) if is_under(p, folder)])
+                removed = library.remove(library.indexed_paths([folder]))
                 log.info("folder %s removed from the list: %d photos dropped from the index", folder, removed)
 
-    def _reconcile(self, folders: list[str]) -> IndexReport:
-        """The walk: embed what is new or changed, drop what is gone; files still being
-        written are left to the watcher, which hands them on once they stand still."""
-        indexer = self.library.indexer
-        started = time.monotonic()
-        report = IndexReport()
-        todo, gone = indexer.plan([os.path.abspath(f) for f in folders], report)
-        todo = self._not_being_written(todo)
-        # New paths first: a rename then finds its bytes still stored and reuses the vector.
-        report.merge(indexer.index_files(todo, self._on_progress, self._stopping.is_set, self._on_stored))
-        if not self._stopping.is_set():
-            report.removed += self._remove(gone)
-        report.seconds = time.monotonic() - started
-        return report
-
-    def _not_being_written(self, files: list) -> list:
-        """``files`` less those settling in the watcher or modified within settle_seconds
-        (those are handed to the watcher to settle): a walk never reads a half-copied photo."""
-        now_ns = time.time_ns()
-        window_ns = self.settings.settle_seconds * 1e9
-        ready, busy = [], []
-        for stat in files:
-            if self._watched(stat.path) and (self.watcher.holds(stat.path) or now_ns - stat.mtime_ns < window_ns):
-                busy.append(stat.path)
-            else:
-                ready.append(stat)
-        if busy:
-            self.watcher.settle_files(busy)
-        return ready
+    def _walk(self, folders: list[str]) -> IndexReport:
+        """The walk (the CLI's too): files still being written are left to the watcher, which
+        hands them on once they stand still."""
+        return self.library.reconcile(folders, self._on_progress, self._stopping.is_set, self.watcher.hold_unsettled)
 
     def _drop(self, paths: list[str]) -> int:
         """Drop these vanished photos from the index: now when another path holds the same
         bytes (nothing is lost), else after a grace (the other half of a move may come)."""
-        indexer = self.library.indexer
-        now, later = [], []
+        now: list[str] = []
+        later: list[str] = []
         for path in paths:
-            entry = indexer.catalog.get(path)
+            entry = self.library.entry(path)
             if entry is None:
                 continue
-            (now if len(indexer.paths_by_hash.get(entry.content_hash, ())) > 1 else later).append(path)
+            (now if len(self.library.paths_with_content(entry.content_hash)) > 1 else later).append(path)
         due = time.monotonic() + self._grace
         for path in later:
             self._removals.setdefault(path, due)
-        return self._remove(now)
+        return self.library.remove(now)
 
     def _remove_due(self) -> None:
         if not self._removals:
@@ -454,14 +408,14 @@ class Daemon:
         if not due:
             return
         gone = [path for path in due if not os.path.lexists(path) and self._folder_online(path)]
-        removed = self._remove(gone)
+        removed = self.library.remove(gone)
         for path in due:
             del self._removals[path]
         if removed:
             log.info("removed %d photos", removed)
-            self.bus.publish("report", IndexReport(removed=removed).to_dict())
+            self.bus.publish(Event.REPORT, IndexReport(removed=removed).to_dict())
         if self._tasks.empty() and not self._removals:
-            self.bus.publish("state", {"state": self.state()})
+            self.bus.publish(Event.STATE, {"state": self.state()})
 
     def _upgrade_step(self) -> None:
         """Between tasks, re-embed a few photos of an older index (library.Upgrade)."""
@@ -475,15 +429,15 @@ class Daemon:
                 self.pets.forget()  # vectors and thresholds of the older index are stale now
                 self.discovery.forget()
                 self.bus.publish(
-                    "upgrade",
+                    Event.UPGRADE,
                     {
                         "done": before["total"] if before else 0,
-                        "total": len(self.library.indexer.catalog),
+                        "total": self.library.photo_count,
                         "finished": True,
                     },
                 )
             else:
-                self.bus.publish("upgrade", {**after, "finished": False})
+                self.bus.publish(Event.UPGRADE, {**after, "finished": False})
                 # Only photos that cannot be read now are left (an offline folder): wait for
                 # the next walk instead of checking them again and again.
                 self._upgrade_paused = report is not None and not (report.indexed or report.reused or report.skipped)
@@ -491,7 +445,7 @@ class Daemon:
                 self._finish(report, _Task("upgrade"))
         except Exception as error:  # noqa: BLE001 - the daemon outlives any one step
             log.exception("upgrading the index failed")
-            self.bus.publish("error", {"message": f"upgrading the index: {error}"})
+            self.bus.publish(Event.ERROR, {"message": f"upgrading the index: {error}"})
             self._upgrade_paused = True
 
     def _idle_wait(self) -> float:
@@ -507,44 +461,31 @@ class Daemon:
         folder = next((f for f in self.folders if is_under(path, f)), None)
         return folder is None or os.path.isdir(folder)
 
-    def _changed(self, stat) -> bool:
-        entry = self.library.entry(stat.path)
-        if entry is not None:
-            return not entry.matches(stat)
-        return failed_unchanged(self.library.failures.known(), stat) is None
-
     def _watched(self, path: str) -> bool:
         return any(is_under(path, folder) for folder in self.folders)
 
     def _forget_failures(self, paths: list[str], check_gone: bool = True) -> None:
-        paths = [p for p in paths if not (check_gone and os.path.lexists(p))]
-        if paths:
-            self.library.failures.clear(paths)
+        self.library.forget_failures([p for p in paths if not (check_gone and os.path.lexists(p))])
 
     def _forget_failures_under(self, prefixes: list[str], check_gone: bool = True) -> None:
         self._forget_failures(
-            [p for p in self.library.failures.known() if any(is_under(p, x) for x in prefixes)], check_gone
+            [p for p in self.library.failed_paths() if any(is_under(p, x) for x in prefixes)], check_gone
         )
 
-    def _remove(self, paths: list[str]) -> int:
-        removed = self.library.indexer.remove(paths)
-        if removed:
-            self.bus.publish("removed", {"paths": paths[:100], "count": removed})
-        return removed
+    def _on_removed(self, paths: list[str]) -> None:
+        self.bus.publish(Event.REMOVED, {"paths": paths[:100], "count": len(paths)})
 
     def _on_progress(self, done: int, total: int, current: str) -> None:
         if self.progress is None:
             self.progress = _Progress()
         self.progress.done, self.progress.total, self.progress.current = done, total, current
-        self.bus.publish("progress", self.progress.to_dict())
+        self.bus.publish(Event.PROGRESS, self.progress.to_dict())
 
     def _on_stored(self, rows: list[PhotoRow]) -> None:
         paths = [row.path for row in rows if row.view == 0]
-        self.bus.publish(
-            "indexed", {"paths": paths[:100], "count": len(paths), "total": len(self.library.indexer.catalog)}
-        )
+        self.bus.publish(Event.INDEXED, {"paths": paths[:100], "count": len(paths), "total": self.library.photo_count})
         for event in self.pets.on_stored(rows):  # a new photo of a pet joins its album
-            self.bus.publish("pet", event)
+            self.bus.publish(Event.PET, event)
         self.discovery.on_stored(rows)  # ... or its group of pets found
 
     def _finish(self, report: IndexReport, task: _Task) -> None:
@@ -561,7 +502,7 @@ class Daemon:
                 report.unchanged,
                 report.seconds,
             )
-        self.bus.publish("report", report.to_dict())
+        self.bus.publish(Event.REPORT, report.to_dict())
         if task.done and not task.done.done():
             task.done.set_result(report)
 
@@ -570,17 +511,16 @@ class Daemon:
         """Writes were refused (disk full or read-only): once there is room again, walk
         everything, which stores what was left out and drops what went meanwhile. At most
         every WRITE_RETRY_SECONDS."""
-        indexer = self.library.indexer
-        if not indexer.write_refused or self._busy or not self._tasks.empty():
+        library = self.library
+        if not library.write_refused or self._busy or not self._tasks.empty():
             return
         if time.monotonic() - self._last_write_retry < WRITE_RETRY_SECONDS:
             return
-        if self.library.store.write_problem():
+        if library.write_problem():
             return
         self._last_write_retry = time.monotonic()
-        log.info("there is room for the index again: retrying (%s)", indexer.write_error)
-        # Cleared now: the walk sets it again if a write still fails.
-        indexer.last_write_error = None
+        log.info("there is room for the index again: retrying (%s)", library.write_error)
+        library.forget_write_error()  # the walk sets it again if a write still fails
         self.request_reconcile()
 
     def _clock_loop(self) -> None:
@@ -596,8 +536,8 @@ class Daemon:
                     log.warning("folder %s went offline; its photos stay indexed", folder)
                     self.watcher.unwatch(folder)
                     self._folder_modes[folder] = "offline"
-            if not self.library.store.is_lite:  # a server can go away, and come back, at any time
-                self._server_problem = self.library.store.write_problem()
+            if not self.library.is_lite:  # a server can go away, and come back, at any time
+                self._server_problem = self.library.write_problem()
             self._retry_after_write_error()
             interval = self.settings.rescan_minutes * 60
             if interval and time.monotonic() - self._last_walk > interval and self._tasks.empty():

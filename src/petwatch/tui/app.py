@@ -10,11 +10,11 @@ and pet profiles live in the daemon: their pushed events land in ``comic_event``
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 from PIL import Image
@@ -23,18 +23,21 @@ from textual.app import App
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import Widget
 
+from petwatch import format
 from petwatch.client import AsyncDaemonClient, DaemonStarting
 from petwatch.errors import PetwatchError
-from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES
-from petwatch.tui import format, images, launcher
+from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES, ComicJobReply, Event
+from petwatch.tui import images, launcher
 from petwatch.tui.commands import PetwatchCommands
 from petwatch.tui.widgets import picture
 
 RETRY_SECONDS = (0.25, 0.5, 1.0)  # reconnect attempts back off to the last value
 NEW_PHOTOS_QUIET_SECONDS = 2.0  # "N new photos" waits for a burst to end...
 NEW_PHOTOS_MAX_WAIT_SECONDS = 10.0  # ...but not longer than this during a long backfill
+NEW_PHOTOS = "photos"  # the one key of the new-photos burst
 START_TIMEOUT_SECONDS = 180.0
 MAX_COMIC_RECORDS = 500  # the latest record of this many jobs is kept from the event stream
 
@@ -72,12 +75,13 @@ class PetwatchApp(App[int]):
     connected: reactive[bool | None] = reactive(None)
     starting: reactive[bool] = reactive(False)  # started from here (s), not answering yet
     daemon_starting: reactive[bool] = reactive(False)  # answering that it is loading
-    daemon_status: reactive[dict] = reactive(dict, always_update=True)
-    progress: reactive[dict | None] = reactive(None, always_update=True)
+    # The daemon's StatusReply as last seen, kept current by events (empty until connected)
+    daemon_status: reactive[Mapping[str, Any]] = reactive(dict, always_update=True)
+    progress: reactive[Mapping[str, Any] | None] = reactive(None, always_update=True)  # a ProgressReply
     selection_count: reactive[int] = reactive(0)
-    comic_event: reactive[dict | None] = reactive(None, always_update=True)  # a job record, pushed
-    pet_event: reactive[dict | None] = reactive(None, always_update=True)  # {name, new, count}
-    group_event: reactive[dict | None] = reactive(None, always_update=True)  # {id, size, found}
+    comic_event: reactive[ComicJobReply | None] = reactive(None, always_update=True)  # a job record, pushed
+    pet_event: reactive[Mapping[str, Any] | None] = reactive(None, always_update=True)  # {name, new, count}
+    group_event: reactive[Mapping[str, Any] | None] = reactive(None, always_update=True)  # {id, size, found}
 
     def __init__(
         self,
@@ -99,11 +103,9 @@ class PetwatchApp(App[int]):
         self._selected: set[str] = set()
         self.ever_connected = False
         self.viewer_available = launcher.system_viewer() is not None
-        self._new_photos = 0
-        self._new_photos_since = 0.0
-        self._new_photos_timer = None
+        self._photo_news = Burst(self, self._announce_new_photos)  # one key: NEW_PHOTOS
         self._initial_theme = theme or default_theme()
-        self.comic_records: dict[str, dict] = {}  # job id -> the latest record seen on the stream
+        self.comic_records: dict[str, ComicJobReply] = {}  # job id -> the latest record seen on the stream
         self.my_comics: set[str] = set()  # sent from this TUI: announced when they end unseen
         self.pet_names: list[str] = []  # as last seen (the palette offers "comic of <name>")
         self._pet_news = Burst(self, self._announce_pet_photos)
@@ -134,7 +136,7 @@ class PetwatchApp(App[int]):
         while True:
             try:
                 async for kind, data in self.client.events():
-                    if kind == "hello":
+                    if kind == Event.HELLO:
                         attempt = 0
                         self._connected(data)
                     else:
@@ -148,7 +150,7 @@ class PetwatchApp(App[int]):
             await asyncio.sleep(self.retry_seconds[min(attempt, len(self.retry_seconds) - 1)])
             attempt += 1
 
-    def _connected(self, status: dict) -> None:
+    def _connected(self, status: Mapping[str, Any]) -> None:
         again = self.ever_connected and self.connected is False
         self.ever_connected = True
         self.starting = self.daemon_starting = False
@@ -163,32 +165,32 @@ class PetwatchApp(App[int]):
             self.progress = None
             self.connected = False
 
-    def on_daemon_event(self, kind: str, data: dict) -> None:
-        """One pushed event from the daemon (kinds as in petwatch.daemon.service)."""
+    def on_daemon_event(self, kind: Event, data: Mapping[str, Any]) -> None:
+        """One pushed event from the daemon (its kinds: petwatch.protocol.Event)."""
         status = self.daemon_status
-        if kind == "state":
+        if kind == Event.STATE:
             self.daemon_status = {**status, "state": data.get("state", "?")}
             if data.get("state") == "idle":
                 self.progress = None
                 self.refresh_status()
-        elif kind == "progress":
+        elif kind == Event.PROGRESS:
             self.progress = data
             if status.get("state") != "indexing":
                 self.daemon_status = {**status, "state": "indexing"}
-        elif kind == "indexed":
+        elif kind == Event.INDEXED:
             self.daemon_status = {**status, "indexed": data.get("total", status.get("indexed", 0))}
-            self._count_new_photos(int(data.get("count", 0)))
-        elif kind in ("removed", "report"):
+            self._photo_news.add(NEW_PHOTOS, int(data.get("count", 0)))
+        elif kind in (Event.REMOVED, Event.REPORT):
             self.refresh_status()
-        elif kind == "folders":
+        elif kind == Event.FOLDERS:
             self.daemon_status = {**status, "folders": data.get("folders", [])}
-        elif kind == "error":
+        elif kind == Event.ERROR:
             self.notify(str(data.get("message", data)), title="Daemon error", severity="error")
-        elif kind == "comic":
-            self._comic_changed(data)
-        elif kind == "pet":
+        elif kind == Event.COMIC:
+            self._comic_changed(cast(ComicJobReply, data))  # a comic event's data is the job record
+        elif kind == Event.PET:
             self._pet_changed(data)
-        elif kind == "group":  # pets found for you: a new group, or one grew
+        elif kind == Event.GROUP:  # pets found for you: a new group, or one grew
             self.group_event = data
             if data.get("found") and not self._announced_pets_found:
                 self._announced_pets_found = True  # once: later groups show on the Pets found screen
@@ -197,7 +199,7 @@ class PetwatchApp(App[int]):
                     "then d, to see the pets found and name them",
                     title="Pets found",
                 )
-        elif kind == "upgrade":  # an older index re-embedded with pet focus, a step at a time
+        elif kind == Event.UPGRADE:  # an older index re-embedded with pet focus, a step at a time
             finished = bool(data.get("finished"))
             self.daemon_status = {**status, "upgrade": None if finished else data}
             if finished:
@@ -207,7 +209,7 @@ class PetwatchApp(App[int]):
                 )
 
     # --- comics and pets: pushed by the daemon ---------------------------------------------
-    def _comic_changed(self, job: dict) -> None:
+    def _comic_changed(self, job: ComicJobReply) -> None:
         job_id = job.get("id")
         if not job_id:
             return
@@ -233,7 +235,7 @@ class PetwatchApp(App[int]):
                     timeout=10,
                 )
 
-    def _pet_changed(self, data: dict) -> None:
+    def _pet_changed(self, data: Mapping[str, Any]) -> None:
         name = data.get("name")
         if not name:
             return
@@ -268,25 +270,11 @@ class PetwatchApp(App[int]):
         except PetwatchError:
             pass
 
-    def _count_new_photos(self, count: int) -> None:
-        if count <= 0:
-            return
-        now = time.monotonic()
-        if not self._new_photos:
-            self._new_photos_since = now
-        self._new_photos += count
-        if self._new_photos_timer is not None:
-            self._new_photos_timer.stop()
-        if now - self._new_photos_since >= NEW_PHOTOS_MAX_WAIT_SECONDS:
-            self._announce_new_photos()
-        else:
-            self._new_photos_timer = self.set_timer(NEW_PHOTOS_QUIET_SECONDS, self._announce_new_photos)
-
-    def _announce_new_photos(self) -> None:
-        count, self._new_photos, self._new_photos_timer = self._new_photos, 0, None
-        if count:
-            total = self.daemon_status.get("indexed")
-            self.notify(f"{format.plural(count, 'new photo')} indexed ({format.count(total)} in all)", title="Indexed")
+    def _announce_new_photos(self, counts: dict[str, int]) -> None:
+        total = self.daemon_status.get("indexed")
+        self.notify(
+            f"{format.plural(counts[NEW_PHOTOS], 'new photo')} indexed ({format.count(total)} in all)", title="Indexed"
+        )
 
     # --- thumbnails ----------------------------------------------------------------------
     async def load_thumbnail(self, path: str, size: int) -> Image.Image | None:
@@ -433,7 +421,12 @@ class PetwatchApp(App[int]):
             )
             return
         photos = list(self.selection)
-        self.push_screen(PetNameScreen(len(photos)), lambda name: self.make_pet(name, photos) if name else None)
+
+        def named(name: str | None) -> None:
+            if name:
+                self.make_pet(name, photos)
+
+        self.push_screen(PetNameScreen(len(photos)), named)
 
     @work(group="pets-edit")
     async def make_pet(self, name: str, photos: list[str]) -> None:
@@ -469,24 +462,15 @@ class PetwatchApp(App[int]):
         self.push_screen(ComicScreen(paths, title=f"Comic of {name}"))
 
     def action_comic(self) -> None:
-        """Hook for comics: opens petwatch.tui.screens.comic.ComicScreen(paths) when it exists."""
+        """The comic screen with the selected photos as its references."""
+        from petwatch.tui.screens.comic import ComicScreen
+
         if not self.selection:
             self.notify("select the photos for the comic first (Space on a hit)", severity="warning")
             return
-        try:
-            module = importlib.import_module("petwatch.tui.screens.comic")
-        except ModuleNotFoundError as error:
-            if error.name != "petwatch.tui.screens.comic":
-                raise
-            self.notify(
-                f"comics are not available in this version; the {len(self.selection)} "
-                "selected paths can be copied (y) or saved (v, w)",
-                severity="warning",
-            )
+        if isinstance(self.screen, ComicScreen):
             return
-        if isinstance(self.screen, module.ComicScreen):
-            return
-        self.push_screen(module.ComicScreen(list(self.selection)))
+        self.push_screen(ComicScreen(list(self.selection)))
 
     def action_start_daemon(self) -> None:
         if self.connected:
@@ -558,7 +542,7 @@ class Burst:
         self.announce = announce
         self.counts: dict[str, int] = {}
         self.since = 0.0
-        self.timer = None
+        self.timer: Timer | None = None
 
     def add(self, key: str, count: int) -> None:
         if count <= 0:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from petwatch.errors import PetwatchError
 from petwatch.protocol import MAX_REFERENCES
+
+if TYPE_CHECKING:
+    from petwatch.tui.app import PetwatchApp
 
 # (title, app action, help)
 COMMANDS = [
@@ -41,7 +45,7 @@ PET_NAMES_TIMEOUT_SECONDS = 2.0
 class PetwatchCommands(Provider):
     async def startup(self) -> None:
         """The pets' names, for "Comic: comic of Cola" (asked once if not seen yet)."""
-        app = self.app
+        app = cast("PetwatchApp", self.app)
         names = list(getattr(app, "pet_names", []))
         if not names and getattr(app, "connected", False):
             try:
@@ -53,21 +57,22 @@ class PetwatchCommands(Provider):
         self._pet_names = names
 
     def _commands(self) -> list[tuple[str, Callable[[], object], str]]:
-        entries = [
-            (title, partial(self.app.run_action, f"app.{action}"), help_text) for title, action, help_text in COMMANDS
+        app = cast("PetwatchApp", self.app)
+        entries: list[tuple[str, Callable[[], object], str]] = [
+            (title, partial(app.run_action, f"app.{action}"), help_text) for title, action, help_text in COMMANDS
         ]
         for name in getattr(self, "_pet_names", []):
             entries.append(
                 (
                     f"Pets: {name}'s album",
-                    partial(self.app.open_pet_album, name),
+                    partial(app.open_pet_album, name),
                     f"Every photo of {name}; teach it with x (not my pet) and +",
                 )
             )
             entries.append(
                 (
                     f"Comic: comic of {name}",
-                    partial(self.app.comic_of_pet, name),
+                    partial(app.comic_of_pet, name),
                     f"A comic from {name}'s best photos (at most {MAX_REFERENCES})",
                 )
             )

@@ -25,7 +25,7 @@ def is_photo_name(name: str) -> bool:
 def decode(data: bytes, max_side: int | None = None) -> Image.Image:
     """JPEG or PNG bytes to a loaded RGB image, shrunk to ``max_side`` pixels on the long side
     when given (call it in a thread: it is CPU work)."""
-    image = Image.open(io.BytesIO(data))
+    image: Image.Image = Image.open(io.BytesIO(data))
     if max_side:
         image.draft("RGB", (max_side, max_side))  # JPEG: decode at a smaller scale
     image.load()

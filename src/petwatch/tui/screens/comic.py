@@ -15,8 +15,9 @@ prompt and photos are kept to edit and send again).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 from PIL import Image
@@ -27,12 +28,13 @@ from textual.containers import Container, Grid, Horizontal, Vertical, VerticalSc
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Label, ProgressBar, Select, Static, TextArea
 
+from petwatch import format
 from petwatch.errors import PetwatchError
-from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES, QUEUED, RUNNING, SUCCEEDED
-from petwatch.tui import format, images
+from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES, QUEUED, RUNNING, SUCCEEDED, ComicEstimateReply
+from petwatch.tui import images
 from petwatch.tui.images import TILE_SIZE
 from petwatch.tui.widgets.banner import ConnectionBanner
-from petwatch.tui.widgets.picture import HalfBlockPicture
+from petwatch.tui.widgets.picture import HalfBlockPicture, Picture
 from petwatch.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -53,7 +55,7 @@ NEW, FOLLOW, REFINE, RETRY = "new", "follow", "refine", "retry"
 SEND_LABELS = {NEW: "Send", FOLLOW: "Send", REFINE: "Refine", RETRY: "Retry"}
 
 
-def mode_of(job: dict | None) -> str:
+def mode_of(job: Mapping[str, Any] | None) -> str:
     if job is None:
         return NEW
     state = job.get("state")
@@ -79,7 +81,9 @@ class ComicScreen(Screen):
         Binding("y", "copy_path", "Copy path", show=False),
     ]
 
-    def __init__(self, paths: list[str], job: dict | None = None, title: str | None = None, edit: bool = True) -> None:
+    def __init__(
+        self, paths: list[str], job: Mapping[str, Any] | None = None, title: str | None = None, edit: bool = True
+    ) -> None:
         super().__init__()
         unique = list(dict.fromkeys(paths))
         self.selected_count = len(unique)
@@ -88,7 +92,7 @@ class ComicScreen(Screen):
         self.job = job
         self.mode = mode_of(job)
         self.edit = edit
-        self.estimate_data: dict | None = None
+        self.estimate_data: ComicEstimateReply | None = None
         self.image: Image.Image | None = None
         self.image_path: str | None = None  # the file of the comic on show
         self.message = ""
@@ -289,22 +293,22 @@ class ComicScreen(Screen):
         self._show()
 
     # --- the job, as the daemon pushes it ------------------------------------------------------
-    def _newest(self, job: dict) -> dict:
+    def _newest(self, job: Mapping[str, Any]) -> Mapping[str, Any]:
         """``job`` or the record the event stream brought since, whichever is further on."""
         seen = self.petwatch.comic_records.get(job["id"])
-        if seen is not None and STATE_RANK.get(seen.get("state"), 0) >= STATE_RANK.get(job.get("state"), 0):
+        if seen is not None and STATE_RANK.get(seen.get("state", ""), 0) >= STATE_RANK.get(job.get("state", ""), 0):
             return seen
         return job
 
-    def _comic_event(self, job: dict | None) -> None:
+    def _comic_event(self, job: Mapping[str, Any] | None) -> None:
         if job and self.job and job.get("id") == self.job["id"]:
             self.follow(job)
 
-    def follow(self, job: dict) -> None:
+    def follow(self, job: Mapping[str, Any]) -> None:
         """Show ``job`` (a newer record of the one on show, or a new job just sent)."""
         job = {key: value for key, value in job.items() if key != "chain"}
         if self.job and self.job["id"] == job["id"]:
-            if STATE_RANK.get(job.get("state"), 0) < STATE_RANK.get(self.job.get("state"), 0):
+            if STATE_RANK.get(job.get("state", ""), 0) < STATE_RANK.get(self.job.get("state", ""), 0):
                 return  # an older record than the one on show
         before = self.mode
         self.job = job
@@ -366,7 +370,7 @@ class ComicScreen(Screen):
         self.image = image
         record = self.job if self.job_id == job_id else self.petwatch.comic_records.get(job_id)
         self.image_path = (record or {}).get("image")
-        self.query_one("#comic-picture").image = image
+        cast(Picture, self.query_one("#comic-picture")).image = image
         self._show()
 
     # --- the estimate ---------------------------------------------------------------------------
@@ -381,7 +385,7 @@ class ComicScreen(Screen):
     @on(Select.Changed)
     def _option_changed(self) -> None:
         size, quality = self._options()
-        shown = self.estimate_data or {}
+        shown: Mapping[str, Any] = self.estimate_data or {}
         if (size, quality) != (shown.get("size"), shown.get("quality")):
             self.estimate()
 
@@ -411,7 +415,7 @@ class ComicScreen(Screen):
         if quality is None and estimate.get("quality"):
             self.query_one("#comic-quality", Select).value = estimate["quality"]
 
-    def _show_estimate(self, estimate: dict) -> None:
+    def _show_estimate(self, estimate: ComicEstimateReply) -> None:
         line = self.query_one("#comic-estimate", Static)
         budget = estimate.get("budget_usd") or 0.0
         spent = estimate.get("spent_today_usd") or 0.0

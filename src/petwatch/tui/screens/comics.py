@@ -7,8 +7,9 @@ It follows the daemon's pushed ``comic`` events: a job that changes is redrawn, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from PIL import Image
 from textual import on, work
@@ -18,12 +19,12 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from petwatch import format
 from petwatch.errors import PetwatchError
-from petwatch.tui import format
 from petwatch.tui.images import TILE_SIZE
 from petwatch.tui.screens.comic import STATE_RANK
 from petwatch.tui.widgets.banner import ConnectionBanner
-from petwatch.tui.widgets.results import MOVE_BINDINGS, ResultsGrid
+from petwatch.tui.widgets.results import MOVE_BINDINGS, Hit, ResultsGrid
 from petwatch.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ EMPTY_TEXT = (
 )
 
 
-def comic_hit(job: dict) -> dict:
+def comic_hit(job: Mapping[str, Any]) -> dict[str, Any]:
     """A gallery tile: the grid keys tiles by ``path``; the record rides along."""
     return {"path": f"comic:{job['id']}", "job": job}
 
@@ -56,10 +57,10 @@ class ComicGrid(ResultsGrid, inherit_bindings=False):
         note = f" {format.usd(cost)}" if cost else ""
         return f"{STATE_MARKS.get(state, '?')} {state}", note, job.get("prompt", "")
 
-    def is_marked(self, hit: dict) -> bool:
+    def is_marked(self, hit: Hit) -> bool:
         return False
 
-    async def fetch_picture(self, hit: dict) -> Image.Image | None:
+    async def fetch_picture(self, hit: Hit) -> Image.Image | None:
         job = hit["job"]
         if job.get("state") != "succeeded":
             return None
@@ -89,7 +90,7 @@ class ComicsScreen(Screen):
         return self.query_one(ComicGrid)
 
     @property
-    def current(self) -> dict | None:
+    def current(self) -> Mapping[str, Any] | None:
         hit = self.grid.current_hit
         return hit["job"] if hit else None
 
@@ -131,10 +132,10 @@ class ComicsScreen(Screen):
         if self.grid.hits and self.app.screen is self:
             self.grid.focus()
 
-    def _newest(self, job: dict) -> dict:
+    def _newest(self, job: Mapping[str, Any]) -> Mapping[str, Any]:
         """The listed record, or a later one that came as an event while the list loaded."""
         seen = self.petwatch.comic_records.get(job["id"])
-        if seen is not None and STATE_RANK.get(seen.get("state"), 0) > STATE_RANK.get(job.get("state"), 0):
+        if seen is not None and STATE_RANK.get(seen.get("state", ""), 0) > STATE_RANK.get(job.get("state", ""), 0):
             return seen
         return job
 
@@ -155,14 +156,14 @@ class ComicsScreen(Screen):
         )
         self._details()
 
-    def _comic_event(self, job: dict | None) -> None:
+    def _comic_event(self, job: Mapping[str, Any] | None) -> None:
         if not job or not self.loaded:
             return
         grid = self.grid
         for index, hit in enumerate(grid.hits):
             if hit["job"]["id"] == job["id"]:
                 was = hit["job"].get("state")
-                hit["job"] = job
+                grid.hits[index] = {**hit, "job": job}
                 if job.get("state") == "succeeded" and was != "succeeded":
                     grid.states[index] = "none"  # now there is a picture to fetch
                     grid.request_visible()
@@ -170,7 +171,7 @@ class ComicsScreen(Screen):
                 break
         else:  # a new comic: first, as the daemon lists them
             chosen = self.current["id"] if self.current else None
-            grid.show([comic_hit(job)] + grid.hits, append=False)
+            grid.show([comic_hit(job), *grid.hits], append=False)
             self._select(chosen)
         self._counts()
         self.refresh_bindings()

@@ -11,8 +11,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
+from petwatch import format
 from petwatch.errors import PetwatchError
-from petwatch.tui import format
+from petwatch.protocol import FailureReply
 
 if TYPE_CHECKING:
     from petwatch.tui.app import PetwatchApp
@@ -26,7 +27,7 @@ class FailuresScreen(ModalScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.failures: list[dict] = []
+        self.failures: list[FailureReply] = []
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog dialog-wide"):

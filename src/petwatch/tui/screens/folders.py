@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
+from petwatch import format
 from petwatch.errors import PetwatchError
-from petwatch.tui import format
 from petwatch.tui.screens.confirm import ConfirmScreen
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.path_input import PathInput
@@ -64,10 +66,10 @@ class FoldersScreen(Screen):
         self.refresh_folders()
         table.focus()
 
-    def _status_changed(self, status: dict) -> None:
+    def _status_changed(self, status: Mapping[str, Any]) -> None:
         self._fill(status.get("folders", []))
 
-    def _fill(self, folders: list[dict]) -> None:
+    def _fill(self, folders: Sequence[Mapping[str, Any]]) -> None:
         table = self.query_one(DataTable)
         current = table.cursor_row
         table.clear()
@@ -133,16 +135,23 @@ class FoldersScreen(Screen):
         table = self.query_one(DataTable)
         if not table.row_count:
             return
-        path = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        path = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
         if not path:
             return
-        folder = next((f for f in self.petwatch.daemon_status.get("folders", []) if f["path"] == path), {})
+        folder: Mapping[str, Any] = next(
+            (f for f in self.petwatch.daemon_status.get("folders", []) if f["path"] == path), {}
+        )
         photos = folder.get("photos")
         message = (
             f"Stop watching {format.home_relative(path)}?\n"
             f"Its {format.plural(photos or 0, 'photo')} leave the index (the files are not touched)."
         )
-        self.app.push_screen(ConfirmScreen(message, "Remove"), lambda yes: self.remove_folder(path) if yes else None)
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.remove_folder(path)
+
+        self.app.push_screen(ConfirmScreen(message, "Remove"), confirmed)
 
     @work(group="folders-edit")
     async def remove_folder(self, path: str) -> None:

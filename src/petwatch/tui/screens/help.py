@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingsMap
 from textual.containers import Vertical
+from textual.dom import DOMNode
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
@@ -37,7 +38,7 @@ def binding_rows() -> list[tuple[str, str, str]]:
     from petwatch.tui.screens.selection import SelectionScreen
     from petwatch.tui.widgets.results import ResultsGrid
 
-    areas = [
+    areas: list[tuple[str, type[DOMNode]]] = [
         ("Everywhere", PetwatchApp),
         ("Search screen", SearchScreen),
         ("Results grid", ResultsGrid),

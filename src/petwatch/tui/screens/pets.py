@@ -8,21 +8,24 @@ The daemon owns the profiles and matches every newly indexed photo against them;
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
+from petwatch import format
 from petwatch.errors import PetwatchError
-from petwatch.tui import format
+from petwatch.protocol import PetReply
 from petwatch.tui.screens.confirm import ConfirmScreen
 from petwatch.tui.widgets.banner import ConnectionBanner
-from petwatch.tui.widgets.results import ResultsGrid
+from petwatch.tui.widgets.results import Hit, ResultsGrid
 from petwatch.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -104,7 +107,7 @@ class PetsScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.pets: list[dict] = []
+        self.pets: list[PetReply] = []
 
     @property
     def petwatch(self) -> PetwatchApp:
@@ -141,7 +144,7 @@ class PetsScreen(Screen):
     def on_screen_resume(self) -> None:
         self.load()  # on show, and back from an album: marks may have changed the counts
 
-    def _pet_event(self, _data: dict | None) -> None:
+    def _pet_event(self, _data: Mapping[str, Any] | None) -> None:
         self.load()
 
     def _connection_changed(self, connected: bool | None) -> None:
@@ -180,7 +183,7 @@ class PetsScreen(Screen):
         table = self.query_one(DataTable)
         if not self.pets or not table.row_count:
             return None
-        return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value or None
+        return table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value or None
 
     # --- actions -------------------------------------------------------------------------
     def action_back(self) -> None:
@@ -192,7 +195,10 @@ class PetsScreen(Screen):
     def action_found(self) -> None:
         from petwatch.tui.screens.pets_found import PetsFoundScreen
 
-        self.app.push_screen(PetsFoundScreen(), lambda _result: self.load())
+        self.app.push_screen(PetsFoundScreen(), self._found_closed)
+
+    def _found_closed(self, _result: object) -> None:
+        self.load()
 
     @on(DataTable.RowSelected)
     def _open(self, event: DataTable.RowSelected) -> None:
@@ -233,11 +239,15 @@ class PetsScreen(Screen):
             return
         self.app.push_screen(
             ConfirmScreen(f"Remove {name}'s profile and what you taught it?\nNo photo is touched.", "Remove"),
-            lambda yes: self.remove(name) if yes else None,
+            lambda yes: self._confirmed_remove(name, yes),
         )
 
+    def _confirmed_remove(self, name: str, yes: bool | None) -> None:
+        if yes:
+            self.remove_profile(name)
+
     @work(group="pets-edit")
-    async def remove(self, name: str) -> None:
+    async def remove_profile(self, name: str) -> None:
         try:
             await self.petwatch.client.pet_remove(name)
         except PetwatchError as error:
@@ -267,7 +277,7 @@ class PetAlbumScreen(Screen):
     def __init__(self, name: str) -> None:
         super().__init__()
         self.name_of_pet = name
-        self.summary: dict = {}
+        self.summary: Mapping[str, Any] = {}  # the PetAlbumReply on show
 
     @property
     def petwatch(self) -> PetwatchApp:
@@ -291,7 +301,7 @@ class PetAlbumScreen(Screen):
         self.watch(self.petwatch, "pet_event", self._pet_event, init=False)
         self.load()
 
-    def _pet_event(self, data: dict | None) -> None:
+    def _pet_event(self, data: Mapping[str, Any] | None) -> None:
         if data and data.get("name") == self.name_of_pet:
             self.load()
 
@@ -348,7 +358,7 @@ class PetAlbumScreen(Screen):
         if kind == "cursor":
             self.grid.cursor = cast(int, value)
         elif kind == "search" and (screen := self.petwatch._search_screen()):
-            screen.search_from_hit(cast(dict, value))
+            screen.search_from_hit(cast(Hit, value))
 
     @on(ResultsGrid.SearchFrom)
     def _search_from(self, event: ResultsGrid.SearchFrom) -> None:

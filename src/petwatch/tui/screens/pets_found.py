@@ -6,7 +6,7 @@ x takes a photo out of it. Pushed ``group`` events refresh the list as groups ap
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -15,8 +15,9 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from petwatch import format
 from petwatch.errors import PetwatchError
-from petwatch.tui import format
+from petwatch.protocol import GroupReply
 from petwatch.tui.screens.pets import PetNameScreen, _escape
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.results import ResultsGrid
@@ -31,7 +32,7 @@ NONE_FOUND = (
 )
 
 
-def describe(group: dict) -> str:
+def describe(group: GroupReply) -> str:
     return (
         f"group {group['id']} · {format.plural(group['size'], 'photo')} · {group['species']}, "
         f"{group['breed']} · {group['first_day']} – {group['last_day']}"
@@ -72,11 +73,14 @@ class PetsFoundScreen(_GroupScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.groups: list[dict] = []
+        self.groups: list[GroupReply] = []
         self.marked: int | None = None  # the group a second m merges into
 
     def on_mount(self) -> None:
-        self.watch(self.petwatch, "group_event", lambda _data: self.load(), init=False)
+        self.watch(self.petwatch, "group_event", self._group_event, init=False)
+        self.load()
+
+    def _group_event(self, _data: object) -> None:
         self.load()
 
     @work(exclusive=True, group="found")
@@ -117,23 +121,30 @@ class PetsFoundScreen(_GroupScreen):
     def _open(self, event: ResultsGrid.Open) -> None:
         group = self._current()
         if group:
-            self.app.push_screen(GroupPhotosScreen(group["id"]), lambda _r: self.load())
+            self.app.push_screen(GroupPhotosScreen(group["id"]), self._photos_closed)
 
-    def _current(self) -> dict | None:
+    def _photos_closed(self, _result: object) -> None:
+        self.load()
+
+    def _current(self) -> GroupReply | None:
         hit = self.grid.current_hit
         if hit is None:
             self.notify("no pet found yet", severity="warning")
             return None
-        return cast(dict, hit["group"])
+        return cast(GroupReply, hit["group"])
 
     def action_reload(self) -> None:
         self.load()
 
     def action_name(self) -> None:
         if group := self._current():
-            self.app.push_screen(
-                PetNameScreen(group["size"]), lambda name: self.name_group(group["id"], name) if name else None
-            )
+            gid = group["id"]
+
+            def named(name: str | None) -> None:
+                if name:
+                    self.name_group(gid, name)
+
+            self.app.push_screen(PetNameScreen(group["size"]), named)
 
     @work(group="found-edit")
     async def name_group(self, gid: int, name: str) -> None:
@@ -171,7 +182,7 @@ class PetsFoundScreen(_GroupScreen):
         self.group_action(into, "merge", {"other": group["id"]}, f"group {group['id']} joined group {into}")
 
     @work(group="found-edit")
-    async def group_action(self, gid: int, action: str, body: dict | None, done: str) -> None:
+    async def group_action(self, gid: int, action: str, body: dict[str, Any] | None, done: str) -> None:
         try:
             await self.petwatch.client.group_action(gid, action, body)
         except PetwatchError as error:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, cast
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import work
 from textual.app import ComposeResult
@@ -12,10 +13,12 @@ from textual.containers import Container, Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from petwatch import format
 from petwatch.errors import PetwatchError
-from petwatch.tui import format
 from petwatch.tui.images import PREVIEW_SIZE
 from petwatch.tui.widgets.banner import ConnectionBanner
+from petwatch.tui.widgets.picture import Picture
+from petwatch.tui.widgets.results import Hit
 from petwatch.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -35,18 +38,18 @@ class PreviewScreen(Screen[tuple[str, object]]):
         Binding("y", "copy_path", "Copy path", show=False),
     ]
 
-    def __init__(self, hits: list[dict], index: int) -> None:
+    def __init__(self, hits: list[Hit], index: int) -> None:
         super().__init__()
         self.hits = hits
         self.index = index
-        self.meta: dict | None = None
+        self.meta: Mapping[str, Any] | None = None  # the PhotoReply, or {"error": why not}
 
     @property
     def petwatch(self) -> PetwatchApp:
         return cast("PetwatchApp", self.app)
 
     @property
-    def hit(self) -> dict:
+    def hit(self) -> Hit:
         return self.hits[self.index]
 
     def compose(self) -> ComposeResult:
@@ -67,7 +70,7 @@ class PreviewScreen(Screen[tuple[str, object]]):
     def show_hit(self, index: int) -> None:
         self.index = index
         self.meta = None
-        self.query_one("#preview-picture").image = None
+        cast(Picture, self.query_one("#preview-picture")).image = None
         self._render_details()
         self.load(self.hit["path"])
 
@@ -76,7 +79,7 @@ class PreviewScreen(Screen[tuple[str, object]]):
         image = await self.petwatch.load_thumbnail(path, PREVIEW_SIZE)
         if path != self.hit["path"]:
             return
-        self.query_one("#preview-picture").image = image
+        cast(Picture, self.query_one("#preview-picture")).image = image
         try:
             self.meta = await self.petwatch.client.photo(path)
         except PetwatchError as error:

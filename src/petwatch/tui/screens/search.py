@@ -12,20 +12,21 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
 
+from petwatch import format
 from petwatch.errors import PetwatchError
-from petwatch.protocol import PET_SPECIES
-from petwatch.tui import format
+from petwatch.protocol import DEFAULT_MIN_SCORE, DEFAULT_TOP_K, MAX_TOP_K, PET_SPECIES
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.path_input import PathInput
-from petwatch.tui.widgets.results import ResultsGrid
+from petwatch.tui.widgets.results import Hit, ResultsGrid
 from petwatch.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
     from petwatch.tui.app import PetwatchApp
 
-DEFAULT_TOP_K = 20  # the daemon's defaults (settings.top_k / settings.min_score)
-DEFAULT_MIN_SCORE = 0.0
-MAX_HITS = 1000  # the daemon's MAX_TOP_K: offset + page stays within it
+# The fields start at the daemon's defaults, and every search sends its top-k and minimum score
+# (never None for "the daemon's settings"): the screen pages with top_k (offset + page stays
+# within MAX_HITS) and knows the hits ran out when a page comes back short of it.
+MAX_HITS = MAX_TOP_K
 
 # Paragraphs without line breaks inside them: the text reflows to any width (80 columns too).
 EMPTY_TEXT = "\n\n".join(
@@ -70,7 +71,7 @@ class SearchScreen(Screen):
                 type="integer",
                 compact=True,
                 max_length=4,
-                tooltip="how many hits per page (1-1000)",
+                tooltip=f"how many hits per page (1-{MAX_HITS})",
             )
             yield Label("min", classes="field-label")
             yield Input(
@@ -197,7 +198,7 @@ class SearchScreen(Screen):
         self.exhausted = False
         self.run_search(path, by_photo, top_k, min_score, 0)
 
-    def search_from_hit(self, hit: dict) -> None:
+    def search_from_hit(self, hit: Hit) -> None:
         self.query_one("#query", PathInput).value = hit["path"]
         self.search(hit["path"], by_photo=True)
 
@@ -285,7 +286,7 @@ class SearchScreen(Screen):
         if kind == "cursor":
             self.grid.cursor = cast(int, value)
         elif kind == "search":
-            self.search_from_hit(cast(dict, value))
+            self.search_from_hit(cast(Hit, value))
 
     @on(ResultsGrid.SearchFrom)
     def _search_from(self, event: ResultsGrid.SearchFrom) -> None:

@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from petwatch.tui import format
+from petwatch import format
 
 if TYPE_CHECKING:
     from petwatch.tui.app import PetwatchApp

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Protocol, cast
 
 from PIL import Image
 from rich.color import Color
@@ -19,6 +20,8 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
 from textual.widget import Widget
+
+RGB = tuple[int, int, int]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,7 @@ def half_block_strips(image: Image.Image, width: int, height: int, base: Style) 
     pixels_h = max(1, min(2 * height, round(source_h * scale)))
     small = image.convert("RGB").resize((pixels_w, pixels_h), Image.Resampling.BILINEAR)
     data = small.load()
+    assert data is not None  # a loaded image gives its pixel access
     rows = (pixels_h + 1) // 2
     top = (height - rows) // 2
     left = (width - pixels_w) // 2
@@ -86,8 +90,9 @@ def half_block_strips(image: Image.Image, width: int, height: int, base: Style) 
         segments = [Segment(" " * left, base)] if left else []
         upper_y, lower_y = 2 * row, 2 * row + 1
         for x in range(pixels_w):
-            upper = Color.from_rgb(*data[x, upper_y])
-            lower = Color.from_rgb(*data[x, lower_y]) if lower_y < pixels_h else base.bgcolor
+            # An RGB image's pixel is an (r, g, b) tuple (Pillow's stub also allows a single band's float)
+            upper = Color.from_rgb(*cast(RGB, data[x, upper_y]))
+            lower = Color.from_rgb(*cast(RGB, data[x, lower_y])) if lower_y < pixels_h else base.bgcolor
             segments.append(Segment("▀", base + Style(color=upper, bgcolor=lower)))
         if right:
             segments.append(Segment(" " * right, base))
@@ -97,6 +102,15 @@ def half_block_strips(image: Image.Image, width: int, height: int, base: Style) 
 
 
 PictureClass = type[Widget]
+
+
+class Picture(Protocol):
+    """What every picture class is to a screen: a widget whose ``image`` is set (HalfBlockPicture,
+    textual-image's Kitty and Sixel widgets)."""
+
+    image: Image.Image | None
+
+
 _picture_class: PictureClass = HalfBlockPicture
 
 

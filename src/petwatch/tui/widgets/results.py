@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from PIL import Image
 from rich.cells import cell_len, set_cell_size
@@ -32,6 +33,10 @@ from petwatch.tui.widgets.picture import half_block_strips
 
 if TYPE_CHECKING:
     from petwatch.tui.app import PetwatchApp
+
+# A tile's record: a search hit (protocol.HitReply), an album photo (PetHitReply), a comic or a
+# group (wrapped with a ``path`` key); the grid only reads it.
+Hit = Mapping[str, Any]
 
 TILE_WIDTH = 19  # minimum cells per tile, border included: columns = width // TILE_WIDTH
 PICTURE_ROWS = 7
@@ -100,19 +105,19 @@ class ResultsGrid(ScrollView, can_focus=True):
             self.index = index
 
     class SearchFrom(Message):
-        def __init__(self, hit: dict) -> None:
+        def __init__(self, hit: Hit) -> None:
             super().__init__()
             self.hit = hit
 
     class Highlighted(Message):
-        def __init__(self, hit: dict | None, index: int) -> None:
+        def __init__(self, hit: Hit | None, index: int) -> None:
             super().__init__()
             self.hit = hit
             self.index = index
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.hits: list[dict] = []
+        self.hits: list[Hit] = []
         self.pictures: list[Image.Image | None] = []
         self.states: list[str] = []  # per hit: none | queued | done | failed
         self._queue: asyncio.Queue[int] | None = None
@@ -131,7 +136,7 @@ class ResultsGrid(ScrollView, can_focus=True):
         return self._columns
 
     @property
-    def current_hit(self) -> dict | None:
+    def current_hit(self) -> Hit | None:
         return self.hits[self.cursor] if 0 <= self.cursor < len(self.hits) else None
 
     def on_mount(self) -> None:
@@ -143,7 +148,7 @@ class ResultsGrid(ScrollView, can_focus=True):
         self.watch(self.petwatch, "connected", self._reconnected, init=False)
 
     # --- contents ------------------------------------------------------------------------
-    def show(self, hits: list[dict], append: bool = False) -> int:
+    def show(self, hits: Sequence[Hit], append: bool = False) -> int:
         """Show ``hits`` (replacing, or after the ones shown); returns how many were added."""
         if not append:
             self._generation += 1
@@ -344,14 +349,14 @@ class ResultsGrid(ScrollView, can_focus=True):
         note = {"failed": " no preview", "queued": " …"}.get(self.states[index], "")
         return f"{mark}{hit['score']:.3f}", album_mark + offline + note, os.path.basename(hit["path"])
 
-    def is_marked(self, hit: dict) -> bool:
+    def is_marked(self, hit: Hit) -> bool:
         """Whether the tile is drawn as selected."""
         return self.petwatch.is_selected(hit["path"])
 
-    def cached_picture(self, hit: dict) -> Image.Image | None:
+    def cached_picture(self, hit: Hit) -> Image.Image | None:
         return self.petwatch.thumbnails.get(hit["path"], TILE_SIZE)
 
-    async def fetch_picture(self, hit: dict) -> Image.Image | None:
+    async def fetch_picture(self, hit: Hit) -> Image.Image | None:
         return await self.petwatch.load_thumbnail(hit["path"], TILE_SIZE)
 
     def _picture(self, index: int, width: int, style: Style) -> list[list[Segment]]:
@@ -403,7 +408,7 @@ class ResultsGrid(ScrollView, can_focus=True):
         self.states[index] = "done" if image is not None else "failed"
         self._invalidate(index)
 
-    async def _thumbnail_worker(self) -> None:
+    async def _thumbnail_worker(self) -> NoReturn:  # until the worker is cancelled
         assert self._queue is not None
         while True:
             index = await self._queue.get()

@@ -10,7 +10,7 @@ from textual.containers import Horizontal
 from textual.events import Click
 from textual.widgets import ProgressBar, Static
 
-from petwatch.tui import format
+from petwatch import format
 
 if TYPE_CHECKING:
     from petwatch.tui.app import PetwatchApp

@@ -1,4 +1,4 @@
-"""Pure text formatting for the TUI: numbers, durations, sizes, dates, paths."""
+"""Pure text formatting for the front ends (the TUI and the CLI): numbers, durations, sizes, dates, paths."""
 
 from __future__ import annotations
 
