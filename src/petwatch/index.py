@@ -3,6 +3,10 @@
 The walk is the source of truth; anything else (watch events) only says where to look first.
 A photo is embedded once per distinct content: a rename or a byte-identical copy reuses the
 vector already stored for that content hash.
+
+A file's way in (``Indexer.index_files``): stat, read, hash and claim its content, decode and
+prepare its tensors (on a thread pool, a window of two batches ahead), then a batch at a time
+the embedder's vectors, the rows, the store, the listeners.
 """
 
 from __future__ import annotations
@@ -13,15 +17,16 @@ import sqlite3
 import stat as stat_module
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from petwatch import photos
-from petwatch.embed import NO_SIGNAL, WHOLE_RECIPE, Embedder, PetSignal
+from petwatch.embed import NO_SIGNAL, WHOLE_RECIPE, Embedder, Embedding, PetSignal, Prepared
 from petwatch.store import CatalogEntry, PhotoRow, Store, StoreFull
 
 log = logging.getLogger(__name__)
@@ -124,12 +129,94 @@ def is_under(path: str, folder: str) -> bool:
 class _Work:
     """One file on its way through read, decode and embed."""
 
-    __slots__ = ("stat", "photo", "copy_of_hash")
+    __slots__ = ("stat", "_photo", "copy_of_hash")
 
     def __init__(self, stat: FileStat) -> None:
         self.stat = stat
-        self.photo: photos.PhotoFile | None = None
-        self.copy_of_hash: str | None = None
+        self._photo: photos.PhotoFile | None = None  # what was read of it (its bytes dropped)
+        self.copy_of_hash: str | None = None  # its bytes are stored or embedded by another file
+
+    @property
+    def was_read(self) -> bool:
+        return self._photo is not None
+
+    @property
+    def photo(self) -> photos.PhotoFile:
+        """What was read of the file; only asked of a file that was read."""
+        if self._photo is None:
+            raise RuntimeError(f"{self.stat.path} was not read")
+        return self._photo
+
+    @photo.setter
+    def photo(self, photo: photos.PhotoFile) -> None:
+        self._photo = photo
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """A file out of the decode pool: its tensors, or None (a copy: no vector needed), or why not."""
+
+    work: _Work
+    prepared: Prepared | None
+    error: str | None
+
+
+def _decoded(work: _Work, future: Future[Prepared | None]) -> _Decoded:
+    try:
+        return _Decoded(work, future.result(), None)
+    except photos.PhotoError as error:
+        return _Decoded(work, None, str(error))
+    except Exception as error:  # noqa: BLE001 - one bad file never stops a run
+        return _Decoded(work, None, f"cannot decode: {error}")
+
+
+def _decode_pipeline(
+    works: Iterable[_Work], prepare: Callable[[_Work], Prepared | None], batch_size: int, threads: int
+) -> Generator[list[_Decoded], None, None]:
+    """``works`` in batches of ``batch_size``, in order, ``prepare`` running on a pool of
+    ``threads`` meanwhile (the next batches decode while the consumer embeds this one).
+
+    At most two batches of decoded images are held at once, whatever the input size. Closing
+    the generator drops what was not yet handed out.
+    """
+    window = 2 * batch_size
+    source = iter(works)
+    with ThreadPoolExecutor(threads, thread_name_prefix="decode") as pool:
+        pending: deque[tuple[_Work, Future[Prepared | None]]] = deque()
+
+        def top_up() -> None:  # keep the decoders busy
+            while len(pending) < window and (work := next(source, None)) is not None:
+                pending.append((work, pool.submit(prepare, work)))
+
+        top_up()
+        while pending:
+            batch: list[_Decoded] = []
+            while pending and len(batch) < batch_size:
+                batch.append(_decoded(*pending.popleft()))
+                top_up()
+            yield batch
+
+
+@dataclass
+class _Run:
+    """What one ``index_files`` call keeps from batch to batch."""
+
+    claimed: dict[str, _Work] = field(default_factory=dict)  # content hash -> the file embedding it
+    claim_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Copies whose embedding file comes in a later batch wait for it here (decoding runs in
+    # parallel, so the file that claimed a hash is not always the first in order).
+    waiting: dict[str, list[_Work]] = field(default_factory=dict)
+    source_errors: dict[str, str] = field(default_factory=dict)  # content hash -> why its file failed
+
+
+@dataclass
+class _Batch:
+    """One batch's rows, ready for the store."""
+
+    rows: list[PhotoRow] = field(default_factory=list)
+    mirrored: list[PhotoRow] = field(default_factory=list)  # the same photos with the mirror's recipe
+    embedded: int = 0
+    reused: int = 0
 
 
 class Indexer:
@@ -143,6 +230,7 @@ class Indexer:
         max_pixels: int = 180_000_000,
         draft_decode: bool = True,
         mirror: Indexer | None = None,
+        decode_threads: int | None = None,
     ) -> None:
         self.store = store
         # While this index is upgraded to a new embedding recipe, the upgrade's own indexer:
@@ -153,6 +241,8 @@ class Indexer:
         self.failures = failures
         self.max_pixels = max_pixels
         self.min_side = embedder.decode_min_side if draft_decode else None
+        # Threads that read, decode and prepare photos while the embedder runs a batch.
+        self.decode_threads = decode_threads or embedder.decode_threads
         self.catalog: dict[str, CatalogEntry] = dict(store.iter_catalog())
         self.paths_by_hash: dict[str, set[str]] = {}
         for path, entry in self.catalog.items():
@@ -253,9 +343,6 @@ class Indexer:
             self.mirror.remove(paths)
         return len(paths)
 
-    def remove_under(self, folder: str) -> int:
-        return self.remove([p for p in list(self.catalog) if is_under(p, folder)])
-
     def stat(self, path: str) -> FileStat | None:
         try:
             st = os.stat(path)
@@ -275,103 +362,120 @@ class Indexer:
         """Read, embed and store these files, one batch at a time (a batch is the unit of work).
         ``on_stored`` gets each batch's stored rows (every view, vectors included)."""
         report = IndexReport()
-        total = len(files)
+        run = _Run()
         done = 0
-        claimed: dict[str, _Work] = {}  # content hash -> the item that embeds it in this run
-        claim_lock = threading.Lock()
-
-        def load(work: _Work) -> Image.Image | None:
-            # Stat right before reading: what is stored is never newer than what was read.
-            fresh = self.stat(work.stat.path)
-            if fresh is None:
-                raise photos.PhotoError("file vanished before it could be read")
-            work.stat = fresh
-            photo = photos.read_photo(fresh.path, self.max_pixels)
-            work.photo = photos.PhotoFile(
-                b"", photo.content_hash, photo.format, photo.width, photo.height, photo.taken_at
-            )
-            with claim_lock:
-                if photo.content_hash in self.paths_by_hash or photo.content_hash in claimed:
-                    work.copy_of_hash = photo.content_hash
-                    return None
-                claimed[photo.content_hash] = work
-            return photos.decode(photo, self.min_side)
-
-        # Copies whose embedding item comes in a later batch wait for it here (decoding runs in
-        # parallel, so the item that claimed a hash is not always the first in order).
-        waiting: dict[str, list[_Work]] = {}
-        source_errors: dict[str, str] = {}
-        stream = self.embedder.embed_stream((_Work(stat) for stat in files), load)
-        for batch in stream:
-            rows: list[PhotoRow] = []
-            mirrored: list[PhotoRow] = []  # the same photos with the mirror's recipe
-            now = int(time.time())
-            embedded = reused = 0
-            fresh = {r.item.photo.content_hash: r for r in batch if r.vector is not None}
-            copies: list[_Work] = []
-            for result in batch:
-                work = result.item
-                if result.error is not None:
-                    self._skip(work, result.error, report)
-                    if work.photo is not None and claimed.get(work.photo.content_hash) is work:
-                        source_errors[work.photo.content_hash] = result.error
-                        for copy in waiting.pop(work.photo.content_hash, []):
-                            self._skip(copy, result.error, report)
-                    continue
-                if work.copy_of_hash is not None:
-                    copies.append(work)
-                    continue
-                rows.extend(self._rows(work, self._vector(result), result.views, result.pet, now))
-                if self.mirror is not None:
-                    mirrored.extend(self._rows(work, self.mirror._vector(result), result.views, result.pet, now))
-                embedded += 1
-                copies.extend(waiting.pop(work.photo.content_hash, []))
-            for work in copies:
-                digest = work.copy_of_hash
-                if digest in source_errors:
-                    self._skip(work, source_errors[digest], report)
-                elif digest in fresh:
-                    source = fresh[digest]
-                    rows.extend(self._rows(work, self._vector(source), source.views, source.pet, now))
-                    if self.mirror is not None:
-                        mirrored.extend(self._rows(work, self.mirror._vector(source), source.views, source.pet, now))
-                    reused += 1
-                elif digest in self.paths_by_hash and (stored := self.store.rows_for_hash(digest)):
-                    rows.extend(self._copy(work, row, now) for row in stored)
-                    if self.mirror is not None:  # else the upgrade embeds it in its turn
-                        mirrored.extend(self._copy(work, row, now) for row in self.mirror.store.rows_for_hash(digest))
-                    reused += 1
-                else:
-                    waiting.setdefault(digest, []).append(work)
-            full = False
-            try:
-                self.store.upsert(rows)
-            except Exception as error:  # noqa: BLE001 - the DB refused (disk full, server down)
-                for row in rows:
-                    report.failed[row.path] = f"could not write to the index: {error}"
-                self._write_failed(error)
-                # Disk full: stop embedding what could not be stored either; the rest waits
-                # for the walk that runs once space is back (Daemon._clock_loop).
-                full = isinstance(error, StoreFull)
-            else:
-                if rows:
-                    self.last_write_error = None
-                self._write_mirror(mirrored)
-                report.indexed += embedded
-                report.reused += reused
-                self._remember(rows)
-                if on_stored and rows:
-                    on_stored(rows)
-            done += len(batch)
-            if progress:
-                progress(done, total, batch[-1].item.stat.path)
-            if should_stop() or full:
-                stream.close()  # finish this batch, drop the rest: the next walk resumes
-                break
-        for works in waiting.values():  # only after a stop: their source was never reached
+        decoded = _decode_pipeline(
+            (_Work(stat) for stat in files),
+            lambda work: self._read(work, run),
+            self.embedder.batch_size,
+            self.decode_threads,
+        )
+        try:
+            for batch in decoded:
+                batch_rows = self._batch_rows(batch, self._embed(batch), run, report)
+                full = self._store(batch_rows, report, on_stored)
+                done += len(batch)
+                if progress:
+                    progress(done, len(files), batch[-1].work.stat.path)
+                if should_stop() or full:
+                    break  # finish this batch, drop the rest: the next walk resumes
+        finally:
+            decoded.close()
+        for works in run.waiting.values():  # only after a stop: their source was never reached
             for work in works:
                 report.failed[work.stat.path] = "not indexed: stopped before its content was embedded"
         return report
+
+    def _read(self, work: _Work, run: _Run) -> Prepared | None:
+        """On a decode thread: stat, read, hash and claim the content, decode and prepare. None
+        for a copy of bytes that are stored or claimed already: no vector needed."""
+        # Stat right before reading: what is stored is never newer than what was read.
+        fresh = self.stat(work.stat.path)
+        if fresh is None:
+            raise photos.PhotoError("file vanished before it could be read")
+        work.stat = fresh
+        photo = photos.read_photo(fresh.path, self.max_pixels)
+        work.photo = photos.PhotoFile(b"", photo.content_hash, photo.format, photo.width, photo.height, photo.taken_at)
+        with run.claim_lock:
+            if photo.content_hash in self.paths_by_hash or photo.content_hash in run.claimed:
+                work.copy_of_hash = photo.content_hash
+                return None
+            run.claimed[photo.content_hash] = work
+        return self.embedder.prepare(photos.decode(photo, self.min_side))
+
+    def _embed(self, batch: list[_Decoded]) -> dict[str, Embedding]:
+        """The batch's prepared tensors through the embedder: content hash -> its vectors."""
+        hashes: list[str] = []
+        prepared: list[Prepared] = []
+        for item in batch:
+            if item.prepared is not None:
+                hashes.append(item.work.photo.content_hash)
+                prepared.append(item.prepared)
+        return dict(zip(hashes, self.embedder.embed_prepared(prepared), strict=True))
+
+    def _batch_rows(self, batch: list[_Decoded], fresh: dict[str, Embedding], run: _Run, report: IndexReport) -> _Batch:
+        """The rows of a batch's photos and of the copies whose content is known by now; the
+        failures recorded; copies of a content still to come left waiting in ``run``."""
+        out = _Batch()
+        now = int(time.time())
+        copies: list[tuple[str, _Work]] = []  # (content hash, the copy)
+        for item in batch:
+            work = item.work
+            if item.error is not None:
+                self._skip(work, item.error, report)
+                if work.was_read and run.claimed.get(digest := work.photo.content_hash) is work:
+                    run.source_errors[digest] = item.error
+                    for copy in run.waiting.pop(digest, []):
+                        self._skip(copy, item.error, report)
+                continue
+            if work.copy_of_hash is not None:
+                copies.append((work.copy_of_hash, work))
+                continue
+            digest = work.photo.content_hash
+            self._add_rows(out, work, fresh[digest], now)
+            out.embedded += 1
+            copies.extend((digest, copy) for copy in run.waiting.pop(digest, []))
+        for digest, work in copies:
+            if digest in run.source_errors:
+                self._skip(work, run.source_errors[digest], report)
+            elif digest in fresh:
+                self._add_rows(out, work, fresh[digest], now)
+                out.reused += 1
+            elif digest in self.paths_by_hash and (stored := self.store.rows_for_hash(digest)):
+                out.rows.extend(self._copy(work, row, now) for row in stored)
+                if self.mirror is not None:  # else the upgrade embeds it in its turn
+                    mirror_rows = self.mirror.store.rows_for_hash(digest)
+                    out.mirrored.extend(self._copy(work, row, now) for row in mirror_rows)
+                out.reused += 1
+            else:
+                run.waiting.setdefault(digest, []).append(work)
+        return out
+
+    def _add_rows(self, out: _Batch, work: _Work, embedding: Embedding, now: int) -> None:
+        out.rows.extend(self._rows(work, self._vector(embedding), embedding, now))
+        if self.mirror is not None:
+            out.mirrored.extend(self._rows(work, self.mirror._vector(embedding), embedding, now))
+
+    def _store(self, batch: _Batch, report: IndexReport, on_stored: Callable[[list[PhotoRow]], None] | None) -> bool:
+        """Write a batch's rows (and the mirror's), then tell ``on_stored``. True when the disk
+        is full: the run stops, since what cannot be stored need not be embedded either."""
+        try:
+            self.store.upsert(batch.rows)
+        except Exception as error:  # noqa: BLE001 - the DB refused (disk full, server down)
+            for row in batch.rows:
+                report.failed[row.path] = f"could not write to the index: {error}"
+            self._write_failed(error)
+            # The rest waits for the walk that runs once space is back (Daemon._clock_loop).
+            return isinstance(error, StoreFull)
+        if batch.rows:
+            self.last_write_error = None
+        self._write_mirror(batch.mirrored)
+        report.indexed += batch.embedded
+        report.reused += batch.reused
+        self._remember(batch.rows)
+        if on_stored and batch.rows:
+            on_stored(batch.rows)
+        return False
 
     @property
     def write_error(self) -> str | None:
@@ -392,10 +496,10 @@ class Indexer:
         report.skipped[work.stat.path] = reason
         self.failures.record(work.stat, reason)
 
-    def _vector(self, result) -> np.ndarray:
+    def _vector(self, embedding: Embedding) -> np.ndarray:
         """The vector of this index's recipe: pet-focused, or the whole image (older indexes)."""
         whole = self.store.recipe in (None, WHOLE_RECIPE)  # None: an index older than recipes
-        return result.whole if whole and result.whole is not None else result.vector
+        return embedding.whole if whole else embedding.vector
 
     def _write_mirror(self, rows: list[PhotoRow]) -> None:
         if self.mirror is None or not rows:
@@ -407,7 +511,7 @@ class Indexer:
             return
         self.mirror._remember(rows)
 
-    def _row(self, work: _Work, vector, now: int, view: int = 0, pet: PetSignal = NO_SIGNAL) -> PhotoRow:
+    def _row(self, work: _Work, vector: np.ndarray, now: int, view: int = 0, pet: PetSignal = NO_SIGNAL) -> PhotoRow:
         photo = work.photo
         return PhotoRow(
             path=work.stat.path,
@@ -425,8 +529,10 @@ class Indexer:
             label=pet.label,
         )
 
-    def _rows(self, work: _Work, vector, views, pet: PetSignal, now: int) -> list[PhotoRow]:
-        """A photo's rows: view 0, then its region views (1, 2, ...) when the embedder makes them."""
+    def _rows(self, work: _Work, vector: np.ndarray, embedding: Embedding, now: int) -> list[PhotoRow]:
+        """A photo's rows: ``vector`` as view 0, then the embedding's region views (1, 2, ...)
+        when the embedder makes them."""
+        views, pet = embedding.views, embedding.pet
         extra = [] if views is None else [self._row(work, v, now, n, pet) for n, v in enumerate(views, 1)]
         return [self._row(work, vector, now, 0, pet), *extra]
 
