@@ -27,6 +27,7 @@ import numpy as np
 
 from petwatch import photos
 from petwatch.embed import NO_SIGNAL, WHOLE_RECIPE, Embedder, Embedding, PetSignal, Prepared
+from petwatch.protocol import ReportReply
 from petwatch.store import CatalogEntry, PhotoRow, Store, StoreFull
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class IndexReport:
         self.offline += [f for f in other.offline if f not in self.offline]
         self.seconds += other.seconds
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> ReportReply:
         return {
             "indexed": self.indexed,
             "reused": self.reused,
