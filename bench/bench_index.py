@@ -149,7 +149,7 @@ def worker_petwatch(args: argparse.Namespace) -> dict:
             for name in ("batch_size", "decode_threads", "draft_decode", "region_views", "precision")
             if hasattr(settings, name)
         },
-        "decode_threads": library.embedder.decode_threads,
+        "decode_threads": library.indexer.decode_threads,
         "settings_overrides": overrides,
         "views": getattr(library.embedder, "views", 1),
         "dtype": str(getattr(library.embedder, "dtype", "torch.float32")).removeprefix("torch."),
@@ -198,7 +198,7 @@ def worker_profile(args: argparse.Namespace) -> dict:
     kwargs = {}
     if "region_views" in inspect.signature(Embedder).parameters:  # newer petwatch
         kwargs["region_views"] = getattr(settings, "region_views", False)
-    embedder = Embedder(args.model, args.weights, "cpu", settings.batch_size, settings.decode_threads, **kwargs)
+    embedder = Embedder(args.model, args.weights, "cpu", settings.batch_size, **kwargs)
     out["settings"] = {"batch_size": settings.batch_size, **kwargs}
     network = embedder.network
     transform = embedder.transform

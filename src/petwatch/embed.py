@@ -288,7 +288,6 @@ class Embedder:
         weights: Path | None = None,
         device: str = "auto",
         batch_size: int = 16,
-        decode_threads: int = 0,
         region_views: bool = False,
         precision: str = "auto",
         pet_focus: PetFocus | None = PetFocus(),
@@ -297,9 +296,6 @@ class Embedder:
 
         self.name = model
         self.batch_size = batch_size  # photos per forward pass
-        # How many threads the indexer decodes and prepares photos on (index.Indexer); set
-        # here because the settings that make an embedder carry it.
-        self.decode_threads = decode_threads or os.cpu_count() or 1
         self.device = pick_device(device)
         if self.device.type == "cpu":
             torch.set_num_threads(os.cpu_count() or 1)

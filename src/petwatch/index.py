@@ -231,7 +231,7 @@ class Indexer:
         max_pixels: int = 180_000_000,
         draft_decode: bool = True,
         mirror: Indexer | None = None,
-        decode_threads: int | None = None,
+        decode_threads: int = 0,
     ) -> None:
         self.store = store
         # While this index is upgraded to a new embedding recipe, the upgrade's own indexer:
@@ -243,7 +243,7 @@ class Indexer:
         self.max_pixels = max_pixels
         self.min_side = embedder.decode_min_side if draft_decode else None
         # Threads that read, decode and prepare photos while the embedder runs a batch.
-        self.decode_threads = decode_threads or embedder.decode_threads
+        self.decode_threads = decode_threads or os.cpu_count() or 1
         self.catalog: dict[str, CatalogEntry] = dict(store.iter_catalog())
         self.paths_by_hash: dict[str, set[str]] = {}
         for path, entry in self.catalog.items():

@@ -71,7 +71,6 @@ def open_embedder(settings: Settings, recipes: Sequence[str | None] = ()) -> Emb
         settings.model_weights,
         settings.device,
         settings.batch_size,
-        settings.decode_threads,
         settings.region_views,
         settings.precision,
         PetFocus() if focus else None,
@@ -218,6 +217,7 @@ class Library:
             self.settings.max_image_pixels,
             self.settings.draft_decode,
             mirror=mirror,
+            decode_threads=self.settings.decode_threads,
         )
 
     @property
