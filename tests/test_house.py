@@ -23,7 +23,7 @@ LAYERS = {
     "progress": 0,
     "format": 0,
     "protocol": 1,
-    "settings": 1,
+    "settings": 2,
     "client": 2,
     "photos": 2,
     "embed": 3,

@@ -320,12 +320,10 @@ def cmd_rescan(args) -> int:
 def cmd_reindex(args) -> int:
     if _daemon() is not None:
         raise PetwatchError("stop the daemon first (it owns the index), then run `petwatch reindex`")
-    from petwatch.library import Library, drop_index, open_embedder
+    from petwatch.library import Library
 
     settings = settings_module.load()
-    embedder = open_embedder(settings)
-    drop_index(settings)
-    library = Library(settings, embedder)
+    library = Library.reset(settings)
     progress = ProgressLine("re-indexing")
     try:
         report = library.reconcile([str(f) for f in settings.folders], progress.update)
@@ -744,7 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_json(folder_actions.add_parser("list", help="watched folders")).set_defaults(handler=cmd_folders)
 
     command("rescan", cmd_rescan, "walk every folder now (the daemon does it hourly anyway)")
-    command("reindex", cmd_reindex, "rebuild the index from scratch, e.g. after changing model")
+    command("reindex", cmd_reindex, "rebuild the index from scratch, e.g. after changing model (daemon stopped)")
     command("daemon", cmd_daemon, "run the daemon in the foreground")
     command("tui", cmd_tui, "the terminal UI (also: petwatch with no command)")
 

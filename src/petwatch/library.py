@@ -209,6 +209,15 @@ class Library:
             time.monotonic() - started,
         )
 
+    @classmethod
+    def reset(cls, settings: Settings) -> Library:
+        """Drop every collection of the index (photos are untouched) and open it empty
+        (``petwatch reindex``). The model is loaded first: one that cannot be loaded leaves
+        the index as it was."""
+        embedder = open_embedder(settings)
+        drop_index(settings)
+        return cls(settings, embedder)
+
     def _indexer(self, store: Store, mirror: Indexer | None = None) -> Indexer:
         return Indexer(
             store,

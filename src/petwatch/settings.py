@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from petwatch import locations
 from petwatch.errors import PetwatchError
+from petwatch.protocol import DEFAULT_MIN_SCORE, DEFAULT_TOP_K, MAX_TOP_K
 
 ENV_PREFIX = "PETWATCH_"
 
@@ -132,8 +133,10 @@ class Settings(BaseSettings):
     )
 
     # --- search --------------------------------------------------------------------------
-    top_k: int = Field(default=20, ge=1, le=1000, description="Default number of search hits.")
-    min_score: float = Field(default=0.0, ge=-1.0, le=1.0, description="Default minimum cosine similarity of a hit.")
+    top_k: int = Field(default=DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="Default number of search hits.")
+    min_score: float = Field(
+        default=DEFAULT_MIN_SCORE, ge=-1.0, le=1.0, description="Default minimum cosine similarity of a hit."
+    )
 
     # --- comics (OpenAI image API) -------------------------------------------------------
     openai_api_key: str | None = Field(
