@@ -25,7 +25,7 @@ from petwatch.errors import PetwatchError
 from petwatch.protocol import PetReply
 from petwatch.tui.screens.confirm import ConfirmScreen
 from petwatch.tui.widgets.banner import ConnectionBanner
-from petwatch.tui.widgets.results import Hit, ResultsGrid
+from petwatch.tui.widgets.results import Hit, ResultsGrid, hit_line
 from petwatch.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -337,33 +337,22 @@ class PetAlbumScreen(Screen):
     # --- the grid's messages ---------------------------------------------------------------
     @on(ResultsGrid.Highlighted)
     def _highlighted(self, event: ResultsGrid.Highlighted) -> None:
-        text = ""
-        if event.hit is not None:
-            text = (
-                f"{event.index + 1}/{len(self.grid.hits)}  {event.hit['score']:.3f}  "
-                f"{format.home_relative(event.hit['path'])}"
-            )
+        text = "" if event.hit is None else hit_line(event.index, len(self.grid.hits), event.hit)
         self.query_one("#hit-info", Static).update(text)
 
     @on(ResultsGrid.Open)
     def _open(self, event: ResultsGrid.Open) -> None:
-        from petwatch.tui.screens.preview import PreviewScreen
+        from petwatch.tui.screens.preview import browse
 
-        self.app.push_screen(PreviewScreen(self.grid.hits, event.index), self._preview_closed)
-
-    def _preview_closed(self, result: tuple[str, object] | None) -> None:
-        if not result:
-            return
-        kind, value = result
-        if kind == "cursor":
-            self.grid.cursor = cast(int, value)
-        elif kind == "search" and (screen := self.petwatch._search_screen()):
-            screen.search_from_hit(cast(Hit, value))
+        browse(self, self.grid, event.index, self._search_from_hit)
 
     @on(ResultsGrid.SearchFrom)
     def _search_from(self, event: ResultsGrid.SearchFrom) -> None:
+        self._search_from_hit(event.hit)
+
+    def _search_from_hit(self, hit: Hit) -> None:
         if screen := self.petwatch._search_screen():
-            screen.search_from_hit(event.hit)
+            screen.search_from_hit(hit)
 
     # --- actions -------------------------------------------------------------------------
     def action_back(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from textual import work
@@ -18,7 +18,7 @@ from petwatch.errors import PetwatchError
 from petwatch.tui.images import PREVIEW_SIZE
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.picture import Picture
-from petwatch.tui.widgets.results import Hit
+from petwatch.tui.widgets.results import Hit, ResultsGrid
 from petwatch.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -137,3 +137,19 @@ class PreviewScreen(Screen[tuple[str, object]]):
         if action == "step":
             return 0 <= self.index + cast(int, parameters[0]) < len(self.hits) or None
         return True
+
+
+def browse(screen: Screen, grid: ResultsGrid, index: int, search: Callable[[Hit], None]) -> None:
+    """Open hit ``index`` of ``grid`` in the preview. Back on ``screen``, the grid's cursor is
+    where the preview left it, and "search from this" hands the hit to ``search``."""
+
+    def closed(result: tuple[str, object] | None) -> None:
+        if not result:
+            return
+        kind, value = result
+        if kind == "cursor":
+            grid.cursor = cast(int, value)
+        elif kind == "search":
+            search(cast(Hit, value))
+
+    screen.app.push_screen(PreviewScreen(grid.hits, index), closed)

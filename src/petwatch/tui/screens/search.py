@@ -17,7 +17,7 @@ from petwatch.errors import PetwatchError
 from petwatch.protocol import DEFAULT_MIN_SCORE, DEFAULT_TOP_K, MAX_TOP_K, PET_SPECIES
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.path_input import PathInput
-from petwatch.tui.widgets.results import Hit, ResultsGrid
+from petwatch.tui.widgets.results import Hit, ResultsGrid, hit_line
 from petwatch.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -264,29 +264,14 @@ class SearchScreen(Screen):
     # --- the grid's messages -----------------------------------------------------------------
     @on(ResultsGrid.Highlighted)
     def _highlighted(self, event: ResultsGrid.Highlighted) -> None:
-        text = ""
-        if event.hit is not None:
-            label = event.hit.get("label") if event.hit.get("species") in PET_SPECIES else ""
-            text = (
-                f"{event.index + 1}/{len(self.grid.hits)}  {event.hit['score']:.3f}  "
-                f"{format.home_relative(event.hit['path'])}{f'  ({label})' if label else ''}"
-            )
+        text = "" if event.hit is None else hit_line(event.index, len(self.grid.hits), event.hit)
         self.query_one("#hit-info", Static).update(text)
 
     @on(ResultsGrid.Open)
     def _open(self, event: ResultsGrid.Open) -> None:
-        from petwatch.tui.screens.preview import PreviewScreen
+        from petwatch.tui.screens.preview import browse
 
-        self.app.push_screen(PreviewScreen(self.grid.hits, event.index), self._preview_closed)
-
-    def _preview_closed(self, result: tuple[str, object] | None) -> None:
-        if not result:
-            return
-        kind, value = result
-        if kind == "cursor":
-            self.grid.cursor = cast(int, value)
-        elif kind == "search":
-            self.search_from_hit(cast(Hit, value))
+        browse(self, self.grid, event.index, self.search_from_hit)
 
     @on(ResultsGrid.SearchFrom)
     def _search_from(self, event: ResultsGrid.SearchFrom) -> None:

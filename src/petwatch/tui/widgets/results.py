@@ -28,6 +28,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from petwatch import format
+from petwatch.protocol import PET_SPECIES
 from petwatch.tui.images import TILE_SIZE
 from petwatch.tui.widgets.picture import half_block_strips
 
@@ -60,6 +62,14 @@ MOVE_BINDINGS = [
     Binding("home", "move_to(0)", "First hit", show=False),
     Binding("end", "move_to(-1)", "Last hit", show=False),
 ]
+
+
+def hit_line(index: int, total: int, hit: Hit) -> str:
+    """The line under a grid about its highlighted hit: rank, score, path (and breed, for a pet)."""
+    label = hit.get("label") if hit.get("species") in PET_SPECIES else ""
+    return (
+        f"{index + 1}/{total}  {hit['score']:.3f}  {format.home_relative(hit['path'])}{f'  ({label})' if label else ''}"
+    )
 
 
 class ResultsGrid(ScrollView, can_focus=True):
