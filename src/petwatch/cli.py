@@ -691,7 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, handler: Callable, help: str, in_process: bool = False) -> argparse.ArgumentParser:
         # The commands that also run without a daemon say so: they then open the index themselves.
         description = f"{help}. {IN_PROCESS_NOTE}" if in_process else help
-        sub = commands.add_parser(name, help=help, description=description)
+        sub = commands.add_parser(
+            name, help=f"{help} (also without a daemon)" if in_process else help, description=description
+        )
         sub.set_defaults(handler=handler)
         return sub
 
