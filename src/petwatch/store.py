@@ -19,7 +19,7 @@ import time
 import urllib.parse
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -87,9 +87,6 @@ class Hit:
     pet_score: float = 0.0
     species: str = NO_PET
     label: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
