@@ -702,3 +702,24 @@ def test_album_is_never_written_by_anything_petwatch_does(home, start_daemon, al
     daemon.wait_idle()
     daemon.stop()
     guard.check()
+
+
+def test_search_json_has_one_shape_with_and_without_a_daemon(home, start_daemon):
+    """A script reads `petwatch search --json` the same way whether or not a daemon runs: the
+    same hits with the same fields (the in-process path had no ``online``)."""
+    album = home / "album"
+    photos = write_photos(album, 4)
+    settings_module.update_config_file(folders=[str(album)])
+    assert run_cli("index", str(album)).returncode == 0  # no daemon: the CLI opens the index
+    alone = run_cli("search", "--json", str(photos[0]))
+    assert alone.returncode == 0, alone.stderr
+    daemon = start_daemon()
+    daemon.wait_idle()
+    served = run_cli("search", "--json", str(photos[0]))
+    assert served.returncode == 0, served.stderr
+    without, with_daemon = json.loads(alone.stdout), json.loads(served.stdout)
+    assert [sorted(hit) for hit in without] == [sorted(hit) for hit in with_daemon]
+    assert [(h["path"], round(h["score"], 4)) for h in without] == [
+        (h["path"], round(h["score"], 4)) for h in with_daemon
+    ]
+    assert without[0]["path"] == str(photos[0]) and all(hit["online"] for hit in without)
