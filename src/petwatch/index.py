@@ -27,6 +27,7 @@ import numpy as np
 
 from petwatch import photos
 from petwatch.embed import NO_SIGNAL, WHOLE_RECIPE, Embedder, Embedding, PetSignal, Prepared
+from petwatch.paths import is_under
 from petwatch.protocol import ReportReply
 from petwatch.store import CatalogEntry, PhotoRow, Store, StoreFull
 
@@ -121,10 +122,6 @@ def failed_unchanged(known: dict[str, tuple[int, int, str]], stat: FileStat) -> 
     then it is not tried again until it changes."""
     earlier = known.get(stat.path)
     return earlier[2] if earlier and earlier[:2] == (stat.size, stat.mtime_ns) else None
-
-
-def is_under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 class _Work:

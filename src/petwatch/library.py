@@ -27,7 +27,8 @@ import numpy as np
 from petwatch import locations, photos
 from petwatch.embed import PET_FOCUS_RECIPE, WHOLE_RECIPE, Embedder, PetFocus
 from petwatch.errors import PetwatchError
-from petwatch.index import FailureLog, FileStat, Indexer, IndexReport, Progress, failed_unchanged, is_under
+from petwatch.index import FailureLog, FileStat, Indexer, IndexReport, Progress, failed_unchanged
+from petwatch.paths import is_under
 from petwatch.protocol import (
     CAT,
     DOG,

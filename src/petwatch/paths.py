@@ -1,4 +1,5 @@
-"""File names as text that survives UTF-8 and JSON: the store's rows and the socket's requests.
+"""File names as text that survives UTF-8 and JSON (the store's rows and the socket's
+requests), and whether a path lies under a folder.
 
 A name that is not valid UTF-8 (an old FAT stick, a Latin-1 archive) reaches Python as a str
 with lone surrogates (os.fsdecode), which neither UTF-8 nor Milvus take. ``encode_path`` keeps
@@ -37,3 +38,8 @@ def decode_path(stored: str) -> str:
         return os.fsdecode(base64.b64decode(stored[len(PREFIX) :], altchars=b"-_", validate=True))
     except binascii.Error as error:
         raise ValueError(f"{PREFIX} is not followed by a base64 file name ({error})") from None
+
+
+def is_under(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies somewhere below it (by name, not by resolving links)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

@@ -50,6 +50,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
+from petwatch.paths import is_under
 from petwatch.photos import has_photo_extension, iter_photo_files
 
 if TYPE_CHECKING:
@@ -291,7 +292,7 @@ class Watcher:
         ready: list[FileStat] = []
         busy: list[str] = []
         for stat in files:
-            under_watch = any(stat.path.startswith(folder.rstrip(os.sep) + os.sep) for folder in watched)
+            under_watch = any(is_under(stat.path, folder) for folder in watched)
             if under_watch and (self.holds(stat.path) or now_ns - stat.mtime_ns < window_ns):
                 busy.append(stat.path)
             else:

@@ -25,8 +25,9 @@ from petwatch.daemon.comic_jobs import ComicJobs
 from petwatch.daemon.events import EventBus
 from petwatch.discovery import Discovery
 from petwatch.errors import PetwatchError
-from petwatch.index import IndexReport, is_under
+from petwatch.index import IndexReport
 from petwatch.library import Library
+from petwatch.paths import is_under
 from petwatch.pets import Pets
 from petwatch.protocol import (
     CAT,
