@@ -300,13 +300,20 @@ class Library:
         entry = self.entry(path)
         return entry is not None and entry.matches(self.stat(os.path.abspath(path)))
 
-    def needs_indexing(self, stat: FileStat) -> bool:
-        """Whether this file is to be read: not indexed as it is now, and not a file that
-        already failed with these very bytes."""
-        entry = self.entry(stat.path)
-        if entry is not None:
-            return not entry.matches(stat)
-        return failed_unchanged(self._failures.known(), stat) is None
+    def needing_index(self, files: Sequence[FileStat]) -> list[FileStat]:
+        """The files to read: not indexed as they are now, and not files that already failed
+        with these very bytes (the failure log is read once, however many files)."""
+        failed = self._failures.known()
+        todo = []
+        for stat in files:
+            entry = self.entry(stat.path)
+            if entry is not None:
+                stale = not entry.matches(stat)
+            else:
+                stale = failed_unchanged(failed, stat) is None
+            if stale:
+                todo.append(stat)
+        return todo
 
     # --- keeping it current ----------------------------------------------------------------
     def listen(self, stored: StoredListener | None = None, removed: RemovedListener | None = None) -> None:

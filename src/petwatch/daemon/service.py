@@ -362,7 +362,7 @@ class Daemon:
             paths = list(dict.fromkeys(p for p in task.paths if self._watched(p)))
             present = [s for s in map(library.stat, paths) if s is not None]
             missing = [p for p in paths if not os.path.lexists(p)]
-            changed = [s for s in present if library.needs_indexing(s)]
+            changed = library.needing_index(present)
             self.progress = _Progress(total=len(changed)) if changed else None
             report = library.index_files(changed, self._on_progress, self._stopping.is_set)
             report.removed += self._drop(missing)
