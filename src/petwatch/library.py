@@ -56,10 +56,10 @@ def _never() -> bool:
     return False
 
 
-def hit_reply(hit: Hit, folders: Sequence[str] = ()) -> HitReply:
-    """A hit as replies carry it: ``online`` when its file can be opened now (its folder is
-    plugged in), so a front end can say "offline" instead of failing to show it."""
-    online = any(is_under(hit.path, f) and os.path.isdir(f) for f in folders) or os.path.exists(hit.path)
+def hit_reply(hit: Hit, plugged_in: Sequence[str] = ()) -> HitReply:
+    """A hit as replies carry it: ``online`` when its file can be opened now (under one of the
+    ``plugged_in`` folders, or there), so a front end can say "offline" instead of failing to show it."""
+    online = any(is_under(hit.path, f) for f in plugged_in) or os.path.exists(hit.path)
     return cast(HitReply, {**asdict(hit), "online": online})
 
 
@@ -525,10 +525,11 @@ class Library:
         """A search as the daemon answers it and ``search --json`` prints it, daemon or not:
         hits ``offset`` to ``offset + top_k``, each marked online when its file can be opened."""
         started = time.monotonic()
+        plugged_in = [f for f in folders if os.path.isdir(f)]  # once per reply, not per hit
         found = self.find(query, (top_k or self.settings.top_k) + offset, min_score, species)
         return {
             "query": os.path.abspath(query),
-            "hits": [hit_reply(hit, folders) for hit in found.hits[offset:]],
+            "hits": [hit_reply(hit, plugged_in) for hit in found.hits[offset:]],
             "took_ms": round((time.monotonic() - started) * 1000, 1),
             # Set while the index is upgraded: "partial" when only the photos upgraded so far
             # were searched (a species filter needs the new index), else the results come from

@@ -52,9 +52,10 @@ class Event(StrEnum):
 
 
 # --- replies: what the daemon sends and the in-process CLI prints, one shape for both ----------
-class HitReply(TypedDict):
+class IndexedPhotoReply(TypedDict):
+    """What a reply says of an indexed photo (store.PhotoRow, less its vector)."""
+
     path: str
-    score: float  # cosine similarity
     content_hash: str
     size: int
     mtime_ns: int
@@ -62,11 +63,15 @@ class HitReply(TypedDict):
     height: int
     taken_at: int
     indexed_at: int
-    view: int
     pet_score: float
     species: str
     label: str
     online: bool  # the file can be opened now (its folder is not unplugged)
+
+
+class HitReply(IndexedPhotoReply):
+    score: float  # cosine similarity
+    view: int
 
 
 # An older index being re-embedded into the current recipe's collection ("from" is a keyword,
@@ -148,21 +153,9 @@ class ReportReply(TypedDict):
     seconds: float
 
 
-class PhotoReply(TypedDict):
+class PhotoReply(IndexedPhotoReply):
     """One indexed photo (GET /photo)."""
 
-    path: str
-    content_hash: str
-    size: int
-    mtime_ns: int
-    width: int
-    height: int
-    taken_at: int
-    indexed_at: int
-    pet_score: float
-    species: str
-    label: str
-    online: bool
     folder: str  # the watched folder holding it, else its directory
 
 
