@@ -29,6 +29,7 @@ LAYERS = {
     "embed": 3,
     "store": 3,
     "index": 4,
+    "stacks": 4,
     "library": 5,
     "pets": 6,
     "discovery": 6,
@@ -43,7 +44,7 @@ LAYERS = {
 # The front ends talk to the daemon through the client; the model and the index are loaded
 # only on the CLI's in-process path, inside the command that needs them.
 FRONT_END_MAY_IMPORT = {"errors", "locations", "paths", "progress", "format", "protocol", "settings", "client", "tui"}
-LIBRARY_PARTS = {"indexer", "store", "embedder", "_failures"}
+LIBRARY_PARTS = {"indexer", "store", "embedder", "_failures", "_stacks"}
 
 
 def _modules() -> list[tuple[str, Path]]:

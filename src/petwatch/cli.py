@@ -41,6 +41,7 @@ from petwatch.protocol import (
     PetReply,
     ReportReply,
     SearchReply,
+    StackReply,
     UpgradeProgress,
 )
 
@@ -189,13 +190,19 @@ def cmd_search(args) -> int:
     reply: SearchReply
     if client is not None:
         reply = client.search(
-            image=os.path.abspath(args.image), top_k=args.top_k, min_score=args.min_score, species=species
+            image=os.path.abspath(args.image),
+            top_k=args.top_k,
+            min_score=args.min_score,
+            species=species,
+            stacks=args.stacks,
         )
     else:
         library = _open_library()
         try:
             folders = [str(f) for f in library.settings.folders]
-            reply = library.search_reply(args.image, args.top_k, args.min_score, species, folders=folders)
+            reply = library.search_reply(
+                args.image, args.top_k, args.min_score, species, folders=folders, stacks=args.stacks
+            )
         finally:
             library.close()
     hits = reply["hits"]
@@ -207,7 +214,35 @@ def cmd_search(args) -> int:
     if not hits:
         print("no matches (index some folders with `petwatch index FOLDER`, or lower --min-score)")
     for rank, hit in enumerate(hits, 1):
-        print(f"{rank:4d}  {hit['score']:.3f}  {hit['path']}")
+        stack = hit["stack"]
+        more = f"  (+{stack['size'] - 1} in stack {stack['id']})" if stack and args.stacks else ""
+        print(f"{rank:4d}  {hit['score']:.3f}  {hit['path']}{more}")
+    return 0
+
+
+def cmd_stacks(args) -> int:
+    """Bursts, edits and copies of one moment. A list to act on with your own tools:
+    petwatch never deletes or moves a photo."""
+    client = _daemon()
+    stacks: list[StackReply]
+    if client is not None:
+        stacks = [client.stack(args.id)] if args.id else client.stacks()
+    else:
+        library = _open_library()
+        try:
+            stacks = [library.stack(args.id)] if args.id else library.stacks()
+        finally:
+            library.close()
+    if args.json:
+        _print_json(stacks[0] if args.id else stacks)
+        return 0
+    if not stacks:
+        print("no stacks: no bursts or copies among the indexed photos")
+    for stack in stacks:
+        print(f"{stack['id']}  {stack['kind']:6s}  {len(stack['members']):3d} photos  {stack['cover']}")
+        if args.id:
+            for path in stack["members"][1:]:
+                print(f"{'':>34}{path}")
     return 0
 
 
@@ -730,6 +765,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPECIES",
         help=f"only photos of this species ({', '.join(SPECIES)}); repeatable",
     )
+    search.add_argument(
+        "--no-stacks",
+        dest="stacks",
+        action="store_false",
+        help="every photo of a burst or of copies as its own hit (default: one hit per stack)",
+    )
+
+    stacks = with_json(
+        command("stacks", cmd_stacks, "bursts, edits and copies of one moment (read-only)", in_process=True)
+    )
+    stacks.add_argument("id", nargs="?", metavar="ID", help="one stack: its photos, the cover first")
 
     with_json(command("stats", cmd_stats, "photos indexed, model, database", in_process=True))
     with_json(command("status", cmd_status, "what the daemon is doing, and failures"))

@@ -37,6 +37,7 @@ from petwatch.protocol import (
     ReportReply,
     RescanReply,
     SearchReply,
+    StackReply,
     StatsReply,
     StatusReply,
 )
@@ -121,6 +122,7 @@ class _Api:
         min_score: float | None = None,
         offset: int = 0,
         species: list[str] | None = None,
+        stacks: bool = True,
     ) -> tuple[str, str, dict]:
         """``top_k`` / ``min_score`` None: left out, the daemon's settings decide."""
         body: dict[str, Any] = {"image": _sent(image), "photo": _sent(photo)}
@@ -128,8 +130,12 @@ class _Api:
             body["top_k"] = top_k
         if min_score is not None:
             body["min_score"] = min_score
-        body |= {"offset": offset, "species": species}
+        body |= {"offset": offset, "species": species, "stacks": stacks}
         return "POST", "/search", {"json": body}
+
+    @staticmethod
+    def stack(stack_id: str) -> tuple[str, str, dict]:
+        return "GET", f"/stacks/{quote(stack_id, safe='')}", {}
 
     # --- photos and folders: paths as the daemon decodes them (petwatch.paths)
     @staticmethod
@@ -286,8 +292,16 @@ class DaemonClient:
         min_score: float | None = None,
         offset: int = 0,
         species: list[str] | None = None,
+        stacks: bool = True,
     ) -> SearchReply:
-        method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset, species)
+        method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset, species, stacks)
+        return self.call(method, url, **kwargs)
+
+    def stacks(self) -> list[StackReply]:
+        return self.call("GET", "/stacks")
+
+    def stack(self, stack_id: str) -> StackReply:
+        method, url, kwargs = _Api.stack(stack_id)
         return self.call(method, url, **kwargs)
 
     def index(self, folders: list[str]) -> ReportReply:
@@ -471,8 +485,16 @@ class AsyncDaemonClient:
         min_score: float | None = None,
         offset: int = 0,
         species: list[str] | None = None,
+        stacks: bool = True,
     ) -> SearchReply:
-        method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset, species)
+        method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset, species, stacks)
+        return await self.call(method, url, **kwargs)
+
+    async def stacks(self) -> list[StackReply]:
+        return await self.call("GET", "/stacks")
+
+    async def stack(self, stack_id: str) -> StackReply:
+        method, url, kwargs = _Api.stack(stack_id)
         return await self.call(method, url, **kwargs)
 
     async def folders(self) -> list[FolderReply]:

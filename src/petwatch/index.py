@@ -11,6 +11,7 @@ the embedder's vectors, the rows, the store, the listeners.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sqlite3
@@ -127,12 +128,13 @@ def failed_unchanged(known: dict[str, tuple[int, int, str]], stat: FileStat) -> 
 class _Work:
     """One file on its way through read, decode and embed."""
 
-    __slots__ = ("stat", "_photo", "copy_of_hash")
+    __slots__ = ("stat", "_photo", "copy_of_hash", "look")
 
     def __init__(self, stat: FileStat) -> None:
         self.stat = stat
         self._photo: photos.PhotoFile | None = None  # what was read of it (its bytes dropped)
         self.copy_of_hash: str | None = None  # its bytes are stored or embedded by another file
+        self.look: photos.Look | None = None  # from the image decoded for the model (stacks)
 
     @property
     def was_read(self) -> bool:
@@ -296,11 +298,11 @@ class Indexer:
         should_stop: Callable[[], bool] = lambda: False,
         on_stored: Callable[[list[PhotoRow]], None] | None = None,
         hold: Callable[[list[FileStat]], list[FileStat]] | None = None,
-        on_removed: Callable[[list[str]], None] | None = None,
+        on_removed: Callable[[dict[str, str]], None] | None = None,
     ) -> IndexReport:
         """Walk ``folders``: embed what is new or changed, drop what is gone. ``hold`` returns
         the files that may be read now; the caller keeps the rest (a watcher settles files
-        still being written). ``on_removed`` gets the paths dropped."""
+        still being written). ``on_removed`` gets the paths dropped, with their content hashes."""
         started = time.monotonic()
         report = IndexReport()
         todo, gone = self.plan([os.path.abspath(f) for f in folders], report)
@@ -309,10 +311,10 @@ class Indexer:
         # New paths first: a rename then finds its bytes still stored and reuses the vector.
         report.merge(self.index_files(todo, progress, should_stop, on_stored))
         if not should_stop():
-            gone = [p for p in gone if p in self.catalog]
-            removed = self.remove(gone)
+            hashes = {p: entry.content_hash for p in gone if (entry := self.catalog.get(p)) is not None}
+            removed = self.remove(list(hashes))
             if removed and on_removed is not None:
-                on_removed(gone)
+                on_removed(hashes)
             report.removed += removed
         report.seconds = time.monotonic() - started
         return report
@@ -393,13 +395,15 @@ class Indexer:
             raise photos.PhotoError("file vanished before it could be read")
         work.stat = fresh
         photo = photos.read_photo(fresh.path, self.max_pixels)
-        work.photo = photos.PhotoFile(b"", photo.content_hash, photo.format, photo.width, photo.height, photo.taken_at)
+        work.photo = dataclasses.replace(photo, data=b"")
         with run.claim_lock:
             if photo.content_hash in self.paths_by_hash or photo.content_hash in run.claimed:
                 work.copy_of_hash = photo.content_hash
                 return None
             run.claimed[photo.content_hash] = work
-        return self.embedder.prepare(photos.decode(photo, self.min_side))
+        image = photos.decode(photo, self.min_side)
+        work.look = photos.look(image, photo)  # the one decode serves stacks too
+        return self.embedder.prepare(image)
 
     def _embed(self, batch: list[_Decoded]) -> dict[str, Embedding]:
         """The batch's prepared tensors through the embedder: content hash -> its vectors."""
@@ -525,6 +529,7 @@ class Indexer:
             pet_score=pet.pet_score,
             species=pet.species,
             label=pet.label,
+            look=work.look,
         )
 
     def _rows(self, work: _Work, vector: np.ndarray, embedding: Embedding, now: int) -> list[PhotoRow]:

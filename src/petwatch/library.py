@@ -37,13 +37,18 @@ from petwatch.protocol import (
     FailureReply,
     HitReply,
     SearchReply,
+    StackRef,
+    StackReply,
     StatsReply,
     UpgradeProgress,
 )
 from petwatch.settings import Settings
+from petwatch.stacks import Stack, Stacks
 from petwatch.store import CatalogEntry, Hit, PhotoRow, Store, petwatch_collections
 
 log = logging.getLogger(__name__)
+# A search collapsing stacks asks Milvus for more hits until it has top-k tiles, up to this many.
+STACK_FETCH_LIMIT = 16_384  # Milvus's own limit on one search's top-k
 UPGRADE_STEP = 64  # photos per upgrade step: new photos wait at most one step to be indexed
 SPECIES_COUNT_SECONDS = 10.0
 
@@ -56,11 +61,20 @@ def _never() -> bool:
     return False
 
 
-def hit_reply(hit: Hit, plugged_in: Sequence[str] = ()) -> HitReply:
+def hit_reply(hit: Hit, plugged_in: Sequence[str] = (), stack: Stack | None = None) -> HitReply:
     """A hit as replies carry it: ``online`` when its file can be opened now (under one of the
-    ``plugged_in`` folders, or there), so a front end can say "offline" instead of failing to show it."""
+    ``plugged_in`` folders, or there), so a front end can say "offline" instead of failing to show it;
+    ``stack`` the stack it stands for or belongs to."""
     online = any(is_under(hit.path, f) for f in plugged_in) or os.path.exists(hit.path)
-    return cast(HitReply, {**asdict(hit), "online": online})
+    return cast(HitReply, {**asdict(hit), "online": online, "stack": stack_ref(stack)})
+
+
+def stack_ref(stack: Stack | None) -> StackRef | None:
+    return None if stack is None else {"id": stack.id, "size": len(stack.members)}
+
+
+def stack_reply(stack: Stack) -> StackReply:
+    return {"id": stack.id, "kind": stack.kind, "cover": stack.cover, "members": stack.members}
 
 
 def open_embedder(settings: Settings, recipes: Sequence[str | None] = ()) -> Embedder:
@@ -178,6 +192,8 @@ class Library:
             target_recipe = WHOLE_RECIPE  # a model without an ImageNet classifier: no pet focus
             source, stale = plan_collections(found, base, collection_name(base, target_recipe))
         self._failures = FailureLog(locations.state_db())
+        # Kept by content hash in the state DB, beside the collections: a reindex keeps them.
+        self._stacks = Stacks(locations.state_db(), self.paths_with_content, self.vectors)
         identity, dim = self.embedder.identity, self.embedder.dim
         # The older index first: a different model is refused before anything is made.
         older = Store(uri, source, identity, dim, token, create=False) if source else None
@@ -238,6 +254,7 @@ class Library:
     def close(self) -> None:
         self.store.close()  # one connection per URI: this closes an upgrade's store too
         self._failures.close()
+        self._stacks.close()
 
     # --- what is indexed ---------------------------------------------------------------------
     @property
@@ -325,12 +342,15 @@ class Library:
             self._on_removed.append(removed)
 
     def _stored(self, rows: list[PhotoRow]) -> None:
+        self._stacks.on_stored(rows)
         for listener in self._on_stored:
             listener(rows)
 
-    def _removed(self, paths: list[str]) -> None:
+    def _removed(self, hashes: dict[str, str]) -> None:
+        """Tell of photos dropped: ``hashes`` maps each path to its content hash."""
+        self._stacks.on_removed(hashes.values())
         for listener in self._on_removed:
-            listener(paths)
+            listener(list(hashes))
 
     def reconcile(
         self,
@@ -351,8 +371,8 @@ class Library:
 
     def remove(self, paths: Sequence[str]) -> int:
         """Drop these photos from the index (their files are gone); how many were indexed."""
-        gone = [p for p in paths if p in self.indexer.catalog]
-        removed = self.indexer.remove(gone)
+        gone = {p: entry.content_hash for p in paths if (entry := self.indexer.catalog.get(p)) is not None}
+        removed = self.indexer.remove(list(gone))
         if removed:
             self._removed(gone)
         return removed
@@ -490,6 +510,9 @@ class Library:
         top_k = top_k or self.settings.top_k
         if not 1 <= top_k <= MAX_TOP_K:
             raise PetwatchError(f"top-k must be between 1 and {MAX_TOP_K}, not {top_k}")
+        return self._find(image_path, top_k, min_score, species)
+
+    def _find(self, image_path: str, top_k: int, min_score: float | None, species: Sequence[str] | None) -> Found:
         min_score = self.settings.min_score if min_score is None else min_score
         store, partial = self._index_for(species)
         vector = self.query_vector(image_path, store)
@@ -521,15 +544,29 @@ class Library:
         species: Sequence[str] | None = None,
         offset: int = 0,
         folders: Sequence[str] = (),
+        stacks: bool = True,
     ) -> SearchReply:
         """A search as the daemon answers it and ``search --json`` prints it, daemon or not:
-        hits ``offset`` to ``offset + top_k``, each marked online when its file can be opened."""
+        hits ``offset`` to ``offset + top_k``, each marked online when its file can be opened.
+        With ``stacks``, a stack is one hit (its cover, or its best photo) and hits count tiles."""
         started = time.monotonic()
         plugged_in = [f for f in folders if os.path.isdir(f)]  # once per reply, not per hit
-        found = self.find(query, (top_k or self.settings.top_k) + offset, min_score, species)
+        wanted = (top_k or self.settings.top_k) + offset
+        found = self.find(query, wanted, min_score, species)
+        tiles = self._stacks.collapse([(hit.path, hit.content_hash) for hit in found.hits])
+        fetched = wanted
+        # Collapsed members leave gaps: ask for more until there are enough tiles or no more hits.
+        while stacks and len(tiles) < wanted and len(found.hits) == fetched and fetched < STACK_FETCH_LIMIT:
+            fetched = min(STACK_FETCH_LIMIT, fetched + 4 * (wanted - len(tiles)) + len(found.hits))
+            found = self._find(query, fetched, min_score, species)
+            tiles = self._stacks.collapse([(hit.path, hit.content_hash) for hit in found.hits])
+        if stacks:
+            shown = [hit_reply(found.hits[index], plugged_in, stack) for index, stack in tiles]
+        else:
+            shown = [hit_reply(hit, plugged_in, self._stacks.stack_of(hit.content_hash)) for hit in found.hits]
         return {
             "query": os.path.abspath(query),
-            "hits": [hit_reply(hit, plugged_in) for hit in found.hits[offset:]],
+            "hits": shown[offset:wanted],
             "took_ms": round((time.monotonic() - started) * 1000, 1),
             # Set while the index is upgraded: "partial" when only the photos upgraded so far
             # were searched (a species filter needs the new index), else the results come from
@@ -537,6 +574,22 @@ class Library:
             "upgrade": self.upgrade_status(),
             "partial": found.partial is not None,
         }
+
+    # --- stacks: bursts, edits and copies of one moment ---------------------------------------
+    def stacks(self) -> list[StackReply]:
+        """Every stack of two or more indexed photos, largest first."""
+        return [stack_reply(stack) for stack in self._stacks.all()]
+
+    def stack(self, stack_id: str) -> StackReply:
+        stack = self._stacks.find(stack_id)
+        if stack is None:
+            raise PetwatchError(f"no stack {stack_id}: `petwatch stacks` lists them (it may have changed since)")
+        return stack_reply(stack)
+
+    def one_per_stack(self, photos_best_first: Sequence[str]) -> list[tuple[str, StackRef | None]]:
+        """These indexed photos with one per stack (the stack's cover when among them), in order."""
+        items = [(path, entry.content_hash if (entry := self.entry(path)) else "") for path in photos_best_first]
+        return [(items[index][0], stack_ref(stack)) for index, stack in self._stacks.collapse(items)]
 
     def pet_rows(self) -> Iterator[PhotoRow]:
         """Every photo that shows a pet, with its vector (none from an index older than species)."""

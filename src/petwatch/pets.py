@@ -382,15 +382,23 @@ class Pets:
             album = dict(self._album(state))
             self._known[name] = set(album)
         summary = self.summary(name)
-        ranked = sorted(album.items(), key=lambda item: -item[1])
-        window = ranked[offset : offset + limit if limit else None]
+        ranked = sorted(album, key=lambda path: -album[path])
+        # One photo per stack: a burst of one jump is one photo of the album (and one reference of a comic).
+        window = self.library.one_per_stack(ranked)[offset : offset + limit if limit else None]
         marks = {m.content_hash: m.kind for m in state.profile.marks}
         hits: list[PetHitReply] = []
-        for path, score in window:
+        for path, stack in window:
             entry = self.library.entry(path)
             content_hash = entry.content_hash if entry else ""
+            score = round(album[path], 4)
             hits.append(
-                {"path": path, "score": round(score, 4), "content_hash": content_hash, "mark": marks.get(content_hash)}
+                {
+                    "path": path,
+                    "score": score,
+                    "content_hash": content_hash,
+                    "mark": marks.get(content_hash),
+                    "stack": stack,
+                }
             )
         return {**summary, "offset": offset, "hits": hits}
 

@@ -11,9 +11,10 @@ import os
 import stat as stat_module
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 try:  # HEIC/HEIF from iPhones; AVIF is built into Pillow >= 11.2.
@@ -53,6 +54,19 @@ class PhotoFile:
     width: int  # upright, after EXIF orientation
     height: int
     taken_at: int  # Unix seconds from EXIF DateTimeOriginal, 0 when unknown
+    # The capture moment to the millisecond (SubSecTimeOriginal; OffsetTimeOriginal, when the
+    # camera writes it, makes it UTC so two phones compare), 0 when unknown: bursts need it.
+    taken_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Look:
+    """What stacks compare of a photo's picture, computed from the image decoded for embedding."""
+
+    phash: int  # 64-bit DCT perceptual hash (imagehash.phash) of the upright image, as a signed int64
+    sharpness: float  # variance of the Laplacian on a fixed-size grey copy: the sharpest frame of a burst
+    pixels: int  # the photo's full size (width x height): the largest copy of a picture
+    taken_ms: int  # PhotoFile.taken_ms: bursts are photos moments apart
 
 
 def has_photo_extension(path: str | os.PathLike[str]) -> bool:
@@ -137,6 +151,7 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int) -> PhotoFile:
         width=width,
         height=height,
         taken_at=_taken_at(exif),
+        taken_ms=_taken_ms(exif),
     )
 
 
@@ -164,6 +179,24 @@ def decode(photo: PhotoFile | bytes, min_side: int | None = None) -> Image.Image
     except Exception as error:  # noqa: BLE001 - truncated data, bad codecs, ...
         raise PhotoError(f"cannot decode: {error}") from None
     return image
+
+
+SHARPNESS_SIDE = 128  # px, the longer side sharpness is measured at: frames of any size compare
+
+
+def look(image: Image.Image, photo: PhotoFile) -> Look:
+    """The perceptual hash and sharpness of an upright decoded image (a millisecond or two on
+    the ~300 px image already decoded for the model: no second decode)."""
+    import imagehash  # here: it loads scipy, which the front ends (photos' importers) never need
+
+    bits = int(str(imagehash.phash(image)), 16)
+    grey = image.convert("L")
+    grey.thumbnail((SHARPNESS_SIDE, SHARPNESS_SIDE), Image.Resampling.BILINEAR)
+    g = np.asarray(grey, dtype=np.float32)
+    laplacian = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4 * g[1:-1, 1:-1]
+    sharpness = float(laplacian.var()) if laplacian.size else 0.0
+    signed = bits - (1 << 64) if bits >= 1 << 63 else bits  # SQLite integers are signed 64-bit
+    return Look(signed, sharpness, photo.width * photo.height, photo.taken_ms)
 
 
 def open_upright(path: str | os.PathLike[str], max_pixels: int, min_side: int | None = None) -> Image.Image:
@@ -224,6 +257,31 @@ def _taken_at(exif: dict[int, object]) -> int:
         # EXIF times carry no zone: keep wall-clock time, stored as if UTC.
         return int(moment.replace(tzinfo=UTC).timestamp())
     return 0
+
+
+def _taken_ms(exif: dict[int, object]) -> int:
+    """DateTimeOriginal with its sub-seconds and zone offset, in Unix milliseconds; 0 when unknown."""
+    seconds = _taken_at({0x9003: exif[0x9003]}) if 0x9003 in exif else 0
+    if not seconds:
+        return 0
+    subsec = _text(exif.get(0x9291))  # SubSecTimeOriginal: "37" means .37 s
+    digits = "".join(ch for ch in subsec if ch.isdigit())[:3]
+    millis = int(digits.ljust(3, "0")) if digits else 0
+    offset = _text(exif.get(0x9011)).strip()  # OffsetTimeOriginal: "+02:00"
+    shift = 0
+    if len(offset) == 6 and offset[0] in "+-" and offset[3] == ":":
+        try:
+            delta = timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6]))
+            shift = int(delta.total_seconds()) * (1 if offset[0] == "+" else -1)
+        except ValueError:
+            shift = 0
+    return (seconds - shift) * 1000 + millis
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "ignore")
+    return value.strip("\x00 ") if isinstance(value, str) else ""
 
 
 def iter_photo_files(root: Path, on_error=None):

@@ -69,9 +69,26 @@ class IndexedPhotoReply(TypedDict):
     online: bool  # the file can be opened now (its folder is not unplugged)
 
 
+class StackRef(TypedDict):
+    """The stack a photo belongs to (bursts, edits and copies of one moment), on a hit or album photo."""
+
+    id: str
+    size: int  # photos in it, this one included
+
+
+class StackReply(TypedDict):
+    """One stack, as ``petwatch stacks --json`` lists it."""
+
+    id: str
+    kind: str  # "copies" (the same picture re-encoded, resized, cropped, or the same bytes) or "burst"
+    cover: str  # the photo shown for it (the sharpest frame of a burst, the largest copy)
+    members: list[str]  # every path, the cover first
+
+
 class HitReply(IndexedPhotoReply):
     score: float  # cosine similarity
     view: int
+    stack: StackRef | None  # None: a photo on its own
 
 
 # An older index being re-embedded into the current recipe's collection ("from" is a keyword,
@@ -232,6 +249,7 @@ class PetHitReply(TypedDict):
     score: float
     content_hash: str
     mark: str | None  # example / yes / not, or None
+    stack: StackRef | None  # an album shows one photo per stack
 
 
 class PetAlbumReply(PetReply):

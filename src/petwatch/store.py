@@ -21,12 +21,16 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from petwatch.errors import PetwatchError
 from petwatch.paths import decode_path, encode_path  # the rows' path scheme, shared with the socket
 from petwatch.protocol import NO_PET
+
+if TYPE_CHECKING:
+    from petwatch.photos import Look
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,9 @@ class PhotoRow:
     pet_score: float = 0.0
     species: str = NO_PET
     label: str = ""
+    # Not stored in Milvus: the picture's hash and sharpness, passed on to stacks (photos.Look);
+    # None for a copy of bytes already known (its look is known by content hash).
+    look: Look | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

@@ -6,7 +6,7 @@ into memory; only the daemon's own user may connect (SO_PEERCRED).
 
 This module assembles the app (errors, limits, /status, /events); each feature's routes are
 in a module of its own: ``library_routes`` (index, search, folders, photos), ``pet_routes``,
-``discovery_routes``, ``comic_routes``.
+``discovery_routes``, ``comic_routes``, ``stack_routes``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from petwatch.daemon.library_routes import router as library_router
 from petwatch.daemon.pet_routes import router as pets_router
 from petwatch.daemon.run import peer_uid
 from petwatch.daemon.service import Daemon
+from petwatch.daemon.stack_routes import router as stacks_router
 from petwatch.errors import PetwatchError
 from petwatch.protocol import (
     Event,
@@ -142,6 +143,7 @@ def create_app(daemon: Daemon) -> BodyLimit:
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     app.include_router(library_router(daemon))
+    app.include_router(stacks_router(daemon.library))
     app.include_router(comics_router(daemon.comics))
     app.include_router(pets_router(daemon.pets))
     app.include_router(discovery_router(daemon.discovery, daemon.pets))

@@ -4,7 +4,7 @@
 through its ``Library``.
 
     GET  /stats                       photos indexed, dogs and cats, model, database
-    POST /search                      {"image" | "photo", "top_k", "min_score", "offset", "species"}
+    POST /search                      {"image" | "photo", "top_k", "min_score", "offset", "species", "stacks"}
     POST /index                       {"folders"}: walk them now, answer with the report
     POST /rescan                      re-read the folder list, walk everything (queued)
     GET  /folders                     the watched folders
@@ -54,6 +54,7 @@ class SearchRequest(_Strict):
     species: list[str] | None = Field(
         None, max_length=len(SPECIES), description=f"Only photos of these species ({', '.join(SPECIES)})"
     )
+    stacks: bool = Field(True, description="One hit per stack (bursts, copies); false: every photo")
 
     @field_validator("species")
     @classmethod
@@ -85,7 +86,13 @@ def router(daemon: Daemon) -> APIRouter:
     def search(request: SearchRequest) -> SearchReply:
         # None: the daemon's own settings (top_k, min_score)
         return daemon.search(
-            request.image, request.photo, request.top_k, request.min_score, request.offset, request.species
+            request.image,
+            request.photo,
+            request.top_k,
+            request.min_score,
+            request.offset,
+            request.species,
+            request.stacks,
         )
 
     @routes.post("/index", response_model=dict)

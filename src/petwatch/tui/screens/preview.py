@@ -94,7 +94,7 @@ class PreviewScreen(Screen[tuple[str, object]]):
         width, height = meta.get("width", hit.get("width")), meta.get("height", hit.get("height"))
         rows = [
             ("hit", f"{self.index + 1} of {len(self.hits)}"),
-            ("score", f"{hit['score']:.3f}"),
+            ("score", f"{hit['score']:.3f}" if hit.get("score") is not None else "–"),  # a stack's other photos
             ("taken", format.taken(meta.get("taken_at", hit.get("taken_at")))),
             ("pixels", f"{width} × {height}" if width and height else "unknown"),
             ("file size", format.size(meta.get("size", hit.get("size")))),

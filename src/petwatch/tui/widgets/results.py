@@ -20,6 +20,7 @@ from PIL import Image
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
+from textual import work
 from textual.binding import Binding
 from textual.events import Click, Resize
 from textual.geometry import Size
@@ -29,6 +30,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from petwatch import format
+from petwatch.errors import PetwatchError
 from petwatch.protocol import PET_SPECIES
 from petwatch.tui.images import TILE_SIZE
 from petwatch.tui.widgets.picture import half_block_strips
@@ -102,6 +104,7 @@ class ResultsGrid(ScrollView, can_focus=True):
         Binding("enter", "open", "Open large"),
         Binding("space", "toggle_select", "Select"),
         Binding("a", "search_from", "Search again from hit"),
+        Binding("z", "open_stack", "Open stack"),
         Binding("o", "open_external", "Open in the system viewer", show=False),
     ]
 
@@ -251,9 +254,35 @@ class ResultsGrid(ScrollView, can_focus=True):
         if (hit := self.current_hit) is not None:
             self.petwatch.open_external(hit["path"])
 
+    def action_open_stack(self) -> None:
+        """The photos of the highlighted tile's stack (a burst, copies), large, one by one."""
+        if (hit := self.current_hit) is not None and hit.get("stack"):
+            self._open_stack(hit)
+
+    @work(exclusive=True, group="stack")
+    async def _open_stack(self, hit: Hit) -> None:
+        from petwatch.tui.screens.preview import PreviewScreen  # the preview shows grids' hits
+
+        try:
+            stack = await self.petwatch.client.stack(hit["stack"]["id"])
+        except PetwatchError as error:
+            self.notify(str(error), title="Cannot open the stack", severity="error")
+            return
+        members: list[Hit] = [{"path": path, "score": None} for path in stack["members"]]
+        if hit["path"] in stack["members"]:
+            members[stack["members"].index(hit["path"])] = hit
+
+        def closed(result: tuple[str, object] | None) -> None:
+            if result and result[0] == "search":
+                self.post_message(self.SearchFrom(cast(Hit, result[1])))
+
+        self.app.push_screen(PreviewScreen(members, 0), closed)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("open", "toggle_select", "search_from"):
             return self.current_hit is not None
+        if action == "open_stack":
+            return self.current_hit is not None and bool(self.current_hit.get("stack"))
         if action == "open_external":
             return self.current_hit is not None and self.petwatch.viewer_available
         return True
@@ -357,7 +386,9 @@ class ResultsGrid(ScrollView, can_focus=True):
         offline = " offline" if hit.get("online") is False else ""
         album_mark = MARK_NOTES.get(hit.get("mark") or "", "")
         note = {"failed": " no preview", "queued": " …"}.get(self.states[index], "")
-        return f"{mark}{hit['score']:.3f}", album_mark + offline + note, os.path.basename(hit["path"])
+        stack = f" [{hit['stack']['size']}]" if hit.get("stack") else ""  # one tile for a burst of 8: [8]
+        score = f"{hit['score']:.3f}" if hit.get("score") is not None else ""
+        return f"{mark}{score}", stack + album_mark + offline + note, os.path.basename(hit["path"])
 
     def is_marked(self, hit: Hit) -> bool:
         """Whether the tile is drawn as selected."""

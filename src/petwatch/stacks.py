@@ -1,0 +1,277 @@
+"""Stacks: the bursts, edits and copies of one moment, shown once.
+
+Three ways two photos (content hashes) join one stack, all from content and capture time:
+
+- the same bytes in two places (two paths, one content hash);
+- *copies*: perceptual hashes (``photos.Look.phash``) within ``COPY_MAX_DISTANCE`` bits, and
+  the same moment when both know theirs: a re-encoded, resized, lightly cropped copy;
+- *bursts*: captured within ``BURST_SECONDS`` of each other (EXIF, to the millisecond) with
+  vectors at least ``BURST_MIN_SIMILARITY`` alike.
+
+A stack is a connected group of such links. Two moments apart (another day, another scene a
+minute later) never link, however alike they look: finding those is pet search's job.
+
+Everything is kept by content hash in the state SQLite (looks and links), not in the Milvus
+collection, so a model change or ``petwatch reindex`` keeps the stacks. Nothing here touches
+the user's files.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from petwatch.photos import Look
+from petwatch.store import PhotoRow
+
+# Measured by bench/bench_stacks.py on the shared datasets (see README, "Stacks"): copies
+# re-encoded (q 40-95), resized to half, cropped 3%, EXIF-rotated against different photos of
+# one DogFaceNet dog and same-breed Oxford photos.
+COPY_MAX_DISTANCE = 9  # of 64 pHash bits: crops of 3% reach 8, two different pictures came as close as 10
+# A burst's frames are one picture moved a little: pHash a little further apart than copies
+# (shifted frames reached 14), closer than two photos of one dog a second apart (16 and more
+# among those the vectors could not tell apart).
+BURST_MAX_DISTANCE = 14
+# A burst's frames: a few per second. Two photos further apart are two moments.
+BURST_SECONDS = 2.0
+# Cosine similarity of two frames' view-0 vectors, in the efficientnet_lite2 pet-focus space
+# (1280-d, not whitened), from bench/bench_stacks.py's burst/negative distributions; rerun it
+# after the vector space changes (`python bench/bench_stacks.py --quick` prints both).
+# True frames: min 0.951, 5th percentile 0.963; one DogFaceNet dog's different photos a second
+# apart reached 0.967 (at 18 bits) and 0.962 (at 12 bits). Frames below it still join their
+# burst through the frames they are closer to, or as copies (pHash within COPY_MAX_DISTANCE).
+BURST_MIN_SIMILARITY = 0.97
+
+COPIES, BURST = "copies", "burst"
+STACK_KINDS = (COPIES, BURST)
+
+VectorsOf = Callable[[Sequence[str]], dict[str, np.ndarray]]  # path -> its stored vectors (view 0 first)
+
+
+@dataclass(frozen=True)
+class Stack:
+    id: str
+    kind: str  # COPIES or BURST
+    cover: str  # the path shown for the stack
+    members: list[str]  # every path, the cover first
+
+
+def hamming(bits: np.ndarray, one: int) -> np.ndarray:
+    """Bits differing between each of ``bits`` (int64) and ``one``."""
+    return np.bitwise_count(np.bitwise_xor(bits, np.int64(one)))
+
+
+def same_moment(a: int, b: int) -> bool:
+    """Whether two capture times (ms, 0 when unknown) can be one moment: unknown is no proof otherwise."""
+    return not a or not b or abs(a - b) <= BURST_SECONDS * 1000
+
+
+def cover_key(kind: str, look: Look | None) -> tuple[float, float]:
+    """What makes the best frame: a burst's sharpest (variance of the Laplacian: the frame
+    without motion blur), then largest; a copy's largest (the original, not the shrunk copy a
+    friend sent), then sharpest."""
+    if look is None:
+        return (-1.0, -1.0)
+    if kind == BURST:
+        return (look.sharpness, float(look.pixels))
+    return (float(look.pixels), look.sharpness)
+
+
+class Stacks:
+    """Every stack, kept current as photos are stored and removed (``Library`` calls it)."""
+
+    def __init__(self, db_path: Path, paths_of: Callable[[str], list[str]], vectors_of: VectorsOf) -> None:
+        self._paths_of = paths_of  # content hash -> its indexed paths (the library's catalog)
+        self._vectors_of = vectors_of
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS stack_looks (content_hash TEXT PRIMARY KEY, phash INTEGER,"
+            " sharpness REAL, pixels INTEGER, taken_ms INTEGER)"
+        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS stack_links (a TEXT, b TEXT, kind TEXT, PRIMARY KEY (a, b))")
+        self._lock = threading.RLock()
+        self._looks: dict[str, Look] = {
+            digest: Look(phash, sharpness, pixels, taken_ms)
+            for digest, phash, sharpness, pixels, taken_ms in self._db.execute("SELECT * FROM stack_looks")
+        }
+        self._links: dict[str, dict[str, str]] = {}
+        for a, b, kind in self._db.execute("SELECT a, b, kind FROM stack_links"):
+            self._links.setdefault(a, {})[b] = kind
+            self._links.setdefault(b, {})[a] = kind
+        self._arrays: tuple[list[str], np.ndarray, np.ndarray] | None = None  # hashes, phash, taken_ms
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- keeping them current ------------------------------------------------------------
+    def on_stored(self, rows: Iterable[PhotoRow]) -> None:
+        """Photos just stored: new pictures get their look kept and their links found."""
+        fresh: dict[str, PhotoRow] = {}
+        for row in rows:
+            if row.view == 0 and row.look is not None:
+                fresh.setdefault(row.content_hash, row)
+        if not fresh:
+            return
+        with self._lock:
+            for digest in fresh:
+                self._looks[digest] = fresh[digest].look  # type: ignore[assignment]
+            self._db.executemany(
+                "INSERT OR REPLACE INTO stack_looks VALUES (?, ?, ?, ?, ?)",
+                [(d, lk.phash, lk.sharpness, lk.pixels, lk.taken_ms) for d, lk in self._looks_of(fresh)],
+            )
+            self._arrays = None
+            vectors = {digest: row.vector for digest, row in fresh.items()}
+            links: list[tuple[str, str, str]] = []
+            for digest in fresh:
+                links += self._find_links(digest, vectors)
+            # Links already kept stay (bytes known before: a reindex or a model change keeps them).
+            self._add_links(links)
+
+    def on_removed(self, content_hashes: Iterable[str]) -> None:
+        """Contents whose last path left the index: they leave their stacks (their looks and
+        links go; a stack of one left behind is no stack)."""
+        with self._lock:
+            gone = [d for d in set(content_hashes) if d in self._looks and not self._paths_of(d)]
+            if not gone:
+                return
+            self._forget_links(gone)
+            for digest in gone:
+                del self._looks[digest]
+            self._db.executemany("DELETE FROM stack_looks WHERE content_hash = ?", [(d,) for d in gone])
+            self._arrays = None
+
+    def _looks_of(self, digests: Iterable[str]) -> list[tuple[str, Look]]:
+        return [(d, self._looks[d]) for d in digests]
+
+    def _find_links(self, digest: str, vectors: dict[str, np.ndarray]) -> list[tuple[str, str, str]]:
+        look = self._looks[digest]
+        hashes, bits, taken = self._indexed_arrays()
+        links: list[tuple[str, str, str]] = []
+        near = hamming(bits, look.phash) <= COPY_MAX_DISTANCE
+        if look.taken_ms:
+            moment = (taken == 0) | (np.abs(taken - look.taken_ms) <= BURST_SECONDS * 1000)
+            near &= moment
+        else:
+            moment = np.zeros(len(hashes), dtype=bool)
+        copies = {hashes[i] for i in np.flatnonzero(near)} - {digest}
+        links += [(digest, other, COPIES) for other in copies]
+        if look.taken_ms:
+            burst_window = moment & (taken != 0)
+            candidates = [hashes[i] for i in np.flatnonzero(burst_window) if hashes[i] != digest]
+            candidates = [c for c in candidates if c not in copies]
+            if candidates and digest in vectors:
+                mine = vectors[digest]
+                distances = dict(zip(hashes, hamming(bits, look.phash).tolist(), strict=True))
+                for other, vector in self._vectors_for(candidates, vectors).items():
+                    if distances[other] > BURST_MAX_DISTANCE:
+                        continue
+                    if float(np.dot(mine, vector)) >= BURST_MIN_SIMILARITY:
+                        links.append((digest, other, BURST))
+        return links
+
+    def _vectors_for(self, digests: list[str], known: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """View-0 vectors of these contents: from this batch, else from the index."""
+        out = {d: known[d] for d in digests if d in known}
+        path_of = {paths[0]: d for d in digests if d not in out and (paths := self._paths_of(d))}
+        if path_of:
+            for path, rows in self._vectors_of(list(path_of)).items():
+                out[path_of[path]] = rows[0]
+        return out
+
+    def _indexed_arrays(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        if self._arrays is None:
+            hashes = list(self._looks)
+            bits = np.fromiter((self._looks[d].phash for d in hashes), dtype=np.int64, count=len(hashes))
+            taken = np.fromiter((self._looks[d].taken_ms for d in hashes), dtype=np.int64, count=len(hashes))
+            self._arrays = (hashes, bits, taken)
+        return self._arrays
+
+    def _add_links(self, links: list[tuple[str, str, str]]) -> None:
+        rows = []
+        for a, b, kind in links:
+            a, b = min(a, b), max(a, b)
+            if self._links.get(a, {}).get(b) == COPIES:
+                continue  # copies say more than burst
+            self._links.setdefault(a, {})[b] = kind
+            self._links.setdefault(b, {})[a] = kind
+            rows.append((a, b, kind))
+        self._db.executemany("INSERT OR REPLACE INTO stack_links VALUES (?, ?, ?)", rows)
+
+    def _forget_links(self, digests: Iterable[str]) -> None:
+        for digest in digests:
+            for other in self._links.pop(digest, {}):
+                self._links.get(other, {}).pop(digest, None)
+                if not self._links.get(other, True):
+                    del self._links[other]
+            self._db.execute("DELETE FROM stack_links WHERE a = ? OR b = ?", (digest, digest))
+
+    # --- what they are -------------------------------------------------------------------
+    def _component(self, digest: str) -> list[str]:
+        seen, todo = {digest}, [digest]
+        while todo:
+            for other in self._links.get(todo.pop(), {}):
+                if other not in seen:
+                    seen.add(other)
+                    todo.append(other)
+        return sorted(seen)
+
+    def _stack(self, digests: list[str]) -> Stack | None:
+        members = [(path, d) for d in digests for path in self._paths_of(d)]
+        if len(members) < 2:
+            return None  # a stack of one is no stack
+        burst = any(kind == BURST for d in digests for kind in self._links.get(d, {}).values())
+        kind = BURST if burst else COPIES
+        best = max(cover_key(kind, self._looks.get(d)) for d in digests)
+        cover = min(p for p, d in members if cover_key(kind, self._looks.get(d)) == best)
+        paths = [cover] + sorted(p for p, _ in members if p != cover)
+        return Stack(digests[0][:16], kind, cover, paths)
+
+    def stack_of(self, content_hash: str) -> Stack | None:
+        """The stack holding these bytes, or None (a photo on its own)."""
+        with self._lock:
+            return self._stack(self._component(content_hash))
+
+    def all(self) -> list[Stack]:
+        """Every stack, largest first."""
+        with self._lock:
+            seen: set[str] = set()
+            found = []
+            for digest in set(self._looks) | set(self._links):
+                if digest in seen:
+                    continue
+                group = self._component(digest)
+                seen.update(group)
+                if (stack := self._stack(group)) is not None:
+                    found.append(stack)
+            return sorted(found, key=lambda s: (-len(s.members), s.cover))
+
+    def find(self, stack_id: str) -> Stack | None:
+        return next((s for s in self.all() if s.id == stack_id), None)
+
+    def collapse(self, items: Sequence[tuple[str, str]]) -> list[tuple[int, Stack | None]]:
+        """One item per stack from ``items`` ((path, content hash), best first): the stack's
+        cover when it is among them, else its best item, at the place of its best item.
+        (index into ``items``, its stack or None), in order."""
+        with self._lock:
+            stacks: dict[str, Stack | None] = {}  # content hash -> its stack
+            shown: dict[str, int] = {}  # stack id -> the index shown for it
+            order: list[tuple[int, Stack | None]] = []
+            for index, (path, digest) in enumerate(items):
+                if digest not in stacks:
+                    stacks[digest] = self._stack(self._component(digest))
+                stack = stacks[digest]
+                if stack is None:
+                    order.append((index, None))
+                elif stack.id not in shown:
+                    shown[stack.id] = len(order)
+                    order.append((index, stack))
+                elif path == stack.cover:
+                    order[shown[stack.id]] = (index, stack)
+            return order
