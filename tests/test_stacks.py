@@ -221,3 +221,14 @@ def test_daemon_search_album_and_stacks_command(start_daemon, tmp_path):
         album = client.pet("Jumper")["hits"]
     in_album = [h for h in album if h["path"] in burst]
     assert len(in_album) == 1 and in_album[0]["stack"]["size"] == BURST
+
+
+def test_the_same_view_on_two_days_is_two_moments(library, tmp_path):
+    """However alike (here: the very same picture), photos taken on different days never stack."""
+    source = oxford(1)[0]
+    monday = write_photo(tmp_path / "a" / "monday.jpg", source, T0 * 1000)
+    tuesday = write_photo(tmp_path / "a" / "tuesday.jpg", source, T0 * 1000 + 86_400_000, quality=80)
+    library.reconcile([str(tmp_path / "a")])
+    assert library.stacks() == []
+    hits = library.search_reply(str(monday), top_k=2)["hits"]
+    assert {h["path"] for h in hits} == {str(monday), str(tuesday)}

@@ -214,10 +214,12 @@ class Stacks:
 
     # --- what they are -------------------------------------------------------------------
     def _component(self, digest: str) -> list[str]:
+        """The contents linked to ``digest``, through indexed ones only: a picture no longer
+        indexed (its file changed, or not back yet after a reindex) joins nothing."""
         seen, todo = {digest}, [digest]
         while todo:
             for other in self._links.get(todo.pop(), {}):
-                if other not in seen:
+                if other not in seen and self._paths_of(other):
                     seen.add(other)
                     todo.append(other)
         return sorted(seen)
