@@ -120,13 +120,14 @@ class Stacks:
         if not fresh:
             return
         with self._lock:
+            new = [digest for digest in fresh if digest not in self._looks]
             for digest in fresh:
                 self._looks[digest] = fresh[digest].look  # type: ignore[assignment]
             self._db.executemany(
                 "INSERT OR REPLACE INTO stack_looks VALUES (?, ?, ?, ?, ?)",
                 [(d, lk.phash, lk.sharpness, lk.pixels, lk.taken_ms) for d, lk in self._looks_of(fresh)],
             )
-            self._arrays = None
+            self._grow_arrays(new)  # known bytes stored again (a reindex) are there already
             vectors = {digest: row.vector for digest, row in fresh.items()}
             links: list[tuple[str, str, str]] = []
             for digest in fresh:
@@ -153,25 +154,19 @@ class Stacks:
     def _find_links(self, digest: str, vectors: dict[str, np.ndarray]) -> list[tuple[str, str, str]]:
         look = self._looks[digest]
         hashes, bits, taken = self._indexed_arrays()
-        links: list[tuple[str, str, str]] = []
-        near = hamming(bits, look.phash) <= COPY_MAX_DISTANCE
+        distance = hamming(bits, look.phash)  # one vectorised pass over every picture
         if look.taken_ms:
             moment = (taken == 0) | (np.abs(taken - look.taken_ms) <= BURST_SECONDS * 1000)
-            near &= moment
         else:
-            moment = np.zeros(len(hashes), dtype=bool)
-        copies = {hashes[i] for i in np.flatnonzero(near)} - {digest}
-        links += [(digest, other, COPIES) for other in copies]
-        if look.taken_ms:
-            burst_window = moment & (taken != 0)
-            candidates = [hashes[i] for i in np.flatnonzero(burst_window) if hashes[i] != digest]
-            candidates = [c for c in candidates if c not in copies]
-            if candidates and digest in vectors:
+            moment = np.ones(len(hashes), dtype=bool)  # a copy without EXIF can still join
+        copies = {hashes[i] for i in np.flatnonzero(moment & (distance <= COPY_MAX_DISTANCE))} - {digest}
+        links = [(digest, other, COPIES) for other in copies]
+        if look.taken_ms and digest in vectors:
+            close = (distance > COPY_MAX_DISTANCE) & (distance <= BURST_MAX_DISTANCE)
+            candidates = [hashes[i] for i in np.flatnonzero(moment & (taken != 0) & close)]
+            if candidates:  # only these few need their vectors (a query of the index)
                 mine = vectors[digest]
-                distances = dict(zip(hashes, hamming(bits, look.phash).tolist(), strict=True))
                 for other, vector in self._vectors_for(candidates, vectors).items():
-                    if distances[other] > BURST_MAX_DISTANCE:
-                        continue
                     if float(np.dot(mine, vector)) >= BURST_MIN_SIMILARITY:
                         links.append((digest, other, BURST))
         return links
@@ -186,12 +181,23 @@ class Stacks:
         return out
 
     def _indexed_arrays(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Every look as arrays (content hashes, pHashes, capture times), for vectorised search."""
         if self._arrays is None:
-            hashes = list(self._looks)
-            bits = np.fromiter((self._looks[d].phash for d in hashes), dtype=np.int64, count=len(hashes))
-            taken = np.fromiter((self._looks[d].taken_ms for d in hashes), dtype=np.int64, count=len(hashes))
-            self._arrays = (hashes, bits, taken)
+            self._arrays = self._as_arrays(list(self._looks))
         return self._arrays
+
+    def _as_arrays(self, digests: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        bits = np.fromiter((self._looks[d].phash for d in digests), dtype=np.int64, count=len(digests))
+        taken = np.fromiter((self._looks[d].taken_ms for d in digests), dtype=np.int64, count=len(digests))
+        return digests, bits, taken
+
+    def _grow_arrays(self, digests: list[str]) -> None:
+        """New looks appended (a batch at a time: no rebuild of 30,000 per batch)."""
+        if self._arrays is None:
+            return  # built when first needed
+        hashes, bits, taken = self._arrays
+        more, more_bits, more_taken = self._as_arrays(digests)
+        self._arrays = (hashes + more, np.concatenate([bits, more_bits]), np.concatenate([taken, more_taken]))
 
     def _add_links(self, links: list[tuple[str, str, str]]) -> None:
         rows = []
@@ -216,7 +222,7 @@ class Stacks:
     def _component(self, digest: str) -> list[str]:
         """The contents linked to ``digest``, through indexed ones only: a picture no longer
         indexed (its file changed, or not back yet after a reindex) joins nothing."""
-        seen, todo = {digest}, [digest]
+        seen, todo = {digest}, [digest] if self._paths_of(digest) else []
         while todo:
             for other in self._links.get(todo.pop(), {}):
                 if other not in seen and self._paths_of(other):
@@ -255,7 +261,13 @@ class Stacks:
             return sorted(found, key=lambda s: (-len(s.members), s.cover))
 
     def find(self, stack_id: str) -> Stack | None:
-        return next((s for s in self.all() if s.id == stack_id), None)
+        """The stack of this id (its first content hash's prefix), or None."""
+        with self._lock:
+            for digest in [d for d in set(self._looks) | set(self._links) if d.startswith(stack_id)]:
+                stack = self._stack(self._component(digest))
+                if stack is not None and stack.id == stack_id:
+                    return stack
+            return None
 
     def collapse(self, items: Sequence[tuple[str, str]]) -> list[tuple[int, Stack | None]]:
         """One item per stack from ``items`` ((path, content hash), best first): the stack's
