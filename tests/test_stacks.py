@@ -5,16 +5,16 @@ a real model, a real Milvus Lite, a real daemon where the behaviour is the daemo
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 
-import pytest
 from PIL import Image
 from tests.album import snapshot
-from tests.conftest import TEST_MODEL, dataset, run_cli
+from tests.conftest import dataset, run_cli
+from tests.test_index import embedder, library  # noqa: F401 - the same real model and library
 
-from petwatch import photos, settings
-from petwatch.embed import Embedder
+from petwatch import locations, photos, settings
 from petwatch.library import Library
 
 BURST = 8
@@ -80,18 +80,6 @@ def build_album(root: Path) -> dict[str, list[Path]]:
     ]
     rest = [write_photo(album / f"pet_{n}.jpg", s, T0 * 1000 + (10 + n) * day) for n, s in enumerate(sources[2:])]
     return {"burst": burst, "original": [original], "copy": [copy], "dog": dog, "rest": rest}
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return Embedder(TEST_MODEL)
-
-
-@pytest.fixture
-def library(home, embedder):
-    opened = Library(settings.load(), embedder)
-    yield opened
-    opened.close()
 
 
 def _stacks_by_member(library: Library) -> dict[str, dict]:
@@ -232,3 +220,25 @@ def test_the_same_view_on_two_days_is_two_moments(library, tmp_path):
     assert library.stacks() == []
     hits = library.search_reply(str(monday), top_k=2)["hits"]
     assert {h["path"] for h in hits} == {str(monday), str(tuesday)}
+
+
+def test_photos_indexed_before_stacks_are_stacked_in_the_background(home, embedder, tmp_path):
+    build_album(tmp_path)
+    folders = [str(tmp_path / "album"), str(tmp_path / "other")]
+    library = Library(settings.load(), embedder)
+    try:
+        library.reconcile(folders)
+        stacked = sorted(library.stacks(), key=lambda s: s["id"])
+    finally:
+        library.close()
+    with sqlite3.connect(locations.state_db()) as db:  # as an index made before stacks leaves it
+        db.execute("DELETE FROM stack_looks")
+        db.execute("DELETE FROM stack_links")
+    library = Library(settings.load(), embedder)
+    try:
+        assert library.stacks() == []
+        while library.stack_backfill(limit=5):  # what the daemon does a step at a time when idle
+            pass
+        assert sorted(library.stacks(), key=lambda s: s["id"]) == stacked
+    finally:
+        library.close()

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import cast
 
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 # A search collapsing stacks asks Milvus for more hits until it has top-k tiles, up to this many.
 STACK_FETCH_LIMIT = 16_384  # Milvus's own limit on one search's top-k
 UPGRADE_STEP = 64  # photos per upgrade step: new photos wait at most one step to be indexed
+STACK_BACKFILL_STEP = 32  # photos indexed before stacks, looked at per idle moment of the daemon
 SPECIES_COUNT_SECONDS = 10.0
 
 
@@ -194,6 +195,7 @@ class Library:
         self._failures = FailureLog(locations.state_db())
         # Kept by content hash in the state DB, beside the collections: a reindex keeps them.
         self._stacks = Stacks(locations.state_db(), self.paths_with_content, self.vectors)
+        self._backfill_tried: set[str] = set()  # contents stack_backfill looked at (or could not read)
         identity, dim = self.embedder.identity, self.embedder.dim
         # The older index first: a different model is refused before anything is made.
         older = Store(uri, source, identity, dim, token, create=False) if source else None
@@ -342,13 +344,22 @@ class Library:
             self._on_removed.append(removed)
 
     def _stored(self, rows: list[PhotoRow]) -> None:
-        self._stacks.on_stored(rows)
+        self._stored_stacks(rows)
         for listener in self._on_stored:
             listener(rows)
 
+    def _stored_stacks(self, rows: list[PhotoRow]) -> None:
+        try:
+            self._stacks.on_stored(rows)
+        except Exception:  # noqa: BLE001 - stacks are a view: never a reason to stop indexing
+            log.exception("could not update stacks for %d stored photos", len(rows))
+
     def _removed(self, hashes: dict[str, str]) -> None:
         """Tell of photos dropped: ``hashes`` maps each path to its content hash."""
-        self._stacks.on_removed(hashes.values())
+        try:
+            self._stacks.on_removed(hashes.values())
+        except Exception:  # noqa: BLE001 - as for stored photos
+            log.exception("could not update stacks for %d removed photos", len(hashes))
         for listener in self._on_removed:
             listener(list(hashes))
 
@@ -585,6 +596,29 @@ class Library:
         if stack is None:
             raise PetwatchError(f"no stack {stack_id}: `petwatch stacks` lists them (it may have changed since)")
         return stack_reply(stack)
+
+    def stack_backfill(self, limit: int = STACK_BACKFILL_STEP) -> int:
+        """Look at up to ``limit`` photos indexed before stacks existed (decode, pHash, links),
+        so that they stack too; how many were tried (0: none is left). A photo that cannot be
+        read now is left for the next daemon start."""
+        digests = self._stacks.without_look(_snapshot(self.indexer.paths_by_hash))
+        digests = [d for d in digests if d not in self._backfill_tried][:limit]
+        rows: list[PhotoRow] = []
+        min_side = self.embedder.decode_min_side if self.settings.draft_decode else None
+        for digest in digests:
+            self._backfill_tried.add(digest)
+            paths = self.paths_with_content(digest)
+            try:
+                photo = photos.read_photo(paths[0], self.settings.max_image_pixels) if paths else None
+                if photo is None or photo.content_hash != digest:
+                    continue  # gone or changed since: the walk sees to it
+                look = photos.look(photos.decode(photo, min_side), photo)
+            except photos.PhotoError:
+                continue
+            if (row := self.store.get(paths[0])) is not None:
+                rows.append(replace(row, look=look))
+        self._stored_stacks(rows)
+        return len(digests)
 
     def one_per_stack(self, photos_best_first: Sequence[str]) -> list[tuple[str, StackRef | None]]:
         """These indexed photos with one per stack (the stack's cover when among them), in order."""

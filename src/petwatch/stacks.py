@@ -89,7 +89,8 @@ class Stacks:
         self._paths_of = paths_of  # content hash -> its indexed paths (the library's catalog)
         self._vectors_of = vectors_of
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+        # The state DB has other writers (pets, failures): wait for their turn rather than fail.
+        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS stack_looks (content_hash TEXT PRIMARY KEY, phash INTEGER,"
@@ -134,6 +135,11 @@ class Stacks:
                 links += self._find_links(digest, vectors)
             # Links already kept stay (bytes known before: a reindex or a model change keeps them).
             self._add_links(links)
+
+    def without_look(self, content_hashes: Iterable[str]) -> list[str]:
+        """Those of these contents never looked at (indexed before stacks existed)."""
+        with self._lock:
+            return [d for d in content_hashes if d not in self._looks]
 
     def on_removed(self, content_hashes: Iterable[str]) -> None:
         """Contents whose last path left the index: they leave their stacks (their looks and

@@ -6,7 +6,8 @@ import asyncio
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +24,10 @@ class Live:
     daemon: DaemonProcess
 
 
-@pytest.fixture(scope="module")
-def live() -> Live:
-    """A daemon on a private /tmp home, watching one album of real photos (indexed, idle)."""
+@contextmanager
+def daemon_watching(make_albums: Callable[[Path], list[Path]]) -> Iterator[tuple[Path, DaemonProcess]]:
+    """A daemon on a private /tmp home watching the folders ``make_albums(home)`` fills
+    (indexed, idle): (home, daemon)."""
     from petwatch import settings as settings_module
 
     home = Path(tempfile.mkdtemp(prefix="pwt-", dir="/tmp"))
@@ -36,19 +38,32 @@ def live() -> Live:
     patch.setenv("PETWATCH_TUI_IMAGES", "halfblock")
     for name in ("PETWATCH_FOLDERS", "PETWATCH_MILVUS_URI", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         patch.delenv(name, raising=False)
-    album = home / "album"
-    photos = write_photos(album, 12)
-    # The folder list lives in the config file (as `petwatch folders add` leaves it), so a
-    # restarted daemon, and folders added by the tests, keep it.
-    settings_module.update_config_file(folders=[str(album)])
-    daemon = DaemonProcess().start()
     try:
-        daemon.wait_idle()
-        yield Live(home, album, photos, daemon)
+        # The folder list lives in the config file (as `petwatch folders add` leaves it), so a
+        # restarted daemon, and folders added by the tests, keep it.
+        settings_module.update_config_file(folders=[str(f) for f in make_albums(home)])
+        daemon = DaemonProcess().start()
+        try:
+            daemon.wait_idle()
+            yield home, daemon
+        finally:
+            daemon.stop()
     finally:
-        daemon.stop()
         patch.undo()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[Live]:
+    """A daemon on a private /tmp home, watching one album of real photos (indexed, idle)."""
+    written: list[Path] = []
+
+    def album(home: Path) -> list[Path]:
+        written.extend(write_photos(home / "album", 12))
+        return [home / "album"]
+
+    with daemon_watching(album) as (home, daemon):
+        yield Live(home, home / "album", written, daemon)
 
 
 async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:

@@ -2,44 +2,29 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 from tests.test_stacks import BURST, build_album
 
-from conftest import TEST_MODEL, DaemonProcess
 from petwatch.tui.app import PetwatchApp
 from petwatch.tui.screens.preview import PreviewScreen
 from petwatch.tui.widgets.results import ResultsGrid
 
-from .conftest import ready, wait_for
+from .conftest import daemon_watching, ready, wait_for
 from .test_live import search_by_typing
 
 
 @pytest.fixture(scope="module")
 def burst_album():
-    from petwatch import settings as settings_module
+    made: dict[str, list[Path]] = {}
 
-    home = Path(tempfile.mkdtemp(prefix="pwt-", dir="/tmp"))
-    patch = pytest.MonkeyPatch()
-    patch.setenv("PETWATCH_HOME", str(home))
-    patch.setenv("PETWATCH_MODEL", TEST_MODEL)
-    patch.setenv("PETWATCH_SETTLE_SECONDS", "0.5")
-    patch.setenv("PETWATCH_TUI_IMAGES", "halfblock")
-    for name in ("PETWATCH_FOLDERS", "PETWATCH_MILVUS_URI", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
-        patch.delenv(name, raising=False)
-    made = build_album(home)
-    settings_module.update_config_file(folders=[str(home / "album"), str(home / "other")])
-    daemon = DaemonProcess().start()
-    try:
-        daemon.wait_idle()
+    def albums(home: Path) -> list[Path]:
+        made.update(build_album(home))
+        return [home / "album", home / "other"]
+
+    with daemon_watching(albums):
         yield made
-    finally:
-        daemon.stop()
-        patch.undo()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 async def test_a_burst_is_one_tile_that_opens_into_its_frames(burst_album):

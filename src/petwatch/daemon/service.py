@@ -107,6 +107,7 @@ class Daemon:
         self._grace = settings.settle_seconds + REMOVE_GRACE_SECONDS
         self._last_write_retry = 0.0
         self._upgrade_paused = False  # until the next walk: what is left of an upgrade can't be read
+        self._backfill_left = True  # photos indexed before stacks may be waiting for their look
         self._server_problem: str | None = None  # a Milvus server not answering, checked by the clock
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -318,6 +319,7 @@ class Daemon:
                 task = self._tasks.get(timeout=self._idle_wait())
             except queue.Empty:
                 self._upgrade_step()
+                self._stack_backfill()
                 continue
             self._busy = True
             try:
@@ -456,8 +458,20 @@ class Daemon:
             self.bus.publish(Event.ERROR, {"message": f"upgrading the index: {error}"})
             self._upgrade_paused = True
 
+    def _stack_backfill(self) -> None:
+        """Between tasks, once the index is current, stack a few photos indexed before stacks."""
+        if not self._backfill_left or self.library.upgrade is not None or self._stopping.is_set():
+            return
+        try:
+            self._backfill_left = self.library.stack_backfill() > 0
+        except Exception:  # noqa: BLE001 - the daemon outlives any one task
+            log.exception("stacking photos indexed before stacks failed")
+            self._backfill_left = False
+
     def _idle_wait(self) -> float:
         if self.library.upgrade is not None and not self._upgrade_paused:
+            return 0.01
+        if self._backfill_left:
             return 0.01
         if not self._removals:
             return 0.5
