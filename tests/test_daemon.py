@@ -144,7 +144,7 @@ def configure_folders(*folders: Path) -> None:
 def all_hits(daemon: DaemonProcess, query: Path) -> dict[str, dict]:
     """Every row in the index, by path (a search that returns everything); fails on duplicates."""
     with daemon.client() as client:
-        hits = client.search(image=str(query), top_k=1000, min_score=-1.0)["hits"]
+        hits = client.search(image=str(query), top_k=1000, min_score=-1.0, stacks=False)["hits"]
     paths = [hit["path"] for hit in hits]
     duplicates = sorted({p for p in paths if paths.count(p) > 1})
     assert not duplicates, f"photos stored more than once: {duplicates[:5]}"
@@ -154,7 +154,7 @@ def all_hits(daemon: DaemonProcess, query: Path) -> dict[str, dict]:
 def searchable(daemon: DaemonProcess, query: Path, expected: Path) -> dict | None:
     """The hit for ``expected`` when searching with ``query``, else None."""
     with daemon.client() as client:
-        hits = client.search(image=str(query), top_k=10, min_score=-1.0)["hits"]
+        hits = client.search(image=str(query), top_k=10, min_score=-1.0, stacks=False)["hits"]
     return next((hit for hit in hits if hit["path"] == str(expected)), None)
 
 

@@ -181,7 +181,7 @@ def test_bad_files_dropped_in_are_indexed_or_failed_with_a_reason_and_retried_on
     assert status["failed"] == len(failed)
     assert status["indexed"] == 4 + len(indexed)
     with daemon.client() as client:
-        hits = client.search(image=str(album / "ok_00000.jpg"), top_k=100, min_score=-1.0)["hits"]
+        hits = client.search(image=str(album / "ok_00000.jpg"), top_k=100, min_score=-1.0, stacks=False)["hits"]
     assert sorted(h["path"] for h in hits) == sorted([*indexed, *(str(album / f"ok_{i:05d}.jpg") for i in range(4))])
     assert not any(word in h["path"] for h in hits for word in ("loop", "flash", "pipe"))
     # The non-UTF-8 names round-trip through the API as the same bytes.
@@ -240,5 +240,5 @@ def test_unreadable_file_is_failed_with_permission_denied(home, start_daemon, al
 def _all_indexed(daemon, album: Path) -> set[str]:
     """Every indexed path (a search that returns everything)."""
     with daemon.client() as client:
-        hits = client.search(image=str(album / "ok_00000.jpg"), top_k=100, min_score=-1.0)["hits"]
+        hits = client.search(image=str(album / "ok_00000.jpg"), top_k=100, min_score=-1.0, stacks=False)["hits"]
     return {h["path"] for h in hits}
