@@ -203,6 +203,8 @@ def test_daemon_search_album_and_stacks_command(start_daemon, tmp_path):
     assert set(opened) == {"id", "kind", "cover", "members"}
     one = json.loads(run_cli("stacks", opened["id"], "--json").stdout)
     assert one == opened
+    unknown = run_cli("stacks", "0123456789abcdef")
+    assert unknown.returncode == 1 and "petwatch stacks" in unknown.stderr and unknown.stderr.count("\n") == 1
     # An album: the pet's examples are three frames of the burst; the album shows it once.
     with daemon.client() as client:
         client.pet_add("Jumper", [str(p) for p in made["burst"][:3]])

@@ -17,6 +17,11 @@ DOG, CAT, ANIMAL, NO_PET = "dog", "cat", "animal", "none"
 SPECIES = (DOG, CAT, ANIMAL, NO_PET)
 PET_SPECIES = (DOG, CAT)  # "shows a pet": what --pets-only keeps
 
+# A stack's kind (petwatch.stacks): the same picture (the same bytes, re-encoded, resized,
+# cropped), or frames of one moment a few seconds apart.
+COPIES, BURST = "copies", "burst"
+STACK_KINDS = (COPIES, BURST)
+
 # A comic job's state (petwatch.comics); a job ends in one of the final three.
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 COMIC_STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
@@ -80,7 +85,7 @@ class StackReply(TypedDict):
     """One stack, as ``petwatch stacks --json`` lists it."""
 
     id: str
-    kind: str  # "copies" (the same picture re-encoded, resized, cropped, or the same bytes) or "burst"
+    kind: str  # one of STACK_KINDS
     cover: str  # the photo shown for it (the sharpest frame of a burst, the largest copy)
     members: list[str]  # every path, the cover first
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from petwatch.photos import Look
+from petwatch.protocol import BURST, COPIES
 from petwatch.store import PhotoRow
 
 # Measured by bench/bench_stacks.py on the shared datasets (see README, "Stacks"): copies
@@ -47,8 +48,6 @@ BURST_SECONDS = 2.0
 # burst through the frames they are closer to, or as copies (pHash within COPY_MAX_DISTANCE).
 BURST_MIN_SIMILARITY = 0.97
 
-COPIES, BURST = "copies", "burst"
-STACK_KINDS = (COPIES, BURST)
 
 VectorsOf = Callable[[Sequence[str]], dict[str, np.ndarray]]  # path -> its stored vectors (view 0 first)
 
@@ -64,11 +63,6 @@ class Stack:
 def hamming(bits: np.ndarray, one: int) -> np.ndarray:
     """Bits differing between each of ``bits`` (int64) and ``one``."""
     return np.bitwise_count(np.bitwise_xor(bits, np.int64(one)))
-
-
-def same_moment(a: int, b: int) -> bool:
-    """Whether two capture times (ms, 0 when unknown) can be one moment: unknown is no proof otherwise."""
-    return not a or not b or abs(a - b) <= BURST_SECONDS * 1000
 
 
 def cover_key(kind: str, look: Look | None) -> tuple[float, float]:
@@ -126,7 +120,7 @@ class Stacks:
                 self._looks[digest] = fresh[digest].look  # type: ignore[assignment]
             self._db.executemany(
                 "INSERT OR REPLACE INTO stack_looks VALUES (?, ?, ?, ?, ?)",
-                [(d, lk.phash, lk.sharpness, lk.pixels, lk.taken_ms) for d, lk in self._looks_of(fresh)],
+                [(d, lk.phash, lk.sharpness, lk.pixels, lk.taken_ms) for d in fresh if (lk := self._looks[d])],
             )
             self._grow_arrays(new)  # known bytes stored again (a reindex) are there already
             vectors = {digest: row.vector for digest, row in fresh.items()}
@@ -153,9 +147,6 @@ class Stacks:
                 del self._looks[digest]
             self._db.executemany("DELETE FROM stack_looks WHERE content_hash = ?", [(d,) for d in gone])
             self._arrays = None
-
-    def _looks_of(self, digests: Iterable[str]) -> list[tuple[str, Look]]:
-        return [(d, self._looks[d]) for d in digests]
 
     def _find_links(self, digest: str, vectors: dict[str, np.ndarray]) -> list[tuple[str, str, str]]:
         look = self._looks[digest]
