@@ -416,6 +416,16 @@ def main() -> None:
     add_datasets_arg(parser)
     args = parser.parse_args()
     strip_petwatch_env()
+    scratch = tempfile.mkdtemp(prefix="bench-stacks-")
+    tempfile.tempdir = scratch  # every folder and home below lives here, removed at the end
+    try:
+        run(args)
+    finally:
+        tempfile.tempdir = None
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> None:
     os.environ["PETWATCH_HOME"] = tempfile.mkdtemp(prefix="bench-stacks-home-")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     if args.part in ("all", "scale"):

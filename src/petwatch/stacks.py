@@ -86,6 +86,9 @@ class Stacks:
         # The state DB has other writers (pets, failures): wait for their turn rather than fail.
         self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # No fsync per batch on the indexing thread: a look lost to a power cut is looked at
+        # again by the daemon's backfill (Library.stack_backfill).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS stack_looks (content_hash TEXT PRIMARY KEY, phash INTEGER,"
             " sharpness REAL, pixels INTEGER, taken_ms INTEGER)"
