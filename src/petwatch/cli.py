@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -681,8 +682,17 @@ def cmd_tui(args) -> int:
     return run_tui()
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line that names the command and where its help is, instead of
+    argparse's usage dump (subcommands' parsers are made of this class too)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        message = re.sub(r"^argument (\S+): must", r"\1 must", message)
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="petwatch", description="Find every photo of your pet from one example photo."
     )
     parser.add_argument("--version", action="version", version=f"petwatch {__version__}")
@@ -708,7 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("image", metavar="IMAGE")
     search.add_argument(
         "--top-k",
-        type=_top_k,
+        type=_whole_number(1, MAX_TOP_K),
         default=None,
         metavar="K",
         help=f"number of hits (1-{MAX_TOP_K}; default: the top_k setting)",
@@ -771,9 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comic.add_argument(
         "--pet-photos",
-        type=int,
+        type=_whole_number(1, MAX_REFERENCES),
         default=4,
-        choices=range(1, MAX_REFERENCES + 1),
         metavar="N",
         help="how many of the pet's photos --pet adds (default 4)",
     )
@@ -819,7 +828,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     show.add_argument("name", metavar="NAME")
-    show.add_argument("--top", type=int, default=None, metavar="N", help="only the N best photos")
+    show.add_argument("--top", type=_whole_number(1, None), default=None, metavar="N", help="only the N best photos")
     show.add_argument(
         "--paths", action="store_true", help="print only the paths, one a line (e.g. for `petwatch comic --photo`)"
     )
@@ -859,17 +868,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _top_k(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= MAX_TOP_K:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_TOP_K}")
-    return value
+def _whole_number(low: int, high: int | None) -> Callable[[str], int]:
+    """An argparse type whose errors say what is allowed, in the user's words (a bare ``int``
+    says `invalid int value`, a function its internal name)."""
+    allowed = f"a whole number from {low} to {high}" if high is not None else f"a whole number, at least {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}")
+        return value
+
+    return parse
 
 
 def _score(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be between -1 and 1")
+        raise argparse.ArgumentTypeError(f"must be a number from -1 to 1, not {text!r}")
     return value
 
 
