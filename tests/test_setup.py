@@ -26,6 +26,7 @@ def cpu_index(tmp_path):
     """A reachable stand-in for download.pytorch.org/whl/cpu."""
     (tmp_path / "index" / "whl" / "cpu").mkdir(parents=True)
     (tmp_path / "index" / "whl" / "cpu" / "index.html").write_text("<a href='torch/'>torch</a>")
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args):
             super().__init__(*args, directory=str(tmp_path / "index"))

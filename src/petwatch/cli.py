@@ -23,6 +23,7 @@ from petwatch import __version__, locations
 from petwatch import settings as settings_module
 from petwatch.client import STARTING, DaemonClient, DaemonStarting, DaemonUnavailable
 from petwatch.errors import PetwatchError
+from petwatch.format import comic_cost
 from petwatch.format import size as human_bytes
 from petwatch.progress import ProgressLine
 from petwatch.protocol import (
@@ -370,6 +371,8 @@ def cmd_comic(args) -> int:
     if not photos and not args.refine:
         raise PetwatchError(f"select your pet: give at least one --photo PATH (up to {MAX_REFERENCES})")
     estimate = client.comic_estimate(photos=photos or None, size=args.size, quality=args.quality, parent=args.refine)
+    if estimate.get("no_key"):  # before anyone is asked to spend
+        raise PetwatchError(str(estimate["no_key"]))
     refining = f" (the comic {args.refine} first, then the photos)" if args.refine else ""
     _print_comic_estimate(estimate, refining)
     if estimate["within_budget"]:  # over the cap, the daemon refuses and says why
@@ -494,9 +497,9 @@ def cmd_comics(args) -> int:
         if not jobs:
             print('no comics yet: make one with `petwatch comic --photo PATH --prompt "..."`')
         for job in jobs:
-            cost = job["cost_usd"] if job.get("cost_usd") is not None else job["estimated_cost_usd"]
+            cost = comic_cost(job.get("spent_usd"), job["estimated_cost_usd"])
             prompt = job["prompt"] if len(job["prompt"]) <= 60 else job["prompt"][:57] + "..."
-            print(f"{job['id']}  {job['state']:<9}  ${cost:.2f}  {prompt}")
+            print(f"{job['id']}  {job['state']:<9}  {cost:<24}  {prompt}")
         return 0
     if args.action == "show":
         job = client.comic(args.id)
@@ -517,6 +520,8 @@ def cmd_comics(args) -> int:
     estimate = client.comic_estimate(
         photos=old["photos"], size=old["size"], quality=old["quality"], parent=old["parent"]
     )
+    if estimate.get("no_key"):
+        raise PetwatchError(str(estimate["no_key"]))
     _print_comic_estimate(estimate, f" (again, as comic {args.id})")
     if estimate["within_budget"]:
         _confirm_spending(args.yes)
@@ -530,14 +535,8 @@ def _print_comic(job: ComicShowReply) -> None:
         print(f"{'photos' if number == 0 else '':<10}{photo}")
     print(f"drawing   {job['size']}, {job['quality']} quality, {job['model']}")
     cost = job.get("cost_usd")
-    print(
-        "cost      "
-        + (
-            f"${cost:.3f} (reported usage)"
-            if cost is not None
-            else f"about ${job['estimated_cost_usd']:.2f} (estimate)"
-        )
-    )
+    reported = f" (reported usage ${cost:.3f})" if cost is not None else ""
+    print(f"cost      {comic_cost(job.get('spent_usd'), job['estimated_cost_usd'])}{reported}")
     print(f"created   {job['created_at']}" + (f", finished {job['finished_at']}" if job.get("finished_at") else ""))
     if job.get("image"):
         print(f"image     {job['image']}")
@@ -692,9 +691,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="petwatch", description="Find every photo of your pet from one example photo."
-    )
+    parser = _Parser(prog="petwatch", description="Find every photo of your pet from one example photo.")
     parser.add_argument("--version", action="version", version=f"petwatch {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -191,10 +191,7 @@ class ComicsScreen(Screen):
             return
         hit_info.update(f"{self.grid.cursor + 1}/{len(self.grid.hits)}  {job['id']}")
         state = job.get("state", "?")
-        cost = job.get("cost_usd")
-        money = (
-            f"cost {format.usd(cost)}" if cost is not None else f"estimate {format.usd(job.get('estimated_cost_usd'))}"
-        )
+        money = format.comic_cost(job.get("spent_usd"), job.get("estimated_cost_usd"))
         lines = [
             f"[b]{STATE_MARKS.get(state, '?')} {state}[/]  {_when(job.get('created_at'))} · "
             f"{format.plural(len(job.get('photos') or []), 'photo')} · {job.get('size')} "
