@@ -194,12 +194,14 @@ def cmd_search(args) -> int:
             image=os.path.abspath(args.image), top_k=args.top_k, min_score=args.min_score, species=species
         )
     else:
+        started = time.monotonic()
         library = _open_library()
         try:
             folders = [str(f) for f in library.settings.folders]
             reply = library.search_reply(args.image, args.top_k, args.min_score, species, folders=folders)
         finally:
             library.close()
+        _suggest_the_daemon(time.monotonic() - started, args.json)
     hits = reply["hits"]
     if reply["upgrade"]:
         print(_upgrade_note(reply["upgrade"], reply["partial"]), file=sys.stderr)
@@ -211,6 +213,25 @@ def cmd_search(args) -> int:
     for rank, hit in enumerate(hits, 1):
         print(f"{rank:4d}  {hit['score']:.3f}  {hit['path']}")
     return 0
+
+
+def _suggest_the_daemon(seconds: float, json_output: bool) -> None:
+    """Once per user, on a terminal only (not for scripts: --json or piped): why that search was
+    slow, and how to make the next ones fast."""
+    marker = locations.daemon_hint_shown()
+    if json_output or not (sys.stdout.isatty() and sys.stderr.isatty()) or marker.exists():
+        return
+    print(
+        f"petwatch: that took {seconds:.1f}s because no daemon runs, so the model and the index were "
+        "loaded for this one search; start the daemon (`petwatch daemon`, or `petwatch service "
+        "install` to keep it running) and searches answer in under a second",
+        file=sys.stderr,
+    )
+    try:
+        locations.ensure_private_dir(marker.parent)
+        marker.touch()
+    except OSError:
+        pass  # said again next time: no harm
 
 
 def cmd_stats(args) -> int:

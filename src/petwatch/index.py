@@ -359,8 +359,11 @@ class Indexer:
     ) -> IndexReport:
         """Read, embed and store these files, one batch at a time (a batch is the unit of work).
         ``on_stored`` gets each batch's stored rows (every view, vectors included)."""
+        started = time.monotonic()  # the daemon's hinted files are reported with this alone
         report = IndexReport()
         run = _Run()
+        if progress and files:
+            progress(0, len(files), "")  # the work starts now: rates count from here
         done = 0
         decoded = _decode_pipeline(
             (_Work(stat) for stat in files),
@@ -382,6 +385,7 @@ class Indexer:
         for works in run.waiting.values():  # only after a stop: their source was never reached
             for work in works:
                 report.failed[work.stat.path] = "not indexed: stopped before its content was embedded"
+        report.seconds = time.monotonic() - started
         return report
 
     def _read(self, work: _Work, run: _Run) -> Prepared | None:

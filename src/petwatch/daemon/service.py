@@ -502,13 +502,15 @@ class Daemon:
             log.error("failed %s: %s", path, reason)
         if report.indexed or report.reused or report.removed:
             log.info(
-                "indexed %d, reused %d, removed %d, unchanged %d in %.1fs",
+                "indexed %d, reused %d, removed %d, unchanged %d in %.2fs",
                 report.indexed,
                 report.reused,
                 report.removed,
                 report.unchanged,
                 report.seconds,
             )
+        elif task.kind == "reconcile":  # a walk that found nothing to do still says it ran
+            log.info("walked the folders: nothing changed (%d photos unchanged) in %.2fs", report.unchanged, report.seconds)
         self.bus.publish(Event.REPORT, report.to_dict())
         if task.done and not task.done.done():
             task.done.set_result(report)
