@@ -510,7 +510,9 @@ class Daemon:
                 report.seconds,
             )
         elif task.kind == "reconcile":  # a walk that found nothing to do still says it ran
-            log.info("walked the folders: nothing changed (%d photos unchanged) in %.2fs", report.unchanged, report.seconds)
+            log.info(
+                "walked the folders: nothing changed (%d photos unchanged) in %.2fs", report.unchanged, report.seconds
+            )
         self.bus.publish(Event.REPORT, report.to_dict())
         if task.done and not task.done.done():
             task.done.set_result(report)
