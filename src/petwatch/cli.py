@@ -71,7 +71,9 @@ def _daemon() -> DaemonClient | None:
     deadline = None
     while client.socket.exists():
         try:
-            client.status()
+            problem = client.status().get("config_problem")
+            if problem:  # the daemon runs on, but the user's edit did not (all) take
+                print(f"petwatch: note: {problem}", file=sys.stderr)
             return client
         except DaemonStarting:
             if deadline is None:
@@ -279,6 +281,8 @@ def cmd_status(args) -> int:
         print(f"upgrade   {_upgrade_note(status['upgrade'])}")
     if status.get("write_error"):  # disk full, server gone: what to do is in the message
         print(f"error     {status['write_error']}")
+    if status.get("config_problem"):
+        print(f"config    {status['config_problem']}")
     progress = status.get("progress")
     if progress and progress.get("total"):
         print(f"progress  {progress['done']}/{progress['total']} at {progress['rate']}/s, ETA {progress['eta_s']}s")

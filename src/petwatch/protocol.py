@@ -119,6 +119,7 @@ class StatusReply(TypedDict):
     db: str
     write_error: str | None  # why the index cannot be written now (disk full, server gone)
     upgrade: UpgradeProgress | None
+    config_problem: str | None  # the config file changed: broken, or settings that need a restart
 
 
 class StatsReply(TypedDict):
