@@ -72,7 +72,7 @@ class ComicsScreen(Screen):
         Binding("escape", "back", "Back"),
         Binding("r", "refine", "Refine / retry"),
         Binding("c", "cancel_job", "Cancel comic"),
-        Binding("o", "open_external", "System viewer"),
+        Binding("o", "open_external", "Viewer"),
         Binding("y", "copy_path", "Copy path", show=False),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
@@ -266,7 +266,7 @@ class ComicsScreen(Screen):
             return job is not None and job.get("state") not in ("queued", "running")
         if action in ("open_external", "copy_path"):
             has_image = job is not None and bool(job.get("image"))
-            return has_image and (action == "copy_path" or self.petwatch.viewer_available)
+            return has_image  # without a viewer "o" says what to install
         return True
 
 
