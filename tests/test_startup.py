@@ -89,3 +89,34 @@ def test_a_search_without_a_daemon_says_once_on_a_terminal_how_to_make_it_fast(h
     assert hint in told and "petwatch daemon" in told and "petwatch service install" in told
     assert locations.daemon_hint_shown().exists()
     assert hint not in _search_on_a_terminal(query)  # once
+
+
+def test_without_a_daemon_the_model_is_loaded_only_when_something_needs_embedding(home):
+    from petwatch import settings as settings_module
+    from petwatch.library import LazyModel, Library
+
+    album = home / "album"
+    photos = write_photos(album, 6)
+    outsider = home / "outsider.jpg"
+    photos[5].rename(outsider)  # a query that is not indexed
+    settings = settings_module.load()
+    library = Library(settings)
+    try:
+        library.reconcile([str(album)])
+        expected = {
+            str(query): library.search_reply(str(query), 5, -1.0, None)["hits"] for query in (photos[0], outsider)
+        }
+    finally:
+        library.close()
+
+    library = Library(settings_module.load(), lazy_model=True)  # as `petwatch search` opens it
+    try:
+        model = library.embedder
+        assert isinstance(model, LazyModel) and library.model == settings.model and library.dim > 0
+        assert library.reconcile([str(album)]).unchanged == 5  # nothing new: nothing to embed
+        assert library.search_reply(str(photos[0]), 5, -1.0, None)["hits"] == expected[str(photos[0])]
+        assert model._model is None  # an indexed query is its stored vector: no model needed
+        assert library.search_reply(str(outsider), 5, -1.0, None)["hits"] == expected[str(outsider)]
+        assert model._model is not None  # a new photo needs the model: loaded then
+    finally:
+        library.close()

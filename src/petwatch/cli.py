@@ -104,7 +104,7 @@ def _open_library():
     from petwatch.library import Library  # torch + Milvus: only on the in-process path
 
     logging.getLogger("pymilvus").setLevel(logging.ERROR)
-    return Library(settings_module.load())
+    return Library(settings_module.load(), lazy_model=True)  # loaded only if something needs embedding
 
 
 # --- commands ----------------------------------------------------------------------------

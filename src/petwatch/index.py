@@ -238,7 +238,7 @@ class Indexer:
         self.embedder = embedder
         self.failures = failures
         self.max_pixels = max_pixels
-        self.min_side = embedder.decode_min_side if draft_decode else None
+        self.draft_decode = draft_decode
         # Threads that read, decode and prepare photos while the embedder runs a batch.
         self.decode_threads = decode_threads or os.cpu_count() or 1
         self.catalog: dict[str, CatalogEntry] = dict(store.iter_catalog())
@@ -403,7 +403,10 @@ class Indexer:
                 work.copy_of_hash = photo.content_hash
                 return None
             run.claimed[photo.content_hash] = work
-        return self.embedder.prepare(photos.decode(photo, self.min_side))
+        # Read from the embedder when a photo is decoded, not before: a walk that finds nothing
+        # to embed does not load the model (library.LazyModel).
+        min_side = self.embedder.decode_min_side if self.draft_decode else None
+        return self.embedder.prepare(photos.decode(photo, min_side))
 
     def _embed(self, batch: list[_Decoded]) -> dict[str, Embedding]:
         """The batch's prepared tensors through the embedder: content hash -> its vectors."""
