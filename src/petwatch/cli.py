@@ -226,7 +226,7 @@ def _suggest_the_daemon(seconds: float, json_output: bool) -> None:
     print(
         f"petwatch: that took {seconds:.1f}s because no daemon runs, so the model and the index were "
         "loaded for this one search; start the daemon (`petwatch daemon`, or `petwatch service "
-        "install` to keep it running) and searches answer in under a second",
+        "install` to keep it running) and searches answer in about half a second",
         file=sys.stderr,
     )
     try:
