@@ -218,12 +218,29 @@ def test_a_hanging_server_times_out_quickly(server, pet_photos):
     assert len(server.requests) == 1  # a timeout may still be billed: not re-sent
 
 
-def test_no_api_key_says_how_to_set_one(server, pet_photos):
+def test_the_readmes_comic_prices_are_the_estimators():
+    from tests.conftest import REPO
+
+    from petwatch.comics.pricing import estimate_cost_usd
+
+    readme = " ".join((REPO / "README.md").read_text().split())
+    defaults = settings.Settings.model_fields
+    size, quality = defaults["comic_size"].default, defaults["comic_quality"].default
+    fidelity = defaults["comic_input_fidelity"].default
+    one, two, four = (sum(estimate_cost_usd(n, size, quality, fidelity)) for n in (1, 2, 4))
+    assert f"${one:.2f} for one photo, ${two:.2f} for two, ${four:.2f} for four" in readme
+    base = sum(estimate_cost_usd(0, size, quality, fidelity))
+    assert f"${base:.3f} plus ${one - base:.3f} per reference image" in readme
+
+
+def test_no_api_key_says_how_to_set_one_before_anything_is_queued(server, pet_photos):
     studio = make_studio(server, openai_api_key=None)
-    job = studio.run(studio.submit(pet_photos, "a comic").id)
-    assert job.state == "failed" and job.error_kind == "no_key"
-    assert "export OPENAI_API_KEY=" in job.error and str(locations.config_file()) in job.error
-    assert server.requests == []
+    said = studio.estimate(1)["no_key"]
+    assert said and "export OPENAI_API_KEY=" in said and str(locations.config_file()) in said
+    with pytest.raises(PetwatchError, match="no OpenAI API key"):
+        studio.submit(pet_photos, "a comic")
+    assert studio.list() == [] and server.requests == []
+    assert make_studio(server).estimate(1)["no_key"] is None
 
 
 def test_openai_api_key_from_the_environment_is_used(server, pet_photos, monkeypatch):

@@ -134,6 +134,33 @@ def test_comics_need_the_daemon(tmp_path):
         shutil.rmtree(home, ignore_errors=True)
 
 
+def test_without_an_api_key_no_one_is_asked_to_spend_and_nothing_is_queued(home, tmp_path):
+    photo = write_photos(tmp_path / "album", 1)[0]
+    daemon = DaemonProcess().start()  # home: no OPENAI_API_KEY, none in the config
+    terminal, user_side = pty.openpty()  # a terminal: the cost question would be asked on it
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "petwatch", "comic", "--photo", str(photo), "--prompt", "a cat"],
+            stdin=user_side,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 1
+        assert "send it?" not in result.stderr and "estimated cost" not in result.stderr
+        assert result.stderr.count("\n") == 1 and "no OpenAI API key" in result.stderr
+        assert "export OPENAI_API_KEY=sk-..." in result.stderr and "openai_api_key" in result.stderr
+        with daemon.client() as client:
+            assert client.comic_estimate(n=1)["no_key"]  # the TUI shows it beside the cost
+            with pytest.raises(DaemonError, match="no OpenAI API key"):  # and a submit is refused
+                client.comic_submit([str(photo)], "a cat")
+            assert client.comics() == []  # no failed job left behind
+    finally:
+        os.close(terminal)
+        os.close(user_side)
+        daemon.stop()
+
+
 # --- the CLI -----------------------------------------------------------------------------------
 def test_a_comic_via_the_cli_lands_in_the_data_dir_never_the_album(env, client):
     before = snapshot(env.album)
@@ -274,6 +301,9 @@ def test_a_safety_rejection_keeps_the_job_and_a_retry_with_new_words_works(env, 
     assert failed["prompt"] == "my cat meets the president"
     assert failed["photos"] == [env.photos[0], env.photos[3]]
     assert not (env.comics_dir / f"{failed['id']}.png").exists()
+    listed = run_cli("comics", "list").stdout.splitlines()
+    line = next(line for line in listed if line.startswith(failed["id"]))
+    assert f"spent $0 (est. ${failed['estimated_cost_usd']:.2f})" in line  # the estimate is no charge
 
     retry = run_cli("comics", "retry", failed["id"], "--prompt", "my cat meets a dog", "--yes")
 

@@ -37,9 +37,12 @@ def test_bad_value_is_one_line_naming_the_setting(home):
 
 def test_unknown_key_in_config_file_is_named(home):
     locations.config_file().parent.mkdir(parents=True)
-    locations.config_file().write_text("batch_sise = 8\n")
+    locations.config_file().write_text("top_kk = 8\n")
     result = run_cli("config")
-    assert result.returncode == 1 and "batch_sise" in result.stderr
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "unknown setting top_kk" in result.stderr and "did you mean top_k?" in result.stderr
+    locations.config_file().write_text("flavour = 8\n")  # nothing close: where the list is
+    assert "`petwatch config` lists every setting" in run_cli("config").stderr
 
 
 def test_config_prints_every_setting_and_path(home):

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ from petwatch import __version__, locations
 from petwatch import settings as settings_module
 from petwatch.client import STARTING, DaemonClient, DaemonStarting, DaemonUnavailable
 from petwatch.errors import PetwatchError
+from petwatch.format import comic_cost
 from petwatch.format import size as human_bytes
 from petwatch.progress import ProgressLine
 from petwatch.protocol import (
@@ -70,7 +72,9 @@ def _daemon() -> DaemonClient | None:
     deadline = None
     while client.socket.exists():
         try:
-            client.status()
+            problem = client.status().get("config_problem")
+            if problem:  # the daemon runs on, but the user's edit did not (all) take
+                print(f"petwatch: note: {problem}", file=sys.stderr)
             return client
         except DaemonStarting:
             if deadline is None:
@@ -101,7 +105,7 @@ def _open_library():
     from petwatch.library import Library  # torch + Milvus: only on the in-process path
 
     logging.getLogger("pymilvus").setLevel(logging.ERROR)
-    return Library(settings_module.load())
+    return Library(settings_module.load(), lazy_model=True)  # loaded only if something needs embedding
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -197,6 +201,7 @@ def cmd_search(args) -> int:
             stacks=args.stacks,
         )
     else:
+        started = time.monotonic()
         library = _open_library()
         try:
             folders = [str(f) for f in library.settings.folders]
@@ -205,6 +210,7 @@ def cmd_search(args) -> int:
             )
         finally:
             library.close()
+        _suggest_the_daemon(time.monotonic() - started, args.json)
     hits = reply["hits"]
     if reply["upgrade"]:
         print(_upgrade_note(reply["upgrade"], reply["partial"]), file=sys.stderr)
@@ -244,6 +250,25 @@ def cmd_stacks(args) -> int:
             for path in stack["members"][1:]:
                 print(f"{'':>34}{path}")
     return 0
+
+
+def _suggest_the_daemon(seconds: float, json_output: bool) -> None:
+    """Once per user, on a terminal only (not for scripts: --json or piped): why that search was
+    slow, and how to make the next ones fast."""
+    marker = locations.daemon_hint_shown()
+    if json_output or not (sys.stdout.isatty() and sys.stderr.isatty()) or marker.exists():
+        return
+    print(
+        f"petwatch: that took {seconds:.1f}s because no daemon runs, so the model and the index were "
+        "loaded for this one search; start the daemon (`petwatch daemon`, or `petwatch service "
+        "install` to keep it running) and searches answer in about half a second",
+        file=sys.stderr,
+    )
+    try:
+        locations.ensure_private_dir(marker.parent)
+        marker.touch()
+    except OSError:
+        pass  # said again next time: no harm
 
 
 def cmd_stats(args) -> int:
@@ -291,6 +316,8 @@ def cmd_status(args) -> int:
         print(f"upgrade   {_upgrade_note(status['upgrade'])}")
     if status.get("write_error"):  # disk full, server gone: what to do is in the message
         print(f"error     {status['write_error']}")
+    if status.get("config_problem"):
+        print(f"config    {status['config_problem']}")
     progress = status.get("progress")
     if progress and progress.get("total"):
         print(f"progress  {progress['done']}/{progress['total']} at {progress['rate']}/s, ETA {progress['eta_s']}s")
@@ -404,6 +431,8 @@ def cmd_comic(args) -> int:
     if not photos and not args.refine:
         raise PetwatchError(f"select your pet: give at least one --photo PATH (up to {MAX_REFERENCES})")
     estimate = client.comic_estimate(photos=photos or None, size=args.size, quality=args.quality, parent=args.refine)
+    if estimate.get("no_key"):  # before anyone is asked to spend
+        raise PetwatchError(str(estimate["no_key"]))
     refining = f" (the comic {args.refine} first, then the photos)" if args.refine else ""
     _print_comic_estimate(estimate, refining)
     if estimate["within_budget"]:  # over the cap, the daemon refuses and says why
@@ -528,9 +557,9 @@ def cmd_comics(args) -> int:
         if not jobs:
             print('no comics yet: make one with `petwatch comic --photo PATH --prompt "..."`')
         for job in jobs:
-            cost = job["cost_usd"] if job.get("cost_usd") is not None else job["estimated_cost_usd"]
+            cost = comic_cost(job.get("spent_usd"), job["estimated_cost_usd"])
             prompt = job["prompt"] if len(job["prompt"]) <= 60 else job["prompt"][:57] + "..."
-            print(f"{job['id']}  {job['state']:<9}  ${cost:.2f}  {prompt}")
+            print(f"{job['id']}  {job['state']:<9}  {cost:<24}  {prompt}")
         return 0
     if args.action == "show":
         job = client.comic(args.id)
@@ -551,6 +580,8 @@ def cmd_comics(args) -> int:
     estimate = client.comic_estimate(
         photos=old["photos"], size=old["size"], quality=old["quality"], parent=old["parent"]
     )
+    if estimate.get("no_key"):
+        raise PetwatchError(str(estimate["no_key"]))
     _print_comic_estimate(estimate, f" (again, as comic {args.id})")
     if estimate["within_budget"]:
         _confirm_spending(args.yes)
@@ -564,14 +595,8 @@ def _print_comic(job: ComicShowReply) -> None:
         print(f"{'photos' if number == 0 else '':<10}{photo}")
     print(f"drawing   {job['size']}, {job['quality']} quality, {job['model']}")
     cost = job.get("cost_usd")
-    print(
-        "cost      "
-        + (
-            f"${cost:.3f} (reported usage)"
-            if cost is not None
-            else f"about ${job['estimated_cost_usd']:.2f} (estimate)"
-        )
-    )
+    reported = f" (reported usage ${cost:.3f})" if cost is not None else ""
+    print(f"cost      {comic_cost(job.get('spent_usd'), job['estimated_cost_usd'])}{reported}")
     print(f"created   {job['created_at']}" + (f", finished {job['finished_at']}" if job.get("finished_at") else ""))
     if job.get("image"):
         print(f"image     {job['image']}")
@@ -716,10 +741,17 @@ def cmd_tui(args) -> int:
     return run_tui()
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line that names the command and where its help is, instead of
+    argparse's usage dump (subcommands' parsers are made of this class too)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        message = re.sub(r"^argument (\S+): must", r"\1 must", message)
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="petwatch", description="Find every photo of your pet from one example photo."
-    )
+    parser = _Parser(prog="petwatch", description="Find every photo of your pet from one example photo.")
     parser.add_argument("--version", action="version", version=f"petwatch {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -743,7 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("image", metavar="IMAGE")
     search.add_argument(
         "--top-k",
-        type=_top_k,
+        type=_whole_number(1, MAX_TOP_K),
         default=None,
         metavar="K",
         help=f"number of hits (1-{MAX_TOP_K}; default: the top_k setting)",
@@ -817,9 +849,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comic.add_argument(
         "--pet-photos",
-        type=int,
+        type=_whole_number(1, MAX_REFERENCES),
         default=4,
-        choices=range(1, MAX_REFERENCES + 1),
         metavar="N",
         help="how many of the pet's photos --pet adds (default 4)",
     )
@@ -865,7 +896,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     show.add_argument("name", metavar="NAME")
-    show.add_argument("--top", type=int, default=None, metavar="N", help="only the N best photos")
+    show.add_argument("--top", type=_whole_number(1, None), default=None, metavar="N", help="only the N best photos")
     show.add_argument(
         "--paths", action="store_true", help="print only the paths, one a line (e.g. for `petwatch comic --photo`)"
     )
@@ -905,17 +936,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _top_k(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= MAX_TOP_K:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_TOP_K}")
-    return value
+def _whole_number(low: int, high: int | None) -> Callable[[str], int]:
+    """An argparse type whose errors say what is allowed, in the user's words (a bare ``int``
+    says `invalid int value`, a function its internal name)."""
+    allowed = f"a whole number from {low} to {high}" if high is not None else f"a whole number, at least {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}")
+        return value
+
+    return parse
 
 
 def _score(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be between -1 and 1")
+        raise argparse.ArgumentTypeError(f"must be a number from -1 to 1, not {text!r}")
     return value
 
 

@@ -78,6 +78,13 @@ def usd(value: float | None) -> str:
     return f"${value:.2f}"
 
 
+def comic_cost(spent_usd: float | None, estimated_usd: float | None) -> str:
+    """A comic's money: what it spent, apart from the estimate (a failed one spent nothing)."""
+    if spent_usd is None:
+        return f"est. {usd(estimated_usd)}"
+    return f"spent {usd(spent_usd) if spent_usd else '$0'} (est. {usd(estimated_usd)})"
+
+
 def short_text(text: str, width: int) -> str:
     """One line of at most ``width`` characters, cut with "…"."""
     line = " ".join(text.split())

@@ -240,7 +240,7 @@ class Indexer:
         self.embedder = embedder
         self.failures = failures
         self.max_pixels = max_pixels
-        self.min_side = embedder.decode_min_side if draft_decode else None
+        self.draft_decode = draft_decode
         # Threads that read, decode and prepare photos while the embedder runs a batch.
         self.decode_threads = decode_threads or os.cpu_count() or 1
         self.catalog: dict[str, CatalogEntry] = dict(store.iter_catalog())
@@ -361,8 +361,11 @@ class Indexer:
     ) -> IndexReport:
         """Read, embed and store these files, one batch at a time (a batch is the unit of work).
         ``on_stored`` gets each batch's stored rows (every view, vectors included)."""
+        started = time.monotonic()  # the daemon's hinted files are reported with this alone
         report = IndexReport()
         run = _Run()
+        if progress and files:
+            progress(0, len(files), "")  # the work starts now: rates count from here
         done = 0
         decoded = _decode_pipeline(
             (_Work(stat) for stat in files),
@@ -384,6 +387,7 @@ class Indexer:
         for works in run.waiting.values():  # only after a stop: their source was never reached
             for work in works:
                 report.failed[work.stat.path] = "not indexed: stopped before its content was embedded"
+        report.seconds = time.monotonic() - started
         return report
 
     def _read(self, work: _Work, run: _Run) -> Prepared | None:
@@ -401,7 +405,10 @@ class Indexer:
                 work.copy_of_hash = photo.content_hash
                 return None
             run.claimed[photo.content_hash] = work
-        image = photos.decode(photo, self.min_side)
+        # Read from the embedder when a photo is decoded, not before: a walk that finds nothing
+        # to embed does not load the model (library.LazyModel).
+        min_side = self.embedder.decode_min_side if self.draft_decode else None
+        image = photos.decode(photo, min_side)
         work.look = photos.look(image, photo)  # the one decode serves stacks too
         return self.embedder.prepare(image)
 

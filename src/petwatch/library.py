@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
 from petwatch import locations, photos
-from petwatch.embed import PET_FOCUS_RECIPE, WHOLE_RECIPE, Embedder, PetFocus
+from petwatch.embed import LITE_MODELS, PET_FOCUS_RECIPE, REGION_VIEWS, WHOLE_RECIPE, Embedder, PetFocus
 from petwatch.errors import PetwatchError
 from petwatch.index import FailureLog, FileStat, Indexer, IndexReport, Progress, failed_unchanged
 from petwatch.paths import is_under
@@ -91,6 +91,45 @@ def open_embedder(settings: Settings, recipes: Sequence[str | None] = ()) -> Emb
         settings.precision,
         PetFocus() if focus else None,
     )
+
+
+class LazyModel:
+    """The settings' model, loaded at its first real use. A search from an indexed photo (its
+    stored vector is the query) or a walk that finds nothing to embed never needs it, and the
+    CLI without a daemon then skips seconds of model load. What opening the index needs before
+    that comes from what the index recorded, and is checked against the model once loaded.
+
+    Only for the offline Lite models without a weights file, whose identity the settings fix."""
+
+    def __init__(self, settings: Settings, recipes: Sequence[str | None], identity: str, dim: int) -> None:
+        self._load_args = (settings, recipes)
+        self._model: Embedder | None = None
+        self.name, self.identity, self.dim = settings.model, identity, dim
+        self.batch_size = settings.batch_size
+        self.pet_focus = settings.pet_focus or PET_FOCUS_RECIPE in recipes  # Lite models classify
+        self.views = 1 + REGION_VIEWS if settings.region_views else 1
+
+    @classmethod
+    def for_index(cls, settings: Settings, recipes: Sequence[str | None], recorded: dict) -> LazyModel | None:
+        """A lazy model when ``recorded`` (the target collection's record) was made by these
+        settings' model, else None (load it now: a new index needs its dimension)."""
+        identity, dim = recorded.get("model"), recorded.get("dim")
+        if settings.model not in LITE_MODELS or settings.model_weights is not None or not isinstance(dim, int):
+            return None
+        if identity != f"{settings.model}/imagenet/{dim}":
+            return None
+        return cls(settings, recipes, identity, dim)
+
+    def __getattr__(self, name: str) -> Any:  # anything else: the model itself, loaded now
+        if self._model is None:
+            model = open_embedder(*self._load_args)
+            if model.identity != self.identity:
+                raise PetwatchError(
+                    f"the model loaded as {model.identity!r}, but the index was made by {self.identity!r}: "
+                    "rebuild it with `petwatch reindex` (your photos are untouched)"
+                )
+            self._model = model
+        return getattr(self._model, name)
 
 
 def collection_name(base: str, recipe: str) -> str:
@@ -180,7 +219,9 @@ class Upgrade:
 
 
 class Library:
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, lazy_model: bool = False) -> None:
+        """``lazy_model``: load the model only when something needs embedding (LazyModel); the
+        daemon loads it at once, so that its first search is as quick as the rest."""
         self.settings = settings
         started = time.monotonic()
         uri, token, base = settings.effective_milvus_uri, settings.milvus_token, settings.collection
@@ -188,7 +229,11 @@ class Library:
         target_recipe = PET_FOCUS_RECIPE if settings.pet_focus else WHOLE_RECIPE
         source, stale = plan_collections(found, base, collection_name(base, target_recipe))
         source_recipe = found[source].get("recipe") if source else None
-        self.embedder = embedder or open_embedder(settings, [source_recipe] if source else [])
+        recipes = [source_recipe] if source else []
+        recorded = found.get(collection_name(base, target_recipe), {})
+        lazy = LazyModel.for_index(settings, recipes, recorded) if lazy_model and not embedder else None
+        # LazyModel stands in for an Embedder: what it lacks, it loads the model for.
+        self.embedder: Embedder = embedder or cast(Embedder, lazy) or open_embedder(settings, recipes)
         if not self.embedder.pet_focus:
             target_recipe = WHOLE_RECIPE  # a model without an ImageNet classifier: no pet focus
             source, stale = plan_collections(found, base, collection_name(base, target_recipe))

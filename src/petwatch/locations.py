@@ -89,6 +89,11 @@ def log_file() -> Path:
     return data_dir() / "daemon.log"
 
 
+def daemon_hint_shown() -> Path:
+    """Marks that a search without a daemon has told this user how to make searches fast."""
+    return cache_dir() / "daemon-hint-shown"
+
+
 def milvus_lite_log_dir() -> Path:
     """Milvus Lite's own log files (glog), which it would otherwise leave in /tmp on every open."""
     return cache_dir() / "milvus-lite-logs"

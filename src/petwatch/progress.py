@@ -45,13 +45,17 @@ class ProgressLine:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.every = every
-        self.started = time.monotonic()
+        # The rate is counted from the first update, not from here: loading the model and
+        # walking the folders come before it, and are not "items per second".
+        self.started: float | None = None
         self._last = 0.0
         self._bar: Progress | None = None  # started at the first update, on a terminal only
         self._task: TaskID | None = None
         self._finished = False
 
     def update(self, done: int, total: int, current: str = "") -> None:
+        if self.started is None:
+            self.started = time.monotonic()
         if self.tty:
             self._draw(done, total)
             return

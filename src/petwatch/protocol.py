@@ -141,6 +141,7 @@ class StatusReply(TypedDict):
     db: str
     write_error: str | None  # why the index cannot be written now (disk full, server gone)
     upgrade: UpgradeProgress | None
+    config_problem: str | None  # the config file changed: broken, or settings that need a restart
 
 
 class StatsReply(TypedDict):
@@ -209,6 +210,7 @@ class ComicJobReply(TypedDict):
     estimated_cost_usd: float
     usage: dict[str, Any] | None
     cost_usd: float | None
+    spent_usd: float | None  # once finished: reported usage, the estimate if drawn, else 0
     error: str | None
     error_kind: str | None
 
@@ -232,6 +234,7 @@ class ComicEstimateReply(TypedDict):
     budget_usd: float
     within_budget: bool
     basis: str
+    no_key: str | None  # why nothing can be sent (no OpenAI API key) and what to do; None when one is set
 
 
 # --- pet profiles (pets.py Pets.summary, album) and pets found (discovery.py Group.summary) -----

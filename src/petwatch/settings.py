@@ -7,6 +7,7 @@ its documentation: ``petwatch config`` prints them, and README.md lists them.
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -226,6 +227,10 @@ def _describe_error(error: ValidationError) -> str:
     where = f"{ENV_PREFIX}{str(first['loc'][0]).upper()}" if first["loc"] else ""
     origin = f" (from {where} or {locations.config_file()})" if where else ""
     more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    if first["type"] == "extra_forbidden":  # a typo, most likely: name the setting meant
+        close = difflib.get_close_matches(name.lower(), Settings.model_fields, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "`petwatch config` lists every setting"
+        return f"unknown setting {name} in {locations.config_file()}: {hint}{more}"
     return f"bad setting {name}: {first['msg']}{origin}{more}"
 
 

@@ -217,7 +217,7 @@ async def test_pets_only_toggle_searches_again_with_the_species_filter():
         await wait_for(pilot, lambda: len(client.searches) == 2 and len(grid.hits) == 8, what="the filtered search")
         assert client.searches[-1]["species"] == ["dog", "cat"]
         assert {hit["species"] for hit in grid.hits} <= {"dog", "cat"}
-        assert "(pets only)" in str(app.screen.query_one("#results-info").render())
+        assert "· pets only ·" in str(app.screen.query_one("#results-info").render())
         await pilot.press("t")
         await wait_for(pilot, lambda: len(client.searches) == 3 and len(grid.hits) == 12, what="unfiltered again")
 

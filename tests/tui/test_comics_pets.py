@@ -3,6 +3,7 @@ events, cancel, the gallery, pet profiles, their albums and notifications."""
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Select, TextArea
 
 from petwatch.tui.app import PetwatchApp
@@ -261,3 +262,26 @@ async def test_the_palette_offers_a_comic_of_each_pet():
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ComicScreen), what="the comic screen")
         assert len(app.screen.paths) == 4
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_after_sending_esc_closes_the_comic_screen(size):
+    """Sent, and once drawn (the empty refine prompt has the keyboard): the first Esc closes the
+    screen. It used to only leave the prompt, and the next letters opened other screens over it."""
+    client = FakeStudioClient()
+    app = make_app(client)
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await ready(pilot)
+        select(app, [h["path"] for h in fake_hits(2)])
+        await pilot.press("escape", "k")
+        screen = app.screen
+        assert isinstance(screen, ComicScreen)
+        await wait_for(pilot, lambda: screen.estimate_data, what="the estimate")
+        await pilot.press(*"Rex as a pirate", "ctrl+s")
+        await wait_for(pilot, lambda: screen.mode == "follow", what="the job")
+        assert not isinstance(app.focused, TextArea)
+        await client.push_comic(screen.job_id, state="succeeded", progress="done", cost_usd=0.07)
+        await wait_for(pilot, lambda: screen.mode == "refine", what="the picture")
+        assert isinstance(app.focused, TextArea)  # ready for a refinement
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ComicScreen), what="the screen to close")

@@ -31,9 +31,7 @@ def fixed_clock_zone(monkeypatch):
 
 
 def make_app(theme: str = "textual-dark", **client_args) -> PetwatchApp:
-    app = PetwatchApp(client=FakeClient(**client_args), picture_class=HalfBlockPicture, theme=theme)
-    app.viewer_available = False  # whether xdg-open exists must not change the footer
-    return app
+    return PetwatchApp(client=FakeClient(**client_args), picture_class=HalfBlockPicture, theme=theme)
 
 
 async def quiet(pilot) -> None:
@@ -182,9 +180,7 @@ def make_studio_app() -> PetwatchApp:
             "20260511-090000-d4e5f6", prompt="Rex and Cola at the beach, three panels", quality="high", cost_usd=0.19
         ),
     ]
-    app = PetwatchApp(client=FakeStudioClient(comics=comics), picture_class=HalfBlockPicture, theme="textual-dark")
-    app.viewer_available = False
-    return app
+    return PetwatchApp(client=FakeStudioClient(comics=comics), picture_class=HalfBlockPicture, theme="textual-dark")
 
 
 async def comic_screen_ready(pilot) -> None:

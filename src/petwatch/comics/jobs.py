@@ -55,7 +55,9 @@ class ComicJob:
     # quota, rate_limit, server, timeout, network, bad_photo, bad_response, interrupted, internal
 
     def to_dict(self) -> ComicJobReply:
-        return cast(ComicJobReply, asdict(self))  # asdict is typed dict[str, Any]: the fields above
+        record = asdict(self)  # typed dict[str, Any]: the fields above
+        record["spent_usd"] = self.spent_usd  # derived; from_dict drops it again
+        return cast(ComicJobReply, record)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ComicJob:
@@ -71,6 +73,12 @@ class ComicJob:
         if self.cost_usd is not None:
             return self.cost_usd
         return self.estimated_cost_usd if self.state in (QUEUED, RUNNING, SUCCEEDED) else 0.0
+
+    @property
+    def spent_usd(self) -> float | None:
+        """What this job cost, once finished: a failed or cancelled one without reported usage
+        spent nothing (the estimate is not a charge); None while it may still spend."""
+        return None if self.state in (QUEUED, RUNNING) else self.chargeable_usd
 
 
 class JobFiles:

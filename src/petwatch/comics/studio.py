@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from petwatch.comics import budget, openai_call
-from petwatch.comics.failures import ComicFailure
+from petwatch.comics.failures import ComicFailure, no_key_failure
 from petwatch.comics.jobs import ComicJob, JobFiles, utc_now
 from petwatch.comics.pricing import (
     PRICING_BASIS,
@@ -124,6 +124,7 @@ class ComicStudio:
             "budget_usd": budget_usd,
             "within_budget": budget.within(budget_usd, spent, usd),
             "basis": PRICING_BASIS,
+            "no_key": None if self.settings.effective_openai_api_key else str(no_key_failure()),
         }
 
     # --- commands --------------------------------------------------------------------------
@@ -145,6 +146,8 @@ class ComicStudio:
             raise PetwatchError("the comic needs a prompt: say what should happen in it")
         size, quality = self._size_and_quality(size, quality)
         settings = self.settings
+        if not settings.effective_openai_api_key:  # refused before a job is queued, not failed after
+            raise no_key_failure()
         with self._lock:
             parent_job = self._parent(parent) if parent else None
             selection = _absolute_unique(photos) if photos else list(parent_job.photos if parent_job else [])

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from petwatch import __version__, locations, photos
 from petwatch import settings as settings_module
 from petwatch.daemon.comic_jobs import ComicJobs
+from petwatch.daemon.config_watch import ConfigWatch
 from petwatch.daemon.events import EventBus
 from petwatch.discovery import Discovery
 from petwatch.errors import PetwatchError
@@ -109,6 +110,7 @@ class Daemon:
         self._upgrade_paused = False  # until the next walk: what is left of an upgrade can't be read
         self._backfill_left = True  # photos indexed before stacks may be waiting for their look
         self._server_problem: str | None = None  # a Milvus server not answering, checked by the clock
+        self.config = ConfigWatch(settings)  # an edited config file: applied, or reported
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -190,6 +192,19 @@ class Daemon:
         self._tasks.put(_Task("remove_folder", folders=[folder]))
         return self.folder_list()
 
+    def _apply_config_folders(self, folders: list[str] | None) -> None:
+        """Folders edited in the config file by hand: as `petwatch folders add/remove` would."""
+        if folders is None or folders == self.folders:
+            return  # unchanged, or the daemon's own write
+        new = [f for f in folders if f not in self.folders]
+        gone = [f for f in self.folders if f not in folders]
+        log.info("config file changed: folders now %s", ", ".join(folders) or "none")
+        self._set_folders(folders)
+        for folder in gone:
+            self._tasks.put(_Task("remove_folder", folders=[folder]))
+        if new:
+            self.request_reconcile(new)
+
     def _set_folders(self, folders: list[str], persist: bool = False) -> None:
         if persist:
             settings_module.update_config_file(folders=folders)
@@ -232,6 +247,8 @@ class Daemon:
             "write_error": self.library.write_error or self._server_problem,
             # {"from", "to", "done", "total"} while an older index is re-embedded, else None.
             "upgrade": self.library.upgrade_status(),
+            # The config file changed and is broken, or names settings that need a restart.
+            "config_problem": self.config.problem,
         }
 
     def _queued_work(self) -> int:
@@ -517,12 +534,16 @@ class Daemon:
             log.error("failed %s: %s", path, reason)
         if report.indexed or report.reused or report.removed:
             log.info(
-                "indexed %d, reused %d, removed %d, unchanged %d in %.1fs",
+                "indexed %d, reused %d, removed %d, unchanged %d in %.2fs",
                 report.indexed,
                 report.reused,
                 report.removed,
                 report.unchanged,
                 report.seconds,
+            )
+        elif task.kind == "reconcile":  # a walk that found nothing to do still says it ran
+            log.info(
+                "walked the folders: nothing changed (%d photos unchanged) in %.2fs", report.unchanged, report.seconds
             )
         self.bus.publish(Event.REPORT, report.to_dict())
         if task.done and not task.done.done():
@@ -561,6 +582,7 @@ class Daemon:
             if not self.library.is_lite:  # a server can go away, and come back, at any time
                 self._server_problem = self.library.write_problem()
             self._retry_after_write_error()
+            self._apply_config_folders(self.config.check())
             interval = self.settings.rescan_minutes * 60
             if interval and time.monotonic() - self._last_walk > interval and self._tasks.empty():
                 self._last_walk = time.monotonic()

@@ -102,7 +102,6 @@ class PetwatchApp(App[int]):
         self.selection: list[str] = []
         self._selected: set[str] = set()
         self.ever_connected = False
-        self.viewer_available = launcher.system_viewer() is not None
         self._photo_news = Burst(self, self._announce_new_photos)  # one key: NEW_PHOTOS
         self._initial_theme = theme or default_theme()
         self.comic_records: dict[str, ComicJobReply] = {}  # job id -> the latest record seen on the stream

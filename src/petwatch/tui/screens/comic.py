@@ -77,7 +77,7 @@ class ComicScreen(Screen):
         Binding("c", "cancel_job", "Cancel comic"),
         Binding("n", "new_comic", "New comic"),
         Binding("z", "zoom", "Zoom"),
-        Binding("o", "open_external", "System viewer"),
+        Binding("o", "open_external", "Viewer"),
         Binding("y", "copy_path", "Copy path", show=False),
     ]
 
@@ -424,8 +424,10 @@ class ComicScreen(Screen):
             f"{format.plural(estimate.get('references', len(self.paths)), 'reference image')}\n"
             f"today {format.usd(spent)} of the {format.usd(budget)} daily cap spent"
         )
-        over = not estimate.get("within_budget", True)
-        if budget <= 0:
+        over = not estimate.get("within_budget", True) or bool(estimate.get("no_key"))
+        if estimate.get("no_key"):  # said before anyone writes a prompt or presses send
+            text += f"\n{_escape(str(estimate['no_key']))}"
+        elif budget <= 0:
             text += "\ncomics are switched off: comic_daily_budget_usd is 0"
         elif over:
             text += "\nthis comic would go over today's cap: the daemon will refuse it"
@@ -435,8 +437,11 @@ class ComicScreen(Screen):
 
     # --- actions ---------------------------------------------------------------------------------
     def action_back(self) -> None:
-        if isinstance(self.focused, (TextArea, Select)):
-            self.set_focus(None)  # leave the field first: then the screen's keys work
+        # Leave a field first (then the screen's keys work), unless it is an empty prompt:
+        # nothing typed to keep, and Esc there means "close", as after a comic is drawn.
+        empty_prompt = isinstance(self.focused, TextArea) and not self.focused.text.strip()
+        if isinstance(self.focused, (TextArea, Select)) and not empty_prompt:
+            self.set_focus(None)
             return
         self.dismiss()
 
@@ -535,7 +540,7 @@ class ComicScreen(Screen):
         if action == "copy_path":
             return bool(self.image_path)
         if action == "open_external":
-            return bool(self.image_path) and self.petwatch.viewer_available
+            return bool(self.image_path)  # without a viewer the key says what to install
         return True
 
 

@@ -72,7 +72,7 @@ class ComicsScreen(Screen):
         Binding("escape", "back", "Back"),
         Binding("r", "refine", "Refine / retry"),
         Binding("c", "cancel_job", "Cancel comic"),
-        Binding("o", "open_external", "System viewer"),
+        Binding("o", "open_external", "Viewer"),
         Binding("y", "copy_path", "Copy path", show=False),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
@@ -191,10 +191,7 @@ class ComicsScreen(Screen):
             return
         hit_info.update(f"{self.grid.cursor + 1}/{len(self.grid.hits)}  {job['id']}")
         state = job.get("state", "?")
-        cost = job.get("cost_usd")
-        money = (
-            f"cost {format.usd(cost)}" if cost is not None else f"estimate {format.usd(job.get('estimated_cost_usd'))}"
-        )
+        money = format.comic_cost(job.get("spent_usd"), job.get("estimated_cost_usd"))
         lines = [
             f"[b]{STATE_MARKS.get(state, '?')} {state}[/]  {_when(job.get('created_at'))} · "
             f"{format.plural(len(job.get('photos') or []), 'photo')} · {job.get('size')} "
@@ -269,7 +266,7 @@ class ComicsScreen(Screen):
             return job is not None and job.get("state") not in ("queued", "running")
         if action in ("open_external", "copy_path"):
             has_image = job is not None and bool(job.get("image"))
-            return has_image and (action == "copy_path" or self.petwatch.viewer_available)
+            return has_image  # without a viewer "o" says what to install
         return True
 
 

@@ -94,15 +94,25 @@ class PetNameScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+# The app's folders and selection keys work on the pets screens as anywhere, but are left out
+# of their footers: with these screens' own keys it ran past 120 columns and cut them.
+UNSHOWN_APP_KEYS = [
+    Binding("f", "app.folders", "Folders", show=False),
+    Binding("v", "app.show_selection", "Selection", show=False),
+]
+
+
 class PetsScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
-        Binding("n", "app.pet_new", "New from selection"),
-        Binding("plus", "add_examples", "Add selection"),
-        Binding("k", "comic", "Comic of pet"),
-        Binding("delete,x", "remove", "Remove profile"),
+        # Short labels: the app's keys (quit, help, folders, selection, palette) share the footer.
+        Binding("n", "app.pet_new", "New pet"),
+        Binding("plus", "add_examples", "Add selected"),
+        Binding("k", "comic", "Comic"),
+        Binding("x,delete", "remove", "Remove"),  # x first: the footer shows it, as the hint line does
         Binding("d", "found", "Pets found"),
         Binding("ctrl+r", "reload", "Reload", show=False),
+        *UNSHOWN_APP_KEYS,
     ]
 
     def __init__(self) -> None:
@@ -269,9 +279,10 @@ class PetAlbumScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("x", "not_my_pet", "Not my pet"),
-        Binding("plus", "add_missed", "Add selection"),
-        Binding("k", "comic", "Comic of pet"),
+        Binding("plus", "add_missed", "Add selected"),
+        Binding("k", "comic", "Comic"),  # short: "Comic of pet" was cut at 120 columns
         Binding("ctrl+r", "reload", "Reload", show=False),
+        *UNSHOWN_APP_KEYS,
     ]
 
     def __init__(self, name: str) -> None:
@@ -295,7 +306,7 @@ class PetAlbumScreen(Screen):
         yield ResultsGrid(id="album-grid")
         yield Static("", id="results-empty")
         yield StatusBar()
-        yield Footer()
+        yield Footer(compact=True)  # with the grid's keys, the pet's own fit in 120 columns
 
     def on_mount(self) -> None:
         self.watch(self.petwatch, "pet_event", self._pet_event, init=False)

@@ -34,7 +34,7 @@ class PreviewScreen(Screen[tuple[str, object]]):
         Binding("right", "step(1)", "Next"),
         Binding("space", "toggle_select", "Select"),
         Binding("a", "search_from", "Search from this"),
-        Binding("o", "open_external", "System viewer"),
+        Binding("o", "open_external", "Viewer"),
         Binding("y", "copy_path", "Copy path", show=False),
     ]
 
@@ -98,8 +98,9 @@ class PreviewScreen(Screen[tuple[str, object]]):
             ("taken", format.taken(meta.get("taken_at", hit.get("taken_at")))),
             ("pixels", f"{width} × {height}" if width and height else "unknown"),
             ("file size", format.size(meta.get("size", hit.get("size")))),
-            ("folder", format.home_relative(meta.get("folder") or os.path.dirname(path))),
-            ("path", format.home_relative(path)),
+            ("shows", _shows(hit)),
+            # The photo's own folder (the title is its name): a whole path wrapped mid-name.
+            ("folder", format.home_relative(os.path.dirname(path))),
             ("selected", "yes ★" if self.petwatch.is_selected(path) else "no"),
         ]
         if meta.get("online") is False or hit.get("online") is False:
@@ -132,11 +133,17 @@ class PreviewScreen(Screen[tuple[str, object]]):
         self.notify("path copied to the clipboard")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "open_external":
-            return self.petwatch.viewer_available
         if action == "step":
             return 0 <= self.index + cast(int, parameters[0]) < len(self.hits) or None
         return True
+
+
+def _shows(hit: Hit) -> str:
+    """What the classifier saw: the species, and the breed (or the animal's class)."""
+    species, label = hit.get("species") or "none", hit.get("label") or ""
+    if species == "none":
+        return "no animal seen"
+    return f"{species} · {label}" if label else species
 
 
 def browse(screen: Screen, grid: ResultsGrid, index: int, search: Callable[[Hit], None]) -> None:

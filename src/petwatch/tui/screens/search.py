@@ -257,8 +257,8 @@ class SearchScreen(Screen):
         elif upgrade:
             note = " · index upgrading: previous vectors"
         info.update(
-            f"{format.plural(len(grid.hits), 'hit')} for {name}{' (pets only)' if species else ''} "
-            f"({result.get('took_ms', 0):.0f} ms){note}{more}"
+            f"{format.plural(len(grid.hits), 'hit')} for {name}{' · pets only' if species else ''} "
+            f"· {result.get('took_ms', 0):.0f} ms{note}{more}"
         )
         if offset and not added:
             self.notify("no more hits above the minimum score")

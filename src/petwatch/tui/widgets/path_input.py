@@ -66,12 +66,20 @@ class PathInput(Input):
 
     def __init__(self, *args, dirs_only: bool = False, **kwargs) -> None:
         super().__init__(*args, suggester=PathSuggester(dirs_only), **kwargs)
+        self.dirs_only = dirs_only
+
+    def _completion(self) -> str | None:
+        """From the typed text, now: the greyed suggestion comes from a thread a moment later,
+        and a Tab pressed before it must complete, not move the focus."""
+        return complete_path(self.value, self.dirs_only)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "complete":
-            return self.has_focus and bool(self._suggestion) and len(self._suggestion) > len(self.value)
+            return self.has_focus and self._completion() is not None
         return super().check_action(action, parameters)
 
     def action_complete(self) -> None:
-        self.value = self._suggestion
-        self.cursor_position = len(self.value)
+        completion = self._completion()
+        if completion is not None:
+            self.value = completion
+            self.cursor_position = len(self.value)

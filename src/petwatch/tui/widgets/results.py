@@ -103,7 +103,7 @@ class ResultsGrid(ScrollView, can_focus=True):
         *MOVE_BINDINGS,
         Binding("enter", "open", "Open large"),
         Binding("space", "toggle_select", "Select"),
-        Binding("a", "search_from", "Search again from hit"),
+        Binding("a", "search_from", "Search from hit"),
         Binding("z", "open_stack", "Open stack"),
         Binding("o", "open_external", "Open in the system viewer", show=False),
     ]
@@ -284,7 +284,7 @@ class ResultsGrid(ScrollView, can_focus=True):
         if action == "open_stack":
             return self.current_hit is not None and bool(self.current_hit.get("stack"))
         if action == "open_external":
-            return self.current_hit is not None and self.petwatch.viewer_available
+            return self.current_hit is not None  # without a viewer "o" says what to install
         return True
 
     def index_at(self, x: int, y: int) -> int | None:
