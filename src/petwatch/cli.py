@@ -22,6 +22,7 @@ from petwatch import __version__, locations
 from petwatch import settings as settings_module
 from petwatch.client import STARTING, DaemonClient, DaemonStarting, DaemonUnavailable
 from petwatch.errors import PetwatchError
+from petwatch.format import no_pets_found
 from petwatch.format import size as human_bytes
 from petwatch.progress import ProgressLine
 from petwatch.protocol import (
@@ -159,17 +160,22 @@ def _print_report(report: ReportReply) -> None:
         print(f"  offline (missing, photos kept): {folder}")
 
 
+# What each embedding recipe (embed.*_RECIPE, named in UpgradeProgress) is called in a note.
+_RECIPE_WORDS = {"petfocus1": "pet-focused vectors", "petfocus1_white1": "whitened pet-focused vectors"}
+
+
 def _upgrade_note(upgrade: UpgradeProgress | None, partial: bool = False) -> str:
     if upgrade is None:
         return ""
     done = f"{upgrade['done']:,} of {upgrade['total']:,} photos"
+    words = _RECIPE_WORDS.get(upgrade["to"], f"{upgrade['to']} vectors")
     if partial:
         return (
-            f"note: the index is being upgraded to pet-focused vectors ({done} so far), and only "
+            f"note: the index is being upgraded to {words} ({done} so far), and only "
             "those carry species: these results are from them alone"
         )
     return (
-        f"note: the index is being upgraded to pet-focused vectors ({done} so far); until it "
+        f"note: the index is being upgraded to {words} ({done} so far); until it "
         "finishes, searches use the previous vectors of every photo"
     )
 
@@ -189,13 +195,19 @@ def cmd_search(args) -> int:
     reply: SearchReply
     if client is not None:
         reply = client.search(
-            image=os.path.abspath(args.image), top_k=args.top_k, min_score=args.min_score, species=species
+            image=os.path.abspath(args.image),
+            top_k=args.top_k,
+            min_score=args.min_score,
+            species=species,
+            expand=args.expand,
         )
     else:
         library = _open_library()
         try:
             folders = [str(f) for f in library.settings.folders]
-            reply = library.search_reply(args.image, args.top_k, args.min_score, species, folders=folders)
+            reply = library.search_reply(
+                args.image, args.top_k, args.min_score, species, folders=folders, expand=args.expand
+            )
         finally:
             library.close()
     hits = reply["hits"]
@@ -603,10 +615,7 @@ def _pets_found(client: DaemonClient, args) -> int:
         if args.json:
             _print_json(groups)
         elif not groups:
-            print(
-                "no pets found yet: they appear once a pet shows up in at least "
-                "3 photos from 2 different days or folders"
-            )
+            print(no_pets_found(client.groups_why()))
         else:
             print(
                 f"found {len(groups)} pet{'s' if len(groups) != 1 else ''} in your photos; name one with "
@@ -729,6 +738,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SPECIES,
         metavar="SPECIES",
         help=f"only photos of this species ({', '.join(SPECIES)}); repeatable",
+    )
+    search.add_argument(
+        "--no-expand",
+        dest="expand",
+        action="store_const",
+        const=False,
+        default=None,
+        help="search with the photo alone: no second search with the query expanded by its first 3 hits "
+        "(on by default with whitened vectors, where it measured better)",
     )
 
     with_json(command("stats", cmd_stats, "photos indexed, model, database", in_process=True))

@@ -51,6 +51,8 @@ class SearchRequest(_Strict):
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     min_score: float | None = Field(None, ge=-1.0, le=1.0)
     offset: int = Field(0, ge=0, le=MAX_TOP_K)
+    # None: the library's default (query expansion where it measured better)
+    expand: bool | None = Field(None, description="Search again with the query expanded by its first hits")
     species: list[str] | None = Field(
         None, max_length=len(SPECIES), description=f"Only photos of these species ({', '.join(SPECIES)})"
     )
@@ -85,7 +87,13 @@ def router(daemon: Daemon) -> APIRouter:
     def search(request: SearchRequest) -> SearchReply:
         # None: the daemon's own settings (top_k, min_score)
         return daemon.search(
-            request.image, request.photo, request.top_k, request.min_score, request.offset, request.species
+            request.image,
+            request.photo,
+            request.top_k,
+            request.min_score,
+            request.offset,
+            request.species,
+            request.expand,
         )
 
     @routes.post("/index", response_model=dict)

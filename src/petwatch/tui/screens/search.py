@@ -224,11 +224,15 @@ class SearchScreen(Screen):
         info = self.query_one("#results-info", Static)
         name = os.path.basename(path)
         info.update(f"searching for photos like {name}…")
-        kind = {"photo": path} if by_photo else {"image": path}
         species = list(PET_SPECIES) if self.query_one("#pets-only", Checkbox).value else None
         try:
             result = await self.petwatch.client.search(
-                **kind, top_k=top_k, min_score=min_score, offset=offset, species=species
+                image=None if by_photo else path,
+                photo=path if by_photo else None,
+                top_k=top_k,
+                min_score=min_score,
+                offset=offset,
+                species=species,
             )
         except PetwatchError as error:
             info.update(f"search failed: {error}")
