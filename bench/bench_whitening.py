@@ -231,12 +231,12 @@ def profiles(vectors: np.ndarray, split: Split, gammas=(0.5, 0.55, 0.6, 0.65, 0.
 
 def discovery_cuts(vectors: np.ndarray, data: dict[str, np.ndarray], cuts) -> list[list[str]]:
     """bench_discovery's quality (3 recurring dogs among 300 met once and the Oxford sample,
-    5 draws) at each link cut, on these vectors."""
+    10 draws) at each link cut, on these vectors."""
     import bench_discovery
 
     keep = np.flatnonzero((data["set"] == "original") & np.isin(data["group"], ["dog", "breed"]))
     v, sp, g, lab = vectors[keep], data["species"][keep], data["group"][keep], data["label"][keep]
-    libs = bench_discovery.libraries(g, lab, 5, 3, 300, 6)
+    libs = bench_discovery.libraries(g, lab, 10, 3, 300, 6)
     rows = []
     for cut in cuts:
         q = bench_discovery.quality(v, sp, libs, cut)
@@ -280,6 +280,25 @@ def join_cut(raw: np.ndarray, white: np.ndarray, data: dict[str, np.ndarray], ra
     return share, float(np.quantile(after, 1 - share))
 
 
+def search_cost(raw_dim: int, dim: int, count: int, queries: int) -> dict:
+    """bench_search's workload (petwatch's Store on Milvus Lite, random unit vectors) at the
+    raw and the whitened dimension, one after the other: p95 and the index's bytes per photo."""
+    import bench_search
+
+    out = {}
+    for label, d in (("raw", raw_dim), ("whitened", dim)):
+        result = bench_search.run_search(sys.executable, "store", d, [count], queries, f"whitening-{label}", 30.0)
+        point = result["points"][-1] if result else {}
+        out[label] = {
+            "dim": d,
+            "p50_ms": point.get("p50_ms"),
+            "p95_ms": point.get("p95_ms"),
+            "rss": point.get("rss_tree"),
+            "bytes_per_photo": point.get("disk_bytes", 0) / count,
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     C.add_datasets_arg(parser)
@@ -289,6 +308,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="write the shipped projection (fit on all photos)")
     parser.add_argument("--throughput", type=int, default=0, metavar="N", help="also time indexing N photos")
     parser.add_argument("--repeat", type=int, default=2, help="throughput runs per recipe")
+    parser.add_argument("--search", type=int, default=0, metavar="N", help="also time search at N vectors")
     args = parser.parse_args()
     C.strip_petwatch_env()
     root = C.datasets_dir(args.datasets)
@@ -362,8 +382,8 @@ def main() -> None:
     # Discovery runs on the shipped projection (fit on all photos): scored in that space.
     product = apply(raw, *fit(raw[split.fit_all], SHIPPED_DIM, SHIPPED_SHRINK))
     for name, vectors, grid in (
-        ("raw (before)", raw, (0.74, 0.78, 0.82)),
-        ("whitened (shipped)", product, tuple(np.round(np.arange(0.25, 0.51, 0.025), 3))),
+        ("raw (before)", raw, (0.78, 0.80, 0.82, 0.84)),
+        ("whitened (shipped)", product, tuple(np.round(np.arange(0.20, 0.41, 0.025), 3))),
     ):
         rows, heads = discovery_cuts(vectors, data, grid)
         print(C.table(["cut", *heads], rows, title=f"Discovery link cut, {name}"))
@@ -382,6 +402,26 @@ def main() -> None:
         print(
             f"shipped projection ({len(split.fit_all)} photos, d={SHIPPED_DIM}, shrink {SHIPPED_SHRINK}): "
             f"{target} ({target.stat().st_size / 1e6:.1f} MB)"
+        )
+    if args.search:
+        print(f"search: {args.search:,} vectors, raw dimension then whitened ...", flush=True)
+        payload["search"] = cost = search_cost(raw.shape[1], SHIPPED_DIM, args.search, 100)
+        print(
+            C.table(
+                ["vectors", "dim", "p50 ms", "p95 ms", "RSS", "index file bytes per photo"],
+                [
+                    [
+                        k,
+                        v["dim"],
+                        f"{v['p50_ms']:.1f}",
+                        f"{v['p95_ms']:.1f}",
+                        C.mib(v["rss"]),
+                        f"{v['bytes_per_photo']:,.0f}",
+                    ]
+                    for k, v in cost.items()
+                ],
+                title=f"Search at {args.search:,} (Milvus Lite, FLAT)",
+            )
         )
     if args.throughput:
         print(f"throughput: {args.throughput} camera-size photos, 1 in 5 a pet ...", flush=True)

@@ -40,15 +40,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Publish = Callable[[Event, Mapping[str, Any]], None]  # announces a group found, or grown
 
-# Cosine cuts, per vector space (a cut means something only in the space it was tuned in):
-SIMILAR = 0.78  # links two mutual neighbours, raw pet-focused vectors (bench/bench_discovery.py)
+# Cosine cuts on the stored vectors, per vector space (a cut means something only in the space
+# it was tuned in). bench/bench_whitening.py, "Discovery link cut" and its table in docs/pets.md:
+# 10 libraries of 3 recurring dogs among 300 met once and the Oxford sample.
+# Raw pet-focused vectors (other models): 0.78 as before, now on the stored cosine: recall
+# 0.90, purity 0.65 (8 of 30 found); 0.82 gives 0.72 and 0.73 (11 of 30) but keeps only 3 of
+# 7 photos of a dog of tests/test_discovery.py together.
+SIMILAR = 0.78
 JOIN = 0.82  # a new photo this close to a group's centroid joins it without a re-clustering
-# Whitened vectors (bench/bench_whitening.py, "Discovery link cut", 5 libraries of 3 recurring
-# dogs among 300 met once and the Oxford sample): at 0.25 each pet's group holds 0.89 of its
-# photos with purity 0.72 (raw 0.78 there: recall 0.89, purity 0.58); higher cuts split pets
-# (0.325: recall 0.77) and a dog of tests/test_whitening.py whose 7 photos are 0.15-0.38 alike.
-# The join cut keeps 86% of a dog's photos within reach of its group's centroid, as raw 0.82
-# does: 0.314 there, 0.32 here.
+# Whitened: 0.25 keeps 0.90 of each pet's photos in its group at purity 0.78 (13 of 30 found);
+# 0.30 gives 0.81 and 0.82 but splits a dog of tests/test_whitening.py whose 7 photos are
+# 0.15-0.38 alike. The join cut keeps 86% of a dog's photos within reach of its group's
+# centroid, as raw 0.82 does: 0.314 there, 0.32 here.
 WHITENED_SIMILAR = 0.25
 WHITENED_JOIN = 0.32
 
@@ -84,7 +87,7 @@ def links(vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEIGH
     Two photos are linked when each is among the other's ``neighbours`` nearest and their
     cosine similarity is at least ``similar`` (mutual neighbours: a photo alike to many
     cannot chain two pets together); the clusters are the linked components. The neighbours
-    are found in a PCA projection to ``PROJECTED`` dimensions (4x less arithmetic at 512-d),
+    are found in a PCA projection to ``PROJECTED`` dimensions (6x less arithmetic at 768-d),
     but the link is decided on the stored vectors' own cosine: a projection fit on a small
     library centres and rescales its space, and a fixed cut means nothing there (a library of
     147 photos once came out as single photos).
@@ -95,24 +98,15 @@ def links(vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEIGH
     from sklearn.neighbors import kneighbors_graph
 
     unit = np.asarray(vectors, dtype=np.float32)
-    points, candidates = unit, min(neighbours, count - 1)
+    points = unit
     if count > PROJECTED and unit.shape[1] > PROJECTED:
         points = PCA(PROJECTED, svd_solver="randomized", random_state=0).fit_transform(unit)
         points /= np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
-        candidates = min(2 * neighbours, count - 1)  # re-ranked by the true cosine below
     # Euclidean on unit vectors ranks as cosine does (d^2 = 2 - 2 cos), and scikit-learn's
     # euclidean neighbour search is several times faster than its cosine one.
-    near = kneighbors_graph(points, candidates, mode="connectivity", include_self=False).tocsr()
-    near.sort_indices()
-    cols = near.indices.reshape(count, candidates)
-    cosines = np.empty(cols.shape, np.float32)
-    for start in range(0, count, 2048):  # in slices: unit[cols] whole would be 10 vectors a photo
-        part = slice(start, start + 2048)
-        cosines[part] = np.einsum("id,ijd->ij", unit[part], unit[cols[part]])
-    best = np.argsort(-cosines, axis=1)[:, : min(neighbours, count - 1)]
-    cols, cosines = np.take_along_axis(cols, best, 1), np.take_along_axis(cosines, best, 1)
-    rows = np.repeat(np.arange(count), cols.shape[1]).reshape(cols.shape)
-    alike = cosines >= similar
+    near = kneighbors_graph(points, min(neighbours, count - 1), mode="connectivity", include_self=False)
+    rows, cols = near.nonzero()
+    alike = np.einsum("ij,ij->i", unit[rows], unit[cols]) >= similar  # the stored vectors' cosine
     graph = csr_matrix((np.ones(int(alike.sum()), np.int8), (rows[alike], cols[alike])), shape=(count, count))
     return graph.minimum(graph.T)
 
