@@ -360,7 +360,12 @@ def main() -> None:
             title="Near-identical frames",
         )
     )
-    payload = {"model": args.model, "results": results, "machine": C.machine()}
+    payload = {
+        "model": args.model,
+        "results": results,
+        "product": f"{shipped} + query expansion",
+        "machine": C.machine(),
+    }
     rows = []
     for name in ("raw (before)", shipped):
         found = profiles(spaces[name], split)

@@ -186,3 +186,28 @@ def test_each_recurring_dog_is_found_among_1000_pet_photos(lite2, embedder, tmp_
     for n, wanted in mine.items():
         best = max(groups, key=lambda g: len(g & wanted), default=set())
         assert len(best & wanted) >= 5 and len(best & wanted) / len(best) >= 0.8, (n, len(best & wanted), len(best))
+
+
+def test_a_pet_profile_finds_its_dog_in_the_whitened_space(lite2, embedder, tmp_path):
+    """The profile's threshold rule re-derived for whitened vectors (pets.rule): the album of 3
+    example photos holds most of the dog's other photos and not the library."""
+    from petwatch import pets
+
+    dog = _dogs(8)[1][:8]
+    album = tmp_path / "album"
+    mine = _copy(dog, album / "rex", 0)
+    _copy([photos[0] for photos in _dogs(1)[-60:]], album / "park", 1)
+    _copy(sorted(dataset("oxford-pets-sample").glob("[a-z]*/*.jpg"))[::8], album / "friends", 2)
+    library = Library(settings.load(), embedder)
+    profiles = pets.Pets(library, tmp_path / "state.sqlite3")
+    try:
+        library.indexer.reconcile([str(album)])
+        assert library.whitened
+        profiles.add("Rex", [str(p) for p in mine[:3]])
+        found = {hit["path"] for hit in profiles.album("Rex")["hits"]}
+    finally:
+        profiles.close()
+        library.close()
+    others = {str(p) for p in mine[3:]}
+    assert len(found & others) >= 3, (len(found & others), len(found))
+    assert len(found - {str(p) for p in mine}) <= 10, len(found)  # of ~100 other dogs' photos
