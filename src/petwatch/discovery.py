@@ -106,7 +106,11 @@ def links(vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEIGH
     # euclidean neighbour search is several times faster than its cosine one.
     near = kneighbors_graph(points, min(neighbours, count - 1), mode="connectivity", include_self=False)
     rows, cols = near.nonzero()
-    alike = np.einsum("ij,ij->i", unit[rows], unit[cols]) >= similar  # the stored vectors' cosine
+    cosines = np.empty(len(rows), np.float32)  # the stored vectors' own, in slices: bounded memory
+    for start in range(0, len(rows), 4096):
+        part = slice(start, start + 4096)
+        cosines[part] = np.einsum("ij,ij->i", unit[rows[part]], unit[cols[part]])
+    alike = cosines >= similar
     graph = csr_matrix((np.ones(int(alike.sum()), np.int8), (rows[alike], cols[alike])), shape=(count, count))
     return graph.minimum(graph.T)
 
