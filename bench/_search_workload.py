@@ -167,11 +167,13 @@ def run(args: argparse.Namespace) -> dict:
                     "mean_hits": hits / len(latencies),
                     "rss_tree": C.tree_rss(),
                     "peak_rss_tree": peak.peak,
+                    "disk_bytes": sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()),
                 }
             )
             print(
                 f"    {args.backend} dim {args.dim} n={count:,}: p50 {points[-1]['p50_ms']:.1f} ms, "
-                f"p95 {points[-1]['p95_ms']:.1f} ms, RSS {C.mib(points[-1]['rss_tree'])}",
+                f"p95 {points[-1]['p95_ms']:.1f} ms, RSS {C.mib(points[-1]['rss_tree'])}, "
+                f"files {C.mib(points[-1]['disk_bytes'])}",
                 file=sys.stderr,
                 flush=True,
             )

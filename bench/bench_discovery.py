@@ -140,6 +140,8 @@ def timing(count: int, dim: int) -> dict:
     cluster_s = time.perf_counter() - started
 
     class Library:  # what Discovery reads of the library: its pet rows, what is indexed, disk room
+        whitened = False  # synthetic vectors: the raw space's cuts
+
         def __init__(self, rows):
             self.rows = rows
 

@@ -26,6 +26,7 @@ BENCHES = {
     "quality": "bench_quality.py",
     "identity": "bench_identity.py",
     "discovery": "bench_discovery.py",
+    "whitening": "bench_whitening.py",
 }
 
 
@@ -71,6 +72,13 @@ def summary(name: str) -> list[list]:
         if "throughput" in data:
             ratio = data["throughput"]["ratio"]
             rows.append([name, "indexing, 1 in 5 a pet, >= 0.8x", f"{ratio:.2f}x {C.verdict(ratio >= 0.8)}"])
+    elif name == "whitening":
+        before, after = data["results"]["raw (before)"], data["results"][data["product"]]
+        for key, value in after.items():
+            rows.append([name, f"{key} mAP raw -> {data['product']}", f"{before[key]:.4f} -> {value:.4f}"])
+        if "throughput" in data:
+            ratio = data["throughput"]["ratio"]
+            rows.append([name, "indexing, whitened / raw, >= 0.95x", f"{ratio:.2f}x {C.verdict(ratio >= 0.95)}"])
     elif name == "discovery":
         for q in data.get("quality", []):
             rows.append(

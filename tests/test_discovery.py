@@ -150,3 +150,21 @@ def test_too_few_photos_make_no_group(photos):
         [discovery.PetPhoto(f"/a/{i}.jpg", f"{i}", v, i, "dog", "pug") for i, v in enumerate(vectors)],
     )
     assert not group.recurs()
+
+
+def test_when_no_pet_is_found_the_cli_says_why(home, start_daemon, tmp_path):
+    album = tmp_path / "album"
+    album.mkdir()
+    for breed in ("beagle", "pug", "samoyed", "boxer"):  # dogs the test model sees with margin
+        source = sorted(dataset("oxford-pets-sample", breed).glob("*.jpg"))[0]
+        shutil.copyfile(source, album / source.name)
+    run_cli("folders", "add", str(album))
+    daemon = start_daemon()
+    daemon.wait_idle(timeout=300)
+    shown = run_cli("pets", "discover")
+    assert shown.returncode == 0, shown.stderr
+    # What it saw and what the rule needs, in one line.
+    assert shown.stdout.startswith("No pets found yet: 4 photos show a dog or a cat, "), shown.stdout
+    assert "pairs of them alike enough to link" in shown.stdout or "1 pair of them" in shown.stdout
+    assert "at least 3 photos of it, from 2 different days or folders" in shown.stdout
+    daemon.stop()

@@ -23,7 +23,7 @@ from petwatch import __version__, locations
 from petwatch import settings as settings_module
 from petwatch.client import STARTING, DaemonClient, DaemonStarting, DaemonUnavailable
 from petwatch.errors import PetwatchError
-from petwatch.format import comic_cost
+from petwatch.format import comic_cost, no_pets_found
 from petwatch.format import size as human_bytes
 from petwatch.progress import ProgressLine
 from petwatch.protocol import (
@@ -164,17 +164,22 @@ def _print_report(report: ReportReply) -> None:
         print(f"  offline (missing, photos kept): {folder}")
 
 
+# What each embedding recipe (embed.*_RECIPE, named in UpgradeProgress) is called in a note.
+_RECIPE_WORDS = {"petfocus1": "pet-focused vectors", "petfocus1_white1": "whitened pet-focused vectors"}
+
+
 def _upgrade_note(upgrade: UpgradeProgress | None, partial: bool = False) -> str:
     if upgrade is None:
         return ""
     done = f"{upgrade['done']:,} of {upgrade['total']:,} photos"
+    words = _RECIPE_WORDS.get(upgrade["to"], f"{upgrade['to']} vectors")
     if partial:
         return (
-            f"note: the index is being upgraded to pet-focused vectors ({done} so far), and only "
+            f"note: the index is being upgraded to {words} ({done} so far), and only "
             "those carry species: these results are from them alone"
         )
     return (
-        f"note: the index is being upgraded to pet-focused vectors ({done} so far); until it "
+        f"note: the index is being upgraded to {words} ({done} so far); until it "
         "finishes, searches use the previous vectors of every photo"
     )
 
@@ -199,6 +204,7 @@ def cmd_search(args) -> int:
             min_score=args.min_score,
             species=species,
             stacks=args.stacks,
+            expand=args.expand,
         )
     else:
         started = time.monotonic()
@@ -206,7 +212,13 @@ def cmd_search(args) -> int:
         try:
             folders = [str(f) for f in library.settings.folders]
             reply = library.search_reply(
-                args.image, args.top_k, args.min_score, species, folders=folders, stacks=args.stacks
+                args.image,
+                args.top_k,
+                args.min_score,
+                species,
+                folders=folders,
+                stacks=args.stacks,
+                expand=args.expand,
             )
         finally:
             library.close()
@@ -663,10 +675,7 @@ def _pets_found(client: DaemonClient, args) -> int:
         if args.json:
             _print_json(groups)
         elif not groups:
-            print(
-                "no pets found yet: they appear once a pet shows up in at least "
-                "3 photos from 2 different days or folders"
-            )
+            print(no_pets_found(client.groups_why()))
         else:
             print(
                 f"found {len(groups)} pet{'s' if len(groups) != 1 else ''} in your photos; name one with "
@@ -802,6 +811,15 @@ def build_parser() -> argparse.ArgumentParser:
         dest="stacks",
         action="store_false",
         help="every photo of a burst or of copies as its own hit (default: one hit per stack)",
+    )
+    search.add_argument(
+        "--no-expand",
+        dest="expand",
+        action="store_const",
+        const=False,
+        default=None,
+        help="search with the photo alone: no second search with the query expanded by its first 3 hits "
+        "(on by default with whitened vectors, where it measured better)",
     )
 
     stacks = with_json(

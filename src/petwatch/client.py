@@ -25,6 +25,7 @@ from petwatch.protocol import (
     ComicEstimateReply,
     ComicJobReply,
     ComicShowReply,
+    DiscoveryWhyReply,
     Event,
     FailureReply,
     FolderReply,
@@ -123,13 +124,16 @@ class _Api:
         offset: int = 0,
         species: list[str] | None = None,
         stacks: bool = True,
+        expand: bool | None = None,
     ) -> tuple[str, str, dict]:
-        """``top_k`` / ``min_score`` None: left out, the daemon's settings decide."""
+        """``top_k`` / ``min_score`` / ``expand`` None: left out, the daemon decides."""
         body: dict[str, Any] = {"image": _sent(image), "photo": _sent(photo)}
         if top_k is not None:
             body["top_k"] = top_k
         if min_score is not None:
             body["min_score"] = min_score
+        if expand is not None:
+            body["expand"] = expand
         body |= {"offset": offset, "species": species, "stacks": stacks}
         return "POST", "/search", {"json": body}
 
@@ -214,6 +218,10 @@ class _Api:
         return "GET", "/groups", {"params": {"all": include_all}, "timeout": PET_TIMEOUT}
 
     @staticmethod
+    def groups_why() -> tuple[str, str, dict]:
+        return "GET", "/groups/why", {"timeout": PET_TIMEOUT}
+
+    @staticmethod
     def group_action(gid: int, action: str, body: dict[str, Any] | None = None) -> tuple[str, str, dict]:
         """``action``: name {"name"}, dismiss, merge {"other"} or remove {"paths"}."""
         if body and "paths" in body:
@@ -293,8 +301,9 @@ class DaemonClient:
         offset: int = 0,
         species: list[str] | None = None,
         stacks: bool = True,
+        expand: bool | None = None,
     ) -> SearchReply:
-        method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset, species, stacks)
+        method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset, species, stacks, expand)
         return self.call(method, url, **kwargs)
 
     def stacks(self) -> list[StackReply]:
@@ -420,6 +429,11 @@ class DaemonClient:
         method, url, kwargs = _Api.groups(include_all)
         return self.call(method, url, **kwargs)
 
+    def groups_why(self) -> DiscoveryWhyReply:
+        """What the last search for pets saw: why no group shows, when none does."""
+        method, url, kwargs = _Api.groups_why()
+        return self.call(method, url, **kwargs)
+
     @overload
     def group_action(self, gid: int, action: Literal["name"], body: dict[str, Any] | None = None) -> PetReply: ...
     @overload
@@ -486,8 +500,9 @@ class AsyncDaemonClient:
         offset: int = 0,
         species: list[str] | None = None,
         stacks: bool = True,
+        expand: bool | None = None,
     ) -> SearchReply:
-        method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset, species, stacks)
+        method, url, kwargs = _Api.search(image, photo, top_k, min_score, offset, species, stacks, expand)
         return await self.call(method, url, **kwargs)
 
     async def stacks(self) -> list[StackReply]:
@@ -599,6 +614,10 @@ class AsyncDaemonClient:
 
     async def groups(self, include_all: bool = False) -> list[GroupReply]:
         method, url, kwargs = _Api.groups(include_all)
+        return await self.call(method, url, **kwargs)
+
+    async def groups_why(self) -> DiscoveryWhyReply:
+        method, url, kwargs = _Api.groups_why()
         return await self.call(method, url, **kwargs)
 
     @overload

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from petwatch.errors import PetwatchError
-from petwatch.protocol import PET_SPECIES, Event, GroupEvent, GroupReply
+from petwatch.protocol import PET_SPECIES, DiscoveryWhyReply, Event, GroupEvent, GroupReply
 from petwatch.store import PhotoRow, unit_vector
 
 if TYPE_CHECKING:
@@ -40,8 +40,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Publish = Callable[[Event, Mapping[str, Any]], None]  # announces a group found, or grown
 
-SIMILAR = 0.78  # cosine similarity that links two mutual neighbours (bench/bench_discovery.py)
+# Cosine cuts on the stored vectors, per vector space (a cut means something only in the space
+# it was tuned in). bench/bench_whitening.py, "Discovery link cut" and its table in docs/pets.md:
+# 10 libraries of 3 recurring dogs among 300 met once and the Oxford sample.
+# Raw pet-focused vectors (other models): 0.78 as before, now on the stored cosine: recall
+# 0.90, purity 0.65 (8 of 30 found); 0.82 gives 0.72 and 0.73 (11 of 30) but keeps only 3 of
+# 7 photos of a dog of tests/test_discovery.py together.
+SIMILAR = 0.78
 JOIN = 0.82  # a new photo this close to a group's centroid joins it without a re-clustering
+# Whitened: 0.25 keeps 0.90 of each pet's photos in its group at purity 0.78 (13 of 30 found);
+# 0.30 gives 0.81 and 0.82 but splits a dog of tests/test_whitening.py whose 7 photos are
+# 0.15-0.38 alike. The join cut keeps 86% of a dog's photos within reach of its group's
+# centroid, as raw 0.82 does: 0.314 there, 0.32 here.
+WHITENED_SIMILAR = 0.25
+WHITENED_JOIN = 0.32
+
+
+def cuts(whitened: bool) -> tuple[float, float]:
+    """(link, join) cuts for the library's vector space."""
+    return (WHITENED_SIMILAR, WHITENED_JOIN) if whitened else (SIMILAR, JOIN)
+
+
 NEIGHBOURS = 5  # the k of the mutual k-nearest-neighbour graph
 PROJECTED = 128  # dimensions the neighbours are found in
 MIN_GROUP = 3
@@ -54,32 +73,46 @@ OPEN, DISMISSED, NAMED, MERGED = "open", "dismissed", "named", "merged"
 # --- the pure middle ---------------------------------------------------------------------------
 def cluster(vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEIGHBOURS) -> np.ndarray:
     """A cluster label per row of unit ``vectors`` (labels are arbitrary ints; a photo alike
-    to no other is a cluster of its own).
+    to no other is a cluster of its own): the connected components of ``links``."""
+    from scipy.sparse.csgraph import connected_components
+
+    if len(vectors) < 2:
+        return np.zeros(len(vectors), dtype=int)
+    return connected_components(links(vectors, similar, neighbours), directed=False)[1]
+
+
+def links(vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEIGHBOURS):
+    """The symmetric sparse matrix of linked pairs of rows of unit ``vectors``.
 
     Two photos are linked when each is among the other's ``neighbours`` nearest and their
     cosine similarity is at least ``similar`` (mutual neighbours: a photo alike to many
     cannot chain two pets together); the clusters are the linked components. The neighbours
-    are found in a PCA projection to ``PROJECTED`` dimensions, 10x less arithmetic at 1280-d.
+    are found in a PCA projection to ``PROJECTED`` dimensions (6x less arithmetic at 768-d),
+    but the link is decided on the stored vectors' own cosine: a projection fit on a small
+    library centres and rescales its space, and a fixed cut means nothing there (a library of
+    147 photos once came out as single photos).
     """
     count = len(vectors)
-    if count < 2:
-        return np.zeros(count, dtype=int)
-    from scipy.sparse.csgraph import connected_components
+    from scipy.sparse import csr_matrix
     from sklearn.decomposition import PCA
     from sklearn.neighbors import kneighbors_graph
 
-    points = np.asarray(vectors, dtype=np.float32)
-    if count > PROJECTED and points.shape[1] > PROJECTED:
-        points = PCA(PROJECTED, svd_solver="randomized", random_state=0).fit_transform(points)
+    unit = np.asarray(vectors, dtype=np.float32)
+    points = unit
+    if count > PROJECTED and unit.shape[1] > PROJECTED:
+        points = PCA(PROJECTED, svd_solver="randomized", random_state=0).fit_transform(unit)
         points /= np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
-    k = min(neighbours, count - 1)
     # Euclidean on unit vectors ranks as cosine does (d^2 = 2 - 2 cos), and scikit-learn's
     # euclidean neighbour search is several times faster than its cosine one.
-    graph = kneighbors_graph(points, k, mode="distance", metric="euclidean", include_self=False)
-    graph.data = (graph.data <= np.sqrt(2.0 - 2.0 * similar) + 1e-6).astype(np.int8)  # linked or not
-    graph.eliminate_zeros()
-    mutual = graph.minimum(graph.T)
-    return connected_components(mutual, directed=False)[1]
+    near = kneighbors_graph(points, min(neighbours, count - 1), mode="connectivity", include_self=False)
+    rows, cols = near.nonzero()
+    cosines = np.empty(len(rows), np.float32)  # the stored vectors' own, in slices: bounded memory
+    for start in range(0, len(rows), 4096):
+        part = slice(start, start + 4096)
+        cosines[part] = np.einsum("ij,ij->i", unit[rows[part]], unit[cols[part]])
+    alike = cosines >= similar
+    graph = csr_matrix((np.ones(int(alike.sum()), np.int8), (rows[alike], cols[alike])), shape=(count, count))
+    return graph.minimum(graph.T)
 
 
 def moments(days: Iterable[int], folders: Iterable[str]) -> int:
@@ -263,6 +296,7 @@ class Discovery:
         self._refreshing = threading.Lock()
         self._stopping = threading.Event()
         self.last_refresh_s: float | None = None
+        self._last = (0, 0, 0)  # the last clustering's pet photos, linked pairs, largest cluster
 
     def close(self, wait: float = 15.0) -> None:
         """Stop: no new clustering starts, the one under way is waited for (it reads the index,
@@ -314,7 +348,7 @@ class Discovery:
             self.refresh_soon()
 
     def _nearest(self, photo: PetPhoto, excluded: set[tuple[int, str]]) -> Group | None:
-        best, best_score = None, JOIN
+        best, best_score = None, cuts(self.library.whitened)[1]
         for group in self._groups.values():
             if group.status == MERGED or (group.id, photo.content_hash) in excluded:
                 continue
@@ -349,10 +383,16 @@ class Discovery:
                 self._drop_gone(photos)
                 hashes = list(photos)
             vectors = np.stack([photos[h].vector for h in hashes]) if hashes else np.zeros((0, 1))
-            labels = cluster(vectors) if len(hashes) else np.zeros(0, dtype=int)
+            labels, pairs = np.zeros(len(hashes), dtype=int), 0
+            if len(hashes) >= 2:
+                from scipy.sparse.csgraph import connected_components
+
+                linked = links(vectors, cuts(self.library.whitened)[0])
+                labels, pairs = connected_components(linked, directed=False)[1], linked.nnz // 2
             clusters: dict[int, set[str]] = {}
             for content_hash, label in zip(hashes, labels, strict=True):
                 clusters.setdefault(int(label), set()).add(content_hash)
+            self._last = (len(hashes), int(pairs), max((len(c) for c in clusters.values()), default=0))
             announcements = self._apply([c for c in clusters.values() if len(c) >= 2])
             self.last_refresh_s = time.monotonic() - started
             log.info(
@@ -408,6 +448,25 @@ class Discovery:
         with self._lock:
             shown = [g for g in self._groups.values() if g.recurs() and (include_all or g.status == OPEN)]
             return [g.summary() for g in sorted(shown, key=lambda g: (-len(g.members), g.id))]
+
+    def explain(self) -> DiscoveryWhyReply:
+        """What the last clustering saw, for saying why no group shows: how many photos show a
+        pet, how many pairs of them were alike enough to link, the largest cluster, and the rule."""
+        self._settled()
+        with self._lock:
+            photos, pairs, largest = self._last
+            shown = sum(1 for g in self._groups.values() if g.recurs() and g.status == OPEN)
+            one_moment = sum(1 for g in self._groups.values() if len(g.members) >= MIN_GROUP and not g.recurs())
+        return {
+            "pet_photos": photos,
+            "close_pairs": pairs,
+            "largest": largest,
+            "one_moment": one_moment,
+            "groups": shown,
+            "min_group": MIN_GROUP,
+            "min_moments": MIN_MOMENTS,
+            "similar": cuts(self.library.whitened)[0],
+        }
 
     def _settled(self) -> None:
         """Clustered at least once, and not in the middle of it (its result is on its way)."""

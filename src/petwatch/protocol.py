@@ -289,6 +289,19 @@ class GroupReply(TypedDict):
     last_day: str
 
 
+class DiscoveryWhyReply(TypedDict):
+    """What the last search for pets saw (GET /groups/why): why no group shows, when none does."""
+
+    pet_photos: int  # photos that show a dog or a cat
+    close_pairs: int  # pairs of them alike enough to link (mutual neighbours, cosine >= similar)
+    largest: int  # photos in the largest linked cluster
+    one_moment: int  # clusters big enough but from one day and one folder
+    groups: int  # groups shown
+    min_group: int  # the rule: at least this many photos of one pet ...
+    min_moments: int  # ... from this many different days or folders
+    similar: float  # the cosine two photos need to be linked
+
+
 # --- event data (GET /events): hello is a StatusReply, progress a ProgressReply, report a
 # ReportReply, comic a ComicJobReply --------------------------------------------------------------
 class StateEvent(TypedDict):

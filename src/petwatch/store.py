@@ -534,6 +534,18 @@ class Store:
         )
         return [self._row(raw) for raw in found if raw["content_hash"] == content_hash]
 
+    def rows(self, paths: Sequence[str]) -> list[PhotoRow]:
+        """Every row (all views, with vectors) of these stored photos."""
+        ids = [photo_id(path) for path in paths]
+        found: list[PhotoRow] = []
+        for start in range(0, len(ids), 256):
+            chunk = ids[start : start + 256]
+            raws = self.client.query(
+                self.collection, filter=f"photo_id in {chunk}", output_fields=[*self.fields, "vector"]
+            )
+            found.extend(self._row(raw) for raw in raws)
+        return found
+
     def get(self, path: str) -> PhotoRow | None:
         found = self.client.query(
             self.collection,

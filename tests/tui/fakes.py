@@ -391,6 +391,21 @@ class FakeStudioClient(FakeClient):
             (g for g in self.pet_groups.values() if include_all or g["status"] == "open"), key=lambda g: -g["size"]
         )
 
+    async def groups_why(self) -> dict:
+        """What the daemon's last search for pets saw (DiscoveryWhyReply): 12 pet photos, 4 close pairs."""
+        self._check()
+        shown = sum(1 for g in self.pet_groups.values() if g["status"] == "open")
+        return {
+            "pet_photos": 12,
+            "close_pairs": 4,
+            "largest": 2,
+            "one_moment": 0,
+            "groups": shown,
+            "min_group": 3,
+            "min_moments": 2,
+            "similar": 0.25,
+        }
+
     async def group_action(self, gid, action, body=None) -> dict:
         self._check()
         self.calls.append((f"group {action}", {"id": gid, **(body or {})}))

@@ -244,7 +244,9 @@ async def test_pets_found_are_shown_named_dismissed_and_merged():
         assert client.calls[-1] == ("group merge", {"id": 3, "other": 2})
         await pilot.press("x")
         await wait_for(pilot, lambda: not grid.hits, what="the dismissed group gone")
-        assert "No pets found yet" in screen_text(app)
+        # Nothing left to show: the screen says why, where the grid was.
+        await wait_for(pilot, lambda: "4 pairs of them alike enough to link" in screen_text(app), what="why")
+        assert "No pets found yet: 12 photos show a dog or a cat" in screen_text(app)
 
 
 async def test_the_palette_offers_a_comic_of_each_pet():

@@ -4,6 +4,7 @@ The daemon owns the groups (``Daemon.discovery``, a ``petwatch.discovery.Discove
 publishes a ``group`` event (``{"id", "size", "found"}``: found = a new group, else it grew).
 
     GET    /groups                every group that recurs, biggest first (?all=1: dismissed, named)
+    GET    /groups/why            why no group shows: pet photos, close pairs, the rule
     GET    /groups/{id}           one group, its photos best first
     POST   /groups/{id}/name      {"name"}: a pet profile from the group's photos
     POST   /groups/{id}/dismiss   not my pet: hidden for good
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from petwatch.daemon.pet_routes import MAX_PHOTOS
 from petwatch.discovery import Discovery
 from petwatch.pets import MAX_NAME, Pets
-from petwatch.protocol import GroupReply, PetReply, PhotoPath
+from petwatch.protocol import DiscoveryWhyReply, GroupReply, PetReply, PhotoPath
 
 
 class _Strict(BaseModel):
@@ -50,6 +51,10 @@ def router(discovery: Discovery, pets: Pets) -> APIRouter:
     @routes.get("", response_model=list[dict])
     def group_list(all: bool = Query(False, description="dismissed and named groups too")) -> list[GroupReply]:
         return discovery.groups(include_all=all)
+
+    @routes.get("/why", response_model=dict)
+    def group_why() -> DiscoveryWhyReply:
+        return discovery.explain()
 
     @routes.post("/refresh", response_model=list[dict])
     def group_refresh() -> list[GroupReply]:

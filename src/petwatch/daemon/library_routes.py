@@ -4,7 +4,7 @@
 through its ``Library``.
 
     GET  /stats                       photos indexed, dogs and cats, model, database
-    POST /search                      {"image" | "photo", "top_k", "min_score", "offset", "species", "stacks"}
+    POST /search                      {"image" | "photo", "top_k", "min_score", "offset", "species", "stacks", "expand"}
     POST /index                       {"folders"}: walk them now, answer with the report
     POST /rescan                      re-read the folder list, walk everything (queued)
     GET  /folders                     the watched folders
@@ -51,6 +51,8 @@ class SearchRequest(_Strict):
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     min_score: float | None = Field(None, ge=-1.0, le=1.0)
     offset: int = Field(0, ge=0, le=MAX_TOP_K)
+    # None: the library's default (query expansion where it measured better)
+    expand: bool | None = Field(None, description="Search again with the query expanded by its first hits")
     species: list[str] | None = Field(
         None, max_length=len(SPECIES), description=f"Only photos of these species ({', '.join(SPECIES)})"
     )
@@ -93,6 +95,7 @@ def router(daemon: Daemon) -> APIRouter:
             request.offset,
             request.species,
             request.stacks,
+            request.expand,
         )
 
     @routes.post("/index", response_model=dict)

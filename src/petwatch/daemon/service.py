@@ -276,14 +276,16 @@ class Daemon:
         offset: int = 0,
         species: list[str] | None = None,
         stacks: bool = True,
+        expand: bool | None = None,
     ) -> SearchReply:
-        """None for top_k or min_score: the settings' value; ``stacks``: one hit per stack."""
+        """None for top_k or min_score: the settings' value; ``stacks``: one hit per stack; for
+        expand: the library's default."""
         query = photo or image
         if not query:
             raise PetwatchError("give a query: an image path, or an indexed photo")
         if photo and self.library.entry(photo) is None:
             raise PetwatchError(f"{photo} is not an indexed photo")
-        return self.library.search_reply(query, top_k, min_score, species, offset, self.folders, stacks)
+        return self.library.search_reply(query, top_k, min_score, species, offset, self.folders, stacks, expand)
 
     def photo(self, path: str) -> PhotoReply:
         path = os.path.abspath(path)

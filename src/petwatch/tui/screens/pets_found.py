@@ -101,7 +101,14 @@ class PetsFoundScreen(_GroupScreen):
             grid.focus()
         self.set_class(bool(grid.hits), "-has-results")
         self._highlighted()
-        self.query_one("#results-empty", Static).update("" if self.groups else NONE_FOUND)
+        empty = ""
+        if not self.groups:  # say why: what the daemon saw, and what the rule needs
+            try:
+                why = await self.petwatch.client.groups_why()
+                empty = f"{format.no_pets_found(why)} The daemon looks again after each backfill."
+            except PetwatchError:
+                empty = NONE_FOUND
+        self.query_one("#results-empty", Static).update(empty)
         count = len(self.groups)
         info.update(
             f"[b]Pets found[/]  I found {format.plural(count, 'pet')} in your photos · "
