@@ -14,7 +14,7 @@
    negatives, and the distributions the thresholds were chosen from: pHash distances of
    copies against different photos, and the cosine similarity of true burst frames against
    negatives close in time (rerun after the vector space changes to re-derive
-   stacks.BURST_MIN_SIMILARITY).
+   stacks.burst_min_similarity, one cut per space).
 2. Cost: the time to update stacks after 100 new photos into 1k, 10k and 30k (synthetic
    looks and vectors: the scale, not the pictures, matters), and the look's share of
    indexing (pHash + sharpness against the read, decode and embed of the same photos).
@@ -151,14 +151,16 @@ def read_all(items: list[Item], embedder) -> tuple[list, dict[str, np.ndarray]]:
     return out, vectors
 
 
-def open_stacks(db: Path, rows: list, vectors: dict[str, np.ndarray]):
+def open_stacks(db: Path, rows: list, vectors: dict[str, np.ndarray], whitened: bool = False):
     from petwatch.stacks import Stacks
 
     paths: dict[str, list[str]] = {}
     for row in rows:
         paths.setdefault(row.content_hash, []).append(row.path)
     path_hash = {row.path: row.content_hash for row in rows}
-    return Stacks(db, lambda d: paths.get(d, []), lambda ps: {p: vectors[path_hash[p]][None, :] for p in ps})
+    return Stacks(
+        db, lambda d: paths.get(d, []), lambda ps: {p: vectors[path_hash[p]][None, :] for p in ps}, lambda: whitened
+    )
 
 
 def quality(args, embedder) -> None:
@@ -170,7 +172,7 @@ def quality(args, embedder) -> None:
     rows, vectors = read_all(items, embedder)
     print(f"{len(items)} photos read, looked at and embedded in {time.monotonic() - started:.1f}s")
     with tempfile.TemporaryDirectory() as tmp:
-        book = open_stacks(Path(tmp) / "state.sqlite3", rows, vectors)
+        book = open_stacks(Path(tmp) / "state.sqlite3", rows, vectors, embedder.whitening is not None)
         for start in range(0, len(rows), 16):  # batches, as the indexer stores them
             book.on_stored(rows[start : start + 16])
         stack_of = {}
@@ -254,7 +256,9 @@ def quality(args, embedder) -> None:
     alike = sorted((cosine(a, b), distance(a, b)) for a, b in negative_pairs if cosine(a, b) >= 0.9)
     print(f"  negatives at cosine >= 0.9 (cosine, pHash bits): {[(round(c, 3), d) for c, d in alike]}")
     print(f"  BURST_MAX_DISTANCE = {stacks_module.BURST_MAX_DISTANCE}: frames further apart in pHash are two pictures")
-    print(f"\ncosine similarity ({embedder.identity}), BURST_MIN_SIMILARITY = {stacks_module.BURST_MIN_SIMILARITY}:")
+    space = "whitened" if embedder.whitening is not None else "raw"
+    cut = stacks_module.burst_min_similarity(embedder.whitening is not None)
+    print(f"\ncosine similarity ({embedder.identity}, {space}), burst cut = {cut}:")
     print(
         f"  true burst frames  ({len(true_burst)} pairs): min {min(true_burst):.3f}  5th pct"
         f" {np.percentile(true_burst, 5):.3f}  median {np.median(true_burst):.3f}"

@@ -134,6 +134,11 @@ def test_search_expands_its_query_unless_told_not_to(lite2, tmp_path):
     assert expanded_hits[1]["score"] > plain_hits[1]["score"]  # its nearest photo comes closer
     same_dog = {str(p) for p in album.glob(f"{dog[0].parent.name}_*")}
     assert sum(h["path"] in same_dog for h in expanded_hits) >= sum(h["path"] in same_dog for h in plain_hits)
+    # The default min score cuts nothing in any space: whitened cosines of unlike photos go
+    # below 0, and a small library still fills its page (every photo here, top-k being 20).
+    every = run_cli("search", str(query), "--no-stacks", "--json")
+    assert every.returncode == 0, every.stderr
+    assert len(json.loads(every.stdout)) == len(list(album.iterdir()))
 
 
 def _found(library: Library, tmp_path: Path) -> list[set[str]]:

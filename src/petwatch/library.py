@@ -308,7 +308,7 @@ class Library:
         source_recipe = found[source].get("recipe") if source else None
         self._failures = FailureLog(locations.state_db())
         # Kept by content hash in the state DB, beside the collections: a reindex keeps them.
-        self._stacks = Stacks(locations.state_db(), self.paths_with_content, self.vectors)
+        self._stacks = Stacks(locations.state_db(), self.paths_with_content, self.vectors, lambda: self.whitened)
         self._backfill_tried: set[str] = set()  # contents stack_backfill looked at (or could not read)
         identity = self.embedder.identity
         # The older index first: a different model is refused before anything is made.

@@ -35,7 +35,9 @@ MAX_REFERENCES = 16  # reference images per comic: the image-edit API's limit on
 # Search: the defaults a request falls back to (settings.top_k / settings.min_score override
 # them per user) and the largest page a search may ask for.
 DEFAULT_TOP_K = 20
-DEFAULT_MIN_SCORE = 0.0
+# No cut: a page is full whatever the scores (a cosine's scale depends on the vector space:
+# whitened vectors of unlike photos score below 0, raw ones almost never did).
+DEFAULT_MIN_SCORE = -1.0
 MAX_TOP_K = 1000
 
 

@@ -6,7 +6,7 @@ Three ways two photos (content hashes) join one stack, all from content and capt
 - *copies*: perceptual hashes (``photos.Look.phash``) within ``COPY_MAX_DISTANCE`` bits, and
   the same moment when both know theirs: a re-encoded, resized, lightly cropped copy;
 - *bursts*: captured within ``BURST_SECONDS`` of each other (EXIF, to the millisecond) with
-  vectors at least ``BURST_MIN_SIMILARITY`` alike.
+  vectors at least ``burst_min_similarity`` alike (one cut per vector space).
 
 A stack is a connected group of such links. Two moments apart (another day, another scene a
 minute later) never link, however alike they look: finding those is pet search's job.
@@ -40,13 +40,23 @@ COPY_MAX_DISTANCE = 9  # of 64 pHash bits: crops of 3% reach 8, two different pi
 BURST_MAX_DISTANCE = 14
 # A burst's frames: a few per second. Two photos further apart are two moments.
 BURST_SECONDS = 2.0
-# Cosine similarity of two frames' view-0 vectors, in the efficientnet_lite2 pet-focus space
-# (1280-d, not whitened), from bench/bench_stacks.py's burst/negative distributions; rerun it
-# after the vector space changes (`python bench/bench_stacks.py --quick` prints both).
-# True frames: min 0.951, 5th percentile 0.963; one DogFaceNet dog's different photos a second
-# apart reached 0.967 (at 18 bits) and 0.962 (at 12 bits). Frames below it still join their
-# burst through the frames they are closer to, or as copies (pHash within COPY_MAX_DISTANCE).
+# Cosine similarity of two frames' view-0 vectors, one cut per vector space (a cosine means
+# something only in the space it was measured in), from bench/bench_stacks.py's distributions
+# of true burst frames against negatives close in time; rerun it after the space changes.
+# - efficientnet_lite2 pet focus, raw (1280-d): true frames min 0.951, 5th percentile 0.963;
+#   one DogFaceNet dog's different photos a second apart reached 0.967 (at 18 bits) and 0.962.
+# - the same, whitened (768-d, the default): true frames 5th percentile 0.861, median 0.953;
+#   negatives close in time 99th percentile 0.797, max 0.928. 0.94 sits above every negative
+#   and keeps the share of shifted copies that 0.97 keeps raw (bench_whitening: raw 0.95 / 0.98
+#   ~ whitened 0.89 / 0.96).
+# Frames below the cut still join their burst through the frames they are closer to, or as
+# copies (pHash within COPY_MAX_DISTANCE).
 BURST_MIN_SIMILARITY = 0.97
+BURST_MIN_SIMILARITY_WHITENED = 0.94
+
+
+def burst_min_similarity(whitened: bool) -> float:
+    return BURST_MIN_SIMILARITY_WHITENED if whitened else BURST_MIN_SIMILARITY
 
 
 VectorsOf = Callable[[Sequence[str]], dict[str, np.ndarray]]  # path -> its stored vectors (view 0 first)
@@ -79,9 +89,16 @@ def cover_key(kind: str, look: Look | None) -> tuple[float, float]:
 class Stacks:
     """Every stack, kept current as photos are stored and removed (``Library`` calls it)."""
 
-    def __init__(self, db_path: Path, paths_of: Callable[[str], list[str]], vectors_of: VectorsOf) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        paths_of: Callable[[str], list[str]],
+        vectors_of: VectorsOf,
+        whitened: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._paths_of = paths_of  # content hash -> its indexed paths (the library's catalog)
-        self._vectors_of = vectors_of
+        self._vectors_of = vectors_of  # the serving index's vectors, the space of stored rows too
+        self._whitened = whitened  # whether those vectors are whitened: the burst cut follows
         db_path.parent.mkdir(parents=True, exist_ok=True)
         # The state DB has other writers (pets, failures): wait for their turn rather than fail.
         self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -165,9 +182,9 @@ class Stacks:
             close = (distance > COPY_MAX_DISTANCE) & (distance <= BURST_MAX_DISTANCE)
             candidates = [hashes[i] for i in np.flatnonzero(moment & (taken != 0) & close)]
             if candidates:  # only these few need their vectors (a query of the index)
-                mine = vectors[digest]
+                mine, cut = vectors[digest], burst_min_similarity(self._whitened())
                 for other, vector in self._vectors_for(candidates, vectors).items():
-                    if float(np.dot(mine, vector)) >= BURST_MIN_SIMILARITY:
+                    if float(np.dot(mine, vector)) >= cut:
                         links.append((digest, other, BURST))
         return links
 

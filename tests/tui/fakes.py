@@ -109,7 +109,7 @@ class FakeClient:
         self._check()
         return self._status
 
-    async def search(self, image=None, photo=None, top_k=20, min_score=0.0, offset=0, species=None) -> dict:
+    async def search(self, image=None, photo=None, top_k=20, min_score=-1.0, offset=0, species=None) -> dict:
         self._check()
         self.searches.append({"image": image, "photo": photo, "top_k": top_k, "offset": offset, "species": species})
         hits = [h for h in self.hits if h["score"] >= min_score and (not species or h["species"] in species)]
