@@ -26,6 +26,8 @@ LAYERS = {
     "settings": 2,
     "client": 2,
     "photos": 2,
+    "milvus_lite": 2,
+    "milvus_server": 2,
     "embed": 3,
     "store": 3,
     "index": 4,

@@ -273,3 +273,37 @@ def test_many_copies_in_one_run_are_embedded_once(library, tmp_path):
     report = library.indexer.reconcile([str(album)])
     assert (report.indexed, report.reused, report.failed) == (5, 40, {})
     assert library.stats()["photos"] == 45
+
+
+@pytest.mark.parametrize("cause", ["disk full", "server down"])
+def test_refused_writes_wait_and_only_a_full_disk_counts_as_refused(library, tmp_path, monkeypatch, cause):
+    """A full (or read-only) disk and a Milvus server that is down both leave the index as it
+    was and wait to be retried; only the first is ``write_refused`` (disk full or read-only):
+    a server that is merely down must not be reported as a full disk."""
+    from petwatch.errors import StoreUnavailable
+    from petwatch.store import Store
+
+    album = tmp_path / "album"
+    photos = write_photos(album, 3)
+    library.reconcile([str(album)])
+    if cause == "disk full":
+        monkeypatch.setattr(Store, "write_problem", lambda self: "disk full: 1.0 MB free on /data")
+    else:  # what the server proxy raises once the server stops answering (milvus_server)
+
+        def down(self, *args, **kwargs):
+            raise StoreUnavailable("the Milvus server at http://milvus:19530 does not answer")
+
+        monkeypatch.setattr(Store, "upsert", down)
+        monkeypatch.setattr(Store, "delete_paths", down)
+    photos[0].unlink()
+    shutil.copyfile(photos[1], album / "copy.jpg")
+    report = library.reconcile([str(album)])
+    assert report.removed == 0 and str(album / "copy.jpg") in report.failed
+    assert library.stats()["photos"] == 3  # as it was: nothing lost, nothing half-done
+    assert library.write_paused
+    assert library.write_refused is (cause == "disk full")
+    monkeypatch.undo()
+    library.forget_write_error()
+    again = library.reconcile([str(album)])
+    assert (again.removed, again.reused) == (1, 1) and not library.write_paused
+    assert library.stats()["photos"] == 3

@@ -543,6 +543,12 @@ class Library:
         """The last write was refused because the local disk is full or read-only."""
         return self.indexer.write_refused
 
+    @property
+    def write_paused(self) -> bool:
+        """The last write was refused for a reason that clears by itself: the disk full or
+        read-only, or the Milvus server down. Walk again once ``write_problem`` clears."""
+        return self.indexer.write_paused
+
     def write_problem(self) -> str | None:
         """Why a write would fail now (disk full, server gone), checked without writing."""
         return self.store.write_problem()
