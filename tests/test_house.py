@@ -22,6 +22,7 @@ LAYERS = {
     "paths": 0,
     "progress": 0,
     "format": 0,
+    "state_db": 0,
     "protocol": 1,
     "settings": 2,
     "client": 2,

@@ -31,6 +31,7 @@ from petwatch.embed import NO_SIGNAL, Embedder, Embedding, PetSignal, Prepared
 from petwatch.errors import StoreFull, StoreRefused
 from petwatch.paths import is_under
 from petwatch.protocol import ReportReply
+from petwatch.state_db import StateTables
 from petwatch.store import CatalogEntry, PhotoRow, Store
 
 log = logging.getLogger(__name__)
@@ -83,14 +84,12 @@ class FailureLog:
     """Files that could not be indexed, with why; retried only once the file changes."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
+        tables = StateTables(
+            path,
             "CREATE TABLE IF NOT EXISTS failures (path BLOB PRIMARY KEY, size INTEGER,"
-            " mtime_ns INTEGER, reason TEXT, at REAL)"
+            " mtime_ns INTEGER, reason TEXT, at REAL)",
         )
-        self._lock = threading.Lock()
+        self._db, self._lock = tables.db, tables.lock
 
     def record(self, stat: FileStat, reason: str) -> None:
         try:

@@ -703,16 +703,6 @@ class Library:
             return vector
         return expand_query(vector, np.stack([stored[h.path][0] for h in known]), np.array([h.score for h in known]))
 
-    def search(
-        self,
-        image_path: str,
-        top_k: int | None = None,
-        min_score: float | None = None,
-        species: Sequence[str] | None = None,
-        expand: bool | None = None,
-    ) -> list[Hit]:
-        return self.find(image_path, top_k, min_score, species, expand).hits
-
     def search_reply(
         self,
         query: str,

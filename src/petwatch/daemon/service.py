@@ -455,8 +455,8 @@ class Daemon:
             report = self.library.upgrade_step(should_stop=self._stopping.is_set)
             after = self.library.upgrade_status()
             if after is None:
-                self.pets.forget()  # vectors and thresholds of the older index are stale now
-                self.discovery.forget()
+                self.pets.drop_cache()  # vectors and thresholds of the older index are stale now
+                self.discovery.drop_cache()
                 self.bus.publish(
                     Event.UPGRADE,
                     {
