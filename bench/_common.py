@@ -312,8 +312,7 @@ def apply_patch(embedder, patch: str) -> None:
     """Prototype of a src/ change, applied to a live petwatch Embedder (bench only, not the product).
 
     Replaces ``embedder.network`` with a module that has the same ``forward``,
-    ``forward_features`` and ``forward_head``, so Embedder.forward and (newer) forward_views
-    both run the patched network.
+    ``forward_features`` and ``forward_head``, so every Embedder pass runs the patched network.
     """
     import torch
     from PIL import Image

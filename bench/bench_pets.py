@@ -118,6 +118,15 @@ def composite(pet: Path, backgrounds: list[Path]):
 
 
 # --- embeddings (cached in memory) -------------------------------------------------------------
+def views_of(embedder, batch):
+    """Every view's unit vector, without pet focus (``preprocess_views`` tensors in): (batch,
+    views, dim). The bench compares view schemes on the network itself, so it reaches past
+    Embedder.embed_batch, which adds the pet-focused crop pass."""
+    from petwatch.embed import _unit_rows
+
+    return embedder._views(batch, _unit_rows(embedder._features([t[0] for t in batch])[0]))
+
+
 class Embeddings:
     def __init__(self, model: str) -> None:
         from petwatch.embed import Embedder
@@ -139,7 +148,7 @@ class Embeddings:
         embedder = self.regions if scheme == "regions" else self.whole
         min_side = embedder.decode_min_side if scheme != "crops" else int(embedder.decode_min_side / 0.6) + 1
 
-        def prepare(make):  # one tuple of tensors per forward_views item
+        def prepare(make):  # one tuple of tensors per item of views_of
             image = make(min_side)
             items = [embedder.preprocess_views(image)]
             if scheme == "crops":
@@ -155,7 +164,7 @@ class Embeddings:
                 prepared = list(pool.map(prepare, images[start : start + 16]))
                 flat = [t for tensors in prepared for t in tensors]
                 t0 = time.perf_counter()
-                vectors = embedder.forward_views(flat)  # (n * items, views, dim)
+                vectors = views_of(embedder, flat)  # (n * items, views, dim)
                 forward_s += time.perf_counter() - t0
                 per = len(prepared[0])
                 vectors = vectors.reshape(len(prepared), per * vectors.shape[1], -1)

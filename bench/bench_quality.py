@@ -126,7 +126,7 @@ class Evaluator:
             vectors = {}
             search_started = time.perf_counter()
             for query in queries:
-                hits = library.search(query, top_k=1000, min_score=-1.0)
+                hits = library.find(query, top_k=1000, min_score=-1.0).hits
                 rankings[query] = [h.path for h in hits if h.path != query]
             searched = time.perf_counter()
             for path in library.indexer.catalog:

@@ -70,9 +70,9 @@ def base_vectors(datasets: Path, model: str, limit: int):
     vectors = []
     for start in range(0, len(picks), 32):
         images = [Image.open(p).convert("RGB") for p in picks[start : start + 32]]
-        vectors.append(np.asarray(embedder.embed_images(images), dtype=np.float32))
+        vectors += [e.vector for e in embedder.embed_prepared([embedder.prepare(image) for image in images])]
     log(f"  embedded {len(picks)} photos with {model} in {time.monotonic() - started:.0f}s")
-    base = np.concatenate(vectors)
+    base = np.stack(vectors).astype(np.float32)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, base)
     return base

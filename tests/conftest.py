@@ -53,6 +53,11 @@ def bundled_photos() -> dict[str, np.ndarray]:
     return images
 
 
+def embed_images(embedder, images: list[Image.Image]) -> np.ndarray:
+    """The stored kind of vector (view 0) of each image, as the indexer makes it: (n, dim)."""
+    return np.stack([e.vector for e in embedder.embed_prepared([embedder.prepare(image) for image in images])])
+
+
 def write_photos(folder: Path, count: int | None = None) -> list[Path]:
     """Write real photos as JPEGs into ``folder``: the Oxford pets sample if present, else
     scikit-image's bundled photographs."""

@@ -140,7 +140,7 @@ def test_a_daemon_start_and_stop_leave_tmp_as_they_found_it(home):
 
 
 def test_milvus_lite_logs_are_kept_to_a_bounded_number(home):
-    from petwatch.store import LITE_LOG_FILES
+    from petwatch.milvus_lite import LITE_LOG_FILES
 
     logs = locations.milvus_lite_log_dir()
     logs.mkdir(parents=True)

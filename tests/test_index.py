@@ -50,7 +50,7 @@ def test_edited_copy_finds_its_original_first(library, tmp_path):
     misses = []
     for original in originals[::6]:
         query = _edited_copy(original, tmp_path / f"query_{original.name}")
-        hits = library.search(str(query), top_k=5)
+        hits = library.find(str(query), top_k=5).hits
         if hits[0].path != str(original):
             misses.append((original.name, [h.path for h in hits[:3]]))
     assert not misses
@@ -64,7 +64,7 @@ def test_same_breed_ranks_above_other_breeds(library):
     same, other = [], []
     for breed in breeds:
         query = sorted((pets / breed).glob("*.jpg"))[0]
-        for hit in library.search(str(query), top_k=1000):
+        for hit in library.find(str(query), top_k=1000).hits:
             if hit.path == str(query):
                 continue
             (same if Path(hit.path).parent.name == breed else other).append(hit.score)
@@ -92,7 +92,7 @@ def test_index_made_by_an_older_version_searches_the_same(home, embedder, tmp_pa
     originals = write_photos(album, 20)
     library = Library(settings.load(), embedder)
     library.indexer.reconcile([str(album)])
-    before = [(h.path, h.score) for h in library.search(str(originals[3]), top_k=20)]
+    before = [(h.path, h.score) for h in library.find(str(originals[3]), top_k=20).hits]
     store = library.store
     store.client.release_collection(store.collection)
     store.client.drop_index(store.collection, "vector")
@@ -105,7 +105,7 @@ def test_index_made_by_an_older_version_searches_the_same(home, embedder, tmp_pa
     try:
         assert reopened.store.metric == "IP"
         assert reopened.store.count() == len(originals)
-        after = [(h.path, h.score) for h in reopened.search(str(originals[3]), top_k=20)]
+        after = [(h.path, h.score) for h in reopened.find(str(originals[3]), top_k=20).hits]
         assert [path for path, _ in after] == [path for path, _ in before]
         assert np.allclose([s for _, s in after], [s for _, s in before], atol=1e-5)
         assert reopened.indexer.reconcile([str(album)]).indexed == 0  # nothing re-embedded
@@ -128,7 +128,7 @@ def test_second_run_skips_unchanged_and_follows_changes(library, tmp_path):
     changed = library.indexer.reconcile([str(album)])
     assert (changed.indexed, changed.reused, changed.removed) == (1, 1, 2)
     assert library.stats()["photos"] == 7
-    paths = {h.path for h in library.search(str(album / "renamed.jpg"), top_k=20)}
+    paths = {h.path for h in library.find(str(album / "renamed.jpg"), top_k=20).hits}
     assert str(album / "renamed.jpg") in paths and str(photos[3]) not in paths
 
 
@@ -138,7 +138,7 @@ def test_identical_bytes_under_two_names_are_embedded_once(library, tmp_path):
     shutil.copyfile(photo, album / "copy.jpg")
     report = library.indexer.reconcile([str(album)])
     assert (report.indexed, report.reused) == (1, 1)
-    scores = {Path(h.path).name: h.score for h in library.search(str(photo), top_k=2)}
+    scores = {Path(h.path).name: h.score for h in library.find(str(photo), top_k=2).hits}
     assert scores[photo.name] == pytest.approx(scores["copy.jpg"], abs=1e-5)
 
 
@@ -273,3 +273,37 @@ def test_many_copies_in_one_run_are_embedded_once(library, tmp_path):
     report = library.indexer.reconcile([str(album)])
     assert (report.indexed, report.reused, report.failed) == (5, 40, {})
     assert library.stats()["photos"] == 45
+
+
+@pytest.mark.parametrize("cause", ["disk full", "server down"])
+def test_refused_writes_wait_and_only_a_full_disk_counts_as_refused(library, tmp_path, monkeypatch, cause):
+    """A full (or read-only) disk and a Milvus server that is down both leave the index as it
+    was and wait to be retried; only the first is ``write_refused`` (disk full or read-only):
+    a server that is merely down must not be reported as a full disk."""
+    from petwatch.errors import StoreUnavailable
+    from petwatch.store import Store
+
+    album = tmp_path / "album"
+    photos = write_photos(album, 3)
+    library.reconcile([str(album)])
+    if cause == "disk full":
+        monkeypatch.setattr(Store, "write_problem", lambda self: "disk full: 1.0 MB free on /data")
+    else:  # what the server proxy raises once the server stops answering (milvus_server)
+
+        def down(self, *args, **kwargs):
+            raise StoreUnavailable("the Milvus server at http://milvus:19530 does not answer")
+
+        monkeypatch.setattr(Store, "upsert", down)
+        monkeypatch.setattr(Store, "delete_paths", down)
+    photos[0].unlink()
+    shutil.copyfile(photos[1], album / "copy.jpg")
+    report = library.reconcile([str(album)])
+    assert report.removed == 0 and str(album / "copy.jpg") in report.failed
+    assert library.stats()["photos"] == 3  # as it was: nothing lost, nothing half-done
+    assert library.write_paused
+    assert library.write_refused is (cause == "disk full")
+    monkeypatch.undo()
+    library.forget_write_error()
+    again = library.reconcile([str(album)])
+    assert (again.removed, again.reused) == (1, 1) and not library.write_paused
+    assert library.stats()["photos"] == 3

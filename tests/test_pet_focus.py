@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests.conftest import TEST_MODEL, dataset, run_cli
+from tests.conftest import TEST_MODEL, dataset, embed_images, run_cli
 
 from petwatch import settings
 from petwatch.embed import Embedder
@@ -95,14 +95,14 @@ def test_a_small_dog_on_a_landscape_is_found_by_a_tight_crop_of_the_same_dog(hom
     try:
         library.indexer.reconcile([str(album)])
         assert library.store.get(str(album / "meadow_with_dog.jpg")).species == "dog"
-        hits = library.search(str(query), top_k=10, min_score=-1.0)
+        hits = library.find(str(query), top_k=10, min_score=-1.0).hits
         ranked = [Path(hit.path).name for hit in hits]
         assert ranked[0] == "meadow_with_dog.jpg", ranked
         scores = {Path(hit.path).name: hit.score for hit in hits}
         assert scores["meadow_with_dog.jpg"] > scores["meadow.jpg"] + 0.1
         # The crop pass is what finds it: the whole-image vector alone scores it far lower.
         whole_only = Embedder(TEST_MODEL, pet_focus=None)
-        vectors = whole_only.embed_images([Image.open(query), Image.open(album / "meadow_with_dog.jpg")])
+        vectors = embed_images(whole_only, [Image.open(query), Image.open(album / "meadow_with_dog.jpg")])
         assert scores["meadow_with_dog.jpg"] > float(vectors[0] @ vectors[1]) + 0.05
     finally:
         library.close()

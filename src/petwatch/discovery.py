@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -32,6 +31,7 @@ import numpy as np
 
 from petwatch.errors import PetwatchError
 from petwatch.protocol import PET_SPECIES, DiscoveryWhyReply, Event, GroupEvent, GroupReply
+from petwatch.state_db import StateTables
 from petwatch.store import PhotoRow, unit_vector
 
 if TYPE_CHECKING:
@@ -195,18 +195,18 @@ class GroupBook:
     """Groups, their members and the user's decisions, in the state SQLite."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript("""
+        tables = StateTables(
+            path,
+            """
             CREATE TABLE IF NOT EXISTS pet_groups (id INTEGER PRIMARY KEY AUTOINCREMENT,
                 status TEXT NOT NULL, name TEXT, merged_into INTEGER, created REAL);
             CREATE TABLE IF NOT EXISTS pet_group_members (content_hash TEXT PRIMARY KEY,
                 group_id INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS pet_group_exclusions (group_id INTEGER, content_hash TEXT,
                 PRIMARY KEY (group_id, content_hash));
-        """)
-        self._lock = threading.Lock()
+            """,
+        )
+        self._db, self._lock = tables.db, tables.lock
 
     def close(self) -> None:
         self._db.close()
@@ -306,7 +306,7 @@ class Discovery:
             self._refreshing.release()
         self.book.close()
 
-    def forget(self) -> None:
+    def drop_cache(self) -> None:
         """The library's vectors changed wholesale (an upgrade): read them again, cluster again."""
         with self._lock:
             self._photos, self._groups = None, {}

@@ -422,7 +422,7 @@ class Embedder:
         return self.transform(image)
 
     def preprocess_views(self, image: Image.Image) -> tuple[torch.Tensor, ...]:
-        """The tensors ``forward_views`` takes: the whole image, and the 1.5x one for regions."""
+        """The tensors ``embed_batch`` takes: the whole image, and the 1.5x one for regions."""
         if not self.region_views:
             return (self.transform(image),)
         return self.transform(image), self.region_transform(image)
@@ -472,14 +472,6 @@ class Embedder:
             pooled = self.network.forward_head(fmap, pre_logits=True)
             logits = self._linear_classifier()(pooled)
             return pooled.float(), torch.softmax(logits.float(), dim=1), fmap.float()
-
-    def forward(self, batch: list[torch.Tensor]) -> np.ndarray:
-        """Whole-image unit vectors of preprocessed images."""
-        return _unit_rows(self._features(batch)[0])
-
-    def forward_views(self, batch: list[tuple[torch.Tensor, ...]]) -> np.ndarray:
-        """Every view's vector (``preprocess_views`` tensors in): (batch, views, dim)."""
-        return self._views(batch, _unit_rows(self._features([t[0] for t in batch])[0]))
 
     def _views(self, batch: list[tuple[torch.Tensor, ...]], whole: np.ndarray) -> np.ndarray:
         if not self.region_views:
@@ -545,12 +537,6 @@ class Embedder:
         left = int(round(min(max(cx - side / 2, 0), width - side)))
         top = int(round(min(max(cy - side / 2, 0), height - side)))
         return left, top, left + int(round(side)), top + int(round(side))
-
-    def embed_images(self, images: list[Image.Image]) -> np.ndarray:
-        """The stored-kind vector (view 0) of each image, as the indexer makes it."""
-        if not images:
-            return np.zeros((0, self.dim), np.float32)
-        return np.stack([e.vector for e in self.embed_prepared([self.prepare(image) for image in images])])
 
     def embed_query(self, image: Image.Image) -> Embedding:
         """One query photo's vectors: ``Embedding.rows_for(recipe)[0]`` is the one a collection

@@ -28,9 +28,11 @@ import numpy as np
 
 from petwatch import photos
 from petwatch.embed import NO_SIGNAL, Embedder, Embedding, PetSignal, Prepared
+from petwatch.errors import StoreFull, StoreRefused
 from petwatch.paths import is_under
 from petwatch.protocol import ReportReply
-from petwatch.store import CatalogEntry, PhotoRow, Store, StoreFull
+from petwatch.state_db import StateTables
+from petwatch.store import CatalogEntry, PhotoRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +84,12 @@ class FailureLog:
     """Files that could not be indexed, with why; retried only once the file changes."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
+        tables = StateTables(
+            path,
             "CREATE TABLE IF NOT EXISTS failures (path BLOB PRIMARY KEY, size INTEGER,"
-            " mtime_ns INTEGER, reason TEXT, at REAL)"
+            " mtime_ns INTEGER, reason TEXT, at REAL)",
         )
-        self._lock = threading.Lock()
+        self._db, self._lock = tables.db, tables.lock
 
     def record(self, stat: FileStat, reason: str) -> None:
         try:
@@ -326,7 +326,7 @@ class Indexer:
             return 0
         try:
             self.store.delete_paths(paths)
-        except StoreFull as error:  # kept in the catalog: the walk once space returns drops them
+        except StoreRefused as error:  # kept in the catalog: the walk once writes return drops them
             self._write_failed(error)
             return 0
         self.last_write_error = None
@@ -467,7 +467,8 @@ class Indexer:
 
     def _store(self, batch: _Batch, report: IndexReport, on_stored: Callable[[list[PhotoRow]], None] | None) -> bool:
         """Write a batch's rows (and the mirror's), then tell ``on_stored``. True when the disk
-        is full: the run stops, since what cannot be stored need not be embedded either."""
+        is full or the server down: the run stops, since what cannot be stored need not be
+        embedded either."""
         try:
             self.store.upsert(batch.rows)
         except Exception as error:  # noqa: BLE001 - the DB refused (disk full, server down)
@@ -475,7 +476,7 @@ class Indexer:
                 report.failed[row.path] = f"could not write to the index: {error}"
             self._write_failed(error)
             # The rest waits for the walk that runs once space is back (Daemon._clock_loop).
-            return isinstance(error, StoreFull)
+            return isinstance(error, StoreRefused)
         if batch.rows:
             self.last_write_error = None
         self._write_mirror(batch.mirrored)
@@ -495,6 +496,12 @@ class Indexer:
     def write_refused(self) -> bool:
         """The last write was refused because the local disk is full or read-only (StoreFull)."""
         return isinstance(self.last_write_error, StoreFull)
+
+    @property
+    def write_paused(self) -> bool:
+        """The last write was refused for a reason that clears by itself (StoreRefused: disk
+        full or read-only, or the server down)."""
+        return isinstance(self.last_write_error, StoreRefused)
 
     def _write_failed(self, error: Exception) -> None:
         if self.write_error != str(error):  # logged once, not once per batch

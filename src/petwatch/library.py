@@ -543,6 +543,12 @@ class Library:
         """The last write was refused because the local disk is full or read-only."""
         return self.indexer.write_refused
 
+    @property
+    def write_paused(self) -> bool:
+        """The last write was refused for a reason that clears by itself: the disk full or
+        read-only, or the Milvus server down. Walk again once ``write_problem`` clears."""
+        return self.indexer.write_paused
+
     def write_problem(self) -> str | None:
         """Why a write would fail now (disk full, server gone), checked without writing."""
         return self.store.write_problem()
@@ -696,16 +702,6 @@ class Library:
         if not known:
             return vector
         return expand_query(vector, np.stack([stored[h.path][0] for h in known]), np.array([h.score for h in known]))
-
-    def search(
-        self,
-        image_path: str,
-        top_k: int | None = None,
-        min_score: float | None = None,
-        species: Sequence[str] | None = None,
-        expand: bool | None = None,
-    ) -> list[Hit]:
-        return self.find(image_path, top_k, min_score, species, expand).hits
 
     def search_reply(
         self,

@@ -33,7 +33,6 @@ import logging
 import os
 import random
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -45,6 +44,7 @@ import numpy as np
 
 from petwatch.errors import PetwatchError
 from petwatch.protocol import PET_SPECIES, PetAlbumReply, PetEvent, PetHitReply, PetRemovedReply, PetReply
+from petwatch.state_db import StateTables
 from petwatch.store import PhotoRow, unit_vector
 
 if TYPE_CHECKING:  # the daemon's Library; pets only use its store, embedder and catalog
@@ -186,19 +186,16 @@ class PetBook:
     """Profiles and marks in SQLite (the state DB): what must survive restarts and re-indexing."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(
+        tables = StateTables(
+            path,
             "CREATE TABLE IF NOT EXISTS pets (name TEXT PRIMARY KEY COLLATE NOCASE, created_at REAL);"
             "CREATE TABLE IF NOT EXISTS pet_marks ("
             " pet TEXT NOT NULL COLLATE NOCASE REFERENCES pets(name) ON DELETE CASCADE,"
             " content_hash TEXT NOT NULL, path BLOB NOT NULL, kind TEXT NOT NULL,"
             " model TEXT NOT NULL, vector BLOB, at REAL NOT NULL,"
-            " PRIMARY KEY (pet, content_hash));"
+            " PRIMARY KEY (pet, content_hash));",
         )
-        self._lock = threading.Lock()
+        self._db, self._lock = tables.db, tables.lock
 
     def close(self) -> None:
         self._db.close()
@@ -295,7 +292,7 @@ class Pets:
     def close(self) -> None:
         self.book.close()
 
-    def forget(self) -> None:
+    def drop_cache(self) -> None:
         """Drop every derived state (the library's vectors changed wholesale: an upgrade)."""
         with self._lock:
             self._states.clear()

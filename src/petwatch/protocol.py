@@ -6,7 +6,7 @@ No torch, no openai: the CLI and the TUI import this without loading a model.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, NotRequired, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from pydantic import AfterValidator, Field
 
@@ -44,18 +44,18 @@ MAX_TOP_K = 1000
 class Event(StrEnum):
     """The kinds of event the daemon pushes (GET /events, server-sent)."""
 
-    HELLO = "hello"  # first on every stream: the daemon's status
-    STATE = "state"  # idle / indexing / upgrading
-    PROGRESS = "progress"  # a walk or a batch under way
-    INDEXED = "indexed"  # photos stored
-    REMOVED = "removed"  # photos dropped from the index
-    REPORT = "report"  # a task's IndexReport
-    FOLDERS = "folders"  # the watched folder list changed
-    ERROR = "error"  # a task failed; the daemon goes on
-    UPGRADE = "upgrade"  # an older index re-embedded, a step at a time
-    PET = "pet"  # new photos joined a pet's album
-    GROUP = "group"  # pets found for you: a group found, or grown
-    COMIC = "comic"  # a comic job changed state
+    HELLO = "hello"  # first on every stream: the daemon's status (a StatusReply)
+    STATE = "state"  # {state}: idle / indexing / upgrading
+    PROGRESS = "progress"  # a walk or a batch under way (a ProgressReply)
+    INDEXED = "indexed"  # photos stored: {paths (the first 100), count, total}
+    REMOVED = "removed"  # photos dropped from the index: {paths (the first 100), count}
+    REPORT = "report"  # a task's IndexReport (a ReportReply)
+    FOLDERS = "folders"  # the watched folder list changed: {folders: [FolderReply]}
+    ERROR = "error"  # a task failed; the daemon goes on: {message}
+    UPGRADE = "upgrade"  # an older index re-embedded, a step at a time: {from, to, done, total, finished}
+    PET = "pet"  # new photos joined a pet's album (a PetEvent)
+    GROUP = "group"  # pets found for you: a group found, or grown (a GroupEvent)
+    COMIC = "comic"  # a comic job changed state (a ComicJobReply)
 
 
 # --- replies: what the daemon sends and the in-process CLI prints, one shape for both ----------
@@ -113,7 +113,7 @@ class SearchReply(TypedDict):
 
 class FolderReply(TypedDict):
     path: str
-    mode: str  # native / polling / offline, or "daemon not running"
+    mode: str  # events / polling / offline (watch.Watcher.watch), or "daemon not running"
     online: bool
     photos: int | None
 
@@ -304,38 +304,7 @@ class DiscoveryWhyReply(TypedDict):
     similar: float  # the cosine two photos need to be linked
 
 
-# --- event data (GET /events): hello is a StatusReply, progress a ProgressReply, report a
-# ReportReply, comic a ComicJobReply --------------------------------------------------------------
-class StateEvent(TypedDict):
-    state: str
-
-
-class IndexedEvent(TypedDict):
-    paths: list[str]  # the first 100
-    count: int
-    total: int  # photos in the index now
-
-
-class RemovedEvent(TypedDict):
-    paths: list[str]  # the first 100
-    count: int
-
-
-class FoldersEvent(TypedDict):
-    folders: list[FolderReply]
-
-
-class ErrorEvent(TypedDict):
-    message: str
-
-
-# An upgrade step ("from" and "to" as in UpgradeProgress), or its end (finished, no from/to).
-UpgradeEvent = TypedDict(
-    "UpgradeEvent",
-    {"from": NotRequired[str], "to": NotRequired[str], "done": int, "total": int, "finished": bool},
-)
-
-
+# --- event data (GET /events) the front ends read as typed ---------------------------------------
 class PetEvent(TypedDict):
     name: str
     new: list[str]  # the first 100

@@ -18,8 +18,6 @@ the user's files.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 
 from petwatch.photos import Look
 from petwatch.protocol import BURST, COPIES
+from petwatch.state_db import StateTables
 from petwatch.store import PhotoRow
 
 # Measured by bench/bench_stacks.py on the shared datasets (see README, "Stacks"): copies
@@ -99,19 +98,17 @@ class Stacks:
         self._paths_of = paths_of  # content hash -> its indexed paths (the library's catalog)
         self._vectors_of = vectors_of  # the serving index's vectors, the space of stored rows too
         self._whitened = whitened  # whether those vectors are whitened: the burst cut follows
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        # The state DB has other writers (pets, failures): wait for their turn rather than fail.
-        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # No fsync per batch on the indexing thread: a look lost to a power cut is looked at
-        # again by the daemon's backfill (Library.stack_backfill).
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
+        tables = StateTables(
+            db_path,
             "CREATE TABLE IF NOT EXISTS stack_looks (content_hash TEXT PRIMARY KEY, phash INTEGER,"
-            " sharpness REAL, pixels INTEGER, taken_ms INTEGER)"
+            " sharpness REAL, pixels INTEGER, taken_ms INTEGER);"
+            "CREATE TABLE IF NOT EXISTS stack_links (a TEXT, b TEXT, kind TEXT, PRIMARY KEY (a, b));",
+            reentrant=True,
+            # No fsync per batch on the indexing thread: a look lost to a power cut is looked at
+            # again by the daemon's backfill (Library.stack_backfill).
+            durable=False,
         )
-        self._db.execute("CREATE TABLE IF NOT EXISTS stack_links (a TEXT, b TEXT, kind TEXT, PRIMARY KEY (a, b))")
-        self._lock = threading.RLock()
+        self._db, self._lock = tables.db, tables.lock
         self._looks: dict[str, Look] = {
             digest: Look(phash, sharpness, pixels, taken_ms)
             for digest, phash, sharpness, pixels, taken_ms in self._db.execute("SELECT * FROM stack_looks")

@@ -12,12 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
-import ssl
-import threading
-import time
-import urllib.parse
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from petwatch.errors import PetwatchError
+from petwatch.errors import PetwatchError, StoreFull
+from petwatch.milvus_lite import milvus_client_class
+from petwatch.milvus_server import ServerClient
 from petwatch.paths import decode_path, encode_path  # the rows' path scheme, shared with the socket
 from petwatch.protocol import NO_PET
 
@@ -124,12 +120,33 @@ def unit_vector(vector) -> np.ndarray:
     return vector / norm if norm > 0 else vector
 
 
+# Milvus's filter parser unescapes only these in a string literal: its quote, the escape
+# character and a line break (as backslash-newline; "\\n" stays two characters). A tab is
+# taken as itself; a carriage return cannot be written at all (filter_value refuses it).
+_FILTER_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\\n"})
+
+
+def filter_value(value: str | int | Iterable[str] | Iterable[int]) -> str:
+    """``value`` as a literal of a Milvus filter expression: an int as itself, a string quoted
+    and escaped (a quote or backslash in it cannot end it or change the expression), a list as
+    a list of those. Every value put into a filter goes through here."""
+    if isinstance(value, bool):
+        raise TypeError("a filter value is a str, an int or a list of them, not a bool")
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, str):
+        if "\r" in value:
+            raise PetwatchError(f"cannot look up {value!r} in the index: it holds a carriage return")
+        return '"' + value.translate(_FILTER_ESCAPES) + '"'
+    return "[" + ", ".join(filter_value(item) for item in value) + "]"
+
+
 def species_filter(species: Sequence[str] | None) -> str:
     """The scalar filter for photos of these species (None: no filter). Milvus applies it
     inside the search, so a top-k is the top k of those photos, not a post-filtered few."""
     if not species:
         return ""
-    return f"species in {json.dumps(sorted(set(species)))}"
+    return f"species in {filter_value(sorted(set(species)))}"
 
 
 def _path_bytes(path: str) -> bytes:
@@ -144,122 +161,12 @@ def _path_bytes(path: str) -> bytes:
 MIN_FREE_BYTES = 64 << 20
 
 
-class StoreFull(PetwatchError):
-    """The local index's disk is (nearly) full or read-only: nothing was written."""
-
-
-LITE_LOG_FILES = 24  # Milvus Lite log files kept (each open starts one to three: INFO, WARNING, ERROR)
-LITE_LOG_MEGABYTES = 8  # past this size its logger starts a new file
-_PRUNED: set[Path] = set()  # log folders pruned by this process
-
-
-def _lite_logs_in_cache() -> None:
-    """Milvus Lite's server, a child process, logs with glog: by default a few new files in /tmp
-    on every open, which nothing removes. glog reads its flags from GLOG_* variables, which the
-    child inherits: its logs go to petwatch's cache dir instead, each file bounded, and only the
-    newest LITE_LOG_FILES are kept (older ones pruned here, on each open)."""
-    from petwatch import locations
-
-    folder = locations.milvus_lite_log_dir()
-    # Set on every open, not once: one process (a test run) may open stores of several homes.
-    os.environ["GLOG_log_dir"] = str(folder)
-    os.environ["GLOG_max_log_size"] = str(LITE_LOG_MEGABYTES)
-    if folder in _PRUNED:  # once per process and folder: a later open's new logs are this run's
-        return
-    _PRUNED.add(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        logs = [entry for entry in os.scandir(folder) if entry.is_file(follow_symlinks=False)]
-        logs.sort(key=lambda entry: entry.stat().st_mtime_ns, reverse=True)
-        for entry in logs[LITE_LOG_FILES:]:
-            os.unlink(entry.path)
-        for entry in os.scandir(folder):  # glog's "milvus.INFO" links to the newest file
-            if entry.is_symlink() and not os.path.exists(entry.path):
-                os.unlink(entry.path)
-    except OSError as error:  # logs are not worth failing an open for
-        log.debug("pruning Milvus Lite's logs in %s: %s", folder, error)
-
-
-def _lite_socket_in_runtime_dir() -> None:
-    """milvus-lite 2.5.1 (pinned) names its server's socket with tempfile.mktemp(), in /tmp, and
-    pymilvus never stops the server, so each process that opened a DB left one there. Its
-    module's ``tempfile`` is pointed at petwatch's runtime dir instead, where the sockets earlier
-    processes left (no server answers on them any more) are removed on each open."""
-    import socket
-    import tempfile
-    import types
-
-    import milvus_lite.server as lite_server
-
-    from petwatch import locations
-
-    folder = locations.runtime_dir()
-    if len(os.fsencode(folder)) + 40 > locations.MAX_SOCKET_PATH:  # its name would not fit
-        return
-    try:
-        locations.ensure_private_dir(folder)
-        for stale in folder.glob("tmp*_*.sock"):
-            with socket.socket(socket.AF_UNIX) as probe:
-                try:
-                    probe.connect(str(stale))
-                except ConnectionRefusedError:  # no server: left by a process that is gone
-                    stale.unlink(missing_ok=True)
-                except OSError:
-                    pass
-    except OSError as error:  # then /tmp it is, as before
-        log.debug("Milvus Lite's socket stays in the temp dir: %s", error)
-        return
-    lite_server.tempfile = types.SimpleNamespace(mktemp=lambda: tempfile.mktemp(dir=folder))
-
-
-class StoreUnavailable(StoreFull):
-    """The Milvus server does not answer: nothing was written. Handled as a full disk is (the
-    rest of the walk waits; the daemon retries once ``write_problem`` clears), hence the base."""
-
-
-def _milvus_client_class():
-    """pymilvus's MilvusClient, imported quietly: a slow import, so only where a store is opened;
-    milvus-lite 2.5 imports the deprecated pkg_resources (a UserWarning), and pymilvus logs
-    routine iterator notes as warnings (its real errors are kept). Milvus Lite's logs and
-    socket go to petwatch's own dirs, not /tmp."""
-    _lite_logs_in_cache()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        import milvus_lite.server_manager  # noqa: F401 - what warns; pymilvus imports it on a local open
-        from pymilvus import MilvusClient
-    _lite_socket_in_runtime_dir()
-    logging.getLogger("pymilvus").setLevel(logging.ERROR)
-    return MilvusClient
-
-
-def prewarm_lite(db: Path, collection: str) -> None:
-    """Start Milvus Lite on ``db`` and load ``collection`` (and the collections named after it,
-    one per embedding recipe: library.collection_name) on a thread, for a Store opened a
-    little later (the daemon loads its model meanwhile: those two are most of a start, seconds
-    each with tens of thousands of photos, and need nothing from each other). The Store reuses
-    the server started here (pymilvus keeps one Milvus Lite server per DB file) and finds the
-    collection loaded. Best effort: any problem is met again, and reported, by the Store."""
-    client_class = _milvus_client_class()  # imported here, not raced on the thread
-
-    def warm() -> None:
-        try:
-            # Not closed: pymilvus shares one connection per URI, and the Store uses it next.
-            client = client_class(uri=str(db))
-            for name in client.list_collections():
-                if name == collection or name.startswith(collection + "_"):
-                    client.load_collection(name)
-        except Exception as error:  # noqa: BLE001 - the Store reports it properly
-            log.debug("prewarming Milvus Lite failed: %s", error)
-
-    threading.Thread(target=warm, name="prewarm-store", daemon=True).start()
-
-
 def _connect(uri: str, token: str | None):
-    """A client on ``uri``: a Milvus Lite file's MilvusClient, or a server's _ServerClient
+    """A client on ``uri``: a Milvus Lite file's MilvusClient, or a server's ServerClient
     (bounded, reconnecting calls); a one-line error naming the setting to fix otherwise."""
-    client_class = _milvus_client_class()
+    client_class = milvus_client_class()
     if "://" in uri:
-        return _ServerClient.connect(client_class, uri, token)
+        return ServerClient.connect(client_class, uri, token)
     Path(uri).parent.mkdir(parents=True, exist_ok=True)
     try:
         return client_class(uri=uri, token=token or "")
@@ -395,7 +302,7 @@ class Store:
         schema.add_field("species", DataType.VARCHAR, max_length=16)
         schema.add_field("label", DataType.VARCHAR, max_length=MAX_LABEL_CHARS * 4)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
-        # A server's reads choose their level per call (_ServerClient); this default is for the
+        # A server's reads choose their level per call (ServerClient); this default is for the
         # catalog's iterator, read once at open: it must see every write, whoever made it.
         self.client.create_collection(
             self.collection, schema=schema, index_params=self._vector_index_params(), consistency_level="Strong"
@@ -471,13 +378,13 @@ class Store:
             self.check_space()
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000]
-            self.client.delete(self.collection, filter=f"photo_id in {chunk}")
+            self.client.delete(self.collection, filter=f"photo_id in {filter_value(chunk)}")
         return len(ids)
 
     # --- reads ---------------------------------------------------------------------------
     def count(self, species: Sequence[str] | None = None) -> int:
         """Photos stored (of these species only, when given)."""
-        where = f"view == {WHOLE_IMAGE}"
+        where = f"view == {filter_value(WHOLE_IMAGE)}"
         if species and self.has_pet_fields:
             where += f" and {species_filter(species)}"
         elif species:
@@ -490,7 +397,7 @@ class Store:
         iterator = self.client.query_iterator(
             self.collection,
             batch_size=2000,
-            filter=f"view == {WHOLE_IMAGE}",
+            filter=f"view == {filter_value(WHOLE_IMAGE)}",
             output_fields=["path", "size", "mtime_ns", "content_hash"],
         )
         try:
@@ -520,7 +427,7 @@ class Store:
         # its rows (a limit over every row with these bytes could miss the pick's view 0).
         first = self.client.query(
             self.collection,
-            filter=f'content_hash == "{content_hash}" and view == {WHOLE_IMAGE}',
+            filter=f"content_hash == {filter_value(content_hash)} and view == {filter_value(WHOLE_IMAGE)}",
             output_fields=["photo_id"],
             limit=1,
         )
@@ -528,7 +435,7 @@ class Store:
             return []
         found = self.client.query(
             self.collection,
-            filter=f"photo_id == {first[0]['photo_id']}",
+            filter=f"photo_id == {filter_value(first[0]['photo_id'])}",
             output_fields=[*self.fields, "vector"],
             limit=1024,
         )
@@ -541,7 +448,7 @@ class Store:
         for start in range(0, len(ids), 256):
             chunk = ids[start : start + 256]
             raws = self.client.query(
-                self.collection, filter=f"photo_id in {chunk}", output_fields=[*self.fields, "vector"]
+                self.collection, filter=f"photo_id in {filter_value(chunk)}", output_fields=[*self.fields, "vector"]
             )
             found.extend(self._row(raw) for raw in raws)
         return found
@@ -549,7 +456,7 @@ class Store:
     def get(self, path: str) -> PhotoRow | None:
         found = self.client.query(
             self.collection,
-            filter=f"photo_id == {photo_id(path)} and view == {WHOLE_IMAGE}",
+            filter=f"photo_id == {filter_value(photo_id(path))} and view == {filter_value(WHOLE_IMAGE)}",
             output_fields=[*self.fields, "vector"],
             limit=1,
         )
@@ -561,7 +468,7 @@ class Store:
                 "this index has no pet fields yet (it is being upgraded): "
                 "search without a species filter until `petwatch status` shows it done"
             )
-        parts = [f"view == {WHOLE_IMAGE}"] if whole_image_only else []
+        parts = [f"view == {filter_value(WHOLE_IMAGE)}"] if whole_image_only else []
         if species:
             parts.append(species_filter(species))
         return " and ".join(parts)
@@ -641,7 +548,7 @@ class Store:
         for start in range(0, len(ids), 256):
             chunk = ids[start : start + 256]
             for raw in self.client.query(
-                self.collection, filter=f"photo_id in {chunk}", output_fields=["path", "view", "vector"]
+                self.collection, filter=f"photo_id in {filter_value(chunk)}", output_fields=["path", "view", "vector"]
             ):
                 found.setdefault(decode_path(raw["path"]), []).append((raw["view"], raw["vector"]))
         return {
@@ -676,257 +583,10 @@ class Store:
         return sum(p.stat().st_size for p in root.parent.glob(root.name + "*") if p.is_file())
 
 
-# --- a Milvus server or Zilliz Cloud ---------------------------------------------------------
+# --- on a Milvus server or Zilliz Cloud (the proxy: milvus_server) ---------------------------
 # HNSW, chosen by bench/bench_server.py: the fastest point with recall@20 >= 0.99 against exact
 # search (100k real 1280-d embeddings: the shared photos replicated with small noise). Here:
 # recall 1.000, p50 3.7 ms; M=16 was within noise of it (4.5 ms); ef=32 lost recall (0.997).
 # The grid and the figures: README, "Outgrowing one machine".
 HNSW_BUILD = {"M": 32, "efConstruction": 200}
 HNSW_EF = 64  # raised to the hits asked for, as HNSW requires
-# Seconds one server call may take, retries included. An int: pymilvus bounds its retries only
-# by an int timeout, else it makes 75 of them (3.5 min against a server that is down).
-SERVER_TIMEOUT_S = 10
-SERVER_DOWN_TIMEOUT_S = 2  # while it is known to be down: fail fast, the clock keeps asking
-SERVER_LOAD_TIMEOUT_S = 300  # loading (or indexing) a large collection takes minutes
-# Reads are Bounded (served from what the server has synced: no wait), except within
-# SERVER_FRESH_S of a write of ours or of opening, when they are Strong (the server waits for
-# its next sync tick, ~0.2 s, so that read sees every write made before it was sent). So a
-# photo the daemon just stored, or a row it just deleted, shows in the next search, and a
-# search with no write of ours in the last seconds does not wait: Strong on every search,
-# petwatch's old level, cost p50 196 ms against 4.5 ms. Bounded sees everything older than
-# the server's common.gracefulTime (5 s by default), hence twice that. (Session, pymilvus's
-# own read-your-writes, was tried and is not enough on Milvus 2.3: its deletes by filter
-# return no timestamp, and a search right after one still found the deleted rows.)
-SERVER_FRESH_S = 10.0
-_SERVER_READS = frozenset({"search", "query"})
-_SERVER_WRITES = frozenset({"upsert", "delete"})
-_SERVER_SLOW = frozenset({"load_collection", "create_collection", "create_index"})
-_SERVER_RPCS = (
-    _SERVER_READS
-    | _SERVER_SLOW
-    | {
-        "has_collection",
-        "describe_collection",
-        "release_collection",
-        "list_indexes",
-        "describe_index",
-        "drop_index",
-        "drop_collection",
-        "upsert",
-        "delete",
-        "query_iterator",
-        "get_load_state",
-    }
-)
-
-
-class _ServerClient:
-    """MilvusClient for a server: each call bounded in time, reads as fresh as they need to be,
-    a collection the server has not loaded (as after its restart) loaded and the call retried
-    once, and a server that does not answer raised as StoreUnavailable, in one line.
-    gRPC reconnects by itself once the server is back."""
-
-    def __init__(self, client, uri: str) -> None:
-        self._client = client
-        self.uri = uri
-        self.down: str | None = None  # why the last call found the server gone, until one succeeds
-        # Opening counts as a write: another process (`petwatch index`) may have just written.
-        self._wrote_at = time.monotonic()
-
-    @classmethod
-    def connect(cls, client_class, uri: str, token: str | None) -> _ServerClient:
-        problem = _probe(uri)
-        if problem:
-            raise PetwatchError(problem)
-        # Every failure reaches us and is reported once, in one line: pymilvus's own ERROR
-        # lines for it (several per failed call, on stderr) would only repeat it. pymilvus gives
-        # its milvus_client logger a level of its own, so that one is set too.
-        for name in ("pymilvus", "pymilvus.milvus_client"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-        try:
-            client = client_class(uri=uri, token=token or "", timeout=SERVER_TIMEOUT_S)
-        except Exception as error:  # noqa: BLE001 - pymilvus wraps errors inconsistently
-            raise PetwatchError(_connect_error(uri, error)) from None
-        return cls(client, uri)
-
-    def __getattr__(self, name: str):
-        method = getattr(self._client, name)
-        if name not in _SERVER_RPCS:
-            return method
-
-        def call(*args, **kwargs):
-            kwargs.setdefault(
-                "timeout",
-                SERVER_LOAD_TIMEOUT_S
-                if name in _SERVER_SLOW
-                else SERVER_DOWN_TIMEOUT_S
-                if self.down
-                else SERVER_TIMEOUT_S,
-            )
-            if name in _SERVER_READS:
-                kwargs.setdefault("consistency_level", self._read_level())
-            try:
-                try:
-                    result = method(*args, **kwargs)
-                except Exception as error:
-                    if name in _SERVER_SLOW or not _not_loaded(error):
-                        raise
-                    self._load(args[0] if args else kwargs["collection_name"])
-                    result = method(*args, **kwargs)
-            except Exception as error:
-                if not _unreachable(error):
-                    raise
-                self.down = _down_message(self.uri, error)
-                raise StoreUnavailable(self.down) from None
-            finally:
-                if name in _SERVER_WRITES:  # failed ones too: part of it may have been applied
-                    self._wrote_at = time.monotonic()
-            self.down = None
-            return result
-
-        return call
-
-    def _read_level(self) -> str:
-        return "Strong" if time.monotonic() - self._wrote_at < SERVER_FRESH_S else "Bounded"
-
-    def _load(self, collection: str) -> None:
-        log.info("Milvus at %s had not loaded %s (restarted?): loading it", self.uri, collection)
-        self._client.load_collection(collection, timeout=SERVER_LOAD_TIMEOUT_S)
-
-    def problem(self, collection: str) -> str | None:
-        """None when the server answers with ``collection`` loaded (loaded here if it came
-        back without it), else why not, in one line."""
-        try:
-            state = str(self._client.get_load_state(collection, timeout=SERVER_DOWN_TIMEOUT_S)["state"])
-            if "Loaded" not in state:  # LoadState.Loading/NotLoad: the server restarted
-                self._load(collection)
-                # Then wait here, not in a user's search, until it serves reads again: a
-                # restarted server replays its log first (23 s for a few rows, measured).
-                self._client.query(
-                    collection,
-                    filter="pk != 0",
-                    output_fields=["pk"],
-                    limit=1,
-                    consistency_level="Strong",
-                    timeout=SERVER_LOAD_TIMEOUT_S,
-                )
-        except Exception as error:  # noqa: BLE001 - any failure is the answer
-            self.down = (
-                _down_message(self.uri, error)
-                if _unreachable(error)
-                else (f"Milvus at {self.uri} cannot serve {collection!r}: {_reason(error)}")
-            )
-            return self.down
-        self.down = None
-        return None
-
-
-def _probe(uri: str) -> str | None:
-    """Why no server can be talking at ``uri`` (bad URI, unknown host, nothing listening, TLS
-    asked of a plain server), found in a second or less, in one line naming the setting to fix;
-    else None. pymilvus takes 10 s to say only 'Fail connecting to server'."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        if parts.scheme in ("tcp", "grpc", "grpcs", "unix"):
-            return None  # other forms pymilvus takes: left to it
-        return (
-            f"milvus_uri {uri!r} is not a Milvus server address: set it to http://HOST:19530 "
-            f"(or the https:// address of Zilliz Cloud), or unset it for the local DB"
-        )
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 19530)
-    except ValueError:
-        return f"milvus_uri {uri!r} has a bad port: set it to http://HOST:19530"
-    where = f"{parts.hostname}:{port}"
-    try:
-        address = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)[0][4]
-    except socket.gaierror as error:
-        return f"cannot find the Milvus host {parts.hostname!r} ({error.strerror}): check milvus_uri ({uri})"
-    family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(5)
-            sock.connect(address)
-            if parts.scheme == "https":
-                context = ssl.create_default_context()
-                context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # only: TLS at all?
-                try:
-                    context.wrap_socket(sock, server_hostname=parts.hostname).close()
-                except (ssl.SSLError, ConnectionError) as error:
-                    return (
-                        f"Milvus at {where} does not speak TLS ({error.__class__.__name__}): "
-                        f"use http:// in milvus_uri for a plain server ({uri})"
-                    )
-    except ConnectionRefusedError:
-        return f"nothing listens at {where} (connection refused): start the Milvus server, or fix milvus_uri ({uri})"
-    except TimeoutError:
-        return f"no answer from {where} in 5 s: check milvus_uri ({uri}) and that the server is up"
-    except OSError as error:
-        return f"cannot reach {where} ({error.strerror or error}): check milvus_uri ({uri})"
-    return None
-
-
-def _errors(error: BaseException) -> Iterator[BaseException]:
-    cause: BaseException | None = error
-    seen = 0
-    while cause is not None and seen < 8:
-        yield cause
-        cause, seen = cause.__cause__ or cause.__context__, seen + 1
-
-
-def _grpc_code(error: BaseException) -> str | None:
-    """The gRPC status (UNAVAILABLE, ...) behind a pymilvus error, if it came from one."""
-    for cause in _errors(error):
-        code = getattr(cause, "code", None)
-        if callable(code):
-            try:
-                return code().name
-            except Exception:  # noqa: BLE001 - not a grpc error after all
-                continue
-    return None
-
-
-def _reason(error: BaseException) -> str:
-    message = getattr(error, "message", None)
-    details = getattr(error, "details", None)
-    if message is None and callable(details):
-        message = details()  # a grpc.RpcError
-    return " ".join(str(message or error).split())[:300]
-
-
-def _unreachable(error: BaseException) -> bool:
-    return _grpc_code(error) in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
-
-
-def _not_loaded(error: BaseException) -> bool:
-    return getattr(error, "code", None) == 101 or "collection not loaded" in str(error)
-
-
-def _down_message(uri: str, error: BaseException) -> str:
-    if _grpc_code(error) == "DEADLINE_EXCEEDED":
-        return (
-            f"the Milvus server at {uri} did not answer in time (starting, or catching up "
-            f"after a restart?): try again in a little while; indexing resumes by itself"
-        )
-    text = " ".join(str(cause) for cause in _errors(error))
-    why = "connection refused" if "refused" in text else "unavailable"
-    return (
-        f"the Milvus server at {uri} does not answer ({why}): indexing waits and resumes by "
-        f"itself once it is back; if it moved, fix milvus_uri"
-    )
-
-
-def _connect_error(uri: str, error: BaseException) -> str:
-    if _grpc_code(error) == "UNAUTHENTICATED":
-        return (
-            f"Milvus at {uri} refused the credentials: set milvus_token (user:password for a "
-            f"server, the API key for Zilliz Cloud)"
-        )
-    if error.__class__.__name__ == "ConnectionConfigException":
-        return f"milvus_uri {uri!r} is not a Milvus server address: set it to http://HOST:19530"
-    if "Fail connecting to server" in str(error):
-        return (
-            f"no Milvus answers at {uri} (something listens there, but does not speak Milvus's "
-            f"gRPC): check milvus_uri; Milvus's own port is usually 19530"
-        )
-    return f"cannot open Milvus at {uri}: {_reason(error)}; check milvus_uri and milvus_token"

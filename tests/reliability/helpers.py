@@ -88,8 +88,8 @@ def stored_rows(home: Path) -> list[dict]:
     script = (
         "import json, sys, warnings\n"
         "warnings.simplefilter('ignore')\n"
-        "from petwatch.store import _milvus_client_class\n"  # its logs and socket kept out of /tmp
-        "c = _milvus_client_class()(uri=sys.argv[1])\n"
+        "from petwatch.milvus_lite import milvus_client_class\n"  # its logs and socket kept out of /tmp
+        "c = milvus_client_class()(uri=sys.argv[1])\n"
         "rows = []\n"
         "for name in c.list_collections():\n"
         "    it = c.query_iterator(name, batch_size=4000, filter='view >= 0', output_fields=['pk', 'path', 'view'])\n"

@@ -58,11 +58,11 @@ def _use_server(monkeypatch, server: MilvusStandalone) -> str:
 
 
 def _drop(server: MilvusStandalone, collection: str) -> None:
-    from petwatch.store import _milvus_client_class
+    from petwatch.milvus_lite import milvus_client_class
 
     if not server.running:
         return
-    client = _milvus_client_class()(uri=server.uri, token=server.token)
+    client = milvus_client_class()(uri=server.uri, token=server.token)
     try:
         client.drop_collection(collection, timeout=30)
     finally:

@@ -26,7 +26,8 @@ from petwatch import settings
 from petwatch.embed import PET_FOCUS_RECIPE, Embedder
 from petwatch.errors import PetwatchError
 from petwatch.library import Library, collection_name
-from petwatch.store import SERVER_FRESH_S, Store
+from petwatch.milvus_server import SERVER_FRESH_S
+from petwatch.store import Store
 
 pytestmark = pytest.mark.server  # the Milvus server tier: -m server
 
@@ -52,9 +53,9 @@ def _one_line(result: subprocess.CompletedProcess) -> str:
 
 def _stored_rows(collection: str, server) -> list[str]:
     """Every whole-image row's path in the collection, read straight from the server."""
-    from petwatch.store import _milvus_client_class
+    from petwatch.milvus_lite import milvus_client_class
 
-    client = _milvus_client_class()(uri=server.uri, token=server.token)
+    client = milvus_client_class()(uri=server.uri, token=server.token)
     try:
         rows = client.query(
             collection, filter="view == 0", output_fields=["path"], limit=16384, consistency_level="Strong", timeout=60

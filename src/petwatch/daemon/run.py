@@ -212,7 +212,7 @@ def main() -> int:
 
         systemd.notify("STATUS=loading the model and the index")
         if settings.uses_milvus_lite and locations.milvus_lite_db().exists():
-            from petwatch.store import prewarm_lite
+            from petwatch.milvus_lite import prewarm_lite
 
             prewarm_lite(locations.milvus_lite_db(), settings.collection)  # while the model loads
         daemon = Daemon(settings)

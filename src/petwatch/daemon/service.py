@@ -455,8 +455,8 @@ class Daemon:
             report = self.library.upgrade_step(should_stop=self._stopping.is_set)
             after = self.library.upgrade_status()
             if after is None:
-                self.pets.forget()  # vectors and thresholds of the older index are stale now
-                self.discovery.forget()
+                self.pets.drop_cache()  # vectors and thresholds of the older index are stale now
+                self.discovery.drop_cache()
                 self.bus.publish(
                     Event.UPGRADE,
                     {
@@ -553,18 +553,19 @@ class Daemon:
 
     # --- the clock: periodic walks, offline folders coming back ----------------------------
     def _retry_after_write_error(self) -> None:
-        """Writes were refused (disk full or read-only): once there is room again, walk
-        everything, which stores what was left out and drops what went meanwhile. At most
-        every WRITE_RETRY_SECONDS."""
+        """Writes were refused (disk full or read-only, or the server down): once they can
+        succeed again, walk everything, which stores what was left out and drops what went
+        meanwhile. At most every WRITE_RETRY_SECONDS."""
         library = self.library
-        if not library.write_refused or self._busy or not self._tasks.empty():
+        if not library.write_paused or self._busy or not self._tasks.empty():
             return
         if time.monotonic() - self._last_write_retry < WRITE_RETRY_SECONDS:
             return
         if library.write_problem():
             return
         self._last_write_retry = time.monotonic()
-        log.info("there is room for the index again: retrying (%s)", library.write_error)
+        again = "there is room for the index again" if library.write_refused else "the Milvus server answers again"
+        log.info("%s: retrying (%s)", again, library.write_error)
         library.forget_write_error()  # the walk sets it again if a write still fails
         self.request_reconcile()
 

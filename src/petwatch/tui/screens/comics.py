@@ -24,7 +24,7 @@ from petwatch.errors import PetwatchError
 from petwatch.tui.images import TILE_SIZE
 from petwatch.tui.screens.comic import STATE_RANK
 from petwatch.tui.widgets.banner import ConnectionBanner
-from petwatch.tui.widgets.results import MOVE_BINDINGS, Hit, ResultsGrid
+from petwatch.tui.widgets.results import MOVE_BINDINGS, ResultsGrid, Tile
 from petwatch.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -57,10 +57,10 @@ class ComicGrid(ResultsGrid, inherit_bindings=False):
         note = f" {format.usd(cost)}" if cost else ""
         return f"{STATE_MARKS.get(state, '?')} {state}", note, job.get("prompt", "")
 
-    def is_marked(self, hit: Hit) -> bool:
+    def is_marked(self, hit: Tile) -> bool:
         return False
 
-    async def fetch_picture(self, hit: Hit) -> Image.Image | None:
+    async def fetch_picture(self, hit: Tile) -> Image.Image | None:
         job = hit["job"]
         if job.get("state") != "succeeded":
             return None

@@ -25,7 +25,7 @@ from petwatch.errors import PetwatchError
 from petwatch.protocol import PetReply
 from petwatch.tui.screens.confirm import ConfirmScreen
 from petwatch.tui.widgets.banner import ConnectionBanner
-from petwatch.tui.widgets.results import Hit, ResultsGrid, hit_line
+from petwatch.tui.widgets.results import ResultsGrid, Tile, hit_line
 from petwatch.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -361,7 +361,7 @@ class PetAlbumScreen(Screen):
     def _search_from(self, event: ResultsGrid.SearchFrom) -> None:
         self._search_from_hit(event.hit)
 
-    def _search_from_hit(self, hit: Hit) -> None:
+    def _search_from_hit(self, hit: Tile) -> None:
         if screen := self.petwatch._search_screen():
             screen.search_from_hit(hit)
 

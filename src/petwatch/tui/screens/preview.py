@@ -18,7 +18,7 @@ from petwatch.errors import PetwatchError
 from petwatch.tui.images import PREVIEW_SIZE
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.picture import Picture
-from petwatch.tui.widgets.results import Hit, ResultsGrid
+from petwatch.tui.widgets.results import ResultsGrid, Tile
 from petwatch.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class PreviewScreen(Screen[tuple[str, object]]):
         Binding("y", "copy_path", "Copy path", show=False),
     ]
 
-    def __init__(self, hits: list[Hit], index: int) -> None:
+    def __init__(self, hits: list[Tile], index: int) -> None:
         super().__init__()
         self.hits = hits
         self.index = index
@@ -49,7 +49,7 @@ class PreviewScreen(Screen[tuple[str, object]]):
         return cast("PetwatchApp", self.app)
 
     @property
-    def hit(self) -> Hit:
+    def hit(self) -> Tile:
         return self.hits[self.index]
 
     def compose(self) -> ComposeResult:
@@ -138,7 +138,7 @@ class PreviewScreen(Screen[tuple[str, object]]):
         return True
 
 
-def _shows(hit: Hit) -> str:
+def _shows(hit: Tile) -> str:
     """What the classifier saw: the species, and the breed (or the animal's class)."""
     species, label = hit.get("species") or "none", hit.get("label") or ""
     if species == "none":
@@ -146,7 +146,7 @@ def _shows(hit: Hit) -> str:
     return f"{species} · {label}" if label else species
 
 
-def browse(screen: Screen, grid: ResultsGrid, index: int, search: Callable[[Hit], None]) -> None:
+def browse(screen: Screen, grid: ResultsGrid, index: int, search: Callable[[Tile], None]) -> None:
     """Open hit ``index`` of ``grid`` in the preview. Back on ``screen``, the grid's cursor is
     where the preview left it, and "search from this" hands the hit to ``search``."""
 
@@ -157,6 +157,6 @@ def browse(screen: Screen, grid: ResultsGrid, index: int, search: Callable[[Hit]
         if kind == "cursor":
             grid.cursor = cast(int, value)
         elif kind == "search":
-            search(cast(Hit, value))
+            search(cast(Tile, value))
 
     screen.app.push_screen(PreviewScreen(grid.hits, index), closed)

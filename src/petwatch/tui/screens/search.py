@@ -17,7 +17,7 @@ from petwatch.errors import PetwatchError
 from petwatch.protocol import DEFAULT_MIN_SCORE, DEFAULT_TOP_K, MAX_TOP_K, PET_SPECIES
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.path_input import PathInput
-from petwatch.tui.widgets.results import Hit, ResultsGrid, hit_line
+from petwatch.tui.widgets.results import ResultsGrid, Tile, hit_line
 from petwatch.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class SearchScreen(Screen):
         self.exhausted = False
         self.run_search(path, by_photo, top_k, min_score, 0)
 
-    def search_from_hit(self, hit: Hit) -> None:
+    def search_from_hit(self, hit: Tile) -> None:
         self.query_one("#query", PathInput).value = hit["path"]
         self.search(hit["path"], by_photo=True)
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 # A tile's record: a search hit (protocol.HitReply), an album photo (PetHitReply), a comic or a
 # group (wrapped with a ``path`` key); the grid only reads it.
-Hit = Mapping[str, Any]
+Tile = Mapping[str, Any]
 
 TILE_WIDTH = 19  # minimum cells per tile, border included: columns = width // TILE_WIDTH
 PICTURE_ROWS = 7
@@ -66,7 +66,7 @@ MOVE_BINDINGS = [
 ]
 
 
-def hit_line(index: int, total: int, hit: Hit) -> str:
+def hit_line(index: int, total: int, hit: Tile) -> str:
     """The line under a grid about its highlighted hit: rank, score, path (and breed, for a pet)."""
     label = hit.get("label") if hit.get("species") in PET_SPECIES else ""
     return (
@@ -118,19 +118,19 @@ class ResultsGrid(ScrollView, can_focus=True):
             self.index = index
 
     class SearchFrom(Message):
-        def __init__(self, hit: Hit) -> None:
+        def __init__(self, hit: Tile) -> None:
             super().__init__()
             self.hit = hit
 
     class Highlighted(Message):
-        def __init__(self, hit: Hit | None, index: int) -> None:
+        def __init__(self, hit: Tile | None, index: int) -> None:
             super().__init__()
             self.hit = hit
             self.index = index
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.hits: list[Hit] = []
+        self.hits: list[Tile] = []
         self.pictures: list[Image.Image | None] = []
         self.states: list[str] = []  # per hit: none | queued | done | failed
         self._queue: asyncio.Queue[int] | None = None
@@ -149,7 +149,7 @@ class ResultsGrid(ScrollView, can_focus=True):
         return self._columns
 
     @property
-    def current_hit(self) -> Hit | None:
+    def current_hit(self) -> Tile | None:
         return self.hits[self.cursor] if 0 <= self.cursor < len(self.hits) else None
 
     def on_mount(self) -> None:
@@ -161,7 +161,7 @@ class ResultsGrid(ScrollView, can_focus=True):
         self.watch(self.petwatch, "connected", self._reconnected, init=False)
 
     # --- contents ------------------------------------------------------------------------
-    def show(self, hits: Sequence[Hit], append: bool = False) -> int:
+    def show(self, hits: Sequence[Tile], append: bool = False) -> int:
         """Show ``hits`` (replacing, or after the ones shown); returns how many were added."""
         if not append:
             self._generation += 1
@@ -260,7 +260,7 @@ class ResultsGrid(ScrollView, can_focus=True):
             self._open_stack(hit)
 
     @work(exclusive=True, group="stack")
-    async def _open_stack(self, hit: Hit) -> None:
+    async def _open_stack(self, hit: Tile) -> None:
         from petwatch.tui.screens.preview import PreviewScreen  # the preview shows grids' hits
 
         try:
@@ -268,13 +268,13 @@ class ResultsGrid(ScrollView, can_focus=True):
         except PetwatchError as error:
             self.notify(str(error), title="Cannot open the stack", severity="error")
             return
-        members: list[Hit] = [{"path": path, "score": None} for path in stack["members"]]
+        members: list[Tile] = [{"path": path, "score": None} for path in stack["members"]]
         if hit["path"] in stack["members"]:
             members[stack["members"].index(hit["path"])] = hit
 
         def closed(result: tuple[str, object] | None) -> None:
             if result and result[0] == "search":
-                self.post_message(self.SearchFrom(cast(Hit, result[1])))
+                self.post_message(self.SearchFrom(cast(Tile, result[1])))
 
         self.app.push_screen(PreviewScreen(members, 0), closed)
 
@@ -390,14 +390,14 @@ class ResultsGrid(ScrollView, can_focus=True):
         score = f"{hit['score']:.3f}" if hit.get("score") is not None else ""
         return f"{mark}{score}", stack + album_mark + offline + note, os.path.basename(hit["path"])
 
-    def is_marked(self, hit: Hit) -> bool:
+    def is_marked(self, hit: Tile) -> bool:
         """Whether the tile is drawn as selected."""
         return self.petwatch.is_selected(hit["path"])
 
-    def cached_picture(self, hit: Hit) -> Image.Image | None:
+    def cached_picture(self, hit: Tile) -> Image.Image | None:
         return self.petwatch.thumbnails.get(hit["path"], TILE_SIZE)
 
-    async def fetch_picture(self, hit: Hit) -> Image.Image | None:
+    async def fetch_picture(self, hit: Tile) -> Image.Image | None:
         return await self.petwatch.load_thumbnail(hit["path"], TILE_SIZE)
 
     def _picture(self, index: int, width: int, style: Style) -> list[list[Segment]]:
