@@ -24,10 +24,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from petwatch import endpoints
 from petwatch.daemon.comic_routes import router as comics_router
 from petwatch.daemon.discovery_routes import router as discovery_router
 from petwatch.daemon.library_routes import router as library_router
 from petwatch.daemon.pet_routes import router as pets_router
+from petwatch.daemon.routing import route
 from petwatch.daemon.run import peer_uid
 from petwatch.daemon.service import Daemon
 from petwatch.daemon.stack_routes import router as stacks_router
@@ -127,13 +129,11 @@ def create_app(daemon: Daemon) -> BodyLimit:
         log.exception("internal error on %s", request.url.path)
         return _error(500, f"internal error: {error}; see the daemon log")
 
-    # The replies are typed (petwatch.protocol) but sent as they are made: response_model says
-    # so, instead of FastAPI validating each against its TypedDict.
-    @app.get("/status", response_model=dict)
+    @route(app, endpoints.STATUS)
     def status() -> StatusReply:
         return daemon.status()
 
-    @app.get("/events")
+    @route(app, endpoints.EVENTS)
     async def events() -> StreamingResponse:
         async def stream() -> AsyncIterator[str]:
             yield _sse(Event.HELLO, daemon.status())
