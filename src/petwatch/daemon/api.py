@@ -15,8 +15,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -136,9 +135,9 @@ def create_app(daemon: Daemon) -> BodyLimit:
     @route(app, endpoints.EVENTS)
     async def events() -> StreamingResponse:
         async def stream() -> AsyncIterator[str]:
-            yield _sse(Event.HELLO, daemon.status())
+            yield endpoints.format_event(Event.HELLO, daemon.status())
             async for kind, data in daemon.bus.subscribe():
-                yield _sse(kind, data)
+                yield endpoints.format_event(kind, data)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
@@ -148,10 +147,6 @@ def create_app(daemon: Daemon) -> BodyLimit:
     app.include_router(pets_router(daemon.pets))
     app.include_router(discovery_router(daemon.discovery, daemon.pets))
     return BodyLimit(app)
-
-
-def _sse(kind: Event, data: Mapping[str, Any]) -> str:
-    return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
 FIRST_REQUEST_SECONDS = 10.0  # a connection must have sent one whole request head by then

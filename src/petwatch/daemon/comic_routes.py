@@ -43,7 +43,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ComicRequest(_Strict):
+class ComicRequest(_Strict):  # its fields are ComicJobs.submit's parameters, passed by name
     photos: list[PhotoPath] = Field(
         default_factory=list,
         max_length=MAX_REFERENCES,
@@ -56,7 +56,7 @@ class ComicRequest(_Strict):
     parent: str | None = Field(None, pattern=JOB_ID, description="Comic this one refines")
 
 
-class EstimateRequest(_Strict):
+class EstimateRequest(_Strict):  # ComicJobs.estimate's parameters
     n: int | None = Field(None, ge=1, le=MAX_REFERENCES, description="Reference images")
     photos: list[PhotoPath] | None = Field(None, max_length=MAX_REFERENCES)
     size: Size | None = None
@@ -83,11 +83,11 @@ def router(jobs: ComicJobs) -> APIRouter:
 
     @route(routes, endpoints.COMIC_SUBMIT)
     def submit(request: ComicRequest) -> ComicJobReply:
-        return jobs.submit(request.photos, request.prompt, request.size, request.quality, request.parent)
+        return jobs.submit(**request.model_dump())
 
     @route(routes, endpoints.COMIC_ESTIMATE)
     def estimate(request: EstimateRequest) -> ComicEstimateReply:
-        return jobs.estimate(request.n, request.photos, request.size, request.quality, request.parent)
+        return jobs.estimate(**request.model_dump())
 
     @route(routes, endpoints.COMICS)
     def list_jobs() -> list[ComicJobReply]:
@@ -103,7 +103,7 @@ def router(jobs: ComicJobs) -> APIRouter:
 
     @route(routes, endpoints.COMIC_REFINE)
     def refine(request: RefineRequest, job_id: str = JobId) -> ComicJobReply:
-        return jobs.submit(request.photos, request.prompt, request.size, request.quality, job_id)
+        return jobs.submit(**request.model_dump(), parent=job_id)
 
     @route(routes, endpoints.COMIC_RETRY)
     def retry(request: RetryRequest | None = None, job_id: str = JobId) -> ComicJobReply:

@@ -39,6 +39,7 @@ from petwatch.protocol import (
     RescanReply,
     SearchReply,
     StatsReply,
+    TopK,
 )
 
 
@@ -50,7 +51,7 @@ class SearchRequest(_Strict):
     image: PhotoPath | None = Field(None, description="Path of any image file")
     photo: PhotoPath | None = Field(None, description="Path of an indexed photo")
     # None (or left out): the daemon's settings.top_k / settings.min_score
-    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
+    top_k: TopK | None = None
     min_score: float | None = Field(None, ge=-1.0, le=1.0)
     offset: int = Field(0, ge=0, le=MAX_TOP_K)
     # None: the library's default (query expansion where it measured better)
@@ -87,17 +88,7 @@ def router(daemon: Daemon) -> APIRouter:
 
     @route(routes, endpoints.SEARCH)
     def search(request: SearchRequest) -> SearchReply:
-        # None: the daemon's own settings (top_k, min_score)
-        return daemon.search(
-            request.image,
-            request.photo,
-            request.top_k,
-            request.min_score,
-            request.offset,
-            request.species,
-            request.stacks,
-            request.expand,
-        )
+        return daemon.search(**request.model_dump())  # its fields are Daemon.search's parameters
 
     @route(routes, endpoints.INDEX)
     def index(request: IndexRequest) -> ReportReply:
