@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "petwatch"
 
 # Lower layers never import higher ones. A module may import its own layer's modules only
 # within its own package (daemon/*, comics/*, tui/*).
-LAYERS = {
+LAYERS: dict[str, float] = {
     "errors": 0,
     "locations": 0,
     "paths": 0,
@@ -24,6 +24,7 @@ LAYERS = {
     "format": 0,
     "state_db": 0,
     "protocol": 1,
+    "endpoints": 1.5,  # the endpoint table: over the replies it names, under the client and the daemon
     "settings": 2,
     "client": 2,
     "photos": 2,
@@ -127,3 +128,25 @@ def test_the_contract_constants_are_defined_once() -> None:
                         f"{module}:{node.lineno}: {t.id}" for t in elements if isinstance(t, ast.Name) and t.id in names
                     ]
     assert not wrong, "defined again outside protocol.py:\n" + "\n".join(wrong)
+
+
+def test_endpoint_paths_are_written_only_in_the_table() -> None:
+    """A path such as "/search" or "/pets/" is in petwatch.endpoints and nowhere else in src/:
+    the daemon registers its handlers and the client sends its requests through the table."""
+    from petwatch.endpoints import ENDPOINTS
+
+    paths = {endpoint.path for endpoint in ENDPOINTS}
+    prefixes = {path.split("{")[0] for path in paths if "{" in path}  # "/pets/" of "/pets/{name}"
+    assert {"/search", "/pets/{name}"} <= paths and "/pets/" in prefixes
+
+    def is_endpoint(text: str) -> bool:
+        return text in paths or any(text.startswith(prefix) for prefix in prefixes)
+
+    wrong = []
+    for module, path in _modules():
+        if module == "endpoints":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and is_endpoint(node.value):
+                wrong.append(f"{module}:{node.lineno}: {node.value!r}")
+    assert not wrong, "an endpoint's path outside petwatch/endpoints.py (use its table entry):\n" + "\n".join(wrong)

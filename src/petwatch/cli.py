@@ -450,9 +450,9 @@ def cmd_comic(args) -> int:
     if estimate["within_budget"]:  # over the cap, the daemon refuses and says why
         _confirm_spending(args.yes)
     if args.refine:
-        job = client.comic_refine(args.refine, args.prompt, photos, args.size, args.quality)
+        job = client.comic_refine(args.refine, args.prompt, photos, size=args.size, quality=args.quality)
     else:
-        job = client.comic_submit(photos, args.prompt, args.size, args.quality)
+        job = client.comic_submit(photos, args.prompt, size=args.size, quality=args.quality)
     return _comic_outcome(client, job, args)
 
 

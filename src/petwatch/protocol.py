@@ -39,6 +39,7 @@ DEFAULT_TOP_K = 20
 # whitened vectors of unlike photos score below 0, raw ones almost never did).
 DEFAULT_MIN_SCORE = -1.0
 MAX_TOP_K = 1000
+TopK = Annotated[int, Field(ge=1, le=MAX_TOP_K)]  # a page of hits: the top_k setting's and a search's rule
 
 
 class Event(StrEnum):
@@ -189,6 +190,19 @@ class RescanReply(TypedDict):
 
 
 # --- comics (comics/jobs.py ComicJob, comics/studio.py estimate) --------------------------------
+class ComicLook(TypedDict, total=False):
+    """A comic's size and quality (None or left out: the settings')."""
+
+    size: str | None
+    quality: str | None
+
+
+class ComicOptions(ComicLook, total=False):
+    """A new comic's options beside its photos and prompt: the client's and the daemon's."""
+
+    parent: str | None  # the comic it refines
+
+
 class ComicJobReply(TypedDict):
     """A comic job's record (ComicJob.to_dict): also the data of a ``comic`` event."""
 

@@ -23,7 +23,7 @@ from pydantic_settings import (
 
 from petwatch import locations
 from petwatch.errors import PetwatchError
-from petwatch.protocol import DEFAULT_MIN_SCORE, DEFAULT_TOP_K, MAX_TOP_K
+from petwatch.protocol import DEFAULT_MIN_SCORE, DEFAULT_TOP_K, TopK
 
 ENV_PREFIX = "PETWATCH_"
 
@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     )
 
     # --- search --------------------------------------------------------------------------
-    top_k: int = Field(default=DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="Default number of search hits.")
+    top_k: TopK = Field(default=DEFAULT_TOP_K, description="Default number of search hits.")
     min_score: float = Field(
         default=DEFAULT_MIN_SCORE, ge=-1.0, le=1.0, description="Default minimum cosine similarity of a hit."
     )

@@ -15,8 +15,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,10 +23,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from petwatch import endpoints
 from petwatch.daemon.comic_routes import router as comics_router
 from petwatch.daemon.discovery_routes import router as discovery_router
 from petwatch.daemon.library_routes import router as library_router
 from petwatch.daemon.pet_routes import router as pets_router
+from petwatch.daemon.routing import route
 from petwatch.daemon.run import peer_uid
 from petwatch.daemon.service import Daemon
 from petwatch.daemon.stack_routes import router as stacks_router
@@ -127,18 +128,16 @@ def create_app(daemon: Daemon) -> BodyLimit:
         log.exception("internal error on %s", request.url.path)
         return _error(500, f"internal error: {error}; see the daemon log")
 
-    # The replies are typed (petwatch.protocol) but sent as they are made: response_model says
-    # so, instead of FastAPI validating each against its TypedDict.
-    @app.get("/status", response_model=dict)
+    @route(app, endpoints.STATUS)
     def status() -> StatusReply:
         return daemon.status()
 
-    @app.get("/events")
+    @route(app, endpoints.EVENTS)
     async def events() -> StreamingResponse:
         async def stream() -> AsyncIterator[str]:
-            yield _sse(Event.HELLO, daemon.status())
+            yield endpoints.format_event(Event.HELLO, daemon.status())
             async for kind, data in daemon.bus.subscribe():
-                yield _sse(kind, data)
+                yield endpoints.format_event(kind, data)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
@@ -148,10 +147,6 @@ def create_app(daemon: Daemon) -> BodyLimit:
     app.include_router(pets_router(daemon.pets))
     app.include_router(discovery_router(daemon.discovery, daemon.pets))
     return BodyLimit(app)
-
-
-def _sse(kind: Event, data: Mapping[str, Any]) -> str:
-    return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
 FIRST_REQUEST_SECONDS = 10.0  # a connection must have sent one whole request head by then

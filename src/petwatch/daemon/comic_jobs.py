@@ -16,12 +16,21 @@ import logging
 import os
 import queue
 import threading
+from typing import Unpack
 
 from petwatch import photos as photos_module
 from petwatch.comics import ComicJob, ComicStudio
 from petwatch.daemon.events import EventBus
 from petwatch.errors import PetwatchError
-from petwatch.protocol import MAX_REFERENCES, QUEUED, ComicEstimateReply, ComicJobReply, ComicShowReply, Event
+from petwatch.protocol import (
+    MAX_REFERENCES,
+    QUEUED,
+    ComicEstimateReply,
+    ComicJobReply,
+    ComicOptions,
+    ComicShowReply,
+    Event,
+)
 from petwatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,27 +81,16 @@ class ComicJobs:
         self.bus.publish(Event.COMIC, job.to_dict())
 
     # --- requests (API threads) ----------------------------------------------------------
-    def submit(
-        self,
-        photos: list[str],
-        prompt: str,
-        size: str | None = None,
-        quality: str | None = None,
-        parent: str | None = None,
-    ) -> ComicJobReply:
+    def submit(self, photos: list[str], prompt: str, **options: Unpack[ComicOptions]) -> ComicJobReply:
         _check_photos(photos)
-        job = self.studio.submit(photos, prompt, size, quality, parent)
+        job = self.studio.submit(photos, prompt, options.get("size"), options.get("quality"), options.get("parent"))
         self._queue.put(job.id)
         return job.to_dict()
 
     def estimate(
-        self,
-        n: int | None = None,
-        photos: list[str] | None = None,
-        size: str | None = None,
-        quality: str | None = None,
-        parent: str | None = None,
+        self, n: int | None = None, photos: list[str] | None = None, **options: Unpack[ComicOptions]
     ) -> ComicEstimateReply:
+        parent = options.get("parent")
         if photos:
             _check_photos(photos)
         if n is None:
@@ -105,7 +103,7 @@ class ComicJobs:
         if parent:
             self.studio.get(parent)  # an unknown parent is an error here too
             n = min(n + 1, MAX_REFERENCES)  # the comic being refined goes first
-        return self.studio.estimate(n, size, quality)
+        return self.studio.estimate(n, options.get("size"), options.get("quality"))
 
     def retry(self, job_id: str, prompt: str | None = None) -> ComicJobReply:
         _check_photos(self.studio.get(job_id).photos)

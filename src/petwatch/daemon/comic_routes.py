@@ -24,8 +24,10 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from petwatch import endpoints
 from petwatch.comics import QUALITIES, SIZES
 from petwatch.daemon.comic_jobs import ComicJobs
+from petwatch.daemon.routing import route
 from petwatch.protocol import MAX_REFERENCES, ComicEstimateReply, ComicJobReply, ComicShowReply, PhotoPath
 
 MAX_PROMPT_CHARS = 4000
@@ -41,7 +43,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ComicRequest(_Strict):
+class ComicRequest(_Strict):  # its fields are ComicJobs.submit's parameters, passed by name
     photos: list[PhotoPath] = Field(
         default_factory=list,
         max_length=MAX_REFERENCES,
@@ -54,7 +56,7 @@ class ComicRequest(_Strict):
     parent: str | None = Field(None, pattern=JOB_ID, description="Comic this one refines")
 
 
-class EstimateRequest(_Strict):
+class EstimateRequest(_Strict):  # ComicJobs.estimate's parameters
     n: int | None = Field(None, ge=1, le=MAX_REFERENCES, description="Reference images")
     photos: list[PhotoPath] | None = Field(None, max_length=MAX_REFERENCES)
     size: Size | None = None
@@ -76,40 +78,38 @@ class RetryRequest(_Strict):
 # --- the routes ------------------------------------------------------------------------------
 def router(jobs: ComicJobs) -> APIRouter:
     """``/comics``: errors are PetwatchError, which the app turns into {"error": ...}."""
-    # The replies are typed (petwatch.protocol) and sent as made: response_model=dict, not a
-    # validation of each against its TypedDict.
-    routes = APIRouter(prefix="/comics", tags=["comics"])
+    routes = APIRouter(tags=["comics"])
     JobId = PathParam(..., pattern=JOB_ID, description="A comic job id")  # noqa: N806
 
-    @routes.post("", response_model=dict)
+    @route(routes, endpoints.COMIC_SUBMIT)
     def submit(request: ComicRequest) -> ComicJobReply:
-        return jobs.submit(request.photos, request.prompt, request.size, request.quality, request.parent)
+        return jobs.submit(**request.model_dump())
 
-    @routes.post("/estimate", response_model=dict)
+    @route(routes, endpoints.COMIC_ESTIMATE)
     def estimate(request: EstimateRequest) -> ComicEstimateReply:
-        return jobs.estimate(request.n, request.photos, request.size, request.quality, request.parent)
+        return jobs.estimate(**request.model_dump())
 
-    @routes.get("", response_model=list[dict])
+    @route(routes, endpoints.COMICS)
     def list_jobs() -> list[ComicJobReply]:
         return jobs.records()
 
-    @routes.get("/{job_id}", response_model=dict)
+    @route(routes, endpoints.COMIC)
     def show(job_id: str = JobId) -> ComicShowReply:
         return jobs.show(job_id)
 
-    @routes.post("/{job_id}/cancel", response_model=dict)
+    @route(routes, endpoints.COMIC_CANCEL)
     def cancel(job_id: str = JobId) -> ComicJobReply:
         return jobs.cancel(job_id)
 
-    @routes.post("/{job_id}/refine", response_model=dict)
+    @route(routes, endpoints.COMIC_REFINE)
     def refine(request: RefineRequest, job_id: str = JobId) -> ComicJobReply:
-        return jobs.submit(request.photos, request.prompt, request.size, request.quality, job_id)
+        return jobs.submit(**request.model_dump(), parent=job_id)
 
-    @routes.post("/{job_id}/retry", response_model=dict)
+    @route(routes, endpoints.COMIC_RETRY)
     def retry(request: RetryRequest | None = None, job_id: str = JobId) -> ComicJobReply:
         return jobs.retry(job_id, request.prompt if request else None)
 
-    @routes.get("/{job_id}/image")
+    @route(routes, endpoints.COMIC_IMAGE)
     def image(job_id: str = JobId) -> Response:
         return Response(jobs.image(job_id), media_type="image/png", headers={"Cache-Control": "no-cache"})
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from petwatch import endpoints
 from petwatch.daemon.pet_routes import MAX_PHOTOS
+from petwatch.daemon.routing import route
 from petwatch.discovery import Discovery
 from petwatch.pets import MAX_NAME, Pets
 from petwatch.protocol import DiscoveryWhyReply, GroupReply, PetReply, PhotoPath
@@ -45,42 +47,41 @@ def _id():
 
 
 def router(discovery: Discovery, pets: Pets) -> APIRouter:
-    # Replies typed (petwatch.protocol), sent as made (response_model), not validated again.
-    routes = APIRouter(prefix="/groups", tags=["pets"])
+    routes = APIRouter(tags=["pets"])
 
-    @routes.get("", response_model=list[dict])
+    @route(routes, endpoints.GROUPS)
     def group_list(all: bool = Query(False, description="dismissed and named groups too")) -> list[GroupReply]:
         return discovery.groups(include_all=all)
 
-    @routes.get("/why", response_model=dict)
+    @route(routes, endpoints.GROUPS_WHY)
     def group_why() -> DiscoveryWhyReply:
         return discovery.explain()
 
-    @routes.post("/refresh", response_model=list[dict])
+    @route(routes, endpoints.GROUPS_REFRESH)
     def group_refresh() -> list[GroupReply]:
         discovery.refresh()
         return discovery.groups()
 
-    @routes.get("/{gid}", response_model=dict)
+    @route(routes, endpoints.GROUP)
     def group_show(gid: int = _id()) -> GroupReply:
         return discovery.group(gid).summary()
 
-    @routes.post("/{gid}/name", response_model=dict)
+    @route(routes, endpoints.GROUP_NAME)
     def group_name(request: NameRequest, gid: int = _id()) -> PetReply:
         group = discovery.group(gid).summary()
         pet = pets.add(request.name, group["paths"][:MAX_PHOTOS])
         discovery.named(gid, pet["name"])
         return pet
 
-    @routes.post("/{gid}/dismiss", response_model=dict)
+    @route(routes, endpoints.GROUP_DISMISS)
     def group_dismiss(gid: int = _id()) -> GroupReply:
         return discovery.dismiss(gid)
 
-    @routes.post("/{gid}/merge", response_model=dict)
+    @route(routes, endpoints.GROUP_MERGE)
     def group_merge(request: MergeRequest, gid: int = _id()) -> GroupReply:
         return discovery.merge(gid, request.other)
 
-    @routes.post("/{gid}/remove", response_model=dict)
+    @route(routes, endpoints.GROUP_REMOVE)
     def group_remove(request: RemoveRequest, gid: int = _id()) -> GroupReply:
         return discovery.move_out(gid, request.paths)
 

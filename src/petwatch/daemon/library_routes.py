@@ -22,6 +22,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from petwatch import endpoints
+from petwatch.daemon.routing import route
 from petwatch.daemon.service import Daemon
 from petwatch.errors import PetwatchError
 from petwatch.paths import decode_path
@@ -37,6 +39,7 @@ from petwatch.protocol import (
     RescanReply,
     SearchReply,
     StatsReply,
+    TopK,
 )
 
 
@@ -48,7 +51,7 @@ class SearchRequest(_Strict):
     image: PhotoPath | None = Field(None, description="Path of any image file")
     photo: PhotoPath | None = Field(None, description="Path of an indexed photo")
     # None (or left out): the daemon's settings.top_k / settings.min_score
-    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
+    top_k: TopK | None = None
     min_score: float | None = Field(None, ge=-1.0, le=1.0)
     offset: int = Field(0, ge=0, le=MAX_TOP_K)
     # None: the library's default (query expansion where it measured better)
@@ -77,28 +80,17 @@ class IndexRequest(_Strict):
 
 def router(daemon: Daemon) -> APIRouter:
     """The library's routes over the daemon."""
-    # Replies typed (petwatch.protocol), sent as made (response_model), not validated again.
     routes = APIRouter(tags=["library"])
 
-    @routes.get("/stats", response_model=dict)
+    @route(routes, endpoints.STATS)
     def stats() -> StatsReply:
         return daemon.library.stats()
 
-    @routes.post("/search", response_model=dict)
+    @route(routes, endpoints.SEARCH)
     def search(request: SearchRequest) -> SearchReply:
-        # None: the daemon's own settings (top_k, min_score)
-        return daemon.search(
-            request.image,
-            request.photo,
-            request.top_k,
-            request.min_score,
-            request.offset,
-            request.species,
-            request.stacks,
-            request.expand,
-        )
+        return daemon.search(**request.model_dump())  # its fields are Daemon.search's parameters
 
-    @routes.post("/index", response_model=dict)
+    @route(routes, endpoints.INDEX)
     def index(request: IndexRequest) -> ReportReply:
         folders = [os.path.abspath(f) for f in request.folders]
         missing = [f for f in folders if not os.path.isdir(f)]
@@ -106,32 +98,32 @@ def router(daemon: Daemon) -> APIRouter:
             raise PetwatchError(f"not a directory: {missing[0]}")
         return daemon.request_reconcile(folders).result().to_dict()
 
-    @routes.post("/rescan", response_model=dict)
+    @route(routes, endpoints.RESCAN)
     def rescan() -> RescanReply:
         daemon.rescan()
         return {"queued": True}
 
-    @routes.get("/folders", response_model=list[dict])
+    @route(routes, endpoints.FOLDERS)
     def folders() -> list[FolderReply]:
         return daemon.folder_list()
 
-    @routes.post("/folders", response_model=list[dict])
+    @route(routes, endpoints.FOLDER_ADD)
     def add_folder(request: FolderRequest) -> list[FolderReply]:
         return daemon.add_folder(request.path)
 
-    @routes.post("/folders/remove", response_model=list[dict])
+    @route(routes, endpoints.FOLDER_REMOVE)
     def remove_folder(request: FolderRequest) -> list[FolderReply]:
         return daemon.remove_folder(request.path)
 
-    @routes.get("/failures", response_model=list[dict])
+    @route(routes, endpoints.FAILURES)
     def failures() -> list[FailureReply]:
         return daemon.failures()
 
-    @routes.get("/photo", response_model=dict)
+    @route(routes, endpoints.PHOTO)
     def photo(path: str = Query(..., max_length=MAX_PATH_CHARS)) -> PhotoReply:
         return daemon.photo(_sent_path(path))
 
-    @routes.get("/thumbnail")
+    @route(routes, endpoints.THUMBNAIL)
     def thumbnail(
         path: str = Query(..., max_length=MAX_PATH_CHARS), size: int = Query(256, ge=16, le=2048)
     ) -> Response:

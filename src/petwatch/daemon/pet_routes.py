@@ -18,6 +18,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from petwatch import endpoints
+from petwatch.daemon.routing import route
 from petwatch.pets import MAX_NAME, NOT, YES, Pets
 from petwatch.protocol import PetAlbumReply, PetPathsReply, PetRemovedReply, PetReply, PhotoPath
 
@@ -51,18 +53,17 @@ def _name():
 
 def router(pets: Pets) -> APIRouter:
     """The /pets routes over the daemon's profiles."""
-    # Replies typed (petwatch.protocol), sent as made (response_model), not validated again.
-    routes = APIRouter(prefix="/pets", tags=["pets"])
+    routes = APIRouter(tags=["pets"])
 
-    @routes.get("", response_model=list[dict])
+    @route(routes, endpoints.PETS)
     def pet_list() -> list[PetReply]:
         return pets.summaries()
 
-    @routes.post("", response_model=dict)
+    @route(routes, endpoints.PET_ADD)
     def pet_add(request: PetAddRequest) -> PetReply:
         return pets.add(request.name, request.photos)
 
-    @routes.get("/{name}", response_model=dict)
+    @route(routes, endpoints.PET)
     def pet_album(
         name: str = _name(),
         offset: int = Query(0, ge=0, le=MAX_ALBUM_PAGE),
@@ -70,15 +71,15 @@ def router(pets: Pets) -> APIRouter:
     ) -> PetAlbumReply:
         return pets.album(name, offset, limit or None)
 
-    @routes.get("/{name}/paths", response_model=dict)
+    @route(routes, endpoints.PET_PATHS)
     def pet_paths(name: str = _name(), top: int = Query(8, ge=1, le=MAX_ALBUM_PAGE)) -> PetPathsReply:
         return {"name": name, "paths": pets.top_paths(name, top)}
 
-    @routes.post("/{name}/marks", response_model=dict)
+    @route(routes, endpoints.PET_MARK)
     def pet_mark(request: PetMarkRequest, name: str = _name()) -> PetReply:
         return pets.mark(name, request.paths, request.mark)
 
-    @routes.delete("/{name}", response_model=dict)
+    @route(routes, endpoints.PET_REMOVE)
     def pet_remove(name: str = _name()) -> PetRemovedReply:
         return pets.remove(name)
 

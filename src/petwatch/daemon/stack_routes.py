@@ -11,19 +11,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path
 
+from petwatch import endpoints
+from petwatch.daemon.routing import route
 from petwatch.library import Library
 from petwatch.protocol import StackReply
 
 
 def router(library: Library) -> APIRouter:
-    # Replies typed (petwatch.protocol), sent as made (response_model), not validated again.
-    routes = APIRouter(prefix="/stacks", tags=["stacks"])
+    routes = APIRouter(tags=["stacks"])
 
-    @routes.get("", response_model=list[dict])
+    @route(routes, endpoints.STACKS)
     def stacks() -> list[StackReply]:
         return library.stacks()
 
-    @routes.get("/{stack_id}", response_model=dict)
+    @route(routes, endpoints.STACK)
     def stack(stack_id: str = Path(..., min_length=1, max_length=64, description="A stack's id")) -> StackReply:
         return library.stack(stack_id)
 

@@ -475,10 +475,10 @@ class ComicScreen(Screen):
                 record = await client.comic_retry(job["id"], text)  # same photos, size, quality
             elif self.mode == RETRY:
                 record = await client.comic_submit(
-                    job.get("photos") or self.paths, text, size, quality, parent=job.get("parent")
+                    job.get("photos") or self.paths, text, size=size, quality=quality, parent=job.get("parent")
                 )
             else:
-                record = await client.comic_submit(self.paths, text, size, quality)
+                record = await client.comic_submit(self.paths, text, size=size, quality=quality)
         except PetwatchError as error:
             self.sending = False
             self._say(f"not sent: {error}", error=True)

@@ -1,0 +1,384 @@
+"""The daemon's endpoints, one table: method, path, reply type and wait of each, and the
+request each takes from a caller.
+
+The daemon registers its handlers against these entries (``petwatch.daemon.routing``); the
+clients' methods are ``EndpointCalls``, written once here: each makes a ``Call`` (URL, body or
+query, wait) from its arguments, and a thin transport (``petwatch.client``: sync for the CLI,
+async for the TUI) sends it. A path is written here and nowhere else (tests/test_house.py
+checks). The daemon validates each request with the handler's pydantic model in its routes
+module, next to the limits it enforces. No torch, no fastapi, no I/O: the CLI and the TUI
+import this.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, Unpack, overload
+from urllib.parse import quote
+
+from petwatch.errors import PetwatchError
+from petwatch.paths import encode_path
+from petwatch.protocol import (
+    ComicEstimateReply,
+    ComicJobReply,
+    ComicLook,
+    ComicOptions,
+    ComicShowReply,
+    DiscoveryWhyReply,
+    Event,
+    FailureReply,
+    FolderReply,
+    GroupReply,
+    PetAlbumReply,
+    PetPathsReply,
+    PetRemovedReply,
+    PetReply,
+    PhotoReply,
+    ReportReply,
+    RescanReply,
+    SearchReply,
+    StackReply,
+    StatsReply,
+    StatusReply,
+)
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class Wait(StrEnum):
+    """How long a client waits for the answer."""
+
+    USUAL = "usual"  # the client's own timeout
+    LONG = "long"  # a pet's album or the groups can take a while on a big library
+    UNBOUNDED = "unbounded"  # a walk of whole folders (index), the event stream
+
+
+LONG_WAIT_S = 300.0
+
+
+@dataclass(frozen=True)
+class Endpoint(Generic[R]):
+    """One endpoint. ``reply`` is the JSON reply's type (``bytes``: an image); ``R`` types the
+    client's answer. ``path`` may hold ``{parameters}``, filled (quoted) by ``url``."""
+
+    method: str
+    path: str
+    reply: Any
+    wait: Wait = Wait.USUAL
+
+    def url(self, **parameters: object) -> str:
+        return self.path.format_map({k: quote(str(v), safe="") for k, v in parameters.items()})
+
+    @property
+    def is_json(self) -> bool:
+        return self.reply is not bytes
+
+
+# --- the daemon itself (daemon/api.py) -----------------------------------------------------------
+STATUS: Endpoint[StatusReply] = Endpoint("GET", "/status", StatusReply)
+EVENTS: Endpoint[None] = Endpoint("GET", "/events", None, Wait.UNBOUNDED)  # server-sent events
+# --- the library (daemon/library_routes.py) ------------------------------------------------------
+STATS: Endpoint[StatsReply] = Endpoint("GET", "/stats", StatsReply)
+SEARCH: Endpoint[SearchReply] = Endpoint("POST", "/search", SearchReply)
+INDEX: Endpoint[ReportReply] = Endpoint("POST", "/index", ReportReply, Wait.UNBOUNDED)
+RESCAN: Endpoint[RescanReply] = Endpoint("POST", "/rescan", RescanReply)
+FOLDERS: Endpoint[list[FolderReply]] = Endpoint("GET", "/folders", list[FolderReply])
+FOLDER_ADD: Endpoint[list[FolderReply]] = Endpoint("POST", "/folders", list[FolderReply])
+FOLDER_REMOVE: Endpoint[list[FolderReply]] = Endpoint("POST", "/folders/remove", list[FolderReply])
+FAILURES: Endpoint[list[FailureReply]] = Endpoint("GET", "/failures", list[FailureReply])
+PHOTO: Endpoint[PhotoReply] = Endpoint("GET", "/photo", PhotoReply)
+THUMBNAIL: Endpoint[bytes] = Endpoint("GET", "/thumbnail", bytes)
+# --- stacks (daemon/stack_routes.py) -------------------------------------------------------------
+STACKS: Endpoint[list[StackReply]] = Endpoint("GET", "/stacks", list[StackReply])
+STACK: Endpoint[StackReply] = Endpoint("GET", "/stacks/{stack_id}", StackReply)
+# --- comics (daemon/comic_routes.py) -------------------------------------------------------------
+COMIC_SUBMIT: Endpoint[ComicJobReply] = Endpoint("POST", "/comics", ComicJobReply)
+COMIC_ESTIMATE: Endpoint[ComicEstimateReply] = Endpoint("POST", "/comics/estimate", ComicEstimateReply)
+COMICS: Endpoint[list[ComicJobReply]] = Endpoint("GET", "/comics", list[ComicJobReply])
+COMIC: Endpoint[ComicShowReply] = Endpoint("GET", "/comics/{job_id}", ComicShowReply)
+COMIC_CANCEL: Endpoint[ComicJobReply] = Endpoint("POST", "/comics/{job_id}/cancel", ComicJobReply)
+COMIC_REFINE: Endpoint[ComicJobReply] = Endpoint("POST", "/comics/{job_id}/refine", ComicJobReply)
+COMIC_RETRY: Endpoint[ComicJobReply] = Endpoint("POST", "/comics/{job_id}/retry", ComicJobReply)
+COMIC_IMAGE: Endpoint[bytes] = Endpoint("GET", "/comics/{job_id}/image", bytes)
+# --- pet profiles (daemon/pet_routes.py) ---------------------------------------------------------
+PETS: Endpoint[list[PetReply]] = Endpoint("GET", "/pets", list[PetReply], Wait.LONG)
+PET_ADD: Endpoint[PetReply] = Endpoint("POST", "/pets", PetReply, Wait.LONG)
+PET: Endpoint[PetAlbumReply] = Endpoint("GET", "/pets/{name}", PetAlbumReply, Wait.LONG)
+PET_PATHS: Endpoint[PetPathsReply] = Endpoint("GET", "/pets/{name}/paths", PetPathsReply, Wait.LONG)
+PET_MARK: Endpoint[PetReply] = Endpoint("POST", "/pets/{name}/marks", PetReply, Wait.LONG)
+PET_REMOVE: Endpoint[PetRemovedReply] = Endpoint("DELETE", "/pets/{name}", PetRemovedReply)
+# --- pets found (daemon/discovery_routes.py) -----------------------------------------------------
+GROUPS: Endpoint[list[GroupReply]] = Endpoint("GET", "/groups", list[GroupReply], Wait.LONG)
+GROUPS_WHY: Endpoint[DiscoveryWhyReply] = Endpoint("GET", "/groups/why", DiscoveryWhyReply, Wait.LONG)
+GROUPS_REFRESH: Endpoint[list[GroupReply]] = Endpoint("POST", "/groups/refresh", list[GroupReply], Wait.LONG)
+GROUP: Endpoint[GroupReply] = Endpoint("GET", "/groups/{gid}", GroupReply, Wait.LONG)
+GROUP_NAME: Endpoint[PetReply] = Endpoint("POST", "/groups/{gid}/name", PetReply, Wait.LONG)
+GROUP_DISMISS: Endpoint[GroupReply] = Endpoint("POST", "/groups/{gid}/dismiss", GroupReply, Wait.LONG)
+GROUP_MERGE: Endpoint[GroupReply] = Endpoint("POST", "/groups/{gid}/merge", GroupReply, Wait.LONG)
+GROUP_REMOVE: Endpoint[GroupReply] = Endpoint("POST", "/groups/{gid}/remove", GroupReply, Wait.LONG)
+
+GROUP_ACTIONS: dict[str, Endpoint[Any]] = {
+    "name": GROUP_NAME,
+    "dismiss": GROUP_DISMISS,
+    "merge": GROUP_MERGE,
+    "remove": GROUP_REMOVE,
+}
+
+ENDPOINTS: tuple[Endpoint[Any], ...] = tuple(v for v in list(globals().values()) if isinstance(v, Endpoint))
+
+
+# --- the event stream's framing (GET /events, server-sent events), both sides --------------------
+EventData = dict[str, Any]  # by kind: the data TypedDicts in petwatch.protocol (hello: StatusReply)
+KNOWN_EVENTS = frozenset(Event)
+
+
+def format_event(kind: Event, data: Mapping[str, Any]) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
+
+
+def parse_events(lines: Iterable[str]) -> Iterator[tuple[Event, EventData]]:
+    """Yield (kind, data) from SSE lines; shared by the sync and async readers.
+
+    An event of a kind this client does not know (from a newer daemon) is skipped: every
+    reader dispatches on the kinds it knows, and ``kind`` is always an ``Event``.
+    """
+    event = "message"
+    data: list[str] = []
+    for line in lines:
+        if line == "":
+            if data:
+                if event in KNOWN_EVENTS:
+                    yield Event(event), json.loads("\n".join(data))
+                else:
+                    log.debug("skipped an event of unknown kind %r", event)
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+
+
+# --- the requests: each endpoint's method on both clients, written once ---------------------------
+Request = dict[str, Any]  # a call's JSON body ("json"), query ("params") and path parameters
+# group_action's endpoint is its action's; the reply is a PetReply (name) or a GroupReply
+ANY_GROUP_ACTION: Endpoint[Any] = GROUP_NAME
+
+
+class Sends(Protocol):
+    """A transport that answers a call (the CLI's)."""
+
+    def send(self, call: Call[T]) -> T: ...
+
+
+class SendsLater(Protocol):
+    """A transport whose answer is awaited (the TUI's)."""
+
+    def send(self, call: Call[T]) -> Awaitable[T]: ...
+
+
+class Call(Generic[R]):
+    """One request to an endpoint: its URL (path parameters quoted), JSON body or query, wait."""
+
+    def __init__(self, endpoint: Endpoint[Any], pick: Callable[[Any], R], request: Request) -> None:
+        endpoint = request.pop("endpoint", endpoint)  # one of several (a group's actions)
+        options = {key: request.pop(key) for key in ("json", "params") if request.get(key) is not None}
+        if endpoint.wait is not Wait.USUAL:
+            options["timeout"] = LONG_WAIT_S if endpoint.wait is Wait.LONG else None
+        self.endpoint, self.url, self.options, self.pick = endpoint, endpoint.url(**request), options, pick
+
+    def answer(self, response: Any) -> R:
+        """The reply of an httpx response: its JSON, or its bytes (an image)."""
+        return self.pick(response.json() if self.endpoint.is_json else response.content)
+
+
+class _Method(Generic[P, R]):
+    """An endpoint's method on both clients: DaemonClient's answers, AsyncDaemonClient's awaits.
+    The reply's type is the table's; ``build`` makes the request from the method's arguments."""
+
+    def __init__(
+        self, endpoint: Endpoint[Any], build: Callable[Concatenate[Any, P], Request], pick: Callable[[Any], R]
+    ) -> None:
+        self.endpoint, self.build, self.pick, self.__doc__ = endpoint, build, pick, build.__doc__
+
+    @overload
+    def __get__(self, client: Sends, owner: type) -> Callable[P, R]: ...
+    @overload
+    def __get__(self, client: SendsLater, owner: type) -> Callable[P, Awaitable[R]]: ...
+    def __get__(self, client: Any, owner: type) -> Any:
+        def send(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return client.send(Call(self.endpoint, self.pick, self.build(client, *args, **kwargs)))
+
+        send.__doc__ = self.__doc__
+        return send
+
+
+def _sends(endpoint: Endpoint[R]) -> Callable[[Callable[Concatenate[Any, P], Request]], _Method[P, R]]:
+    """Decorate the function making an endpoint's request: the client's method for it."""
+    return lambda build: _Method(endpoint, build, _same)
+
+
+def _picks(
+    endpoint: Endpoint[R], pick: Callable[[R], T]
+) -> Callable[[Callable[Concatenate[Any, P], Request]], _Method[P, T]]:
+    """As ``_sends``, the method answering ``pick(reply)``."""
+    return lambda build: _Method(endpoint, build, pick)
+
+
+def _same(reply: Any) -> Any:
+    return reply
+
+
+def _absolute(paths: list[str]) -> list[str]:
+    """Photo paths as sent to the daemon: absolute in the caller's cwd, encoded (petwatch.paths)."""
+    return [encode_path(os.path.abspath(os.path.expanduser(str(path)))) for path in paths]
+
+
+def _sent(path: str | None) -> str | None:
+    """A path as sent: any file name, valid UTF-8 or not, survives the JSON (petwatch.paths)."""
+    return None if path is None else encode_path(path)
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields the caller set: a None is left out, and the daemon decides."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _get(endpoint: Endpoint[R]) -> _Method[[], R]:
+    """The method of an endpoint without parameters."""
+    return _Method(endpoint, lambda client: {}, _same)
+
+
+def _on(endpoint: Endpoint[R], parameter: str) -> _Method[[str], R]:
+    """The method of an endpoint whose only parameter is in its path (a job id, a pet's name)."""
+    return _Method(endpoint, lambda client, value: {parameter: value}, _same)
+
+
+class EndpointCalls:
+    """Every endpoint's method, written once: it builds the Call, the client's transport sends it."""
+
+    status = _get(STATUS)
+
+    @_sends(SEARCH)
+    def search(
+        self,
+        image: str | None = None,
+        photo: str | None = None,
+        top_k: int | None = None,
+        min_score: float | None = None,
+        offset: int = 0,
+        species: list[str] | None = None,
+        stacks: bool = True,
+        expand: bool | None = None,
+    ) -> Request:
+        """``top_k`` / ``min_score`` / ``expand`` None: left out, the daemon decides."""
+        body = {"image": _sent(image), "photo": _sent(photo), **_given(top_k=top_k, min_score=min_score, expand=expand)}
+        return {"json": body | {"offset": offset, "species": species, "stacks": stacks}}
+
+    stacks = _get(STACKS)
+    stack = _on(STACK, "stack_id")
+
+    # --- photos and folders: paths as the daemon decodes them (petwatch.paths)
+    @_sends(INDEX)
+    def index(self, folders: list[str]) -> Request:
+        return {"json": {"folders": [encode_path(f) for f in folders]}}
+
+    stats = _get(STATS)
+    folders = _get(FOLDERS)
+
+    @_sends(FOLDER_ADD)
+    def add_folder(self, path: str) -> Request:
+        return {"json": {"path": encode_path(path)}}
+
+    @_sends(FOLDER_REMOVE)
+    def remove_folder(self, path: str) -> Request:
+        return {"json": {"path": encode_path(path)}}
+
+    rescan = _get(RESCAN)
+    failures = _get(FAILURES)
+
+    @_sends(PHOTO)
+    def photo(self, path: str) -> Request:
+        return {"params": {"path": encode_path(path)}}
+
+    @_sends(THUMBNAIL)
+    def thumbnail(self, path: str, size: int = 256) -> Request:
+        return {"params": {"path": encode_path(path), "size": size}}
+
+    # --- comics (the daemon owns the jobs); photo paths made absolute here, in the caller's cwd
+    @_sends(COMIC_SUBMIT)
+    def comic_submit(self, photos: list[str], prompt: str, **options: Unpack[ComicOptions]) -> Request:
+        return {"json": {"photos": _absolute(photos), "prompt": prompt, **options}}
+
+    @_sends(COMIC_ESTIMATE)
+    def comic_estimate(
+        self, n: int | None = None, photos: list[str] | None = None, **options: Unpack[ComicOptions]
+    ) -> Request:
+        return {"json": {"n": n, "photos": _absolute(photos) if photos else None, **options}}
+
+    comics = _get(COMICS)
+    # the job record plus ``chain``: the refinement chain ending at it, first comic first
+    comic = _on(COMIC, "job_id")
+    comic_cancel = _on(COMIC_CANCEL, "job_id")
+
+    @_sends(COMIC_REFINE)
+    def comic_refine(
+        self, job_id: str, prompt: str, photos: list[str] | None = None, **look: Unpack[ComicLook]
+    ) -> Request:
+        return {"json": {"prompt": prompt, "photos": _absolute(photos or []), **look}, "job_id": job_id}
+
+    @_sends(COMIC_RETRY)
+    def comic_retry(self, job_id: str, prompt: str | None = None) -> Request:
+        return {"json": {"prompt": prompt}, "job_id": job_id}
+
+    comic_image = _on(COMIC_IMAGE, "job_id")
+    # --- pet profiles (the daemon owns them)
+    pets = _get(PETS)
+
+    @_sends(PET_ADD)
+    def pet_add(self, name: str, photos: list[str]) -> Request:
+        """Create a profile from example photos, or add examples to it."""
+        return {"json": {"name": name, "photos": _absolute(photos)}}
+
+    @_sends(PET)
+    def pet(self, name: str, offset: int = 0, limit: int = 0) -> Request:
+        """The profile's summary and its album (``hits``, best first; limit 0 = all)."""
+        return {"params": {"offset": offset, "limit": limit}, "name": name}
+
+    @_picks(PET_PATHS, lambda reply: reply["paths"])
+    def pet_paths(self, name: str, top: int = 8) -> Request:
+        """The ``top`` best photos of a pet, e.g. a comic's reference photos."""
+        return {"params": {"top": top}, "name": name}
+
+    @_sends(PET_MARK)
+    def pet_mark(self, name: str, paths: list[str], mark: str) -> Request:
+        """``mark``: "yes" (my pet), "not" (not my pet) or "forget"."""
+        return {"json": {"paths": _absolute(paths), "mark": mark}, "name": name}
+
+    pet_remove = _on(PET_REMOVE, "name")
+
+    # --- pets found
+    @_sends(GROUPS)
+    def groups(self, include_all: bool = False) -> Request:
+        """The pets found: groups of photos of one individual that recur, biggest first."""
+        return {"params": {"all": include_all}}
+
+    groups_why = _get(GROUPS_WHY)  # what the last search for pets saw: why no group shows
+
+    @_sends(ANY_GROUP_ACTION)
+    def group_action(self, gid: int, action: str, body: dict[str, Any] | None = None) -> Request:
+        """``action``: name {"name"} answers the new pet profile (PetReply); dismiss, merge
+        {"other"} and remove {"paths"} answer the group (GroupReply)."""
+        endpoint = GROUP_ACTIONS.get(action)
+        if endpoint is None:
+            raise PetwatchError(f"unknown group action {action!r}: use {', '.join(GROUP_ACTIONS)}")
+        if body and "paths" in body:
+            body = {**body, "paths": _absolute(body["paths"])}
+        return {"endpoint": endpoint, "json": body or {}, "gid": int(gid)}
