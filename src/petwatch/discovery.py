@@ -74,11 +74,17 @@ OPEN, DISMISSED, NAMED, MERGED = "open", "dismissed", "named", "merged"
 def cluster(vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEIGHBOURS) -> np.ndarray:
     """A cluster label per row of unit ``vectors`` (labels are arbitrary ints; a photo alike
     to no other is a cluster of its own): the connected components of ``links``."""
+    return clustering(vectors, similar, neighbours)[0]
+
+
+def clustering(vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEIGHBOURS) -> tuple[np.ndarray, int]:
+    """(``cluster``'s labels, how many pairs of rows were linked)."""
     from scipy.sparse.csgraph import connected_components
 
     if len(vectors) < 2:
-        return np.zeros(len(vectors), dtype=int)
-    return connected_components(links(vectors, similar, neighbours), directed=False)[1]
+        return np.zeros(len(vectors), dtype=int), 0
+    linked = links(vectors, similar, neighbours)
+    return connected_components(linked, directed=False)[1], linked.nnz // 2
 
 
 def links(vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEIGHBOURS):
@@ -383,12 +389,7 @@ class Discovery:
                 self._drop_gone(photos)
                 hashes = list(photos)
             vectors = np.stack([photos[h].vector for h in hashes]) if hashes else np.zeros((0, 1))
-            labels, pairs = np.zeros(len(hashes), dtype=int), 0
-            if len(hashes) >= 2:
-                from scipy.sparse.csgraph import connected_components
-
-                linked = links(vectors, cuts(self.library.whitened)[0])
-                labels, pairs = connected_components(linked, directed=False)[1], linked.nnz // 2
+            labels, pairs = clustering(vectors, cuts(self.library.whitened)[0])
             clusters: dict[int, set[str]] = {}
             for content_hash, label in zip(hashes, labels, strict=True):
                 clusters.setdefault(int(label), set()).add(content_hash)

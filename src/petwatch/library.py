@@ -222,6 +222,17 @@ class Found:
     partial: UpgradeProgress | None = None  # Upgrade.status() when only part of the library was searched
 
 
+@dataclass(frozen=True)
+class _Query:
+    """A search's query as made once: the collection searched, the (expanded) vector, the cut."""
+
+    store: Store
+    vector: np.ndarray
+    min_score: float
+    species: Sequence[str] | None
+    partial: UpgradeProgress | None
+
+
 class Upgrade:
     """Re-embeds the photos of an older index into the collection of the current recipe.
 
@@ -654,25 +665,33 @@ class Library:
         ``expand`` (None: where it measured better, whitened vectors) searches again with the
         query expanded by its first hits (``expand_query``)."""
         top_k = top_k or self.settings.top_k
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise PetwatchError(f"top-k must be between 1 and {MAX_TOP_K}, not {top_k}")
-        return self._find(image_path, top_k, min_score, species, expand)
+        query = self._query(image_path, top_k, min_score, species, expand)
+        return Found(self._nearest(query, top_k), query.partial)
 
-    def _find(
+    def _query(
         self,
         image_path: str,
-        top_k: int,
+        depth: int,
         min_score: float | None,
         species: Sequence[str] | None,
         expand: bool | None,
-    ) -> Found:
-        min_score = self.settings.min_score if min_score is None else min_score
+    ) -> _Query:
+        """A search's query, made once (a query photo that is not indexed is embedded once,
+        and expanded once), for any number of hits asked of it (``_nearest``)."""
+        if not 1 <= depth <= MAX_TOP_K:
+            raise PetwatchError(f"top-k must be between 1 and {MAX_TOP_K}, not {depth}")
         store, partial = self._index_for(species)
         vector = self.query_vector(image_path, store)
         if self.expands(store) if expand is None else expand:
             vector = self._expanded(store, vector, os.path.abspath(image_path), species)
+        min_score = self.settings.min_score if min_score is None else min_score
+        return _Query(store, vector, min_score, species, partial)
+
+    def _nearest(self, query: _Query, top_k: int) -> list[Hit]:
+        """The ``top_k`` photos nearest ``query``, best first."""
+        store, vector, min_score, species = query.store, query.vector, query.min_score, query.species
         if self.embedder.views == 1:
-            return Found(store.search(vector, top_k, min_score, species=species), partial)
+            return store.search(vector, top_k, min_score, species=species)
         # Region views: a photo scores its best view. It has at most `views` rows, so the
         # top k * views rows hold the top k photos.
         best: dict[str, Hit] = {}
@@ -680,7 +699,7 @@ class Library:
             vector, top_k * self.embedder.views, min_score, whole_image_only=False, species=species
         ):
             best.setdefault(hit.path, hit)  # rows come best first
-        return Found(list(best.values())[:top_k], partial)
+        return list(best.values())[:top_k]
 
     @property
     def whitened(self) -> bool:
@@ -720,18 +739,20 @@ class Library:
         started = time.monotonic()
         plugged_in = [f for f in folders if os.path.isdir(f)]  # once per reply, not per hit
         wanted = (top_k or self.settings.top_k) + offset
-        found = self.find(query, wanted, min_score, species, expand)
-        tiles = self._stacks.collapse([(hit.path, hit.content_hash) for hit in found.hits])
-        fetched = wanted
-        # Collapsed members leave gaps: ask for more until there are enough tiles or no more hits.
-        while stacks and len(tiles) < wanted and len(found.hits) == fetched and fetched < STACK_FETCH_LIMIT:
-            fetched = min(STACK_FETCH_LIMIT, fetched + 4 * (wanted - len(tiles)) + len(found.hits))
-            found = self._find(query, fetched, min_score, species, expand)
-            tiles = self._stacks.collapse([(hit.path, hit.content_hash) for hit in found.hits])
+        asked = self._query(query, wanted, min_score, species, expand)
+        hits = self._nearest(asked, wanted)
         if stacks:
-            shown = [hit_reply(found.hits[index], plugged_in, stack) for index, stack in tiles]
+            tiles = self._stacks.collapse([(hit.path, hit.content_hash) for hit in hits])
+            fetched = wanted
+            # Collapsed members leave gaps: ask for more until there are enough tiles or no more
+            # hits (the same query vector: nothing embedded or expanded again).
+            while len(tiles) < wanted and len(hits) == fetched and fetched < STACK_FETCH_LIMIT:
+                fetched = min(STACK_FETCH_LIMIT, fetched + 4 * (wanted - len(tiles)) + len(hits))
+                hits = self._nearest(asked, fetched)
+                tiles = self._stacks.collapse([(hit.path, hit.content_hash) for hit in hits])
+            shown = [hit_reply(hits[index], plugged_in, stack) for index, stack in tiles]
         else:
-            shown = [hit_reply(hit, plugged_in, self._stacks.stack_of(hit.content_hash)) for hit in found.hits]
+            shown = [hit_reply(hit, plugged_in, self._stacks.stack_of(hit.content_hash)) for hit in hits]
         return {
             "query": os.path.abspath(query),
             "hits": shown[offset:wanted],
@@ -740,7 +761,7 @@ class Library:
             # were searched (a species filter needs the new index), else the results come from
             # the complete older index.
             "upgrade": self.upgrade_status(),
-            "partial": found.partial is not None,
+            "partial": asked.partial is not None,
         }
 
     # --- stacks: bursts, edits and copies of one moment ---------------------------------------
