@@ -443,17 +443,23 @@ def cmd_comic(args) -> int:
     if not photos and not args.refine:
         raise PetwatchError(f"select your pet: give at least one --photo PATH (up to {MAX_REFERENCES})")
     estimate = client.comic_estimate(photos=photos or None, size=args.size, quality=args.quality, parent=args.refine)
-    if estimate.get("no_key"):  # before anyone is asked to spend
-        raise PetwatchError(str(estimate["no_key"]))
     refining = f" (the comic {args.refine} first, then the photos)" if args.refine else ""
-    _print_comic_estimate(estimate, refining)
-    if estimate["within_budget"]:  # over the cap, the daemon refuses and says why
-        _confirm_spending(args.yes)
+    _ask_to_spend(estimate, refining, args.yes)
     if args.refine:
         job = client.comic_refine(args.refine, args.prompt, photos, size=args.size, quality=args.quality)
     else:
         job = client.comic_submit(photos, args.prompt, size=args.size, quality=args.quality)
     return _comic_outcome(client, job, args)
+
+
+def _ask_to_spend(estimate: ComicEstimateReply, refining: str, yes: bool) -> None:
+    """No key: said before anyone is asked to spend. Else the cost, and a confirmation (over
+    the daily cap the daemon refuses the job itself and says why)."""
+    if estimate.get("no_key"):
+        raise PetwatchError(str(estimate["no_key"]))
+    _print_comic_estimate(estimate, refining)
+    if estimate["within_budget"]:
+        _confirm_spending(yes)
 
 
 def _print_comic_estimate(estimate: ComicEstimateReply, refining: str = "") -> None:
@@ -592,11 +598,7 @@ def cmd_comics(args) -> int:
     estimate = client.comic_estimate(
         photos=old["photos"], size=old["size"], quality=old["quality"], parent=old["parent"]
     )
-    if estimate.get("no_key"):
-        raise PetwatchError(str(estimate["no_key"]))
-    _print_comic_estimate(estimate, f" (again, as comic {args.id})")
-    if estimate["within_budget"]:
-        _confirm_spending(args.yes)
+    _ask_to_spend(estimate, f" (again, as comic {args.id})", args.yes)
     return _comic_outcome(client, client.comic_retry(args.id, args.prompt), args)
 
 
