@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from petwatch.errors import PetwatchError
-from petwatch.protocol import PET_SPECIES, DiscoveryWhyReply, Event, GroupEvent, GroupReply
+from petwatch.protocol import PET_SPECIES, DiscoveryWhyReply, Event, GroupEvent, GroupReply, PublishEvent
 from petwatch.state_db import StateTables
 from petwatch.store import PhotoRow, unit_vector
 
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from petwatch.library import Library
 
 log = logging.getLogger(__name__)
-Publish = Callable[[Event, Mapping[str, Any]], None]  # announces a group found, or grown
 
 # Cosine cuts on the stored vectors, per vector space (a cut means something only in the space
 # it was tuned in). bench/bench_whitening.py, "Discovery link cut" and its table in docs/pets.md:
@@ -282,6 +281,10 @@ class GroupBook:
             )
 
 
+def _announce_nowhere(kind: Event, data: Mapping[str, Any]) -> None:
+    """A Discovery without a daemon (tests, benchmarks) announces to no one."""
+
+
 # --- the service the daemon runs ---------------------------------------------------------------
 class Discovery:
     """Groups over an opened Library; ``publish(kind, data)`` announces found and grown groups."""
@@ -290,11 +293,11 @@ class Discovery:
         self,
         library: Library,
         db_path: Path,
-        publish: Publish = lambda kind, data: None,
+        publish: PublishEvent | None = None,
     ) -> None:
         self.library = library
         self.book = GroupBook(db_path)
-        self.publish = publish
+        self.publish: PublishEvent = publish or _announce_nowhere
         self._lock = threading.RLock()
         self._photos: dict[str, PetPhoto] | None = None  # content hash -> photo, loaded lazily
         self._groups: dict[int, Group] = {}

@@ -6,7 +6,7 @@ No torch, no openai: the CLI and the TUI import this without loading a model.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, Protocol, TypedDict, overload
 
 from pydantic import AfterValidator, Field
 
@@ -43,20 +43,20 @@ TopK = Annotated[int, Field(ge=1, le=MAX_TOP_K)]  # a page of hits: the top_k se
 
 
 class Event(StrEnum):
-    """The kinds of event the daemon pushes (GET /events, server-sent)."""
+    """The kinds of event the daemon pushes (GET /events, server-sent); each one's data: PublishEvent."""
 
-    HELLO = "hello"  # first on every stream: the daemon's status (a StatusReply)
-    STATE = "state"  # {state}: idle / indexing / upgrading
-    PROGRESS = "progress"  # a walk or a batch under way (a ProgressReply)
-    INDEXED = "indexed"  # photos stored: {paths (the first 100), count, total}
-    REMOVED = "removed"  # photos dropped from the index: {paths (the first 100), count}
-    REPORT = "report"  # a task's IndexReport (a ReportReply)
-    FOLDERS = "folders"  # the watched folder list changed: {folders: [FolderReply]}
-    ERROR = "error"  # a task failed; the daemon goes on: {message}
-    UPGRADE = "upgrade"  # an older index re-embedded, a step at a time: {from, to, done, total, finished}
-    PET = "pet"  # new photos joined a pet's album (a PetEvent)
-    GROUP = "group"  # pets found for you: a group found, or grown (a GroupEvent)
-    COMIC = "comic"  # a comic job changed state (a ComicJobReply)
+    HELLO = "hello"  # first on every stream: the daemon's status
+    STATE = "state"  # the daemon's state changed
+    PROGRESS = "progress"  # a walk or a batch under way
+    INDEXED = "indexed"  # photos stored
+    REMOVED = "removed"  # photos dropped from the index
+    REPORT = "report"  # a task's IndexReport
+    FOLDERS = "folders"  # the watched folder list changed
+    ERROR = "error"  # a task failed; the daemon goes on
+    UPGRADE = "upgrade"  # an older index re-embedded, a step at a time
+    PET = "pet"  # new photos joined a pet's album
+    GROUP = "group"  # pets found for you: a group found, or grown
+    COMIC = "comic"  # a comic job changed state
 
 
 # --- replies: what the daemon sends and the in-process CLI prints, one shape for both ----------
@@ -318,7 +318,7 @@ class DiscoveryWhyReply(TypedDict):
     similar: float  # the cosine two photos need to be linked
 
 
-# --- event data (GET /events) the front ends read as typed ---------------------------------------
+# --- event data (GET /events): each kind's payload, then the one table of kind -> payload -----
 class PetEvent(TypedDict):
     name: str
     new: list[str]  # the first 100
@@ -329,3 +329,66 @@ class GroupEvent(TypedDict):
     id: int
     size: int
     found: bool  # a new group, else it grew
+
+
+class StateEvent(TypedDict):
+    state: str  # idle / indexing / upgrading
+
+
+class IndexedEvent(TypedDict):
+    paths: list[str]  # the first 100
+    count: int
+    total: int  # photos in the index now
+
+
+class RemovedEvent(TypedDict):
+    paths: list[str]  # the first 100
+    count: int
+
+
+class FoldersEvent(TypedDict):
+    folders: list[FolderReply]
+
+
+class ErrorEvent(TypedDict):
+    message: str
+
+
+# The models of an upgrade under way; a finished upgrade's event leaves them out.
+_UpgradeModels = TypedDict("_UpgradeModels", {"from": str, "to": str}, total=False)
+
+
+class UpgradeEvent(_UpgradeModels):
+    done: int
+    total: int
+    finished: bool
+
+
+class PublishEvent(Protocol):
+    """The event kinds and their data, declared once: what a publisher may send, which mypy
+    checks per kind (the daemon's EventBus.publish); the front ends read the same shapes."""
+
+    @overload
+    def __call__(self, kind: Literal[Event.HELLO], data: StatusReply) -> None: ...
+    @overload
+    def __call__(self, kind: Literal[Event.STATE], data: StateEvent) -> None: ...
+    @overload
+    def __call__(self, kind: Literal[Event.PROGRESS], data: ProgressReply) -> None: ...
+    @overload
+    def __call__(self, kind: Literal[Event.INDEXED], data: IndexedEvent) -> None: ...
+    @overload
+    def __call__(self, kind: Literal[Event.REMOVED], data: RemovedEvent) -> None: ...
+    @overload
+    def __call__(self, kind: Literal[Event.REPORT], data: ReportReply) -> None: ...
+    @overload
+    def __call__(self, kind: Literal[Event.FOLDERS], data: FoldersEvent) -> None: ...
+    @overload
+    def __call__(self, kind: Literal[Event.ERROR], data: ErrorEvent) -> None: ...
+    @overload
+    def __call__(self, kind: Literal[Event.UPGRADE], data: UpgradeEvent) -> None: ...
+    @overload
+    def __call__(self, kind: Literal[Event.PET], data: PetEvent) -> None: ...
+    @overload
+    def __call__(self, kind: Literal[Event.GROUP], data: GroupEvent) -> None: ...
+    @overload
+    def __call__(self, kind: Literal[Event.COMIC], data: ComicJobReply) -> None: ...

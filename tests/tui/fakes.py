@@ -223,6 +223,7 @@ class FakeStudioClient(FakeClient):
         self.pet_profiles: dict[str, dict] = {pet["name"]: pet for pet in pets or []}
         self.budget, self.spent = budget, spent
         self.calls: list[tuple[str, dict]] = []
+        self.comic_listings = 0  # calls of comics(): what the gallery knows without events
         self.pet_groups: dict[int, dict] = {}
         self._next = 0
 
@@ -285,7 +286,9 @@ class FakeStudioClient(FakeClient):
 
     async def comics(self) -> list[dict]:
         self._check()
-        return sorted(self.jobs.values(), key=lambda job: (job["created_at"], job["id"]), reverse=True)
+        self.comic_listings += 1
+        jobs = sorted(self.jobs.values(), key=lambda job: (job["created_at"], job["id"]), reverse=True)
+        return [dict(job) for job in jobs]  # records of their own, as over the socket
 
     async def comic(self, job_id) -> dict:
         self._check()

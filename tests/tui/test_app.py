@@ -73,6 +73,27 @@ async def test_pushed_events_update_the_status_bar_and_announce_new_photos():
         await wait_for(pilot, lambda: "disk full" in notes(app), what="the error notification")
 
 
+async def test_a_config_file_the_daemon_could_not_take_is_told_and_marked():
+    problem = "batch_size changed in /home/you/.config/petwatch/config.toml: restart the daemon to apply"
+    client = FakeClient(status=fake_status(config_problem=None))
+    app = make_app(client)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.connected and client.events_queue, what="connection")
+        assert "config" not in status_text(app)
+        client._status = fake_status(config_problem=problem)
+        await client.events_queue.put(("state", {"state": "idle"}))  # idle: one fresh /status
+        await wait_for(pilot, lambda: "⚠ config file" in status_text(app), what="the mark")
+        assert notes(app) == [problem]  # told once, with what to do...
+        await client.events_queue.put(("state", {"state": "idle"}))
+        await pilot.pause(0.2)
+        assert notes(app) == [problem]  # ... not again while it stays the same
+        await pilot.click("#status-config")  # the mark tells it again
+        await wait_for(pilot, lambda: notes(app) == [problem, problem], what="the note again")
+        client._status = fake_status(config_problem=None)  # fixed: the mark goes
+        await client.events_queue.put(("state", {"state": "idle"}))
+        await wait_for(pilot, lambda: "config" not in status_text(app), what="the mark gone")
+
+
 async def test_an_index_upgrade_shows_its_progress_and_its_end():
     client = FakeClient(status=fake_status(indexed=120))
     app = make_app(client)

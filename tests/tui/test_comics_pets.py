@@ -177,6 +177,30 @@ async def test_the_gallery_lists_comics_and_follows_new_ones():
         assert app.screen is screen and len(app.screen_stack) == 2
 
 
+async def test_a_comic_that_ends_under_another_screen_shows_on_return():
+    comics = [fake_comic("20260512-181502-3fa9c1", state="running", image=None)]
+    client = FakeStudioClient(comics=comics)
+    app = make_app(client)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("escape", "g")
+        gallery = app.screen
+        assert isinstance(gallery, ComicsScreen)
+        grid = gallery.grid
+        await wait_for(pilot, lambda: len(grid.hits) == 1 and gallery.loaded, what="the gallery")
+        assert grid.states[0] != "done"
+        await pilot.press("p")  # the pets list over the gallery
+        assert isinstance(app.screen, PetsScreen) and gallery in app.screen_stack
+        listed = client.comic_listings
+        await client.push_comic(comics[0]["id"], state="succeeded")
+        await pilot.pause(0.2)
+        await pilot.press("escape")
+        assert app.screen is gallery
+        await wait_for(pilot, lambda: grid.states[0] == "done", what="its picture")
+        assert grid.hits[0]["job"]["state"] == "succeeded" and "1 comic (1 succeeded)" in screen_text(app)
+        assert client.comic_listings == listed  # from the event, not a new listing
+
+
 async def test_pets_from_the_selection_album_marks_events_and_a_comic():
     client = FakeStudioClient()
     app = make_app(client)

@@ -9,6 +9,9 @@ from PIL import Image
 from rich.style import Style
 
 from petwatch import format
+from petwatch.protocol import Event
+from petwatch.tui import events
+from petwatch.tui.app import PetwatchApp
 from petwatch.tui.images import PHOTO_EXTENSIONS, ThumbnailCache, decode
 from petwatch.tui.widgets.path_input import complete_path
 from petwatch.tui.widgets.picture import half_block_strips
@@ -23,6 +26,15 @@ def test_format_helpers():
     assert format.taken(0) == "unknown" and format.taken(None) == "unknown"
     assert format.taken(1_600_000_000)[:4] == "2020"
     assert format.short_path("/a/very/long/path/cat.jpg", 10) == "…h/cat.jpg"
+
+
+def test_every_pushed_event_is_a_message_the_app_handles():
+    # hello is the stream's handshake (the reader takes it at once); every other kind becomes a
+    # message of its own, which the app handles (a kind without a handler would go unseen)
+    assert set(events.MESSAGES) == set(Event) - {Event.HELLO}
+    for kind, message in events.MESSAGES.items():
+        assert message.kind == kind and not message.bubble
+        assert hasattr(PetwatchApp, message.handler_name) or message in PetwatchApp._decorated_handlers
 
 
 def test_path_completion(tmp_path):

@@ -7,7 +7,7 @@ import threading
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from petwatch.protocol import Event
+from petwatch.protocol import Event, PublishEvent
 
 SUBSCRIBER_BACKLOG = 512
 
@@ -18,11 +18,14 @@ class EventBus:
         self._subscribers: set[asyncio.Queue[tuple[Event | None, Mapping[str, Any] | None]]] = set()
         self._lock = threading.Lock()
         self._closed = False
+        # Typed per kind by the protocol's table (an overload per kind), so mypy checks each
+        # call's data against its kind; _publish itself takes any.
+        self.publish: PublishEvent = self._publish
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def publish(self, kind: Event, data: Mapping[str, Any]) -> None:
+    def _publish(self, kind: Event, data: Mapping[str, Any]) -> None:
         """Thread-safe; never blocks the publisher."""
         loop = self._loop
         if loop is None or loop.is_closed():

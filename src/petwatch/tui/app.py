@@ -3,8 +3,9 @@
 State lives here and screens watch it: ``connected`` (None until the first try), the daemon's
 ``daemon_status`` (kept current by the daemon's pushed events, not by polling), the backfill
 ``progress``, and the ``selection`` (a list of paths that survives new searches). Comic jobs
-and pet profiles live in the daemon: their pushed events land in ``comic_event`` /
-``pet_event`` (screens watch them) and in ``comic_records``, the latest record of each job.
+and pet profiles live in the daemon: the reader turns each pushed event into a message
+(petwatch.tui.events) the app handles and passes on to the open screens that follow it; the
+latest record of each comic job stays in ``comic_records``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 from PIL import Image
-from textual import work
+from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.reactive import reactive
@@ -30,7 +31,7 @@ from petwatch import format
 from petwatch.client import AsyncDaemonClient, DaemonStarting
 from petwatch.errors import PetwatchError
 from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES, ComicJobReply, Event
-from petwatch.tui import images, launcher
+from petwatch.tui import events, images, launcher
 from petwatch.tui.commands import PetwatchCommands
 from petwatch.tui.widgets import picture
 
@@ -79,9 +80,6 @@ class PetwatchApp(App[int]):
     daemon_status: reactive[Mapping[str, Any]] = reactive(dict, always_update=True)
     progress: reactive[Mapping[str, Any] | None] = reactive(None, always_update=True)  # a ProgressReply
     selection_count: reactive[int] = reactive(0)
-    comic_event: reactive[ComicJobReply | None] = reactive(None, always_update=True)  # a job record, pushed
-    pet_event: reactive[Mapping[str, Any] | None] = reactive(None, always_update=True)  # {name, new, count}
-    group_event: reactive[Mapping[str, Any] | None] = reactive(None, always_update=True)  # {id, size, found}
 
     def __init__(
         self,
@@ -109,6 +107,7 @@ class PetwatchApp(App[int]):
         self.pet_names: list[str] = []  # as last seen (the palette offers "comic of <name>")
         self._pet_news = Burst(self, self._announce_pet_photos)
         self._announced_pets_found = False
+        self._config_problem_told: str | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -135,11 +134,11 @@ class PetwatchApp(App[int]):
         while True:
             try:
                 async for kind, data in self.client.events():
-                    if kind == Event.HELLO:
+                    if kind == Event.HELLO:  # the handshake: at once, before the events after it
                         attempt = 0
                         self._connected(data)
                     else:
-                        self.on_daemon_event(kind, data)
+                        self.post_message(events.MESSAGES[kind](data))
             except DaemonStarting:
                 self.daemon_starting = True  # the banner says so; we connect once it has loaded
                 attempt = 0  # and keep asking often: it is seconds away
@@ -159,56 +158,82 @@ class PetwatchApp(App[int]):
         if again:
             self.notify("connected to the daemon again", title="petwatch")
 
+    def watch_daemon_status(self, status: Mapping[str, Any]) -> None:
+        """A config file problem is told once when it appears (the status bar keeps a mark)."""
+        problem = status.get("config_problem")
+        if problem and problem != self._config_problem_told:
+            self.action_config_problem()
+        self._config_problem_told = problem
+
+    def action_config_problem(self) -> None:
+        if problem := self.daemon_status.get("config_problem"):
+            self.notify(problem, title="Config file not (all) applied", severity="warning", timeout=15)
+
     def _disconnected(self) -> None:
         if self.connected is not False:
             self.progress = None
             self.connected = False
 
-    def on_daemon_event(self, kind: Event, data: Mapping[str, Any]) -> None:
-        """One pushed event from the daemon (its kinds: petwatch.protocol.Event)."""
-        status = self.daemon_status
-        if kind == Event.STATE:
-            self.daemon_status = {**status, "state": data.get("state", "?")}
-            if data.get("state") == "idle":
-                self.progress = None
-                self.refresh_status()
-        elif kind == Event.PROGRESS:
-            self.progress = data
-            if status.get("state") != "indexing":
-                self.daemon_status = {**status, "state": "indexing"}
-        elif kind == Event.INDEXED:
-            self.daemon_status = {**status, "indexed": data.get("total", status.get("indexed", 0))}
-            self._photo_news.add(NEW_PHOTOS, int(data.get("count", 0)))
-        elif kind in (Event.REMOVED, Event.REPORT):
+    # --- the daemon's events, each a message (petwatch.tui.events) ---------------------------
+    def on_state_changed(self, message: events.StateChanged) -> None:
+        state = message.data.get("state", "?")
+        self.daemon_status = {**self.daemon_status, "state": state}
+        if state == "idle":
+            self.progress = None
             self.refresh_status()
-        elif kind == Event.FOLDERS:
-            self.daemon_status = {**status, "folders": data.get("folders", [])}
-        elif kind == Event.ERROR:
-            self.notify(str(data.get("message", data)), title="Daemon error", severity="error")
-        elif kind == Event.COMIC:
-            self._comic_changed(cast(ComicJobReply, data))  # a comic event's data is the job record
-        elif kind == Event.PET:
-            self._pet_changed(data)
-        elif kind == Event.GROUP:  # pets found for you: a new group, or one grew
-            self.group_event = data
-            if data.get("found") and not self._announced_pets_found:
-                self._announced_pets_found = True  # once: later groups show on the Pets found screen
-                self.notify(
-                    "I found a pet that comes back again and again in your photos: press p, "
-                    "then d, to see the pets found and name them",
-                    title="Pets found",
-                )
-        elif kind == Event.UPGRADE:  # an older index re-embedded with pet focus, a step at a time
-            finished = bool(data.get("finished"))
-            self.daemon_status = {**status, "upgrade": None if finished else data}
-            if finished:
-                self.notify(
-                    f"every photo now has a pet-focused vector ({data.get('total', 0):,} photos)",
-                    title="Index upgraded",
-                )
+
+    def on_progress(self, message: events.Progress) -> None:
+        self.progress = message.data
+        if self.daemon_status.get("state") != "indexing":
+            self.daemon_status = {**self.daemon_status, "state": "indexing"}
+
+    def on_indexed(self, message: events.Indexed) -> None:
+        status = self.daemon_status
+        self.daemon_status = {**status, "indexed": message.data.get("total", status.get("indexed", 0))}
+        self._photo_news.add(NEW_PHOTOS, message.data.get("count", 0))
+
+    @on(events.Removed)
+    @on(events.Reported)
+    def _index_changed(self) -> None:
+        self.refresh_status()
+
+    def on_folders_changed(self, message: events.FoldersChanged) -> None:
+        self.daemon_status = {**self.daemon_status, "folders": message.data.get("folders", [])}
+
+    def on_daemon_error(self, message: events.DaemonError) -> None:
+        self.notify(str(message.data.get("message", message.data)), title="Daemon error", severity="error")
+
+    def on_upgrade(self, message: events.Upgrade) -> None:
+        """An older index re-embedded with pet focus, a step at a time."""
+        data = message.data
+        finished = bool(data.get("finished"))
+        self.daemon_status = {**self.daemon_status, "upgrade": None if finished else data}
+        if finished:
+            self.notify(
+                f"every photo now has a pet-focused vector ({data.get('total', 0):,} photos)",
+                title="Index upgraded",
+            )
+
+    def on_group_changed(self, message: events.GroupChanged) -> None:
+        """Pets found for you: a new group, or one grew."""
+        self.tell_screens(message)
+        if message.data.get("found") and not self._announced_pets_found:
+            self._announced_pets_found = True  # once: later groups show on the Pets found screen
+            self.notify(
+                "I found a pet that comes back again and again in your photos: press p, "
+                "then d, to see the pets found and name them",
+                title="Pets found",
+            )
+
+    def tell_screens(self, message: events.DaemonEvent) -> None:
+        """Pass an event on to every open screen, those under the top one too: each is current
+        when shown again. A screen that does not follow the event's kind ignores it."""
+        for screen in self.screen_stack:
+            screen.post_message(message.copy())
 
     # --- comics and pets: pushed by the daemon ---------------------------------------------
-    def _comic_changed(self, job: ComicJobReply) -> None:
+    def on_comic_changed(self, message: events.ComicChanged) -> None:
+        job = message.data
         job_id = job.get("id")
         if not job_id:
             return
@@ -216,7 +241,7 @@ class PetwatchApp(App[int]):
         self.comic_records[job_id] = job
         while len(self.comic_records) > MAX_COMIC_RECORDS:
             self.comic_records.pop(next(iter(self.comic_records)))
-        self.comic_event = job
+        self.tell_screens(message)
         state = job.get("state")
         if job_id in self.my_comics and state in COMIC_FINAL_STATES:
             self.my_comics.discard(job_id)
@@ -234,14 +259,14 @@ class PetwatchApp(App[int]):
                     timeout=10,
                 )
 
-    def _pet_changed(self, data: Mapping[str, Any]) -> None:
-        name = data.get("name")
+    def on_pet_photos(self, message: events.PetPhotos) -> None:
+        name = message.data.get("name")
         if not name:
             return
         if name not in self.pet_names:
             self.pet_names.append(name)
-        self.pet_event = data
-        self._pet_news.add(name, len(data.get("new") or []))
+        self.tell_screens(message)
+        self._pet_news.add(name, len(message.data.get("new") or []))
 
     def _announce_pet_photos(self, counts: dict[str, int]) -> None:
         for name, count in counts.items():

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import httpx
 from PIL import Image
@@ -25,20 +25,18 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Grid, Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Label, ProgressBar, Select, Static, TextArea
 
 from petwatch import format
 from petwatch.errors import PetwatchError
 from petwatch.protocol import COMIC_FINAL_STATES, MAX_REFERENCES, QUEUED, RUNNING, SUCCEEDED, ComicEstimateReply
 from petwatch.tui import images
+from petwatch.tui.events import ComicChanged
 from petwatch.tui.images import TILE_SIZE
+from petwatch.tui.screens.base import PetwatchScreen
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.picture import HalfBlockPicture, Picture
 from petwatch.tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from petwatch.tui.app import PetwatchApp
 
 # The daemon's choices (petwatch.comics; a test keeps them equal): the TUI imports no comics
 # module (it pulls in the OpenAI SDK).
@@ -66,7 +64,7 @@ def mode_of(job: Mapping[str, Any] | None) -> str:
     return FOLLOW
 
 
-class ComicScreen(Screen):
+class ComicScreen(PetwatchScreen):
     """``paths``: the reference photos (the selection; at most 16 are used). ``job``: a job
     record to show instead of a new comic (from the gallery). ``edit``: put the keyboard in the
     prompt at once (to refine or retry)."""
@@ -98,10 +96,6 @@ class ComicScreen(Screen):
         self.message = ""
         self.sending = False
         self.missing_thumbnails = 0
-
-    @property
-    def petwatch(self) -> PetwatchApp:
-        return cast("PetwatchApp", self.app)
 
     @property
     def job_id(self) -> str | None:
@@ -154,7 +148,6 @@ class ComicScreen(Screen):
         return self.query_one("#comic-prompt", TextArea)
 
     def on_mount(self) -> None:
-        self.watch(self.petwatch, "comic_event", self._comic_event, init=False)
         self.watch(self.petwatch, "connected", self._connection_changed, init=False)
         if self.job is not None:
             self.job = self._newest(self.job)
@@ -300,8 +293,9 @@ class ComicScreen(Screen):
             return seen
         return job
 
-    def _comic_event(self, job: Mapping[str, Any] | None) -> None:
-        if job and self.job and job.get("id") == self.job["id"]:
+    def on_comic_changed(self, message: ComicChanged) -> None:
+        job = message.data
+        if self.job and job["id"] == self.job["id"]:
             self.follow(job)
 
     def follow(self, job: Mapping[str, Any]) -> None:

@@ -9,26 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from PIL import Image
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from petwatch import format
 from petwatch.errors import PetwatchError
+from petwatch.tui.events import ComicChanged
 from petwatch.tui.images import TILE_SIZE
+from petwatch.tui.screens.base import PetwatchScreen
 from petwatch.tui.screens.comic import STATE_RANK
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.results import MOVE_BINDINGS, ResultsGrid, Tile
 from petwatch.tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from petwatch.tui.app import PetwatchApp
 
 STATE_MARKS = {"succeeded": "✓", "failed": "✕", "cancelled": "–", "running": "◐", "queued": "…"}
 
@@ -67,7 +65,7 @@ class ComicGrid(ResultsGrid, inherit_bindings=False):
         return await self.petwatch.load_comic_thumbnail(job["id"], TILE_SIZE)
 
 
-class ComicsScreen(Screen):
+class ComicsScreen(PetwatchScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("r", "refine", "Refine / retry"),
@@ -80,10 +78,6 @@ class ComicsScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.loaded = False
-
-    @property
-    def petwatch(self) -> PetwatchApp:
-        return cast("PetwatchApp", self.app)
 
     @property
     def grid(self) -> ComicGrid:
@@ -109,7 +103,6 @@ class ComicsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.watch(self.petwatch, "comic_event", self._comic_event, init=False)
         self.watch(self.petwatch, "connected", self._connection_changed, init=False)
         self.load()
 
@@ -156,8 +149,12 @@ class ComicsScreen(Screen):
         )
         self._details()
 
-    def _comic_event(self, job: Mapping[str, Any] | None) -> None:
-        if not job or not self.loaded:
+    def on_comic_changed(self, message: ComicChanged) -> None:
+        self._show_job(message.data)
+
+    def _show_job(self, job: Mapping[str, Any]) -> None:
+        """A job's newer record: its tile, or a new tile first."""
+        if not self.loaded:
             return
         grid = self.grid
         for index, hit in enumerate(grid.hits):
@@ -243,7 +240,7 @@ class ComicsScreen(Screen):
         except PetwatchError as error:
             self.notify(str(error), title="Not cancelled", severity="error")
             return
-        self._comic_event(job)
+        self._show_job(job)
 
     def action_open_external(self) -> None:
         job = self.current

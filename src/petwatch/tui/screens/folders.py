@@ -4,40 +4,33 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.coordinate import Coordinate
-from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
 from petwatch import format
 from petwatch.errors import PetwatchError
+from petwatch.tui.screens.base import PetwatchScreen
 from petwatch.tui.screens.confirm import ConfirmScreen
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.path_input import PathInput
 from petwatch.tui.widgets.status_bar import StatusBar
 
-if TYPE_CHECKING:
-    from petwatch.tui.app import PetwatchApp
-
 MODES = {"events": "events (inotify)", "polling": "polling", "offline": "offline (missing)"}
 
 
-class FoldersScreen(Screen):
+class FoldersScreen(PetwatchScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("a", "focus_add", "Add folder"),
         Binding("delete,x", "remove", "Remove folder"),
         Binding("r", "app.rescan", "Rescan"),
     ]
-
-    @property
-    def petwatch(self) -> PetwatchApp:
-        return cast("PetwatchApp", self.app)
 
     def compose(self) -> ComposeResult:
         yield ConnectionBanner()

@@ -15,7 +15,7 @@ EXTRA_KEYS = [
     ("Query path input", "letters", "Type (q too): esc leaves the field, ctrl+q quits"),
     ("Everywhere", "ctrl+p", "Command palette: every action by name"),
     ("Results grid", "mouse", "Click to move, double-click to open"),
-    ("Status bar", "mouse", "Click the failures or the selection count to list them"),
+    ("Status bar", "mouse", "Click the failures or the selection count to list them, ⚠ config to tell it again"),
     ("Comic", "tab", "Between the prompt, the options and the buttons"),
     ("Comics gallery", "arrows / enter", "Move; open the comic large"),
     ("Pets", "enter", "Open the pet's album"),

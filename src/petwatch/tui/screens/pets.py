@@ -10,26 +10,25 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
 from petwatch import format
 from petwatch.errors import PetwatchError
 from petwatch.protocol import PetReply
+from petwatch.tui.events import PetPhotos
+from petwatch.tui.screens.base import GridScreen, PetwatchScreen
 from petwatch.tui.screens.confirm import ConfirmScreen
 from petwatch.tui.widgets.banner import ConnectionBanner
-from petwatch.tui.widgets.results import ResultsGrid, Tile, hit_line
+from petwatch.tui.widgets.results import ResultsGrid
 from petwatch.tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from petwatch.tui.app import PetwatchApp
 
 MAX_NAME = 64  # petwatch.pets.MAX_NAME (a test keeps them equal); the daemon checks names too
 BAD_NAME_CHARACTERS = ("/", "\\")
@@ -102,7 +101,7 @@ UNSHOWN_APP_KEYS = [
 ]
 
 
-class PetsScreen(Screen):
+class PetsScreen(PetwatchScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         # Short labels: the app's keys (quit, help, folders, selection, palette) share the footer.
@@ -118,10 +117,6 @@ class PetsScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.pets: list[PetReply] = []
-
-    @property
-    def petwatch(self) -> PetwatchApp:
-        return cast("PetwatchApp", self.app)
 
     def compose(self) -> ComposeResult:
         yield ConnectionBanner()
@@ -147,14 +142,13 @@ class PetsScreen(Screen):
         table.add_column("confirmed", key="confirmed")
         table.add_column("not my pet", key="rejected")
         table.add_column("since", key="created")
-        self.watch(self.petwatch, "pet_event", self._pet_event, init=False)
         self.watch(self.petwatch, "connected", self._connection_changed, init=False)
         table.focus()
 
     def on_screen_resume(self) -> None:
         self.load()  # on show, and back from an album: marks may have changed the counts
 
-    def _pet_event(self, _data: Mapping[str, Any] | None) -> None:
+    def on_pet_photos(self, _message: PetPhotos) -> None:
         self.load()
 
     def _connection_changed(self, connected: bool | None) -> None:
@@ -273,7 +267,7 @@ class PetsScreen(Screen):
         return name
 
 
-class PetAlbumScreen(Screen):
+class PetAlbumScreen(GridScreen):
     """One pet's album in the results grid: preview, select, teach the profile."""
 
     BINDINGS = [
@@ -290,14 +284,6 @@ class PetAlbumScreen(Screen):
         self.name_of_pet = name
         self.summary: Mapping[str, Any] = {}  # the PetAlbumReply on show
 
-    @property
-    def petwatch(self) -> PetwatchApp:
-        return cast("PetwatchApp", self.app)
-
-    @property
-    def grid(self) -> ResultsGrid:
-        return self.query_one(ResultsGrid)
-
     def compose(self) -> ComposeResult:
         yield ConnectionBanner()
         with Horizontal(id="results-header"):
@@ -309,11 +295,10 @@ class PetAlbumScreen(Screen):
         yield Footer(compact=True)  # with the grid's keys, the pet's own fit in 120 columns
 
     def on_mount(self) -> None:
-        self.watch(self.petwatch, "pet_event", self._pet_event, init=False)
         self.load()
 
-    def _pet_event(self, data: Mapping[str, Any] | None) -> None:
-        if data and data.get("name") == self.name_of_pet:
+    def on_pet_photos(self, message: PetPhotos) -> None:
+        if message.data["name"] == self.name_of_pet:
             self.load()
 
     @work(exclusive=True, group="album")
@@ -344,26 +329,6 @@ class PetAlbumScreen(Screen):
             )
         elif self.app.screen is self and not grid.has_focus:
             grid.focus()
-
-    # --- the grid's messages ---------------------------------------------------------------
-    @on(ResultsGrid.Highlighted)
-    def _highlighted(self, event: ResultsGrid.Highlighted) -> None:
-        text = "" if event.hit is None else hit_line(event.index, len(self.grid.hits), event.hit)
-        self.query_one("#hit-info", Static).update(text)
-
-    @on(ResultsGrid.Open)
-    def _open(self, event: ResultsGrid.Open) -> None:
-        from petwatch.tui.screens.preview import browse
-
-        browse(self, self.grid, event.index, self._search_from_hit)
-
-    @on(ResultsGrid.SearchFrom)
-    def _search_from(self, event: ResultsGrid.SearchFrom) -> None:
-        self._search_from_hit(event.hit)
-
-    def _search_from_hit(self, hit: Tile) -> None:
-        if screen := self.petwatch._search_screen():
-            screen.search_from_hit(hit)
 
     # --- actions -------------------------------------------------------------------------
     def action_back(self) -> None:

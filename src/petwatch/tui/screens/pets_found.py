@@ -6,25 +6,23 @@ x takes a photo out of it. Pushed ``group`` events refresh the list as groups ap
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from petwatch import format
 from petwatch.errors import PetwatchError
 from petwatch.protocol import GroupReply
+from petwatch.tui.events import GroupChanged
+from petwatch.tui.screens.base import PetwatchScreen
 from petwatch.tui.screens.pets import PetNameScreen, _escape
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.results import ResultsGrid
 from petwatch.tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from petwatch.tui.app import PetwatchApp
 
 NONE_FOUND = (
     "No pets found yet. A pet appears here once it shows up in at least 3 photos from "
@@ -39,11 +37,7 @@ def describe(group: GroupReply) -> str:
     )
 
 
-class _GroupScreen(Screen):
-    @property
-    def petwatch(self) -> PetwatchApp:
-        return cast("PetwatchApp", self.app)
-
+class _GroupScreen(PetwatchScreen):
     @property
     def grid(self) -> ResultsGrid:
         return self.query_one(ResultsGrid)
@@ -77,10 +71,9 @@ class PetsFoundScreen(_GroupScreen):
         self.marked: int | None = None  # the group a second m merges into
 
     def on_mount(self) -> None:
-        self.watch(self.petwatch, "group_event", self._group_event, init=False)
         self.load()
 
-    def _group_event(self, _data: object) -> None:
+    def on_group_changed(self, _message: GroupChanged) -> None:
         self.load()
 
     @work(exclusive=True, group="found")

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, cast
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
 
 from petwatch import format
 from petwatch.errors import PetwatchError
 from petwatch.protocol import DEFAULT_MIN_SCORE, DEFAULT_TOP_K, MAX_TOP_K, PET_SPECIES
+from petwatch.tui.screens.base import GridScreen
 from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.path_input import PathInput
-from petwatch.tui.widgets.results import ResultsGrid, Tile, hit_line
+from petwatch.tui.widgets.results import ResultsGrid, Tile
 from petwatch.tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from petwatch.tui.app import PetwatchApp
 
 # The fields start at the daemon's defaults, and every search sends its top-k and minimum score
 # (never None for "the daemon's settings"): the screen pages with top_k (offset + page stays
@@ -42,7 +38,7 @@ EMPTY_TEXT = "\n\n".join(
 )
 
 
-class SearchScreen(Screen):
+class SearchScreen(GridScreen):
     BINDINGS = [
         Binding("slash", "focus_query", "Query"),
         Binding("b", "browse", "Browse"),
@@ -55,10 +51,6 @@ class SearchScreen(Screen):
         super().__init__()
         self.last_query: dict | None = None  # {"path", "by_photo", "top_k", "min_score"}
         self.exhausted = False
-
-    @property
-    def petwatch(self) -> PetwatchApp:
-        return cast("PetwatchApp", self.app)
 
     def compose(self) -> ComposeResult:
         yield ConnectionBanner()
@@ -112,10 +104,6 @@ class SearchScreen(Screen):
             self.set_focus(None)
         elif connected and self.focused is None and self.app.screen is self and not self.grid.hits:
             query.focus()
-
-    @property
-    def grid(self) -> ResultsGrid:
-        return self.query_one(ResultsGrid)
 
     # --- actions -------------------------------------------------------------------------
     def action_focus_query(self) -> None:
@@ -264,19 +252,3 @@ class SearchScreen(Screen):
             self.notify("no more hits above the minimum score")
         if offset == 0 and grid.hits:
             grid.focus()
-
-    # --- the grid's messages -----------------------------------------------------------------
-    @on(ResultsGrid.Highlighted)
-    def _highlighted(self, event: ResultsGrid.Highlighted) -> None:
-        text = "" if event.hit is None else hit_line(event.index, len(self.grid.hits), event.hit)
-        self.query_one("#hit-info", Static).update(text)
-
-    @on(ResultsGrid.Open)
-    def _open(self, event: ResultsGrid.Open) -> None:
-        from petwatch.tui.screens.preview import browse
-
-        browse(self, self.grid, event.index, self.search_from_hit)
-
-    @on(ResultsGrid.SearchFrom)
-    def _search_from(self, event: ResultsGrid.SearchFrom) -> None:
-        self.search_from_hit(event.hit)

@@ -1,4 +1,5 @@
-"""The bottom status line: daemon state, photos, queue, backfill progress, failures, selection."""
+"""The bottom status line: daemon state, photos, queue, backfill progress, failures, a config
+file the daemon could not take, selection."""
 
 from __future__ import annotations
 
@@ -39,10 +40,20 @@ class StatusBar(Horizontal):
         self._bar = ProgressBar(total=None, show_eta=False, id="status-progress")
         self._rate = StatusItem("", id="status-rate")
         self._failures = StatusItem("", id="status-failures", action="app.failures")
+        self._config = StatusItem("⚠ config file", id="status-config", action="app.config_problem")
         self._selection = StatusItem("", id="status-selection", action="app.show_selection")
 
     def compose(self) -> ComposeResult:
-        yield from (self._state, self._indexed, self._queue, self._bar, self._rate, self._failures, self._selection)
+        yield from (
+            self._state,
+            self._indexed,
+            self._queue,
+            self._bar,
+            self._rate,
+            self._failures,
+            self._config,
+            self._selection,
+        )
 
     @property
     def petwatch(self) -> PetwatchApp:
@@ -97,6 +108,7 @@ class StatusBar(Horizontal):
         failures = self._failures
         failures.update(f"⚠ {format.count(failed)} failed" if failed else "")
         failures.display = bool(failed)
+        self._config.display = bool(known and status.get("config_problem"))
         selection = self._selection
         selection.update(f"★ {format.count(app.selection_count)} selected" if app.selection_count else "")
         selection.display = bool(app.selection_count)
