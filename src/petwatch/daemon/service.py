@@ -96,8 +96,8 @@ class Daemon:
         comics = ComicJobs(settings, self.bus)  # comic jobs: their own worker thread
         self.library = library or Library(settings)
         pets = Pets(self.library, locations.state_db())
-        # What happens to the library, each feature hears, in this order (daemon/features.py);
-        # api.create_app serves their routes. A plug-in is added before start() and create_app.
+        # Each feature hears what happens to the library, in this order (daemon/features.py), and
+        # api.create_app serves its routes: one more is appended before create_app and start().
         # Stacks are the Library's own, kept current with or without a daemon (a search from the
         # CLI shows a burst once too): the daemon only serves them.
         self.features: list[Feature] = [
