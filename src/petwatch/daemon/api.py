@@ -4,9 +4,10 @@ One error shape everywhere: ``{"error": "one line the user can act on"}``. Reque
 validated by pydantic models; bodies over MAX_BODY_BYTES are refused before they are read
 into memory; only the daemon's own user may connect (SO_PEERCRED).
 
-This module assembles the app (errors, limits, /status, /events); each feature's routes are
-in a module of its own: ``library_routes`` (index, search, folders, photos), ``pet_routes``,
-``discovery_routes``, ``comic_routes``, ``stack_routes``.
+This module assembles the app (errors, limits, /status, /events); the library's routes (index,
+search, folders, photos) are ``library_routes``, and each of the daemon's features
+(``Daemon.features``) brings its own (``pet_routes``, ``discovery_routes``, ``comic_routes``,
+``stack_routes``).
 """
 
 from __future__ import annotations
@@ -24,14 +25,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from petwatch import endpoints
-from petwatch.daemon.comic_routes import router as comics_router
-from petwatch.daemon.discovery_routes import router as discovery_router
 from petwatch.daemon.library_routes import router as library_router
-from petwatch.daemon.pet_routes import router as pets_router
 from petwatch.daemon.routing import route
 from petwatch.daemon.run import peer_uid
 from petwatch.daemon.service import Daemon
-from petwatch.daemon.stack_routes import router as stacks_router
 from petwatch.errors import PetwatchError
 from petwatch.protocol import (
     Event,
@@ -142,10 +139,8 @@ def create_app(daemon: Daemon) -> BodyLimit:
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     app.include_router(library_router(daemon))
-    app.include_router(stacks_router(daemon.library))
-    app.include_router(comics_router(daemon.comics))
-    app.include_router(pets_router(daemon.pets))
-    app.include_router(discovery_router(daemon.discovery, daemon.pets))
+    for feature in daemon.features:
+        app.include_router(feature.routes())
     return BodyLimit(app)
 
 

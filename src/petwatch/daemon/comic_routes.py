@@ -1,8 +1,8 @@
 """The comics part of the socket API: ``petwatch comic ...`` and the TUI's comic screens.
 
-The daemon owns the jobs (``Daemon.comics``, a ``petwatch.daemon.comic_jobs.ComicJobs``); every
-change of a job is pushed as a ``comic`` event whose data is the job record.
-``api.create_app`` includes ``router(daemon.comics)``. Errors are PetwatchError, which the
+The daemon's ``ComicsFeature`` holds the jobs (a ``petwatch.daemon.comic_jobs.ComicJobs``, with
+its own worker thread); every change of a job is pushed as a ``comic`` event whose data is the
+job record. ``api.create_app`` includes its ``routes()``. Errors are PetwatchError, which the
 app turns into ``{"error": ...}``.
 
     POST /comics                  {"photos", "prompt", "size"?, "quality"?, "parent"?}: queue one
@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from petwatch import endpoints
 from petwatch.comics import QUALITIES, SIZES
 from petwatch.daemon.comic_jobs import ComicJobs
+from petwatch.daemon.features import Feature
 from petwatch.daemon.routing import route
 from petwatch.protocol import MAX_REFERENCES, ComicEstimateReply, ComicJobReply, ComicShowReply, PhotoPath
 
@@ -114,3 +115,19 @@ def router(jobs: ComicJobs) -> APIRouter:
         return Response(jobs.image(job_id), media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     return routes
+
+
+class ComicsFeature(Feature):
+    """Comics in the daemon: the jobs' worker runs while the daemon does."""
+
+    def __init__(self, jobs: ComicJobs) -> None:
+        self.jobs = jobs
+
+    def routes(self) -> APIRouter:
+        return router(self.jobs)
+
+    def start(self) -> None:
+        self.jobs.start()
+
+    def stopping(self) -> None:
+        self.jobs.stop()  # a request in flight is abandoned: the next start says so

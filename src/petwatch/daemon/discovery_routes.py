@@ -1,7 +1,8 @@
 """The "pets found" part of the socket API: ``petwatch pets discover``, the TUI's Pets found.
 
-The daemon owns the groups (``Daemon.discovery``, a ``petwatch.discovery.Discovery``); it
-publishes a ``group`` event (``{"id", "size", "found"}``: found = a new group, else it grew).
+The daemon's ``DiscoveryFeature`` holds the groups (a ``petwatch.discovery.Discovery``): a
+stored pet photo joins its group, a walk that changed the library clusters again; it publishes
+a ``group`` event (``{"id", "size", "found"}``: found = a new group, else it grew).
 
     GET    /groups                every group that recurs, biggest first (?all=1: dismissed, named)
     GET    /groups/why            why no group shows: pet photos, close pairs, the rule
@@ -19,11 +20,14 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from petwatch import endpoints
+from petwatch.daemon.features import Feature
 from petwatch.daemon.pet_routes import MAX_PHOTOS
 from petwatch.daemon.routing import route
 from petwatch.discovery import Discovery
+from petwatch.index import IndexReport
 from petwatch.pets import MAX_NAME, Pets
 from petwatch.protocol import DiscoveryWhyReply, GroupReply, PetReply, PhotoPath
+from petwatch.store import PhotoRow
 
 
 class _Strict(BaseModel):
@@ -86,3 +90,27 @@ def router(discovery: Discovery, pets: Pets) -> APIRouter:
         return discovery.move_out(gid, request.paths)
 
     return routes
+
+
+class DiscoveryFeature(Feature):
+    """Pets found for you in the daemon: groups kept current as photos arrive and walks end.
+    Naming a group makes a pet profile, so it knows the profiles too."""
+
+    def __init__(self, discovery: Discovery, pets: Pets) -> None:
+        self.discovery, self.pets = discovery, pets
+
+    def routes(self) -> APIRouter:
+        return router(self.discovery, self.pets)
+
+    def stored(self, rows: list[PhotoRow]) -> None:
+        self.discovery.on_stored(rows)  # a new pet photo joins its group of pets found
+
+    def walked(self, report: IndexReport) -> None:
+        if report.indexed or report.reused or report.removed or self.discovery.last_refresh_s is None:
+            self.discovery.refresh_soon()  # on its own thread: indexing goes on
+
+    def upgraded(self) -> None:
+        self.discovery.drop_cache()  # the older index's vectors: read again, cluster again
+
+    def close(self) -> None:
+        self.discovery.close()  # waits for a clustering under way: it reads the library

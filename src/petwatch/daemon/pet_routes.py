@@ -1,9 +1,9 @@
 """The pet-profile part of the socket API: ``petwatch pets ...`` and the TUI's pet screens.
 
-The daemon owns the profiles (``Daemon.pets``, a ``petwatch.pets.Pets`` in the state
-SQLite); its stored-photos callback matches each newly indexed photo against them and
-publishes a ``pet`` event (``{"name": ..., "new": [paths], "count": album size}``) when a
-photo joins an album. ``api.create_app`` includes ``router(daemon.pets)``.
+The daemon's ``PetsFeature`` holds the profiles (a ``petwatch.pets.Pets`` in the state SQLite):
+it matches each newly stored photo against them and publishes a ``pet`` event
+(``{"name": ..., "new": [paths], "count": album size}``) when a photo joins an album.
+``api.create_app`` includes its ``routes()``.
 
     GET    /pets                      every profile's summary
     POST   /pets                      {"name", "photos"}: create, or add examples
@@ -19,9 +19,12 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from petwatch import endpoints
+from petwatch.daemon.events import EventBus
+from petwatch.daemon.features import Feature
 from petwatch.daemon.routing import route
 from petwatch.pets import MAX_NAME, NOT, YES, Pets
-from petwatch.protocol import PetAlbumReply, PetPathsReply, PetRemovedReply, PetReply, PhotoPath
+from petwatch.protocol import Event, PetAlbumReply, PetPathsReply, PetRemovedReply, PetReply, PhotoPath
+from petwatch.store import PhotoRow
 
 MAX_PHOTOS = 1000  # photos in one add or mark request
 MAX_ALBUM_PAGE = 100_000
@@ -84,3 +87,20 @@ def router(pets: Pets) -> APIRouter:
         return pets.remove(name)
 
     return routes
+
+
+class PetsFeature(Feature):
+    """Pet profiles in the daemon: a stored photo of a pet joins its album, announced."""
+
+    def __init__(self, pets: Pets, bus: EventBus) -> None:
+        self.pets, self.bus = pets, bus
+
+    def routes(self) -> APIRouter:
+        return router(self.pets)
+
+    def stored(self, rows: list[PhotoRow]) -> None:
+        for event in self.pets.on_stored(rows):  # a new photo of a pet joins its album
+            self.bus.publish(Event.PET, event)
+
+    def upgraded(self) -> None:
+        self.pets.drop_cache()  # vectors and thresholds of the older index are stale now

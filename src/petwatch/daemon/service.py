@@ -22,8 +22,13 @@ from dataclasses import dataclass, field
 from petwatch import __version__, locations, photos
 from petwatch import settings as settings_module
 from petwatch.daemon.comic_jobs import ComicJobs
+from petwatch.daemon.comic_routes import ComicsFeature
 from petwatch.daemon.config_watch import ConfigWatch
+from petwatch.daemon.discovery_routes import DiscoveryFeature
 from petwatch.daemon.events import EventBus
+from petwatch.daemon.features import Feature
+from petwatch.daemon.pet_routes import PetsFeature
+from petwatch.daemon.stack_routes import StacksFeature
 from petwatch.discovery import Discovery
 from petwatch.errors import PetwatchError
 from petwatch.index import IndexReport
@@ -88,11 +93,19 @@ class Daemon:
         self.settings = settings
         self.started = time.monotonic()
         self.bus = EventBus()
-        self.comics = ComicJobs(settings, self.bus)  # comic jobs: their own worker thread
+        comics = ComicJobs(settings, self.bus)  # comic jobs: their own worker thread
         self.library = library or Library(settings)
-        self.pets = Pets(self.library, locations.state_db())  # pet profiles (daemon/pet_routes.py)
-        # pets found for you (daemon/discovery_routes.py): clustered after each walk that added photos
-        self.discovery = Discovery(self.library, locations.state_db(), self.bus.publish)
+        pets = Pets(self.library, locations.state_db())
+        # Each feature hears what happens to the library, in this order (daemon/features.py), and
+        # api.create_app serves its routes: one more is appended before create_app and start().
+        # Stacks are the Library's own, kept current with or without a daemon (a search from the
+        # CLI shows a burst once too): the daemon only serves them.
+        self.features: list[Feature] = [
+            PetsFeature(pets, self.bus),
+            DiscoveryFeature(Discovery(self.library, locations.state_db(), self.bus.publish), pets),
+            ComicsFeature(comics),
+            StacksFeature(self.library),
+        ]
         self.library.listen(stored=self._on_stored, removed=self._on_removed)
         self.folders: list[str] = [str(f) for f in settings.folders]
         self._tasks: queue.Queue[_Task] = queue.Queue()
@@ -119,14 +132,16 @@ class Daemon:
             self._watch(folder)
         self._worker.start()
         self._clock.start()
-        self.comics.start()
+        for feature in self.features:
+            feature.start()
         self.request_reconcile()
 
     def stop(self) -> None:
         """Finish the batch in flight, drop the rest (the next start's walk picks it up)."""
         self._stopping.set()
         self.watcher.stop()
-        self.comics.stop()
+        for feature in self.features:
+            feature.stopping()  # comics: their worker stops taking jobs
         if self._worker.is_alive():
             self._worker.join(timeout=20)
         while True:  # requests still waiting get an answer instead of hanging
@@ -138,7 +153,8 @@ class Daemon:
                 task.done.set_exception(
                     PetwatchError("the daemon stopped before this was done; start it again and it resumes")
                 )
-        self.discovery.close()  # waits for a clustering under way: it reads the library
+        for feature in self.features:
+            feature.close()  # discovery waits for a clustering under way: it reads the library
         if not self._worker.is_alive():
             self.library.close()
 
@@ -377,8 +393,8 @@ class Daemon:
             report = self._walk(folders)
             self._last_walk = time.monotonic()
             self._upgrade_paused = False
-            if report.indexed or report.reused or report.removed or self.discovery.last_refresh_s is None:
-                self.discovery.refresh_soon()  # on its own thread: indexing goes on
+            for feature in self.features:
+                feature.walked(report)  # discovery clusters again, on its own thread
             self._finish(report, task)
         elif task.kind == "files":
             paths = list(dict.fromkeys(p for p in task.paths if self._watched(p)))
@@ -455,8 +471,8 @@ class Daemon:
             report = self.library.upgrade_step(should_stop=self._stopping.is_set)
             after = self.library.upgrade_status()
             if after is None:
-                self.pets.drop_cache()  # vectors and thresholds of the older index are stale now
-                self.discovery.drop_cache()
+                for feature in self.features:
+                    feature.upgraded()  # what they kept of the older index is stale now
                 self.bus.publish(
                     Event.UPGRADE,
                     {
@@ -515,6 +531,8 @@ class Daemon:
 
     def _on_removed(self, paths: list[str]) -> None:
         self.bus.publish(Event.REMOVED, {"paths": paths[:100], "count": len(paths)})
+        for feature in self.features:
+            feature.removed(paths)
 
     def _on_progress(self, done: int, total: int, current: str) -> None:
         if self.progress is None:
@@ -525,9 +543,8 @@ class Daemon:
     def _on_stored(self, rows: list[PhotoRow]) -> None:
         paths = [row.path for row in rows if row.view == 0]
         self.bus.publish(Event.INDEXED, {"paths": paths[:100], "count": len(paths), "total": self.library.photo_count})
-        for event in self.pets.on_stored(rows):  # a new photo of a pet joins its album
-            self.bus.publish(Event.PET, event)
-        self.discovery.on_stored(rows)  # ... or its group of pets found
+        for feature in self.features:
+            feature.stored(rows)  # a new photo of a pet joins its album, or its group of pets found
 
     def _finish(self, report: IndexReport, task: _Task) -> None:
         for path, reason in report.skipped.items():
