@@ -65,8 +65,22 @@ def photo_record(**values: Any) -> PhotoRecord:
     return cast(PhotoRecord, {name: values.get(name, stored.default) for name, stored in RECORD.items()})
 
 
+class _OfAPhoto:
+    """A row's or hit's identity: its photo's path and content hash (the rest: ``photo[...]``)."""
+
+    photo: PhotoRecord
+
+    @property
+    def path(self) -> str:
+        return self.photo["path"]
+
+    @property
+    def content_hash(self) -> str:
+        return self.photo["content_hash"]
+
+
 @dataclass
-class PhotoRow:
+class PhotoRow(_OfAPhoto):
     """One stored row: a photo's record and the vector of one of its views."""
 
     photo: PhotoRecord
@@ -76,28 +90,14 @@ class PhotoRow:
     # None for a copy of bytes already known (its look is known by content hash).
     look: Look | None = field(default=None, repr=False, compare=False)
 
-    @property
-    def path(self) -> str:
-        return self.photo["path"]
-
-    @property
-    def content_hash(self) -> str:
-        return self.photo["content_hash"]
-
 
 @dataclass
-class Hit:
+class Hit(_OfAPhoto):
+    """A search hit: a photo's record, its score and the view that matched."""
+
     photo: PhotoRecord
     score: float  # cosine similarity
     view: int = WHOLE_IMAGE
-
-    @property
-    def path(self) -> str:
-        return self.photo["path"]
-
-    @property
-    def content_hash(self) -> str:
-        return self.photo["content_hash"]
 
 
 @dataclass(frozen=True)
