@@ -86,19 +86,20 @@ class PetwatchStore:
         self.store = Store(str(directory / "milvus.db"), "photos", f"bench-random/{dim}", dim)
 
     def insert(self, start: int, vectors) -> None:
-        from petwatch.store import PhotoRow
+        from petwatch.store import PhotoRow, photo_record
 
         now = int(time.time())
         rows = [
             PhotoRow(
-                path=fake_path(start + i),
-                content_hash=f"{start + i:032x}",
-                size=3_000_000,
-                mtime_ns=now * 10**9,
-                width=4000,
-                height=3000,
-                taken_at=0,
-                indexed_at=now,
+                photo_record(
+                    path=fake_path(start + i),
+                    content_hash=f"{start + i:032x}",
+                    size=3_000_000,
+                    mtime_ns=now * 10**9,
+                    width=4000,
+                    height=3000,
+                    indexed_at=now,
+                ),
                 vector=v,
             )
             for i, v in enumerate(vectors)

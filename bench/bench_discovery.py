@@ -131,7 +131,7 @@ def synthetic(count: int, dim: int, rng) -> tuple[np.ndarray, list[int]]:
 def timing(count: int, dim: int) -> dict:
     """Full clustering of ``count`` pet photos, then 100 new photos through Discovery.on_stored."""
     from petwatch import discovery
-    from petwatch.store import PhotoRow
+    from petwatch.store import PhotoRow, photo_record
 
     rng = np.random.default_rng(count)
     vectors, _ = synthetic(count + 100, dim, rng)
@@ -155,19 +155,17 @@ def timing(count: int, dim: int) -> dict:
             return None  # room on the disk: groups are written
 
     def row(i: int) -> PhotoRow:
-        return PhotoRow(
+        photo = photo_record(
             path=f"/p/{i}.jpg",
             content_hash=f"{i:016x}",
             size=1,
             mtime_ns=i * 86_400 * 10**9,
             width=1,
             height=1,
-            taken_at=0,
-            indexed_at=0,
-            vector=vectors[i],
             species="dog",
             label="beagle",
         )
+        return PhotoRow(photo, vector=vectors[i])
 
     with tempfile.TemporaryDirectory() as folder:
         found = discovery.Discovery(Library([row(i) for i in range(count)]), Path(folder) / "state.db")

@@ -289,10 +289,13 @@ def worker_profile(args: argparse.Namespace) -> dict:
     stages["milvus insert, 1 row per call"] = (time.perf_counter() - t) / len(vectors) * 1000
     client.close()
     os.environ["PETWATCH_HOME"] = args.home
-    from petwatch.store import PhotoRow, Store
+    from petwatch.store import PhotoRow, Store, photo_record
 
     store = Store(str(Path(args.home) / "store.db"), "photos", "bench/1", embedder.dim)
-    rows = [PhotoRow(f"/p/{i}.jpg", f"{i:032x}", 1, 1, 1, 1, 0, 0, v) for i, v in enumerate(vectors)]
+    rows = [
+        PhotoRow(photo_record(path=f"/p/{i}.jpg", content_hash=f"{i:032x}", size=1, mtime_ns=1, width=1, height=1), v)
+        for i, v in enumerate(vectors)
+    ]
     for start in (0, 16):  # first call warms the collection
         chunk = rows[start : start + 16]
         t = time.perf_counter()

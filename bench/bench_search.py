@@ -70,7 +70,7 @@ def worker_ready_fill(args: argparse.Namespace) -> dict:
 
     from petwatch.library import Library
     from petwatch.settings import Settings
-    from petwatch.store import PhotoRow
+    from petwatch.store import PhotoRow, photo_record
 
     library = Library(Settings(model=args.model))
     views = getattr(library.embedder, "views", 1)
@@ -88,14 +88,15 @@ def worker_ready_fill(args: argparse.Namespace) -> dict:
         library.store.upsert(
             [
                 PhotoRow(
-                    path=p,
-                    content_hash=f"{start + i:032x}",
-                    size=size,
-                    mtime_ns=mtime,
-                    width=4000,
-                    height=3000,
-                    taken_at=0,
-                    indexed_at=now,
+                    photo_record(
+                        path=p,
+                        content_hash=f"{start + i:032x}",
+                        size=size,
+                        mtime_ns=mtime,
+                        width=4000,
+                        height=3000,
+                        indexed_at=now,
+                    ),
                     vector=vectors[i * views + view],
                     view=view,
                 )

@@ -91,19 +91,20 @@ def replicas(base, seed: int, start: int, count: int):
 
 
 def rows_for(vectors, start: int):
-    from petwatch.store import PhotoRow
+    from petwatch.store import PhotoRow, photo_record
 
     now = int(time.time())
     return [
         PhotoRow(
-            path=f"/bench/{start + i:08d}.jpg",
-            content_hash=f"{start + i:032x}",
-            size=1,
-            mtime_ns=now,
-            width=1,
-            height=1,
-            taken_at=0,
-            indexed_at=now,
+            photo_record(
+                path=f"/bench/{start + i:08d}.jpg",
+                content_hash=f"{start + i:032x}",
+                size=1,
+                mtime_ns=now,
+                width=1,
+                height=1,
+                indexed_at=now,
+            ),
             vector=v,
         )
         for i, v in enumerate(vectors)

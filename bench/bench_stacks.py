@@ -127,7 +127,7 @@ def make_photos(root: Path, quick: bool, rng: random.Random) -> list[Item]:
 def read_all(items: list[Item], embedder) -> tuple[list, dict[str, np.ndarray]]:
     """Each file as the indexer reads it: (PhotoRow with its look), vectors by content hash."""
     from petwatch import photos
-    from petwatch.store import PhotoRow
+    from petwatch.store import PhotoRow, photo_record
 
     rows, vectors, prepared = [], {}, []
     for item in items:
@@ -145,7 +145,15 @@ def read_all(items: list[Item], embedder) -> tuple[list, dict[str, np.ndarray]]:
         vectors[photo.content_hash] = vector
         out.append(
             PhotoRow(
-                item.path, photo.content_hash, 0, 0, photo.width, photo.height, photo.taken_at, 0, vector, look=look
+                photo_record(
+                    path=item.path,
+                    content_hash=photo.content_hash,
+                    width=photo.width,
+                    height=photo.height,
+                    taken_at=photo.taken_at,
+                ),
+                vector,
+                look=look,
             )
         )
     return out, vectors
@@ -272,7 +280,7 @@ def quality(args, embedder) -> None:
 def scale(args) -> None:
     from petwatch.photos import Look
     from petwatch.stacks import Stacks
-    from petwatch.store import PhotoRow
+    from petwatch.store import PhotoRow, photo_record
 
     rng = np.random.default_rng(3)
     dim = 1280
@@ -293,14 +301,7 @@ def scale(args) -> None:
         hashes = [f"{i:032x}" for i in range(total)]
         rows = [
             PhotoRow(
-                f"/p/{i}.jpg",
-                hashes[i],
-                0,
-                0,
-                4000,
-                3000,
-                0,
-                0,
+                photo_record(path=f"/p/{i}.jpg", content_hash=hashes[i], width=4000, height=3000),
                 vectors[i],
                 look=Look(int(phash[i]), 10.0, 12_000_000, int(taken[i])),
             )

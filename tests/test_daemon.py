@@ -723,3 +723,26 @@ def test_search_json_has_one_shape_with_and_without_a_daemon(home, start_daemon)
         (h["path"], round(h["score"], 4)) for h in with_daemon
     ]
     assert without[0]["path"] == str(photos[0]) and all(hit["online"] for hit in without)
+
+
+# --- the photo record: a field read from the file reaches every reply ---------------------------
+def test_a_photos_camera_is_in_its_photo_reply_and_its_search_hits(home, start_daemon, albums):
+    """The camera (EXIF Make and Model) is stored with each photo and shown by GET /photo and
+    in search hits; a photo that names no camera shows ""."""
+    fixtures = DATASETS / "photo-fixtures" / "exif-samples" / "jpg"
+    pets = sorted((DATASETS / "oxford-pets-sample").glob("*/*.jpg"))
+    if not fixtures.is_dir() or not pets:
+        pytest.skip(f"the camera fixtures are absent from {DATASETS}")
+    album = albums / "cameras"
+    album.mkdir()
+    cameras = {"Canon_40D.jpg": "Canon EOS 40D", "Nikon_D70.jpg": "NIKON D70", "pet.jpg": ""}
+    shutil.copyfile(fixtures / "Canon_40D.jpg", album / "Canon_40D.jpg")
+    shutil.copyfile(fixtures / "Nikon_D70.jpg", album / "Nikon_D70.jpg")
+    shutil.copyfile(pets[0], album / "pet.jpg")  # no EXIF
+    configure_folders(album)
+    daemon = start_daemon()
+    daemon.wait_idle()
+    with daemon.client() as client:
+        assert {name: client.photo(str(album / name))["camera"] for name in cameras} == cameras
+        hits = client.search(photo=str(album / "Canon_40D.jpg"), top_k=10, stacks=False)["hits"]
+    assert {os.path.basename(hit["path"]): hit["camera"] for hit in hits} == cameras

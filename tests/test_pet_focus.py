@@ -17,7 +17,7 @@ from petwatch import settings
 from petwatch.embed import Embedder
 from petwatch.library import Library, collection_name
 from petwatch.protocol import PET_SPECIES
-from petwatch.store import BASE_FIELDS, Store
+from petwatch.store import Store
 
 # Photos the test model labels with margin to spare (pet score > 0.8 for the cats, < 0.05 for
 # the landscapes), so that the test checks petwatch, not a borderline classification.
@@ -58,11 +58,11 @@ def test_a_cat_is_stored_as_a_cat_and_a_landscape_as_no_pet(home, embedder, tmp_
         for kind, paths in album.items():
             for path in paths:
                 row = library.store.get(str(path))
-                assert row is not None and row.species == kind, (path.name, row and row.species)
+                assert row is not None and row.photo["species"] == kind, (path.name, row and row.photo["species"])
                 if kind == "cat":
-                    assert row.pet_score > 0.5 and "cat" in row.label.lower()
+                    assert row.photo["pet_score"] > 0.5 and "cat" in row.photo["label"].lower()
                 if kind == "none":
-                    assert row.pet_score < 0.2
+                    assert row.photo["pet_score"] < 0.2
         stats = library.stats()
         assert (stats["dogs"], stats["cats"], stats["photos"]) == (4, 4, 14)
     finally:
@@ -94,7 +94,7 @@ def test_a_small_dog_on_a_landscape_is_found_by_a_tight_crop_of_the_same_dog(hom
     library = Library(settings.load(), embedder)
     try:
         library.indexer.reconcile([str(album)])
-        assert library.store.get(str(album / "meadow_with_dog.jpg")).species == "dog"
+        assert library.store.get(str(album / "meadow_with_dog.jpg")).photo["species"] == "dog"
         hits = library.find(str(query), top_k=10, min_score=-1.0).hits
         ranked = [Path(hit.path).name for hit in hits]
         assert ranked[0] == "meadow_with_dog.jpg", ranked
@@ -156,7 +156,8 @@ def _make_old_format(library: Library, tmp_path: Path) -> dict[str, np.ndarray]:
     index.add_index("vector", index_type="FLAT", metric_type="IP")
     client.create_collection(base, schema=schema, index_params=index)
     old = Store(store.uri, base, library.embedder.identity, library.embedder.dim, create=False)
-    assert old.fields == BASE_FIELDS
+    assert old.fields == ("path", "content_hash", "size", "mtime_ns", "width", "height", "taken_at", "indexed_at")
+    assert not old.has_pet_fields
     old.upsert(list(rows.values()))
     store.drop()
     return {path: row.vector for path, row in rows.items()}
@@ -200,7 +201,7 @@ def test_an_old_format_library_is_upgraded_with_nothing_lost_and_no_mixed_search
         } | {str(late)}
         assert library.indexer.reconcile([str(album_dir)]).indexed == 0  # nothing twice
         after = library.find(str(query), 15, species=list(PET_SPECIES))
-        assert after.partial is None and {h.species for h in after.hits} <= set(PET_SPECIES)
+        assert after.partial is None and {h.photo["species"] for h in after.hits} <= set(PET_SPECIES)
         assert len(after.hits) == 9  # 4 cats, 4 dogs and the late dog
     finally:
         library.close()

@@ -153,7 +153,7 @@ def test_book_keeps_profiles_and_marks_by_content_hash_across_reopen(tmp_path):
 def test_range_search_pages_past_the_search_limit_and_vectors_come_per_view(tmp_path):
     """An album is every photo above the threshold, however many: Milvus caps one search at
     16384 hits, so range_search pages down the score range (here with pages of 7)."""
-    from petwatch.store import PhotoRow, Store
+    from petwatch.store import PhotoRow, Store, photo_record
 
     store = Store(str(tmp_path / "m.db"), "photos", "test/1", 8)
     rng = np.random.default_rng(0)
@@ -162,7 +162,8 @@ def test_range_search_pages_past_the_search_limit_and_vectors_come_per_view(tmp_
     for i in range(40):
         for view in range(3):
             vector = query + rng.normal(0, 0.5 if view else 2.0, 8).astype(np.float32)
-            rows.append(PhotoRow(f"/p/{i}.jpg", f"h{i}", 1, 1, 1, 1, 0, 0, unit(*vector), view))
+            photo = photo_record(path=f"/p/{i}.jpg", content_hash=f"h{i}", size=1, mtime_ns=1, width=1, height=1)
+            rows.append(PhotoRow(photo, unit(*vector), view))
     store.upsert(rows)
     expected = {(r.path, r.view) for r in rows if float(r.vector @ query) >= 0.3}
     hits = store.range_search(query, 0.3, whole_image_only=False, page_size=7)

@@ -122,3 +122,17 @@ def test_symlink_loop_does_not_hang(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "sub" / "one.jpg")
     found = [p.name for p, _ in photos.iter_photo_files(tmp_path)]
     assert found == ["one.jpg"]
+
+
+def test_the_camera_is_read_from_exif_make_and_model():
+    folder = dataset("photo-fixtures", "exif-samples", "jpg")
+    cameras = {
+        "Canon_40D.jpg": "Canon EOS 40D",  # the model names the maker already
+        "Nikon_D70.jpg": "NIKON D70",  # "NIKON CORPORATION" + "NIKON D70"
+        "Pentax_K10D.jpg": "PENTAX K10D",  # padded with spaces in the file
+        "mobile/HMD_Nokia_8.3_5G.jpg": "HMD Global Nokia 8.3 5G",
+        "WWL_(Polaroid)_ION230.jpg": "WWL ION230",  # a NUL ends the model
+        "PaintTool_sample.jpg": "",  # no camera: made by an editor
+    }
+    found = {name: photos.read_photo(folder / name, LIMIT).camera for name in cameras}
+    assert found == cameras

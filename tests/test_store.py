@@ -1,22 +1,27 @@
-"""The collection's filters, on a real Milvus Lite: values a user's files can carry (quotes,
-backslashes, line breaks, names that are not UTF-8) select exactly their own rows."""
+"""The collection on a real Milvus Lite: its columns are the photo record's declared fields; an
+index made before a field was declared keeps working; and the filters: values a user's files
+can carry (quotes, backslashes, line breaks, names that are not UTF-8) select exactly their own rows."""
 
 from __future__ import annotations
 
+import json
 import os
+from typing import get_type_hints
 
 import numpy as np
 import pytest
 
 from petwatch.errors import PetwatchError
-from petwatch.store import PhotoRow, Store, filter_value
+from petwatch.protocol import PhotoRecord
+from petwatch.store import PhotoRow, Store, filter_value, photo_id, photo_record, row_pk
 
 HOSTILE = ['a"b', "back\\slash", 'end\\"', "line\nbreak", "t\tab", '" or view >= 0 or "', "it's", "chat 🐈 ü"]
 
 
 def _row(path: str, content_hash: str, seed: int, species: str = "dog") -> PhotoRow:
     vector = np.random.default_rng(seed).normal(size=8).astype(np.float32)
-    return PhotoRow(path, content_hash, 1, 1, 1, 1, 0, 0, vector / np.linalg.norm(vector), species=species)
+    photo = photo_record(path=path, content_hash=content_hash, size=1, mtime_ns=1, width=1, height=1, species=species)
+    return PhotoRow(photo, vector / np.linalg.norm(vector))
 
 
 @pytest.fixture
@@ -41,8 +46,8 @@ def test_hostile_hashes_and_species_select_only_their_own_rows(store):
     store.upsert([*rows, _row("/p/plain.jpg", "plain", 99, species="cat")])
     for row in rows:
         assert [found.path for found in store.rows_for_hash(row.content_hash)] == [row.path]
-        assert store.count(species=[row.species]) == 1
-        assert [hit.path for hit in store.search(row.vector, 20, species=[row.species])] == [row.path]
+        assert store.count(species=[row.photo["species"]]) == 1
+        assert [hit.path for hit in store.search(row.vector, 20, species=[row.photo["species"]])] == [row.path]
     assert store.count(species=HOSTILE) == len(HOSTILE)
     assert store.rows_for_hash('" or content_hash != "') == []
 
@@ -56,3 +61,77 @@ def test_paths_that_are_not_utf8_are_stored_found_and_deleted(store):
     assert {path for path, _ in store.iter_catalog()} == {odd, "/p/other.jpg"}
     assert store.delete_paths([odd]) == 1
     assert store.get(odd) is None and store.get("/p/other.jpg") is not None
+
+
+def test_the_collection_holds_the_record_fields_and_the_row_columns_only(store):
+    """Each field of protocol.PhotoRecord is a column of its declared kind; a row adds its key,
+    its photo's id, its view and its vector, and nothing else is stored."""
+    from pymilvus import DataType
+
+    columns = {column["name"]: column["type"] for column in store.client.describe_collection("photos")["fields"]}
+    record = get_type_hints(PhotoRecord, include_extras=True)
+    assert list(columns) == ["pk", "photo_id", "view", *record, "vector"]
+    for name, hint in record.items():
+        assert columns[name] == DataType[hint.__metadata__[0].kind.upper()], name
+
+
+def _schema_2_collection(client, name: str, dim: int) -> None:
+    """The collection petwatch made before the camera field (schema 2), written out as that
+    version made it: a later change to the record cannot change what this test opens."""
+    from pymilvus import DataType, MilvusClient
+
+    recorded = {"petwatch_schema": 2, "model": "test/1", "dim": dim, "recipe": None, "upgrading_from": None}
+    schema = MilvusClient.create_schema(auto_id=False, description=json.dumps(recorded))
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("photo_id", DataType.INT64)
+    schema.add_field("view", DataType.INT8)
+    schema.add_field("path", DataType.VARCHAR, max_length=16384)
+    schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
+    for field in ("size", "mtime_ns", "taken_at", "indexed_at"):
+        schema.add_field(field, DataType.INT64)
+    schema.add_field("width", DataType.INT32)
+    schema.add_field("height", DataType.INT32)
+    schema.add_field("pet_score", DataType.FLOAT)
+    schema.add_field("species", DataType.VARCHAR, max_length=16)
+    schema.add_field("label", DataType.VARCHAR, max_length=256)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    index = client.prepare_index_params()
+    index.add_index("vector", index_type="FLAT", metric_type="IP")
+    client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+
+
+def test_an_index_made_before_the_camera_field_opens_searches_and_stores_with_nothing_lost(tmp_path):
+    uri = str(tmp_path / "m.db")
+    made = Store(uri, "photos", "test/1", 8)
+    made.drop()
+    _schema_2_collection(made.client, "photos", 8)
+    old = photo_record(path="/p/old.jpg", content_hash="h-old", size=1234, mtime_ns=5, width=640, height=480)
+    old.update(taken_at=77, indexed_at=88, pet_score=0.75, species="cat", label="tabby")
+    vector = _row("/p/old.jpg", "h-old", 1).vector
+    written = {name: value for name, value in old.items() if name != "camera"}  # what schema 2 stored
+    ids = {"pk": row_pk("/p/old.jpg", 0), "photo_id": photo_id("/p/old.jpg"), "view": 0}
+    made.client.insert("photos", [{**written, **ids, "vector": vector.tolist()}])
+
+    store = Store(uri, "photos", "test/1", 8)
+    try:
+        assert "camera" not in store.fields and store.has_pet_fields
+        assert store.get("/p/old.jpg").photo == old  # every stored value; the camera unknown: ""
+        new = _row("/p/new.jpg", "h-new", 2)
+        new.photo["camera"] = "Canon EOS 40D"
+        store.upsert([new])  # the field the collection lacks is not written
+        assert store.get("/p/new.jpg").photo == {**new.photo, "camera": ""}
+        assert store.count() == 2 and store.count(species=["cat"]) == 1
+        hits = store.search(new.vector, 5)
+        assert [hit.path for hit in hits] == ["/p/new.jpg", "/p/old.jpg"] and hits[1].photo["label"] == "tabby"
+        assert {row.path for row in store.iter_rows()} == {"/p/old.jpg", "/p/new.jpg"}
+    finally:
+        store.close()
+
+
+def test_free_text_is_cut_to_its_declared_length_and_a_long_path_never(store):
+    path = "/p/" + "d" * 4500 + ".jpg"  # longer than any varchar's cut: the key is kept whole
+    row = _row(path, "h-long", 1)
+    row.photo.update(label="tabby " * 20, camera="Camera " * 20)
+    store.upsert([row])
+    photo = store.get(path).photo
+    assert photo["path"] == path and photo["label"] == ("tabby " * 20)[:64] and photo["camera"] == ("Camera " * 20)[:64]

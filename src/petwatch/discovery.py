@@ -338,7 +338,7 @@ class Discovery:
             shown = {gid for gid, group in self._groups.items() if group.recurs()}
             excluded = self.book.exclusions()
             for row in rows:
-                if row.view != 0 or row.species not in PET_SPECIES or row.content_hash in self._photos:
+                if row.view != 0 or row.photo["species"] not in PET_SPECIES or row.content_hash in self._photos:
                     continue
                 photo = _pet_photo(row)
                 self._photos[row.content_hash] = photo
@@ -530,5 +530,7 @@ class Discovery:
 
 
 def _pet_photo(row: PhotoRow) -> PetPhoto:
-    when = row.taken_at or row.mtime_ns // 1_000_000_000
-    return PetPhoto(row.path, row.content_hash, unit_vector(row.vector), int(when // DAY), row.species, row.label)
+    photo = row.photo
+    when = photo["taken_at"] or photo["mtime_ns"] // 1_000_000_000
+    day = int(when // DAY)
+    return PetPhoto(row.path, row.content_hash, unit_vector(row.vector), day, photo["species"], photo["label"])

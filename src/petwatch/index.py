@@ -30,7 +30,7 @@ from petwatch import photos
 from petwatch.embed import NO_SIGNAL, Embedder, Embedding, PetSignal, Prepared
 from petwatch.errors import StoreFull, StoreRefused
 from petwatch.paths import is_under
-from petwatch.protocol import ReportReply
+from petwatch.protocol import PhotoRecord, ReportReply
 from petwatch.state_db import StateTables
 from petwatch.store import CatalogEntry, PhotoRow, Store
 
@@ -524,22 +524,21 @@ class Indexer:
 
     def _row(self, work: _Work, vector: np.ndarray, now: int, view: int = 0, pet: PetSignal = NO_SIGNAL) -> PhotoRow:
         photo = work.photo
-        return PhotoRow(
-            path=work.stat.path,
-            content_hash=photo.content_hash,
-            size=work.stat.size,
-            mtime_ns=work.stat.mtime_ns,
-            width=photo.width,
-            height=photo.height,
-            taken_at=photo.taken_at,
-            indexed_at=now,
-            vector=vector,
-            view=view,
-            pet_score=pet.pet_score,
-            species=pet.species,
-            label=pet.label,
-            look=work.look,
-        )
+        record: PhotoRecord = {
+            "path": work.stat.path,
+            "content_hash": photo.content_hash,
+            "size": work.stat.size,
+            "mtime_ns": work.stat.mtime_ns,
+            "width": photo.width,
+            "height": photo.height,
+            "taken_at": photo.taken_at,
+            "indexed_at": now,
+            "pet_score": pet.pet_score,
+            "species": pet.species,
+            "label": pet.label,
+            "camera": photo.camera,
+        }
+        return PhotoRow(record, vector, view, look=work.look)
 
     def _rows(self, work: _Work, embedding: Embedding, now: int) -> list[PhotoRow]:
         """A photo's rows in this index's recipe: view 0, then the region views (1, 2, ...)
@@ -549,7 +548,7 @@ class Indexer:
 
     def _copy(self, work: _Work, row: PhotoRow, now: int) -> PhotoRow:
         """A stored row's vector and pet fields under this file's path (a rename or a copy)."""
-        signal = PetSignal(row.pet_score, row.species, row.label)
+        signal = PetSignal(row.photo["pet_score"], row.photo["species"], row.photo["label"])
         return self._row(work, row.vector, now, row.view, signal)
 
     def adopt(self, rows: list[PhotoRow]) -> None:
@@ -566,7 +565,7 @@ class Indexer:
                 old = self.catalog.get(row.path)
                 if old and old.content_hash != row.content_hash:
                     self.paths_by_hash.get(old.content_hash, set()).discard(row.path)
-                self.catalog[row.path] = CatalogEntry(row.size, row.mtime_ns, row.content_hash)
+                self.catalog[row.path] = CatalogEntry(row.photo["size"], row.photo["mtime_ns"], row.content_hash)
                 self.paths_by_hash.setdefault(row.content_hash, set()).add(row.path)
         self.failures.clear(row.path for row in rows)
 

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -90,7 +90,7 @@ def hit_reply(hit: Hit, plugged_in: Sequence[str] = (), stack: Stack | None = No
     ``plugged_in`` folders, or there), so a front end can say "offline" instead of failing to show it;
     ``stack`` the stack it stands for or belongs to."""
     online = any(is_under(hit.path, f) for f in plugged_in) or os.path.exists(hit.path)
-    return cast(HitReply, {**asdict(hit), "online": online, "stack": stack_ref(stack)})
+    return {**hit.photo, "score": hit.score, "view": hit.view, "online": online, "stack": stack_ref(stack)}
 
 
 def stack_ref(stack: Stack | None) -> StackRef | None:

@@ -435,7 +435,7 @@ class Pets:
         vectors = {
             path: np.asarray([r.vector for r in sorted(found, key=lambda r: r.view)], dtype=np.float32)
             for path, found in views.items()
-            if not pets_only or found[0].species in PET_SPECIES
+            if not pets_only or found[0].photo["species"] in PET_SPECIES
         }
         try:
             return self._match_new(vectors)

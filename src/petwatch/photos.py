@@ -57,6 +57,7 @@ class PhotoFile:
     # The capture moment to the millisecond (SubSecTimeOriginal; OffsetTimeOriginal, when the
     # camera writes it, makes it UTC so two phones compare), 0 when unknown: bursts need it.
     taken_ms: int = 0
+    camera: str = ""  # EXIF Make and Model ("Canon EOS 40D"), "" when unknown
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int) -> PhotoFile:
         height=height,
         taken_at=_taken_at(exif),
         taken_ms=_taken_ms(exif),
+        camera=_camera(exif),
     )
 
 
@@ -276,6 +278,15 @@ def _taken_ms(exif: dict[int, object]) -> int:
         except ValueError:
             shift = 0
     return (seconds - shift) * 1000 + millis
+
+
+def _camera(exif: dict[int, object]) -> str:
+    """The camera as people name it: EXIF Make and Model, just Model when it names the maker
+    already (NIKON CORPORATION's "NIKON D70"); "" when unknown."""
+    make, model = (" ".join(_text(exif.get(tag)).split("\x00")[0].split()) for tag in (0x010F, 0x0110))
+    if model and make and model.split()[0].lower() not in make.lower().split():
+        model = f"{make} {model}"
+    return model or make
 
 
 def _text(value: object) -> str:

@@ -5,6 +5,7 @@ No torch, no openai: the CLI and the TUI import this without loading a model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Protocol, TypedDict, overload
 
@@ -59,21 +60,46 @@ class Event(StrEnum):
     COMIC = "comic"  # a comic job changed state
 
 
-# --- replies: what the daemon sends and the in-process CLI prints, one shape for both ----------
-class IndexedPhotoReply(TypedDict):
-    """What a reply says of an indexed photo (store.PhotoRow, less its vector)."""
+# --- the photo record: what the index keeps of a photo, declared once ---------------------------
+# petwatch.store makes its Milvus columns, writes and reads from these declarations; replies carry
+# the record as it is. A new field is one line here plus its producer (index.Indexer._row).
+@dataclass(frozen=True)
+class Stored:
+    """How the index keeps a record field: its Milvus kind ("varchar", "int64", "int32", "float"),
+    a varchar's longest value in characters (longer ones are cut), and the value a photo reads
+    when its collection predates the field."""
 
-    path: str
-    content_hash: str
-    size: int
-    mtime_ns: int
-    width: int
-    height: int
-    taken_at: int
-    indexed_at: int
-    pet_score: float
-    species: str
-    label: str
+    kind: str
+    default: str | int | float
+    max_chars: int = 0
+
+
+MAX_PATH_FIELD_CHARS = 4096  # Linux's PATH_MAX
+MAX_LABEL_CHARS = 64
+
+
+class PhotoRecord(TypedDict):
+    """An indexed photo, as the index stores it and replies carry it (store.PhotoRow, less its vector)."""
+
+    path: Annotated[str, Stored("varchar", "", MAX_PATH_FIELD_CHARS)]
+    content_hash: Annotated[str, Stored("varchar", "", 32)]  # photos.content_hash: 16 bytes in hex
+    size: Annotated[int, Stored("int64", 0)]
+    mtime_ns: Annotated[int, Stored("int64", 0)]
+    width: Annotated[int, Stored("int32", 0)]  # upright, after EXIF orientation
+    height: Annotated[int, Stored("int32", 0)]
+    taken_at: Annotated[int, Stored("int64", 0)]  # Unix seconds from EXIF, 0 when unknown
+    indexed_at: Annotated[int, Stored("int64", 0)]
+    # What the classifier said (embed.PetSignal).
+    pet_score: Annotated[float, Stored("float", 0.0)]
+    species: Annotated[str, Stored("varchar", NO_PET, 32)]
+    label: Annotated[str, Stored("varchar", "", MAX_LABEL_CHARS)]  # the top ImageNet class (a breed, for a pet)
+    camera: Annotated[str, Stored("varchar", "", 64)]  # EXIF Make and Model, "" when unknown
+
+
+# --- replies: what the daemon sends and the in-process CLI prints, one shape for both ----------
+class IndexedPhotoReply(PhotoRecord):
+    """What a reply says of an indexed photo."""
+
     online: bool  # the file can be opened now (its folder is not unplugged)
 
 

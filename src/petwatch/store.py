@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast, get_type_hints
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from petwatch.errors import PetwatchError, StoreFull
 from petwatch.milvus_lite import milvus_client_class
 from petwatch.milvus_server import ServerClient
 from petwatch.paths import decode_path, encode_path  # the rows' path scheme, shared with the socket
-from petwatch.protocol import NO_PET
+from petwatch.protocol import PhotoRecord, Stored
 
 if TYPE_CHECKING:
     from petwatch.photos import Look
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # 2: per-photo pet fields (pet_score, species, label) and the embedding recipe in the description.
-SCHEMA_VERSION = 2
-# The path field's size: Linux's PATH_MAX (4096 bytes) at up to 4 UTF-8 bytes a character.
-PATH_FIELD_BYTES = 4096 * 4
+# 3: the camera field. The fields a collection has are read from the collection itself (Store.fields),
+# not from this number: an older one is opened as it is, its missing fields read as their defaults.
+SCHEMA_VERSION = 3
 # Rows per write. Milvus Lite 2.5.1's insert cost grows faster than its batch: 20k rows of
 # 1280-d took 3 s in 256-row batches and 110 s in 2000-row ones.
 WRITE_BATCH = 256
@@ -49,47 +49,55 @@ RANGE_PAGE = 16384  # the most hits Milvus returns from one search
 LITE_METRIC = "IP"
 SERVER_METRIC = "COSINE"
 WHOLE_IMAGE = 0
-BASE_FIELDS = ["path", "view", "content_hash", "size", "mtime_ns", "width", "height", "taken_at", "indexed_at"]
-PET_FIELDS = ["pet_score", "species", "label"]  # what the classifier said (embed.PetSignal)
-ROW_FIELDS = BASE_FIELDS + PET_FIELDS
-MAX_LABEL_CHARS = 64
+# The photo record's fields and how each is stored, in declaration order (protocol.PhotoRecord).
+# A row adds its own columns: pk, photo_id, view and vector.
+RECORD: dict[str, Stored] = {
+    name: next(meta for meta in hint.__metadata__ if isinstance(meta, Stored))
+    for name, hint in get_type_hints(PhotoRecord, include_extras=True).items()
+}
+
+
+def photo_record(**values: Any) -> PhotoRecord:
+    """A record of these values, each field not given at its declared default."""
+    unknown = values.keys() - RECORD.keys()
+    if unknown:
+        raise TypeError(f"not photo record fields: {sorted(unknown)}")
+    return cast(PhotoRecord, {name: values.get(name, stored.default) for name, stored in RECORD.items()})
+
+
+class _OfAPhoto:
+    """A row's or hit's identity: its photo's path and content hash (the rest: ``photo[...]``)."""
+
+    photo: PhotoRecord
+
+    @property
+    def path(self) -> str:
+        return self.photo["path"]
+
+    @property
+    def content_hash(self) -> str:
+        return self.photo["content_hash"]
 
 
 @dataclass
-class PhotoRow:
-    path: str
-    content_hash: str
-    size: int
-    mtime_ns: int
-    width: int
-    height: int
-    taken_at: int
-    indexed_at: int
+class PhotoRow(_OfAPhoto):
+    """One stored row: a photo's record and the vector of one of its views."""
+
+    photo: PhotoRecord
     vector: np.ndarray = field(repr=False)
     view: int = WHOLE_IMAGE
-    pet_score: float = 0.0
-    species: str = NO_PET
-    label: str = ""
     # Not stored in Milvus: the picture's hash and sharpness, passed on to stacks (photos.Look);
     # None for a copy of bytes already known (its look is known by content hash).
     look: Look | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
-class Hit:
-    path: str
-    score: float
-    content_hash: str
-    size: int
-    mtime_ns: int
-    width: int
-    height: int
-    taken_at: int
-    indexed_at: int
+class Hit(_OfAPhoto):
+    """A search hit: a photo's record, its score and the view that matched."""
+
+    photo: PhotoRecord
+    score: float  # cosine similarity
     view: int = WHOLE_IMAGE
-    pet_score: float = 0.0
-    species: str = NO_PET
-    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,12 @@ def species_filter(species: Sequence[str] | None) -> str:
     return f"species in {filter_value(sorted(set(species)))}"
 
 
+def _fit(value: Any, stored: Stored) -> Any:
+    """A value as its field keeps it: a varchar cut to its declared length (free text such as
+    a classifier's label or a camera's name; a valid value is never that long)."""
+    return value[: stored.max_chars] if stored.kind == "varchar" else value
+
+
 def _path_bytes(path: str) -> bytes:
     return os.fsencode(path)
 
@@ -204,7 +218,7 @@ class Store:
         self.identity = identity
         self.dim = dim
         self.recipe = recipe  # how vectors were made beyond the model (embed.Embedder.recipe)
-        self.fields = ROW_FIELDS
+        self.fields = tuple(RECORD)  # the record fields its collection has (an older one lacks some)
         self.create = create
         self.upgrading_from = upgrading_from  # the older collection this one is built from
         self.is_lite = "://" not in uri
@@ -244,8 +258,8 @@ class Store:
                 )
             # An older schema is opened as it is (to serve searches while it is upgraded).
             self.recipe = recorded.get("recipe")  # None: older than recipes (whole-image vectors)
-            if int(recorded.get("petwatch_schema", 1)) < 2:
-                self.fields = BASE_FIELDS
+            columns = {column["name"] for column in self.client.describe_collection(self.collection)["fields"]}
+            self.fields = tuple(name for name in RECORD if name in columns)
             found = self._vector_metric()
             if found is None or (self.is_lite and found != self.metric):
                 self._rebuild_vector_index()
@@ -290,17 +304,10 @@ class Store:
         schema.add_field("pk", DataType.INT64, is_primary=True)
         schema.add_field("photo_id", DataType.INT64)
         schema.add_field("view", DataType.INT8)
-        schema.add_field("path", DataType.VARCHAR, max_length=PATH_FIELD_BYTES)
-        schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
-        schema.add_field("size", DataType.INT64)
-        schema.add_field("mtime_ns", DataType.INT64)
-        schema.add_field("width", DataType.INT32)
-        schema.add_field("height", DataType.INT32)
-        schema.add_field("taken_at", DataType.INT64)
-        schema.add_field("indexed_at", DataType.INT64)
-        schema.add_field("pet_score", DataType.FLOAT)
-        schema.add_field("species", DataType.VARCHAR, max_length=16)
-        schema.add_field("label", DataType.VARCHAR, max_length=MAX_LABEL_CHARS * 4)
+        for name, stored in RECORD.items():
+            # A varchar's max_length counts bytes: up to 4 a character in UTF-8.
+            size = {"max_length": stored.max_chars * 4} if stored.kind == "varchar" else {}
+            schema.add_field(name, getattr(DataType, stored.kind.upper()), **size)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
         # A server's reads choose their level per call (ServerClient); this default is for the
         # catalog's iterator, read once at open: it must see every write, whoever made it.
@@ -360,15 +367,17 @@ class Store:
 
     @property
     def has_pet_fields(self) -> bool:
-        return self.fields is ROW_FIELDS
+        return "species" in self.fields
 
     def _entity(self, row: PhotoRow) -> dict:
-        entity = {name: getattr(row, name) for name in self.fields}
-        if self.has_pet_fields:
-            entity["label"] = row.label[:MAX_LABEL_CHARS]
+        """The row as Milvus stores it: the record fields its collection has, free text cut to
+        its declared length; the path, its key, encoded and never cut."""
+        record: dict[str, Any] = dict(row.photo)
+        entity = {name: _fit(record[name], RECORD[name]) for name in self.fields}
         entity["path"] = encode_path(row.path)
         entity["pk"] = row_pk(row.path, row.view)
         entity["photo_id"] = photo_id(row.path)
+        entity["view"] = row.view
         entity["vector"] = unit_vector(row.vector).tolist()
         return entity
 
@@ -413,7 +422,7 @@ class Store:
             self.collection,
             batch_size=1000,
             filter=self._where(True, species),
-            output_fields=[*self.fields, "vector"],
+            output_fields=[*self.fields, "view", "vector"],
         )
         try:
             while batch := iterator.next():
@@ -436,7 +445,7 @@ class Store:
         found = self.client.query(
             self.collection,
             filter=f"photo_id == {filter_value(first[0]['photo_id'])}",
-            output_fields=[*self.fields, "vector"],
+            output_fields=[*self.fields, "view", "vector"],
             limit=1024,
         )
         return [self._row(raw) for raw in found if raw["content_hash"] == content_hash]
@@ -447,9 +456,8 @@ class Store:
         found: list[PhotoRow] = []
         for start in range(0, len(ids), 256):
             chunk = ids[start : start + 256]
-            raws = self.client.query(
-                self.collection, filter=f"photo_id in {filter_value(chunk)}", output_fields=[*self.fields, "vector"]
-            )
+            where = f"photo_id in {filter_value(chunk)}"
+            raws = self.client.query(self.collection, filter=where, output_fields=[*self.fields, "view", "vector"])
             found.extend(self._row(raw) for raw in raws)
         return found
 
@@ -457,7 +465,7 @@ class Store:
         found = self.client.query(
             self.collection,
             filter=f"photo_id == {filter_value(photo_id(path))} and view == {filter_value(WHOLE_IMAGE)}",
-            output_fields=[*self.fields, "vector"],
+            output_fields=[*self.fields, "view", "vector"],
             limit=1,
         )
         return self._row(found[0]) if found else None
@@ -490,7 +498,7 @@ class Store:
             data=[unit_vector(vector).tolist()],
             limit=top_k,
             filter=self._where(whole_image_only, species),
-            output_fields=self.fields,
+            output_fields=[*self.fields, "view"],
             search_params={"metric_type": self.metric, **self._search_params(top_k)},
         )
         hits = [self._hit(raw) for raw in results[0]]
@@ -517,7 +525,7 @@ class Store:
                 data=query,
                 limit=page_size,
                 filter=self._where(whole_image_only, species),
-                output_fields=self.fields,
+                output_fields=[*self.fields, "view"],
                 search_params={
                     "metric_type": self.metric,
                     "params": {
@@ -560,19 +568,19 @@ class Store:
         """HNSW's ef for a server (at least the hits asked for, as HNSW needs); Lite's FLAT has none."""
         return {} if self.is_lite else {"params": {"ef": max(HNSW_EF, limit)}}
 
+    def _photo(self, raw: dict) -> PhotoRecord:
+        """The record of a row read back; a field its collection lacks reads as its default."""
+        values = {name: raw[name] for name in self.fields}
+        values["path"] = decode_path(values["path"])
+        return photo_record(**values)
+
     def _hit(self, raw: dict) -> Hit:
         entity = raw["entity"]
         # float32 rounding puts a photo's match with itself at 1.0000001: a cosine is at most 1
-        return Hit(
-            path=decode_path(entity["path"]),
-            score=min(1.0, float(raw["distance"])),
-            **{name: entity[name] for name in self.fields if name != "path"},
-        )
+        return Hit(self._photo(entity), score=min(1.0, float(raw["distance"])), view=entity["view"])
 
     def _row(self, raw: dict) -> PhotoRow:
-        values = {name: raw[name] for name in self.fields}
-        values["path"] = decode_path(values["path"])
-        return PhotoRow(vector=np.asarray(raw["vector"], dtype=np.float32), **values)
+        return PhotoRow(self._photo(raw), vector=np.asarray(raw["vector"], dtype=np.float32), view=raw["view"])
 
     def disk_bytes(self) -> int | None:
         if not self.is_lite:

@@ -32,6 +32,7 @@ def fake_hits(count: int, folder: str = "/photos/pets") -> list[dict]:
             "pet_score": 0.9 if i % 3 else 0.01,
             "species": ("cat" if i % 8 < 6 else "dog") if i % 3 else "none",
             "label": breeds[i % len(breeds)] if i % 3 else "lakeside",
+            "camera": "Apple iPhone 12 Pro" if i % 3 else "",
         }
         for i in range(count)
     ]

@@ -65,7 +65,7 @@ async def test_the_results_header_reads_as_one_phrase(size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-async def test_the_preview_shows_species_breed_and_the_photos_own_folder(size):
+async def test_the_preview_shows_species_breed_camera_and_the_photos_own_folder(size):
     hits = fake_hits(4, folder=LONG_FOLDER)
     app = make_app(FakeClient(hits=hits))
     async with app.run_test(size=size) as pilot:
@@ -74,14 +74,15 @@ async def test_the_preview_shows_species_breed_and_the_photos_own_folder(size):
         await pilot.press("enter")
         await wait_for(pilot, lambda: getattr(app.screen, "meta", None), what="the preview")
         details = str(app.screen.query_one("#preview-details", Static).render())
-        assert "cat · birman" in details
+        assert "cat · birman" in details and "camera  Apple iPhone 12 Pro" in details
         assert "folder" in details and "day three" in details  # the photo's own folder
         assert "/photos/pets" not in details  # not the watched root the daemon reports
         # The name is the title, whole; the details carry no path to wrap mid-name.
         assert str(app.screen.query_one("#preview-title", Static).render()) == "birman_001.jpg"
         assert "birman_001.jpg" not in details
         await pilot.press("right", "right")  # a photo with no pet
-        assert "no animal seen" in str(app.screen.query_one("#preview-details", Static).render())
+        details = str(app.screen.query_one("#preview-details", Static).render())
+        assert "no animal seen" in details and "camera  unknown" in details  # EXIF named no camera
 
 
 def footer_keys(app) -> list[FooterKey]:

@@ -309,17 +309,7 @@ class Daemon:
         if row is None:
             raise PetwatchError(f"{path} is not an indexed photo")
         return {
-            "path": row.path,
-            "content_hash": row.content_hash,
-            "size": row.size,
-            "mtime_ns": row.mtime_ns,
-            "width": row.width,
-            "height": row.height,
-            "taken_at": row.taken_at,
-            "indexed_at": row.indexed_at,
-            "pet_score": row.pet_score,
-            "species": row.species,
-            "label": row.label,
+            **row.photo,
             "online": os.path.exists(path),
             "folder": next((f for f in self.folders if is_under(path, f)), os.path.dirname(path)),
         }

@@ -10,6 +10,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, VerticalScroll
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -97,6 +98,7 @@ class PreviewScreen(Screen[tuple[str, object]]):
             ("score", f"{hit['score']:.3f}" if hit.get("score") is not None else "–"),  # a stack's other photos
             ("taken", format.taken(meta.get("taken_at", hit.get("taken_at")))),
             ("pixels", f"{width} × {height}" if width and height else "unknown"),
+            ("camera", escape(meta.get("camera", hit.get("camera")) or "unknown")),  # EXIF text: not markup
             ("file size", format.size(meta.get("size", hit.get("size")))),
             ("shows", _shows(hit)),
             # The photo's own folder (the title is its name): a whole path wrapped mid-name.
