@@ -50,7 +50,8 @@ def median_ms(call, items):
     return statistics.median(times)
 
 library.search_reply(queries[0], top_k, None, None, folders=[album])  # warm
-marks["search, indexed photo: ms"] = median_ms(lambda q: library.search_reply(q, top_k, None, None, folders=[album]), queries)
+marks["search, indexed photo: ms"] = median_ms(
+    lambda q: library.search_reply(q, top_k, None, None, folders=[album]), queries)
 marks["search, new photo, page 1: ms"] = median_ms(
     lambda _: library.search_reply(outside, top_k, None, None, folders=[album]), range(5))
 marks["search, new photo, page 2: ms"] = median_ms(
