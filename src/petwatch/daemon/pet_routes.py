@@ -104,3 +104,6 @@ class PetsFeature(Feature):
 
     def upgraded(self) -> None:
         self.pets.drop_cache()  # vectors and thresholds of the older index are stale now
+
+    def close(self) -> None:
+        self.pets.close()

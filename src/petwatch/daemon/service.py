@@ -153,8 +153,10 @@ class Daemon:
                 task.done.set_exception(
                     PetwatchError("the daemon stopped before this was done; start it again and it resumes")
                 )
-        for feature in self.features:
-            feature.close()  # discovery waits for a clustering under way: it reads the library
+        # Last started, first closed: discovery waits for a clustering under way (it reads the
+        # library and the pets) before the pets' database closes.
+        for feature in reversed(self.features):
+            feature.close()
         if not self._worker.is_alive():
             self.library.close()
 
