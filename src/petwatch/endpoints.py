@@ -333,9 +333,9 @@ class Call(Generic[R]):
             options["timeout"] = LONG_WAIT_S if endpoint.wait is Wait.LONG else None
         self.endpoint, self.url, self.options, self.pick = endpoint, endpoint.url(**request), options, pick
 
-    def answer(self, response: Any) -> R:
-        """The reply of an httpx response: its JSON, or its bytes (an image)."""
-        return self.pick(response.json() if self.endpoint.is_json else response.content)
+    def answer(self, reply: Any) -> R:
+        """The method's answer from the endpoint's reply (its JSON, checked; or an image's bytes)."""
+        return self.pick(reply)
 
 
 class _Method(Generic[P, R]):

@@ -6,9 +6,10 @@ No torch, no openai: the CLI and the TUI import this without loading a model.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
+from typing_extensions import TypedDict  # pydantic validates replies with it (typing's, before 3.12, it cannot)
 
 from petwatch.paths import decode_path
 
