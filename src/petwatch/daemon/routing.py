@@ -26,9 +26,9 @@ def route(routes: APIRouter | FastAPI, endpoint: Endpoint[Any]) -> Callable[[Cal
     register = routes.api_route(endpoint.path, methods=[endpoint.method], response_model=model)
 
     def checked(handler: Callable[..., Any]) -> Callable[..., Any]:
-        takes = get_type_hints(handler).values()
-        if endpoint.request is not None and not any(endpoint.request in (hint, *get_args(hint)) for hint in takes):
-            raise TypeError(f"{handler.__name__} serves {endpoint.path}: it must take a {endpoint.request.__name__}")
+        body = endpoint.request
+        if body is not None and not any(body in (t, *get_args(t)) for t in get_type_hints(handler).values()):
+            raise TypeError(f"{handler.__name__} serves {endpoint.path}: it must take a {body.__name__}")
         return register(handler)
 
     return checked
