@@ -6,9 +6,10 @@ The client (petwatch.client) parses each JSON reply and checks it against its en
 reply type (petwatch.protocol's TypedDicts, one TypeAdapter built per endpoint), so that a
 daemon of another version is named instead of failing somewhere in the CLI or the TUI. This
 times, in one run, a SearchReply of ``--hits`` hits (the largest page a search may ask for)
-and the other replies: json.loads alone (what the client did), validate_json (what it does:
-parse and check in one pass) and, for reference, json.loads + validate_python, in ms per
-reply, and the ratio of validate_json to json.loads. Budget: 5 ms for a 1,000-hit search reply.
+and the other replies: json.loads alone (what the client did), json.loads + validate_python
+(what it does) and, for reference, validate_json (pydantic's parser: faster, but it refuses the
+\\udcxx escapes a file name that is not UTF-8 is sent as), in ms per reply, and the ratio of
+the check to json.loads. Budget: 5 ms for a 1,000-hit search reply.
 """
 
 from __future__ import annotations
@@ -174,26 +175,27 @@ def main() -> None:
         adapter = TypeAdapter(reply_type)  # built once, as the client does per endpoint
         text = json.dumps(reply).encode()
         adapter.validate_python(json.loads(text))  # the sample is of the right shape
-        plain, checked, twice = _ms(
+        plain, checked, direct = _ms(
             [
                 lambda text=text: json.loads(text),
-                lambda text=text, a=adapter: a.validate_json(text),
                 lambda text=text, a=adapter: a.validate_python(json.loads(text)),
+                lambda text=text, a=adapter: a.validate_json(text),
             ],
             args.rounds,
         )
         size = f"{len(text) / 1024:.0f} KiB"
-        rows.append([name, size, f"{plain:.3f}", f"{checked:.3f}", f"{checked / plain:.2f}x", f"{twice:.3f}"])
+        rows.append([name, size, f"{plain:.3f}", f"{checked:.3f}", f"{checked / plain:.2f}x", f"{direct:.3f}"])
         results.append(
-            {"reply": name, "bytes": len(text), "json_ms": plain, "checked_ms": checked, "loads_validate_ms": twice}
+            {"reply": name, "bytes": len(text), "json_ms": plain, "checked_ms": checked, "validate_json_ms": direct}
         )
-    headers = ["reply", "size", "json.loads ms", "validate_json ms", "ratio", "loads + validate_python ms"]
+    headers = ["reply", "size", "json.loads ms", "json.loads + validate ms", "ratio", "validate_json ms"]
     print(table(headers, rows, "Checking a reply: ms per reply (the best of 7 batches, taken in turn)"))
     search = results[0]
-    ok = search["checked_ms"] <= BUDGET_MS
+    checked, plain = search["checked_ms"], search["json_ms"]
+    ok = checked <= BUDGET_MS
     print(
-        f"\n{search['reply']}: {search['checked_ms']:.2f} ms checked vs {search['json_ms']:.2f} ms json.loads "
-        f"({search['checked_ms'] / search['json_ms']:.1f}x); budget {BUDGET_MS} ms: {'ok' if ok else 'OVER'}"
+        f"\n{search['reply']}: {checked:.2f} ms checked vs {plain:.2f} ms json.loads ({checked / plain:.2f}x; "
+        f"the check itself {checked - plain:.2f} ms); budget {BUDGET_MS} ms: {'ok' if ok else 'OVER'}"
     )
     write_results("contract", {"hits": args.hits, "rounds": args.rounds, "budget_ms": BUDGET_MS, "replies": results})
 

@@ -22,6 +22,7 @@ from petwatch.endpoints import SearchRequest
 from petwatch.errors import PetwatchError
 
 OLD_DAEMON = "0.0.1"
+NOT_UTF8 = os.fsdecode(b"/photos/caf\xe9.jpg")  # a Latin-1 name: a lone surrogate in a str
 
 
 class _OtherDaemon(BaseHTTPRequestHandler):
@@ -31,6 +32,7 @@ class _OtherDaemon(BaseHTTPRequestHandler):
     replies = {
         endpoints.STATUS.path: {"state": "idle", "indexed": 3, "version": OLD_DAEMON},
         endpoints.STATS.path: {"photos": "many"},
+        endpoints.FAILURES.path: [{"path": NOT_UTF8, "reason": "truncated", "size": 7}],  # as it should be
     }
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
@@ -96,6 +98,12 @@ def test_a_reply_of_another_shape_names_both_versions_and_what_to_do(other_daemo
     _says_what_to_do(asyncio.run(ask()), endpoints.STATS)
 
 
+def test_a_reply_of_the_right_shape_comes_as_sent_file_names_that_are_not_utf8_too(other_daemon):
+    """The daemon escapes such a name's surrogate (\\udce9): the check takes it, as json.loads does."""
+    with DaemonClient(other_daemon) as client:
+        assert client.failures() == [{"path": NOT_UTF8, "reason": "truncated", "size": 7}]
+
+
 def test_the_cli_says_it_in_one_line(other_daemon):
     done = run_cli("status")
     assert done.returncode == 1
@@ -106,7 +114,7 @@ def test_the_cli_says_it_in_one_line(other_daemon):
 
 def test_a_body_is_sent_as_its_model_validates_it():
     """Paths go encoded and come back as given; a None is left out (the daemon decides)."""
-    odd = os.fsdecode(b"/photos/caf\xe9.jpg")  # not UTF-8: sent as b64:
+    odd = NOT_UTF8  # sent as b64:
     body = endpoints.SEARCH.body(image=odd, top_k=None, min_score=0.2, species=["dog"], stacks=False)
     assert json.loads(json.dumps(body)) == body and body["image"].startswith("b64:") and "top_k" not in body
     request = SearchRequest.model_validate(body)
