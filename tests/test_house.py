@@ -24,9 +24,11 @@ LAYERS: dict[str, float] = {
     "format": 0,
     "state_db": 0,
     "protocol": 1,
-    "endpoints": 1.5,  # the endpoint table: over the replies it names, under the client and the daemon
     "settings": 2,
-    "client": 2,
+    # the endpoint table: over the replies it names and the settings' choices its requests
+    # take (a comic's size), under the client and the daemon
+    "endpoints": 2.25,
+    "client": 2.5,
     "photos": 2,
     "milvus_lite": 2,
     "milvus_server": 2,

@@ -4,8 +4,10 @@ Each endpoint's method is written once (``petwatch.endpoints.EndpointCalls``, ov
 table): it makes a ``Call``, which the thin transport here sends.
 ``DaemonClient`` is synchronous (the CLI); ``AsyncDaemonClient`` is asyncio (the TUI). Both
 raise ``DaemonUnavailable`` when no daemon listens, and ``DaemonError`` carrying the daemon's
-one-line message when a request fails. This module imports nothing heavy (no torch, no
-Milvus): the CLI and TUI start fast.
+one-line message when a request fails. Each JSON reply is checked against its endpoint's reply
+type (about 1 ms for a 1,000-hit search: bench/bench_contract.py): a daemon that answers
+another shape (another version) is named, with what to do, instead of failing later.
+This module imports nothing heavy (no torch, no Milvus): the CLI and TUI start fast.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 
-from petwatch import endpoints, locations
-from petwatch.endpoints import Call, EndpointCalls, EventData, parse_events
+from petwatch import __version__, endpoints, locations
+from petwatch.endpoints import Call, Endpoint, EndpointCalls, EventData, parse_events
 from petwatch.errors import PetwatchError
 from petwatch.protocol import Event
 
@@ -66,6 +70,42 @@ def _raise_for(response: httpx.Response) -> None:
     raise DaemonError(str(message), response.status_code)
 
 
+@cache
+def _reply_type(endpoint: Endpoint[Any]) -> TypeAdapter[Any]:
+    """The checker of an endpoint's JSON reply, built once."""
+    return TypeAdapter(endpoint.reply)
+
+
+def _reply(endpoint: Endpoint[Any], response: httpx.Response) -> Any:
+    """The reply as sent: JSON checked against the endpoint's reply type, or an image's bytes.
+    ValidationError: the daemon answered another shape. Parsed by json.loads, not pydantic's
+    own parser: a file name that is not UTF-8 comes as a lone surrogate's \\u escape, which
+    only json.loads takes (daemon.api.PathJSONResponse)."""
+    if not endpoint.is_json:
+        return response.content
+    reply = response.json()
+    _reply_type(endpoint).validate_python(reply)
+    return reply
+
+
+def _disagreement(endpoint: Endpoint[Any], error: ValidationError, daemon_version: str | None) -> PetwatchError:
+    """One line: the daemon and this petwatch disagree on a reply (most likely two versions)."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    daemon = f"the daemon (petwatch {daemon_version})" if daemon_version else "the daemon"
+    return PetwatchError(
+        f"{daemon} and this petwatch ({__version__}) disagree on the reply to {endpoint.method} {endpoint.path} "
+        f"({where + ': ' if where else ''}{first['msg']}): restart the daemon so that it runs this version "
+        "(`systemctl --user restart petwatch`, or stop it and run `petwatch daemon`)"
+    )
+
+
+def _version(status: Any) -> str | None:
+    """The daemon's version from its /status reply, as sent (unchecked)."""
+    version = status.get("version") if isinstance(status, dict) else None
+    return version if isinstance(version, str) else None
+
+
 @contextmanager
 def _talking(socket: Path, what: str) -> Iterator[None]:
     """A request's errors as the user reads them: no daemon, or no answer in time."""
@@ -105,7 +145,17 @@ class DaemonClient(EndpointCalls):
         return self.request(method, url, **kwargs).json()
 
     def send(self, call: Call[R]) -> R:
-        return call.answer(self.request(call.endpoint.method, call.url, **call.options))
+        response = self.request(call.endpoint.method, call.url, **call.options)
+        try:
+            return call.answer(_reply(call.endpoint, response))
+        except ValidationError as error:
+            raise _disagreement(call.endpoint, error, self._daemon_version()) from None
+
+    def _daemon_version(self) -> str | None:
+        try:
+            return _version(self.call(endpoints.STATUS.method, endpoints.STATUS.path))
+        except (PetwatchError, ValueError):
+            return None
 
     def is_running(self) -> bool:
         try:
@@ -152,7 +202,17 @@ class AsyncDaemonClient(EndpointCalls):
         return (await self.request(method, url, **kwargs)).json()
 
     async def send(self, call: Call[R]) -> R:
-        return call.answer(await self.request(call.endpoint.method, call.url, **call.options))
+        response = await self.request(call.endpoint.method, call.url, **call.options)
+        try:
+            return call.answer(_reply(call.endpoint, response))
+        except ValidationError as error:
+            raise _disagreement(call.endpoint, error, await self._daemon_version()) from None
+
+    async def _daemon_version(self) -> str | None:
+        try:
+            return _version(await self.call(endpoints.STATUS.method, endpoints.STATUS.path))
+        except (PetwatchError, ValueError):
+            return None
 
     async def events(self) -> AsyncIterator[tuple[Event, EventData]]:
         events = endpoints.EVENTS

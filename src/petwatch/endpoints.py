@@ -5,9 +5,10 @@ The daemon registers its handlers against these entries (``petwatch.daemon.routi
 clients' methods are ``EndpointCalls``, written once here: each makes a ``Call`` (URL, body or
 query, wait) from its arguments, and a thin transport (``petwatch.client``: sync for the CLI,
 async for the TUI) sends it. A path is written here and nowhere else (tests/test_house.py
-checks). The daemon validates each request with the handler's pydantic model in its routes
-module, next to the limits it enforces. No torch, no fastapi, no I/O: the CLI and the TUI
-import this.
+checks). A JSON body is declared once, as the endpoint's ``request`` model: the daemon
+validates the body with it (its limits, its messages) and the client's method sends its
+fields through it (paths encoded). No torch, no fastapi, no I/O: the CLI and the TUI import
+this.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, Unpack, overload
+from typing import Annotated, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, Unpack, overload
 from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 from petwatch.errors import PetwatchError
 from petwatch.paths import encode_path
 from petwatch.protocol import (
+    MAX_REFERENCES,
+    MAX_TOP_K,
+    SPECIES,
     ComicEstimateReply,
     ComicJobReply,
     ComicLook,
@@ -38,6 +44,7 @@ from petwatch.protocol import (
     PetPathsReply,
     PetRemovedReply,
     PetReply,
+    PhotoPath,
     PhotoReply,
     ReportReply,
     RescanReply,
@@ -45,7 +52,9 @@ from petwatch.protocol import (
     StackReply,
     StatsReply,
     StatusReply,
+    TopK,
 )
+from petwatch.settings import Settings
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -64,15 +73,127 @@ class Wait(StrEnum):
 LONG_WAIT_S = 300.0
 
 
+# --- the requests' bodies: the daemon validates each with its model, the client sends it -------
+MAX_PHOTOS = 1000  # photos in one request naming pet photos (add, mark, a group's removal)
+MAX_NAME = 64  # a pet's name
+YES, NOT, FORGET = "yes", "not", "forget"  # a pet's marks as a request sets them
+MAX_PROMPT_CHARS = 4000
+JOB_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+# The settings' own choices (a Literal read at run time: pydantic takes it, mypy cannot)
+Size = Settings.model_fields["comic_size"].annotation
+Quality = Settings.model_fields["comic_quality"].annotation
+# A path in a body: sent encoded (petwatch.paths), decoded when the daemon validates it.
+SentPath = Annotated[PhotoPath, PlainSerializer(encode_path, when_used="json")]
+
+
+class Body(BaseModel):
+    """A request's JSON body: a field it does not declare is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchRequest(Body):  # Daemon.search's
+    image: SentPath | None = Field(None, description="Path of any image file")
+    photo: SentPath | None = Field(None, description="Path of an indexed photo")
+    # None (or left out): the daemon's settings.top_k / settings.min_score
+    top_k: TopK | None = None
+    min_score: float | None = Field(None, ge=-1.0, le=1.0)
+    offset: int = Field(0, ge=0, le=MAX_TOP_K)
+    # None: the library's default (query expansion where it measured better)
+    expand: bool | None = Field(None, description="Search again with the query expanded by its first hits")
+    species: list[str] | None = Field(
+        None, max_length=len(SPECIES), description=f"Only photos of these species ({', '.join(SPECIES)})"
+    )
+    stacks: bool = Field(True, description="One hit per stack (bursts, copies); false: every photo")
+
+    @field_validator("species")
+    @classmethod
+    def _known_species(cls, value: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(value or ()) - set(SPECIES))
+        if unknown:
+            raise ValueError(f"unknown species {', '.join(unknown)}: use {', '.join(SPECIES)}")
+        return value
+
+
+class FolderRequest(Body):
+    path: SentPath
+
+
+class IndexRequest(Body):
+    folders: list[SentPath] = Field(..., min_length=1, max_length=256)
+
+
+class ComicRequest(Body):  # ComicJobs.submit's parameters, passed by name
+    photos: list[SentPath] = Field(
+        default_factory=list,
+        max_length=MAX_REFERENCES,
+        description=f"Absolute paths of 1-{MAX_REFERENCES} reference photos (may be omitted "
+        "with parent: the parent's selection is used)",
+    )
+    prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT_CHARS)
+    size: Size | None = None  # type: ignore[valid-type]
+    quality: Quality | None = None  # type: ignore[valid-type]
+    parent: str | None = Field(None, pattern=JOB_ID, description="Comic this one refines")
+
+
+class EstimateRequest(Body):  # ComicJobs.estimate's parameters
+    n: int | None = Field(None, ge=1, le=MAX_REFERENCES, description="Reference images")
+    photos: list[SentPath] | None = Field(None, max_length=MAX_REFERENCES)
+    size: Size | None = None  # type: ignore[valid-type]
+    quality: Quality | None = None  # type: ignore[valid-type]
+    parent: str | None = Field(None, pattern=JOB_ID)
+
+
+class RefineRequest(Body):
+    prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT_CHARS)
+    photos: list[SentPath] = Field(default_factory=list, max_length=MAX_REFERENCES)
+    size: Size | None = None  # type: ignore[valid-type]
+    quality: Quality | None = None  # type: ignore[valid-type]
+
+
+class RetryRequest(Body):
+    prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS, description="Replaces the old prompt")
+
+
+class PetAddRequest(Body):
+    name: str = Field(..., min_length=1, max_length=MAX_NAME, description="The pet's name")
+    photos: list[SentPath] = Field(
+        ..., min_length=1, max_length=MAX_PHOTOS, description="Example photos of the pet (three or more work best)"
+    )
+
+
+class PetMarkRequest(Body):
+    paths: list[SentPath] = Field(..., min_length=1, max_length=MAX_PHOTOS)
+    mark: str = Field(
+        ...,
+        pattern=f"^({YES}|{NOT}|{FORGET})$",
+        description="yes: my pet (add it); not: not my pet; forget: drop the mark",
+    )
+
+
+class NameRequest(Body):
+    name: str = Field(..., min_length=1, max_length=MAX_NAME, description="The pet's name")
+
+
+class MergeRequest(Body):
+    other: int = Field(..., ge=1, description="The group whose photos join this one")
+
+
+class RemoveRequest(Body):
+    paths: list[SentPath] = Field(..., min_length=1, max_length=MAX_PHOTOS)
+
+
 @dataclass(frozen=True)
 class Endpoint(Generic[R]):
     """One endpoint. ``reply`` is the JSON reply's type (``bytes``: an image); ``R`` types the
-    client's answer. ``path`` may hold ``{parameters}``, filled (quoted) by ``url``."""
+    client's answer. ``path`` may hold ``{parameters}``, filled (quoted) by ``url``. ``request``:
+    its JSON body's model, if it takes one."""
 
     method: str
     path: str
     reply: Any
     wait: Wait = Wait.USUAL
+    request: type[Body] | None = None
 
     def url(self, **parameters: object) -> str:
         return self.path.format_map({k: quote(str(v), safe="") for k, v in parameters.items()})
@@ -81,18 +202,32 @@ class Endpoint(Generic[R]):
     def is_json(self) -> bool:
         return self.reply is not bytes
 
+    def body(self, **fields: Any) -> dict[str, Any]:
+        """The JSON body of these fields, as the request model sends them (paths encoded); a
+        None is left out: the daemon decides."""
+        model = self.request
+        if model is None:
+            raise TypeError(f"{self.method} {self.path} takes no body")
+        unknown = set(fields) - set(model.model_fields)
+        if unknown:
+            raise TypeError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
+        given = {name: value for name, value in fields.items() if value is not None}
+        return model.model_construct(**given).model_dump(mode="json", exclude_unset=True)
+
 
 # --- the daemon itself (daemon/api.py) -----------------------------------------------------------
 STATUS: Endpoint[StatusReply] = Endpoint("GET", "/status", StatusReply)
 EVENTS: Endpoint[None] = Endpoint("GET", "/events", None, Wait.UNBOUNDED)  # server-sent events
 # --- the library (daemon/library_routes.py) ------------------------------------------------------
 STATS: Endpoint[StatsReply] = Endpoint("GET", "/stats", StatsReply)
-SEARCH: Endpoint[SearchReply] = Endpoint("POST", "/search", SearchReply)
-INDEX: Endpoint[ReportReply] = Endpoint("POST", "/index", ReportReply, Wait.UNBOUNDED)
+SEARCH: Endpoint[SearchReply] = Endpoint("POST", "/search", SearchReply, request=SearchRequest)
+INDEX: Endpoint[ReportReply] = Endpoint("POST", "/index", ReportReply, Wait.UNBOUNDED, IndexRequest)
 RESCAN: Endpoint[RescanReply] = Endpoint("POST", "/rescan", RescanReply)
 FOLDERS: Endpoint[list[FolderReply]] = Endpoint("GET", "/folders", list[FolderReply])
-FOLDER_ADD: Endpoint[list[FolderReply]] = Endpoint("POST", "/folders", list[FolderReply])
-FOLDER_REMOVE: Endpoint[list[FolderReply]] = Endpoint("POST", "/folders/remove", list[FolderReply])
+FOLDER_ADD: Endpoint[list[FolderReply]] = Endpoint("POST", "/folders", list[FolderReply], request=FolderRequest)
+FOLDER_REMOVE: Endpoint[list[FolderReply]] = Endpoint(
+    "POST", "/folders/remove", list[FolderReply], request=FolderRequest
+)
 FAILURES: Endpoint[list[FailureReply]] = Endpoint("GET", "/failures", list[FailureReply])
 PHOTO: Endpoint[PhotoReply] = Endpoint("GET", "/photo", PhotoReply)
 THUMBNAIL: Endpoint[bytes] = Endpoint("GET", "/thumbnail", bytes)
@@ -100,30 +235,34 @@ THUMBNAIL: Endpoint[bytes] = Endpoint("GET", "/thumbnail", bytes)
 STACKS: Endpoint[list[StackReply]] = Endpoint("GET", "/stacks", list[StackReply])
 STACK: Endpoint[StackReply] = Endpoint("GET", "/stacks/{stack_id}", StackReply)
 # --- comics (daemon/comic_routes.py) -------------------------------------------------------------
-COMIC_SUBMIT: Endpoint[ComicJobReply] = Endpoint("POST", "/comics", ComicJobReply)
-COMIC_ESTIMATE: Endpoint[ComicEstimateReply] = Endpoint("POST", "/comics/estimate", ComicEstimateReply)
+COMIC_SUBMIT: Endpoint[ComicJobReply] = Endpoint("POST", "/comics", ComicJobReply, request=ComicRequest)
+COMIC_ESTIMATE: Endpoint[ComicEstimateReply] = Endpoint(
+    "POST", "/comics/estimate", ComicEstimateReply, request=EstimateRequest
+)
 COMICS: Endpoint[list[ComicJobReply]] = Endpoint("GET", "/comics", list[ComicJobReply])
 COMIC: Endpoint[ComicShowReply] = Endpoint("GET", "/comics/{job_id}", ComicShowReply)
 COMIC_CANCEL: Endpoint[ComicJobReply] = Endpoint("POST", "/comics/{job_id}/cancel", ComicJobReply)
-COMIC_REFINE: Endpoint[ComicJobReply] = Endpoint("POST", "/comics/{job_id}/refine", ComicJobReply)
-COMIC_RETRY: Endpoint[ComicJobReply] = Endpoint("POST", "/comics/{job_id}/retry", ComicJobReply)
+COMIC_REFINE: Endpoint[ComicJobReply] = Endpoint(
+    "POST", "/comics/{job_id}/refine", ComicJobReply, request=RefineRequest
+)
+COMIC_RETRY: Endpoint[ComicJobReply] = Endpoint("POST", "/comics/{job_id}/retry", ComicJobReply, request=RetryRequest)
 COMIC_IMAGE: Endpoint[bytes] = Endpoint("GET", "/comics/{job_id}/image", bytes)
 # --- pet profiles (daemon/pet_routes.py) ---------------------------------------------------------
 PETS: Endpoint[list[PetReply]] = Endpoint("GET", "/pets", list[PetReply], Wait.LONG)
-PET_ADD: Endpoint[PetReply] = Endpoint("POST", "/pets", PetReply, Wait.LONG)
+PET_ADD: Endpoint[PetReply] = Endpoint("POST", "/pets", PetReply, Wait.LONG, PetAddRequest)
 PET: Endpoint[PetAlbumReply] = Endpoint("GET", "/pets/{name}", PetAlbumReply, Wait.LONG)
 PET_PATHS: Endpoint[PetPathsReply] = Endpoint("GET", "/pets/{name}/paths", PetPathsReply, Wait.LONG)
-PET_MARK: Endpoint[PetReply] = Endpoint("POST", "/pets/{name}/marks", PetReply, Wait.LONG)
+PET_MARK: Endpoint[PetReply] = Endpoint("POST", "/pets/{name}/marks", PetReply, Wait.LONG, PetMarkRequest)
 PET_REMOVE: Endpoint[PetRemovedReply] = Endpoint("DELETE", "/pets/{name}", PetRemovedReply)
 # --- pets found (daemon/discovery_routes.py) -----------------------------------------------------
 GROUPS: Endpoint[list[GroupReply]] = Endpoint("GET", "/groups", list[GroupReply], Wait.LONG)
 GROUPS_WHY: Endpoint[DiscoveryWhyReply] = Endpoint("GET", "/groups/why", DiscoveryWhyReply, Wait.LONG)
 GROUPS_REFRESH: Endpoint[list[GroupReply]] = Endpoint("POST", "/groups/refresh", list[GroupReply], Wait.LONG)
 GROUP: Endpoint[GroupReply] = Endpoint("GET", "/groups/{gid}", GroupReply, Wait.LONG)
-GROUP_NAME: Endpoint[PetReply] = Endpoint("POST", "/groups/{gid}/name", PetReply, Wait.LONG)
+GROUP_NAME: Endpoint[PetReply] = Endpoint("POST", "/groups/{gid}/name", PetReply, Wait.LONG, NameRequest)
 GROUP_DISMISS: Endpoint[GroupReply] = Endpoint("POST", "/groups/{gid}/dismiss", GroupReply, Wait.LONG)
-GROUP_MERGE: Endpoint[GroupReply] = Endpoint("POST", "/groups/{gid}/merge", GroupReply, Wait.LONG)
-GROUP_REMOVE: Endpoint[GroupReply] = Endpoint("POST", "/groups/{gid}/remove", GroupReply, Wait.LONG)
+GROUP_MERGE: Endpoint[GroupReply] = Endpoint("POST", "/groups/{gid}/merge", GroupReply, Wait.LONG, MergeRequest)
+GROUP_REMOVE: Endpoint[GroupReply] = Endpoint("POST", "/groups/{gid}/remove", GroupReply, Wait.LONG, RemoveRequest)
 
 GROUP_ACTIONS: dict[str, Endpoint[Any]] = {
     "name": GROUP_NAME,
@@ -194,9 +333,9 @@ class Call(Generic[R]):
             options["timeout"] = LONG_WAIT_S if endpoint.wait is Wait.LONG else None
         self.endpoint, self.url, self.options, self.pick = endpoint, endpoint.url(**request), options, pick
 
-    def answer(self, response: Any) -> R:
-        """The reply of an httpx response: its JSON, or its bytes (an image)."""
-        return self.pick(response.json() if self.endpoint.is_json else response.content)
+    def answer(self, reply: Any) -> R:
+        """The method's answer from the endpoint's reply (its JSON, checked; or an image's bytes)."""
+        return self.pick(reply)
 
 
 class _Method(Generic[P, R]):
@@ -237,18 +376,8 @@ def _same(reply: Any) -> Any:
 
 
 def _absolute(paths: list[str]) -> list[str]:
-    """Photo paths as sent to the daemon: absolute in the caller's cwd, encoded (petwatch.paths)."""
-    return [encode_path(os.path.abspath(os.path.expanduser(str(path)))) for path in paths]
-
-
-def _sent(path: str | None) -> str | None:
-    """A path as sent: any file name, valid UTF-8 or not, survives the JSON (petwatch.paths)."""
-    return None if path is None else encode_path(path)
-
-
-def _given(**fields: Any) -> dict[str, Any]:
-    """The fields the caller set: a None is left out, and the daemon decides."""
-    return {name: value for name, value in fields.items() if value is not None}
+    """Photo paths as sent to the daemon: absolute in the caller's cwd."""
+    return [os.path.abspath(os.path.expanduser(str(path))) for path in paths]
 
 
 def _get(endpoint: Endpoint[R]) -> _Method[[], R]:
@@ -279,8 +408,8 @@ class EndpointCalls:
         expand: bool | None = None,
     ) -> Request:
         """``top_k`` / ``min_score`` / ``expand`` None: left out, the daemon decides."""
-        body = {"image": _sent(image), "photo": _sent(photo), **_given(top_k=top_k, min_score=min_score, expand=expand)}
-        return {"json": body | {"offset": offset, "species": species, "stacks": stacks}}
+        fields = {"top_k": top_k, "min_score": min_score, "offset": offset, "species": species, "expand": expand}
+        return {"json": SEARCH.body(image=image, photo=photo, stacks=stacks, **fields)}
 
     stacks = _get(STACKS)
     stack = _on(STACK, "stack_id")
@@ -288,18 +417,18 @@ class EndpointCalls:
     # --- photos and folders: paths as the daemon decodes them (petwatch.paths)
     @_sends(INDEX)
     def index(self, folders: list[str]) -> Request:
-        return {"json": {"folders": [encode_path(f) for f in folders]}}
+        return {"json": INDEX.body(folders=folders)}
 
     stats = _get(STATS)
     folders = _get(FOLDERS)
 
     @_sends(FOLDER_ADD)
     def add_folder(self, path: str) -> Request:
-        return {"json": {"path": encode_path(path)}}
+        return {"json": FOLDER_ADD.body(path=path)}
 
     @_sends(FOLDER_REMOVE)
     def remove_folder(self, path: str) -> Request:
-        return {"json": {"path": encode_path(path)}}
+        return {"json": FOLDER_REMOVE.body(path=path)}
 
     rescan = _get(RESCAN)
     failures = _get(FAILURES)
@@ -315,13 +444,13 @@ class EndpointCalls:
     # --- comics (the daemon owns the jobs); photo paths made absolute here, in the caller's cwd
     @_sends(COMIC_SUBMIT)
     def comic_submit(self, photos: list[str], prompt: str, **options: Unpack[ComicOptions]) -> Request:
-        return {"json": {"photos": _absolute(photos), "prompt": prompt, **options}}
+        return {"json": COMIC_SUBMIT.body(photos=_absolute(photos), prompt=prompt, **options)}
 
     @_sends(COMIC_ESTIMATE)
     def comic_estimate(
         self, n: int | None = None, photos: list[str] | None = None, **options: Unpack[ComicOptions]
     ) -> Request:
-        return {"json": {"n": n, "photos": _absolute(photos) if photos else None, **options}}
+        return {"json": COMIC_ESTIMATE.body(n=n, photos=_absolute(photos) if photos else None, **options)}
 
     comics = _get(COMICS)
     # the job record plus ``chain``: the refinement chain ending at it, first comic first
@@ -332,11 +461,11 @@ class EndpointCalls:
     def comic_refine(
         self, job_id: str, prompt: str, photos: list[str] | None = None, **look: Unpack[ComicLook]
     ) -> Request:
-        return {"json": {"prompt": prompt, "photos": _absolute(photos or []), **look}, "job_id": job_id}
+        return {"json": COMIC_REFINE.body(prompt=prompt, photos=_absolute(photos or []), **look), "job_id": job_id}
 
     @_sends(COMIC_RETRY)
     def comic_retry(self, job_id: str, prompt: str | None = None) -> Request:
-        return {"json": {"prompt": prompt}, "job_id": job_id}
+        return {"json": COMIC_RETRY.body(prompt=prompt), "job_id": job_id}
 
     comic_image = _on(COMIC_IMAGE, "job_id")
     # --- pet profiles (the daemon owns them)
@@ -345,7 +474,7 @@ class EndpointCalls:
     @_sends(PET_ADD)
     def pet_add(self, name: str, photos: list[str]) -> Request:
         """Create a profile from example photos, or add examples to it."""
-        return {"json": {"name": name, "photos": _absolute(photos)}}
+        return {"json": PET_ADD.body(name=name, photos=_absolute(photos))}
 
     @_sends(PET)
     def pet(self, name: str, offset: int = 0, limit: int = 0) -> Request:
@@ -360,7 +489,7 @@ class EndpointCalls:
     @_sends(PET_MARK)
     def pet_mark(self, name: str, paths: list[str], mark: str) -> Request:
         """``mark``: "yes" (my pet), "not" (not my pet) or "forget"."""
-        return {"json": {"paths": _absolute(paths), "mark": mark}, "name": name}
+        return {"json": PET_MARK.body(paths=_absolute(paths), mark=mark), "name": name}
 
     pet_remove = _on(PET_REMOVE, "name")
 
@@ -381,4 +510,5 @@ class EndpointCalls:
             raise PetwatchError(f"unknown group action {action!r}: use {', '.join(GROUP_ACTIONS)}")
         if body and "paths" in body:
             body = {**body, "paths": _absolute(body["paths"])}
-        return {"endpoint": endpoint, "json": body or {}, "gid": int(gid)}
+        sent = endpoint.body(**(body or {})) if endpoint.request else {}
+        return {"endpoint": endpoint, "json": sent, "gid": int(gid)}

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -62,6 +64,7 @@ UPGRADE_STEP = 64  # photos per upgrade step: new photos wait at most one step t
 STACK_BACKFILL_STEP = 32  # photos indexed before stacks, looked at per idle moment of the daemon
 DERIVE_FACTOR = 16  # an upgrade from stored vectors (no forward pass) takes 16x the photos a step
 SPECIES_COUNT_SECONDS = 10.0
+QUERIES_KEPT = 8  # query vectors kept for the next pages of a search (a page costs one Milvus search)
 
 
 StoredListener = Callable[[list[PhotoRow]], None]  # a batch of photos just stored, vectors included
@@ -343,6 +346,10 @@ class Library:
         self._on_removed: list[RemovedListener] = []
         self.upgrade: Upgrade | None = None
         self._species_counts: tuple[tuple[str, int, int, int], dict[str, int]] | None = None
+        # The last searches' query vectors (embedded, expanded), for their further pages:
+        # keyed by the query file as it is, the collection searched, the species and expand.
+        self._queries: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._queries_lock = threading.Lock()
         if older is None:
             self.store, self.indexer = store, indexer
         else:
@@ -610,6 +617,8 @@ class Library:
         assert upgrade is not None
         self.indexer.mirror = None
         self.store, self.indexer, self.upgrade = upgrade.indexer.store, upgrade.indexer, None
+        with self._queries_lock:
+            self._queries.clear()  # vectors of the older space
         older.drop()  # not closed: its connection is the new index's too (one per URI)
         log.info("index upgraded to %s vectors: %d photos", self.store.recipe, len(self.indexer.catalog))
 
@@ -675,15 +684,35 @@ class Library:
         min_score: float | None,
         species: Sequence[str] | None,
         expand: bool | None,
+        next_page: bool = False,
     ) -> _Query:
         """A search's query, made once (a query photo that is not indexed is embedded once,
-        and expanded once), for any number of hits asked of it (``_nearest``)."""
+        and expanded once), for any number of hits asked of it (``_nearest``). ``next_page``:
+        a further page of a search made before, whose vector is kept (a new search makes it
+        afresh: an expansion depends on the photos indexed since)."""
         if not 1 <= depth <= MAX_TOP_K:
             raise PetwatchError(f"top-k must be between 1 and {MAX_TOP_K}, not {depth}")
         store, partial = self._index_for(species)
-        vector = self.query_vector(image_path, store)
-        if self.expands(store) if expand is None else expand:
-            vector = self._expanded(store, vector, os.path.abspath(image_path), species)
+        expands = self.expands(store) if expand is None else expand
+        path = os.path.abspath(image_path)
+        file = self.stat(path)  # a changed file is a new query
+        key = (
+            (path, file.size, file.mtime_ns, store.collection, store.recipe, tuple(sorted(species or ())), expands)
+            if file
+            else None
+        )
+        with self._queries_lock:
+            vector = self._queries.get(key) if next_page and key else None
+        if vector is None:
+            vector = self.query_vector(image_path, store)
+            if expands:
+                vector = self._expanded(store, vector, path, species)
+        if key:
+            with self._queries_lock:
+                self._queries[key] = vector
+                self._queries.move_to_end(key)
+                while len(self._queries) > QUERIES_KEPT:
+                    self._queries.popitem(last=False)
         min_score = self.settings.min_score if min_score is None else min_score
         return _Query(store, vector, min_score, species, partial)
 
@@ -739,7 +768,7 @@ class Library:
         started = time.monotonic()
         plugged_in = [f for f in folders if os.path.isdir(f)]  # once per reply, not per hit
         wanted = (top_k or self.settings.top_k) + offset
-        asked = self._query(query, wanted, min_score, species, expand)
+        asked = self._query(query, wanted, min_score, species, expand, next_page=offset > 0)
         hits = self._nearest(asked, wanted)
         if stacks:
             tiles = self._stacks.collapse([(hit.path, hit.content_hash) for hit in hits])

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from petwatch.endpoints import FORGET, MAX_NAME, NOT, YES  # what a request may say of a pet
 from petwatch.errors import PetwatchError
 from petwatch.protocol import PET_SPECIES, PetAlbumReply, PetEvent, PetHitReply, PetRemovedReply, PetReply
 from petwatch.state_db import StateTables
@@ -52,7 +53,7 @@ if TYPE_CHECKING:  # the daemon's Library; pets only use its store, embedder and
 
 log = logging.getLogger(__name__)
 
-EXAMPLE, YES, NOT = "example", "yes", "not"
+EXAMPLE = "example"  # beside the marks a request sets (YES, NOT)
 KINDS = (EXAMPLE, YES, NOT)
 POSITIVE = (EXAMPLE, YES)
 
@@ -73,7 +74,6 @@ def rule(whitened: bool) -> tuple[float, float]:
 
 BACKGROUND_SAMPLE = 256  # photos sampled from the library for its median score
 MAX_NEGATIVES = 256  # the most recent rejections used for re-ranking
-MAX_NAME = 64
 _NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]+$")
 
 
@@ -337,11 +337,11 @@ class Pets:
 
     def mark(self, name: str, paths: Sequence[str], kind: str) -> PetReply:
         """Teach a profile: ``yes`` (my pet: add it), ``not`` (not my pet) or ``forget``."""
-        if kind not in (YES, NOT, "forget"):
+        if kind not in (YES, NOT, FORGET):
             raise PetwatchError(f"a mark is yes, not or forget, not {kind!r}")
         with self._lock:
             name = self._name(name)
-            if kind == "forget":
+            if kind == FORGET:
                 self.book.forget(name, self._hashes_to_forget(name, paths))
             else:
                 state = self._state(name)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Protocol, TypedDict, overload
+from typing import Annotated, Any, Literal, Protocol, overload
 
 from pydantic import AfterValidator, Field
+from typing_extensions import TypedDict  # pydantic validates replies with it (typing's, before 3.12, it cannot)
 
 from petwatch.paths import decode_path
 

@@ -17,63 +17,16 @@ app turns into ``{"error": ...}``.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter
 from fastapi import Path as PathParam
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from petwatch import endpoints
-from petwatch.comics import QUALITIES, SIZES
 from petwatch.daemon.comic_jobs import ComicJobs
 from petwatch.daemon.features import Feature
 from petwatch.daemon.routing import route
-from petwatch.protocol import MAX_REFERENCES, ComicEstimateReply, ComicJobReply, ComicShowReply, PhotoPath
-
-MAX_PROMPT_CHARS = 4000
-JOB_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-
-# The settings' own choices, read at run time (a Literal of a tuple: pydantic takes it, mypy cannot)
-Size = Literal[SIZES]  # type: ignore[valid-type]
-Quality = Literal[QUALITIES]  # type: ignore[valid-type]
-
-
-# --- requests --------------------------------------------------------------------------------
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ComicRequest(_Strict):  # its fields are ComicJobs.submit's parameters, passed by name
-    photos: list[PhotoPath] = Field(
-        default_factory=list,
-        max_length=MAX_REFERENCES,
-        description=f"Absolute paths of 1-{MAX_REFERENCES} reference photos (may be omitted "
-        "with parent: the parent's selection is used)",
-    )
-    prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT_CHARS)
-    size: Size | None = None  # noqa: UP007 - pydantic needs the runtime Literal
-    quality: Quality | None = None  # noqa: UP007
-    parent: str | None = Field(None, pattern=JOB_ID, description="Comic this one refines")
-
-
-class EstimateRequest(_Strict):  # ComicJobs.estimate's parameters
-    n: int | None = Field(None, ge=1, le=MAX_REFERENCES, description="Reference images")
-    photos: list[PhotoPath] | None = Field(None, max_length=MAX_REFERENCES)
-    size: Size | None = None
-    quality: Quality | None = None
-    parent: str | None = Field(None, pattern=JOB_ID)
-
-
-class RefineRequest(_Strict):
-    prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT_CHARS)
-    photos: list[PhotoPath] = Field(default_factory=list, max_length=MAX_REFERENCES)
-    size: Size | None = None
-    quality: Quality | None = None
-
-
-class RetryRequest(_Strict):
-    prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS, description="Replaces the old prompt")
+from petwatch.endpoints import JOB_ID, ComicRequest, EstimateRequest, RefineRequest, RetryRequest
+from petwatch.protocol import ComicEstimateReply, ComicJobReply, ComicShowReply
 
 
 # --- the routes ------------------------------------------------------------------------------

@@ -17,33 +17,16 @@ a ``group`` event (``{"id", "size", "found"}``: found = a new group, else it gre
 from __future__ import annotations
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
 
 from petwatch import endpoints
 from petwatch.daemon.features import Feature
-from petwatch.daemon.pet_routes import MAX_PHOTOS
 from petwatch.daemon.routing import route
 from petwatch.discovery import Discovery
+from petwatch.endpoints import MAX_PHOTOS, MergeRequest, NameRequest, RemoveRequest
 from petwatch.index import IndexReport
-from petwatch.pets import MAX_NAME, Pets
-from petwatch.protocol import DiscoveryWhyReply, GroupReply, PetReply, PhotoPath
+from petwatch.pets import Pets
+from petwatch.protocol import DiscoveryWhyReply, GroupReply, PetReply
 from petwatch.store import PhotoRow
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NameRequest(_Strict):
-    name: str = Field(..., min_length=1, max_length=MAX_NAME, description="The pet's name")
-
-
-class MergeRequest(_Strict):
-    other: int = Field(..., ge=1, description="The group whose photos join this one")
-
-
-class RemoveRequest(_Strict):
-    paths: list[PhotoPath] = Field(..., min_length=1, max_length=MAX_PHOTOS)
 
 
 def _id():

@@ -2,9 +2,10 @@
 
 The Daemon keeps one list of features (``Daemon.features``: pet profiles, pets found, comics,
 stacks) and tells each of them, in that order, what happens to the library (and closes them
-in the reverse order); ``api.create_app`` serves each one's routes. A feature is the daemon's side of a domain object (``pets.Pets``,
-``discovery.Discovery``, ...): it lives with its routes (``pet_routes.PetsFeature``, ...), so
-the domain modules know nothing of HTTP, and a new feature is one class in one list.
+in the reverse order); ``api.create_app`` serves each one's routes. A feature is the daemon's
+side of a domain object (``pets.Pets``, ``discovery.Discovery``, ...): it lives with its routes
+(``pet_routes.PetsFeature``, ...), so the domain modules know nothing of HTTP, and a new
+feature is one class in one list.
 
 A class that names Feature as its base keeps the defaults (nothing) for what it does not hear,
 and writes ``routes``. The defaults ``return None``: a body of only a docstring would make them

@@ -20,62 +20,23 @@ import os
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from petwatch import endpoints
 from petwatch.daemon.routing import route
 from petwatch.daemon.service import Daemon
+from petwatch.endpoints import FolderRequest, IndexRequest, SearchRequest
 from petwatch.errors import PetwatchError
 from petwatch.paths import decode_path
 from petwatch.protocol import (
     MAX_PATH_CHARS,
-    MAX_TOP_K,
-    SPECIES,
     FailureReply,
     FolderReply,
-    PhotoPath,
     PhotoReply,
     ReportReply,
     RescanReply,
     SearchReply,
     StatsReply,
-    TopK,
 )
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SearchRequest(_Strict):
-    image: PhotoPath | None = Field(None, description="Path of any image file")
-    photo: PhotoPath | None = Field(None, description="Path of an indexed photo")
-    # None (or left out): the daemon's settings.top_k / settings.min_score
-    top_k: TopK | None = None
-    min_score: float | None = Field(None, ge=-1.0, le=1.0)
-    offset: int = Field(0, ge=0, le=MAX_TOP_K)
-    # None: the library's default (query expansion where it measured better)
-    expand: bool | None = Field(None, description="Search again with the query expanded by its first hits")
-    species: list[str] | None = Field(
-        None, max_length=len(SPECIES), description=f"Only photos of these species ({', '.join(SPECIES)})"
-    )
-    stacks: bool = Field(True, description="One hit per stack (bursts, copies); false: every photo")
-
-    @field_validator("species")
-    @classmethod
-    def _known_species(cls, value: list[str] | None) -> list[str] | None:
-        unknown = sorted(set(value or ()) - set(SPECIES))
-        if unknown:
-            raise ValueError(f"unknown species {', '.join(unknown)}: use {', '.join(SPECIES)}")
-        return value
-
-
-class FolderRequest(_Strict):
-    path: PhotoPath
-
-
-class IndexRequest(_Strict):
-    folders: list[PhotoPath] = Field(..., min_length=1, max_length=256)
 
 
 def router(daemon: Daemon) -> APIRouter:
@@ -88,7 +49,7 @@ def router(daemon: Daemon) -> APIRouter:
 
     @route(routes, endpoints.SEARCH)
     def search(request: SearchRequest) -> SearchReply:
-        return daemon.search(**request.model_dump())  # its fields are Daemon.search's parameters
+        return daemon.search(request)
 
     @route(routes, endpoints.INDEX)
     def index(request: IndexRequest) -> ReportReply:

@@ -16,38 +16,17 @@ it matches each newly stored photo against them and publishes a ``pet`` event
 from __future__ import annotations
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
 
 from petwatch import endpoints
 from petwatch.daemon.events import EventBus
 from petwatch.daemon.features import Feature
 from petwatch.daemon.routing import route
-from petwatch.pets import MAX_NAME, NOT, YES, Pets
-from petwatch.protocol import Event, PetAlbumReply, PetPathsReply, PetRemovedReply, PetReply, PhotoPath
+from petwatch.endpoints import MAX_NAME, PetAddRequest, PetMarkRequest
+from petwatch.pets import Pets
+from petwatch.protocol import Event, PetAlbumReply, PetPathsReply, PetRemovedReply, PetReply
 from petwatch.store import PhotoRow
 
-MAX_PHOTOS = 1000  # photos in one add or mark request
 MAX_ALBUM_PAGE = 100_000
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PetAddRequest(_Strict):
-    name: str = Field(..., min_length=1, max_length=MAX_NAME, description="The pet's name")
-    photos: list[PhotoPath] = Field(
-        ..., min_length=1, max_length=MAX_PHOTOS, description="Example photos of the pet (three or more work best)"
-    )
-
-
-class PetMarkRequest(_Strict):
-    paths: list[PhotoPath] = Field(..., min_length=1, max_length=MAX_PHOTOS)
-    mark: str = Field(
-        ...,
-        pattern=f"^({YES}|{NOT}|forget)$",
-        description="yes: my pet (add it); not: not my pet; forget: drop the mark",
-    )
 
 
 def _name():

@@ -30,6 +30,7 @@ from petwatch.daemon.features import Feature
 from petwatch.daemon.pet_routes import PetsFeature
 from petwatch.daemon.stack_routes import StacksFeature
 from petwatch.discovery import Discovery
+from petwatch.endpoints import SearchRequest
 from petwatch.errors import PetwatchError
 from petwatch.index import IndexReport
 from petwatch.library import Library
@@ -285,25 +286,24 @@ class Daemon:
     def failures(self) -> list[FailureReply]:
         return self.library.failures()
 
-    def search(
-        self,
-        image: str | None,
-        photo: str | None,
-        top_k: int | None = None,
-        min_score: float | None = None,
-        offset: int = 0,
-        species: list[str] | None = None,
-        stacks: bool = True,
-        expand: bool | None = None,
-    ) -> SearchReply:
+    def search(self, request: SearchRequest) -> SearchReply:
         """None for top_k or min_score: the settings' value; ``stacks``: one hit per stack; for
         expand: the library's default."""
-        query = photo or image
+        query = request.photo or request.image
         if not query:
             raise PetwatchError("give a query: an image path, or an indexed photo")
-        if photo and self.library.entry(photo) is None:
-            raise PetwatchError(f"{photo} is not an indexed photo")
-        return self.library.search_reply(query, top_k, min_score, species, offset, self.folders, stacks, expand)
+        if request.photo and self.library.entry(request.photo) is None:
+            raise PetwatchError(f"{request.photo} is not an indexed photo")
+        return self.library.search_reply(
+            query,
+            request.top_k,
+            request.min_score,
+            request.species,
+            request.offset,
+            self.folders,
+            request.stacks,
+            request.expand,
+        )
 
     def photo(self, path: str) -> PhotoReply:
         path = os.path.abspath(path)
