@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -128,7 +129,7 @@ class DaemonProcess:
         self.log = Path(self.env["PETWATCH_HOME"]) / "daemon-test.log"
 
     def start(self, timeout: float = 120) -> DaemonProcess:
-        from petwatch.client import DaemonClient
+        from petwatch.client import DaemonClient, DaemonUnavailable
 
         handle = open(self.log, "ab")
         self.process = subprocess.Popen(
@@ -140,9 +141,9 @@ class DaemonProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"daemon exited with {self.process.returncode}:\n{self.log.read_text()}")
             if socket.exists():
-                with DaemonClient(socket) as client:
-                    if client.is_running():
-                        return self
+                with DaemonClient(socket) as client, contextlib.suppress(DaemonUnavailable):
+                    client.status()
+                    return self
             time.sleep(0.1)
         self.kill()  # never leave a daemon that did not come up running behind the test
         raise RuntimeError(f"daemon not ready in {timeout}s:\n{self.log.read_text()}")

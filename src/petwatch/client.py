@@ -157,13 +157,6 @@ class DaemonClient(EndpointCalls):
         except (PetwatchError, ValueError):
             return None
 
-    def is_running(self) -> bool:
-        try:
-            self.status()
-            return True
-        except DaemonUnavailable:
-            return False
-
     def events(self) -> Iterator[tuple[Event, EventData]]:
         """Server-pushed events as (kind, data) until the daemon goes away."""
         events = endpoints.EVENTS
