@@ -32,23 +32,28 @@ from petwatch.protocol import (
     SearchReply,
     StatusReply,
 )
+from petwatch.store import photo_record
 
 BUDGET_MS = 5.0
 
 
 def _hit(i: int) -> dict[str, Any]:
+    photo = photo_record(  # the record as the index keeps it; fields not named here at their defaults
+        path=f"/home/user/Pictures/2024/summer/IMG_{i:05d}.jpg",
+        content_hash=f"{i:032x}",
+        size=3_400_000 + i,
+        mtime_ns=1_700_000_000_000_000_000 + i,
+        width=4000,
+        height=3000,
+        taken_at=1_700_000_000 + i,
+        indexed_at=1_700_100_000 + i,
+        pet_score=0.93,
+        species="dog",
+        label="golden retriever",
+        camera="Apple iPhone 12 Pro",
+    )
     return {
-        "path": f"/home/user/Pictures/2024/summer/IMG_{i:05d}.jpg",
-        "content_hash": f"{i:064x}",
-        "size": 3_400_000 + i,
-        "mtime_ns": 1_700_000_000_000_000_000 + i,
-        "width": 4000,
-        "height": 3000,
-        "taken_at": 1_700_000_000 + i,
-        "indexed_at": 1_700_100_000 + i,
-        "pet_score": 0.93,
-        "species": "dog",
-        "label": "golden retriever",
+        **photo,
         "online": True,
         "score": 0.9 - i / 10_000,
         "view": 0,
