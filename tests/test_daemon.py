@@ -570,6 +570,17 @@ def test_socket_is_private_and_bad_requests_get_one_error_shape(home, start_daem
         assert set(body) == {"error"} and isinstance(body["error"], str), f"{label}: {body}"
         assert body["error"] and "\n" not in body["error"], f"{label}: {body}"
         assert http.get("/status").status_code == 200, f"daemon stopped serving after {label}"
+    # A GET's query is validated by its model as a body is: the parameter at fault is named.
+    for url, params, said in [
+        ("/thumbnail", {"path": "/x.jpg", "colour": "red"}, "query.colour: Extra inputs are not permitted"),
+        ("/thumbnail", {"path": "/x.jpg", "size": 4}, "query.size: Input should be greater than or equal to 16"),
+        ("/photo", {"path": "b64:!!"}, "query.path: Value error, b64: is not followed by a base64 file name"),
+        ("/pets/Cola", {"limit": -1}, "query.limit: Input should be greater than or equal to 0"),
+        ("/pets/Cola/paths", {"top": 0}, "query.top: Input should be greater than or equal to 1"),
+        ("/groups", {"all": "maybe"}, "query.all: Input should be a valid boolean"),
+    ]:
+        response = http.get(url, params=params)
+        assert response.status_code == 422 and said in response.json()["error"], f"{url} {params}: {response.text}"
     http.close()
     assert daemon.process.poll() is None
 

@@ -5,8 +5,9 @@ The daemon registers its handlers against these entries (``petwatch.daemon.routi
 clients' methods are ``EndpointCalls``, written once here: each makes a ``Call`` (URL, body or
 query, wait) from its arguments, and a thin transport (``petwatch.client``: sync for the CLI,
 async for the TUI) sends it. A path is written here and nowhere else (tests/test_house.py
-checks). A JSON body is declared once, as the endpoint's ``request`` model: the daemon
-validates the body with it (its limits, its messages) and the client's method sends its
+checks). What a caller sends is declared once, as the endpoint's ``request`` model: a JSON
+body (``Body``) or, for a GET, its query parameters (``Query``). The daemon validates the
+request with it (its limits, its defaults, its messages) and the client's method sends its
 fields through it (paths encoded). No torch, no fastapi, no I/O: the CLI and the TUI import
 this.
 """
@@ -73,16 +74,17 @@ class Wait(StrEnum):
 LONG_WAIT_S = 300.0
 
 
-# --- the requests' bodies: the daemon validates each with its model, the client sends it -------
+# --- the requests: the daemon validates each with its model, the client sends it -----------------
 MAX_PHOTOS = 1000  # photos in one request naming pet photos (add, mark, a group's removal)
 MAX_NAME = 64  # a pet's name
 YES, NOT, FORGET = "yes", "not", "forget"  # a pet's marks as a request sets them
 MAX_PROMPT_CHARS = 4000
 JOB_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+MAX_ALBUM_PAGE = 100_000  # photos of a pet's album in one page, and its offset
 # The settings' own choices (a Literal read at run time: pydantic takes it, mypy cannot)
 Size = Settings.model_fields["comic_size"].annotation
 Quality = Settings.model_fields["comic_quality"].annotation
-# A path in a body: sent encoded (petwatch.paths), decoded when the daemon validates it.
+# A path in a request: sent encoded (petwatch.paths), decoded when the daemon validates it.
 SentPath = Annotated[PhotoPath, PlainSerializer(encode_path, when_used="json")]
 
 
@@ -90,6 +92,34 @@ class Body(BaseModel):
     """A request's JSON body: a field it does not declare is refused."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Query(BaseModel):
+    """A GET's query parameters: one it does not declare is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PhotoQuery(Query):
+    path: SentPath
+
+
+class ThumbnailQuery(Query):
+    path: SentPath
+    size: int = Field(256, ge=16, le=2048)
+
+
+class PetAlbumQuery(Query):
+    offset: int = Field(0, ge=0, le=MAX_ALBUM_PAGE)
+    limit: int = Field(0, ge=0, le=MAX_ALBUM_PAGE, description="0 = the whole album")
+
+
+class PetPathsQuery(Query):
+    top: int = Field(8, ge=1, le=MAX_ALBUM_PAGE)
+
+
+class GroupsQuery(Query):
+    all: bool = Field(False, description="dismissed and named groups too")
 
 
 class SearchRequest(Body):  # Daemon.search's
@@ -187,13 +217,17 @@ class RemoveRequest(Body):
 class Endpoint(Generic[R]):
     """One endpoint. ``reply`` is the JSON reply's type (``bytes``: an image); ``R`` types the
     client's answer. ``path`` may hold ``{parameters}``, filled (quoted) by ``url``. ``request``:
-    its JSON body's model, if it takes one."""
+    the model of what it takes from a caller, if anything: a GET's query, another's JSON body."""
 
     method: str
     path: str
     reply: Any
     wait: Wait = Wait.USUAL
-    request: type[Body] | None = None
+    request: type[Body] | type[Query] | None = None
+
+    def __post_init__(self) -> None:
+        if self.request is not None and issubclass(self.request, Query) != (self.method == "GET"):
+            raise TypeError(f"{self.method} {self.path}: a GET takes a Query, another method a Body")
 
     def url(self, **parameters: object) -> str:
         return self.path.format_map({k: quote(str(v), safe="") for k, v in parameters.items()})
@@ -205,9 +239,16 @@ class Endpoint(Generic[R]):
     def body(self, **fields: Any) -> dict[str, Any]:
         """The JSON body of these fields, as the request model sends them (paths encoded); a
         None is left out: the daemon decides."""
+        return self._sent(Body, fields)
+
+    def query(self, **fields: Any) -> dict[str, Any]:
+        """The query parameters of these fields, as ``body`` makes a body."""
+        return self._sent(Query, fields)
+
+    def _sent(self, kind: type[BaseModel], fields: dict[str, Any]) -> dict[str, Any]:
         model = self.request
-        if model is None:
-            raise TypeError(f"{self.method} {self.path} takes no body")
+        if model is None or not issubclass(model, kind):
+            raise TypeError(f"{self.method} {self.path} takes no {kind.__name__.lower()}")
         unknown = set(fields) - set(model.model_fields)
         if unknown:
             raise TypeError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
@@ -229,8 +270,8 @@ FOLDER_REMOVE: Endpoint[list[FolderReply]] = Endpoint(
     "POST", "/folders/remove", list[FolderReply], request=FolderRequest
 )
 FAILURES: Endpoint[list[FailureReply]] = Endpoint("GET", "/failures", list[FailureReply])
-PHOTO: Endpoint[PhotoReply] = Endpoint("GET", "/photo", PhotoReply)
-THUMBNAIL: Endpoint[bytes] = Endpoint("GET", "/thumbnail", bytes)
+PHOTO: Endpoint[PhotoReply] = Endpoint("GET", "/photo", PhotoReply, request=PhotoQuery)
+THUMBNAIL: Endpoint[bytes] = Endpoint("GET", "/thumbnail", bytes, request=ThumbnailQuery)
 # --- stacks (daemon/stack_routes.py) -------------------------------------------------------------
 STACKS: Endpoint[list[StackReply]] = Endpoint("GET", "/stacks", list[StackReply])
 STACK: Endpoint[StackReply] = Endpoint("GET", "/stacks/{stack_id}", StackReply)
@@ -250,12 +291,12 @@ COMIC_IMAGE: Endpoint[bytes] = Endpoint("GET", "/comics/{job_id}/image", bytes)
 # --- pet profiles (daemon/pet_routes.py) ---------------------------------------------------------
 PETS: Endpoint[list[PetReply]] = Endpoint("GET", "/pets", list[PetReply], Wait.LONG)
 PET_ADD: Endpoint[PetReply] = Endpoint("POST", "/pets", PetReply, Wait.LONG, PetAddRequest)
-PET: Endpoint[PetAlbumReply] = Endpoint("GET", "/pets/{name}", PetAlbumReply, Wait.LONG)
-PET_PATHS: Endpoint[PetPathsReply] = Endpoint("GET", "/pets/{name}/paths", PetPathsReply, Wait.LONG)
+PET: Endpoint[PetAlbumReply] = Endpoint("GET", "/pets/{name}", PetAlbumReply, Wait.LONG, PetAlbumQuery)
+PET_PATHS: Endpoint[PetPathsReply] = Endpoint("GET", "/pets/{name}/paths", PetPathsReply, Wait.LONG, PetPathsQuery)
 PET_MARK: Endpoint[PetReply] = Endpoint("POST", "/pets/{name}/marks", PetReply, Wait.LONG, PetMarkRequest)
 PET_REMOVE: Endpoint[PetRemovedReply] = Endpoint("DELETE", "/pets/{name}", PetRemovedReply)
 # --- pets found (daemon/discovery_routes.py) -----------------------------------------------------
-GROUPS: Endpoint[list[GroupReply]] = Endpoint("GET", "/groups", list[GroupReply], Wait.LONG)
+GROUPS: Endpoint[list[GroupReply]] = Endpoint("GET", "/groups", list[GroupReply], Wait.LONG, GroupsQuery)
 GROUPS_WHY: Endpoint[DiscoveryWhyReply] = Endpoint("GET", "/groups/why", DiscoveryWhyReply, Wait.LONG)
 GROUPS_REFRESH: Endpoint[list[GroupReply]] = Endpoint("POST", "/groups/refresh", list[GroupReply], Wait.LONG)
 GROUP: Endpoint[GroupReply] = Endpoint("GET", "/groups/{gid}", GroupReply, Wait.LONG)
@@ -435,11 +476,11 @@ class EndpointCalls:
 
     @_sends(PHOTO)
     def photo(self, path: str) -> Request:
-        return {"params": {"path": encode_path(path)}}
+        return {"params": PHOTO.query(path=path)}
 
     @_sends(THUMBNAIL)
     def thumbnail(self, path: str, size: int = 256) -> Request:
-        return {"params": {"path": encode_path(path), "size": size}}
+        return {"params": THUMBNAIL.query(path=path, size=size)}
 
     # --- comics (the daemon owns the jobs); photo paths made absolute here, in the caller's cwd
     @_sends(COMIC_SUBMIT)
@@ -479,12 +520,12 @@ class EndpointCalls:
     @_sends(PET)
     def pet(self, name: str, offset: int = 0, limit: int = 0) -> Request:
         """The profile's summary and its album (``hits``, best first; limit 0 = all)."""
-        return {"params": {"offset": offset, "limit": limit}, "name": name}
+        return {"params": PET.query(offset=offset, limit=limit), "name": name}
 
     @_picks(PET_PATHS, lambda reply: reply["paths"])
     def pet_paths(self, name: str, top: int = 8) -> Request:
         """The ``top`` best photos of a pet, e.g. a comic's reference photos."""
-        return {"params": {"top": top}, "name": name}
+        return {"params": PET_PATHS.query(top=top), "name": name}
 
     @_sends(PET_MARK)
     def pet_mark(self, name: str, paths: list[str], mark: str) -> Request:
@@ -497,7 +538,7 @@ class EndpointCalls:
     @_sends(GROUPS)
     def groups(self, include_all: bool = False) -> Request:
         """The pets found: groups of photos of one individual that recur, biggest first."""
-        return {"params": {"all": include_all}}
+        return {"params": GROUPS.query(all=include_all)}
 
     groups_why = _get(GROUPS_WHY)  # what the last search for pets saw: why no group shows
 

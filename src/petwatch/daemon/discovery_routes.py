@@ -16,13 +16,15 @@ a ``group`` event (``{"id", "size", "found"}``: found = a new group, else it gre
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Path, Query
 
 from petwatch import endpoints
 from petwatch.daemon.features import Feature
 from petwatch.daemon.routing import route
 from petwatch.discovery import Discovery
-from petwatch.endpoints import MAX_PHOTOS, MergeRequest, NameRequest, RemoveRequest
+from petwatch.endpoints import MAX_PHOTOS, GroupsQuery, MergeRequest, NameRequest, RemoveRequest
 from petwatch.index import IndexReport
 from petwatch.pets import Pets
 from petwatch.protocol import DiscoveryWhyReply, GroupReply, PetReply
@@ -37,8 +39,8 @@ def router(discovery: Discovery, pets: Pets) -> APIRouter:
     routes = APIRouter(tags=["pets"])
 
     @route(routes, endpoints.GROUPS)
-    def group_list(all: bool = Query(False, description="dismissed and named groups too")) -> list[GroupReply]:
-        return discovery.groups(include_all=all)
+    def group_list(query: Annotated[GroupsQuery, Query()]) -> list[GroupReply]:
+        return discovery.groups(include_all=query.all)
 
     @route(routes, endpoints.GROUPS_WHY)
     def group_why() -> DiscoveryWhyReply:

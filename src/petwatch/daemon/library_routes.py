@@ -17,6 +17,7 @@ through its ``Library``.
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -24,11 +25,9 @@ from fastapi.responses import Response
 from petwatch import endpoints
 from petwatch.daemon.routing import route
 from petwatch.daemon.service import Daemon
-from petwatch.endpoints import FolderRequest, IndexRequest, SearchRequest
+from petwatch.endpoints import FolderRequest, IndexRequest, PhotoQuery, SearchRequest, ThumbnailQuery
 from petwatch.errors import PetwatchError
-from petwatch.paths import decode_path
 from petwatch.protocol import (
-    MAX_PATH_CHARS,
     FailureReply,
     FolderReply,
     PhotoReply,
@@ -81,25 +80,15 @@ def router(daemon: Daemon) -> APIRouter:
         return daemon.failures()
 
     @route(routes, endpoints.PHOTO)
-    def photo(path: str = Query(..., max_length=MAX_PATH_CHARS)) -> PhotoReply:
-        return daemon.photo(_sent_path(path))
+    def photo(query: Annotated[PhotoQuery, Query()]) -> PhotoReply:
+        return daemon.photo(query.path)
 
     @route(routes, endpoints.THUMBNAIL)
-    def thumbnail(
-        path: str = Query(..., max_length=MAX_PATH_CHARS), size: int = Query(256, ge=16, le=2048)
-    ) -> Response:
+    def thumbnail(query: Annotated[ThumbnailQuery, Query()]) -> Response:
         return Response(
-            daemon.thumbnail(_sent_path(path), size),
+            daemon.thumbnail(query.path, query.size),
             media_type="image/jpeg",
             headers={"Cache-Control": "max-age=86400"},
         )
 
     return routes
-
-
-def _sent_path(path: str) -> str:
-    """A path from a query string (PhotoPath's decoding, for parameters outside a body)."""
-    try:
-        return decode_path(path)
-    except ValueError:
-        raise PetwatchError(f"not a path: {path[:80]!r} (b64: names a file name in base64)") from None

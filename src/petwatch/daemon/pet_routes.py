@@ -15,18 +15,18 @@ it matches each newly stored photo against them and publishes a ``pet`` event
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Path, Query
 
 from petwatch import endpoints
 from petwatch.daemon.events import EventBus
 from petwatch.daemon.features import Feature
 from petwatch.daemon.routing import route
-from petwatch.endpoints import MAX_NAME, PetAddRequest, PetMarkRequest
+from petwatch.endpoints import MAX_NAME, PetAddRequest, PetAlbumQuery, PetMarkRequest, PetPathsQuery
 from petwatch.pets import Pets
 from petwatch.protocol import Event, PetAlbumReply, PetPathsReply, PetRemovedReply, PetReply
 from petwatch.store import PhotoRow
-
-MAX_ALBUM_PAGE = 100_000
 
 
 def _name():
@@ -46,16 +46,12 @@ def router(pets: Pets) -> APIRouter:
         return pets.add(request.name, request.photos)
 
     @route(routes, endpoints.PET)
-    def pet_album(
-        name: str = _name(),
-        offset: int = Query(0, ge=0, le=MAX_ALBUM_PAGE),
-        limit: int = Query(0, ge=0, le=MAX_ALBUM_PAGE, description="0 = the whole album"),
-    ) -> PetAlbumReply:
-        return pets.album(name, offset, limit or None)
+    def pet_album(query: Annotated[PetAlbumQuery, Query()], name: str = _name()) -> PetAlbumReply:
+        return pets.album(name, query.offset, query.limit or None)
 
     @route(routes, endpoints.PET_PATHS)
-    def pet_paths(name: str = _name(), top: int = Query(8, ge=1, le=MAX_ALBUM_PAGE)) -> PetPathsReply:
-        return {"name": name, "paths": pets.top_paths(name, top)}
+    def pet_paths(query: Annotated[PetPathsQuery, Query()], name: str = _name()) -> PetPathsReply:
+        return {"name": name, "paths": pets.top_paths(name, query.top)}
 
     @route(routes, endpoints.PET_MARK)
     def pet_mark(request: PetMarkRequest, name: str = _name()) -> PetReply:
