@@ -28,9 +28,17 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_valida
 from petwatch.errors import PetwatchError
 from petwatch.paths import encode_path
 from petwatch.protocol import (
+    FORGET,
+    JOB_ID,
+    MAX_ALBUM_PAGE,
+    MAX_NAME,
+    MAX_PHOTOS,
+    MAX_PROMPT_CHARS,
     MAX_REFERENCES,
     MAX_TOP_K,
+    NOT,
     SPECIES,
+    YES,
     ComicEstimateReply,
     ComicJobReply,
     ComicLook,
@@ -75,12 +83,6 @@ LONG_WAIT_S = 300.0
 
 
 # --- the requests: the daemon validates each with its model, the client sends it -----------------
-MAX_PHOTOS = 1000  # photos in one request naming pet photos (add, mark, a group's removal)
-MAX_NAME = 64  # a pet's name
-YES, NOT, FORGET = "yes", "not", "forget"  # a pet's marks as a request sets them
-MAX_PROMPT_CHARS = 4000
-JOB_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-MAX_ALBUM_PAGE = 100_000  # photos of a pet's album in one page, and its offset
 # The settings' own choices (a Literal read at run time: pydantic takes it, mypy cannot)
 Size = Settings.model_fields["comic_size"].annotation
 Quality = Settings.model_fields["comic_quality"].annotation

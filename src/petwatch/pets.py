@@ -42,9 +42,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from petwatch.endpoints import FORGET, MAX_NAME, NOT, YES  # what a request may say of a pet
 from petwatch.errors import PetwatchError
-from petwatch.protocol import PET_SPECIES, PetAlbumReply, PetEvent, PetHitReply, PetRemovedReply, PetReply
+from petwatch.protocol import (
+    FORGET,
+    MAX_NAME,
+    NOT,
+    PET_SPECIES,
+    YES,
+    PetAlbumReply,
+    PetEvent,
+    PetHitReply,
+    PetRemovedReply,
+    PetReply,
+)
 from petwatch.state_db import StateTables
 from petwatch.store import PhotoRow, unit_vector
 

@@ -33,6 +33,14 @@ MAX_PATH_CHARS = 8192  # the longest path a request may carry
 # decoded when the daemon validates the request.
 PhotoPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS), AfterValidator(decode_path)]
 MAX_REFERENCES = 16  # reference images per comic: the image-edit API's limit on input images
+MAX_PROMPT_CHARS = 4000  # a comic's prompt
+JOB_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # a comic job's id
+# Pet profiles (petwatch.pets): a name's length, the marks a request sets on a photo, the photos
+# one request may name (add, mark, a group's removal) and an album page's size (and offset).
+MAX_NAME = 64
+YES, NOT, FORGET = "yes", "not", "forget"
+MAX_PHOTOS = 1000
+MAX_ALBUM_PAGE = 100_000
 
 # Search: the defaults a request falls back to (settings.top_k / settings.min_score override
 # them per user) and the largest page a search may ask for.

@@ -25,8 +25,8 @@ from petwatch import endpoints
 from petwatch.daemon.comic_jobs import ComicJobs
 from petwatch.daemon.features import Feature
 from petwatch.daemon.routing import route
-from petwatch.endpoints import JOB_ID, ComicRequest, EstimateRequest, RefineRequest, RetryRequest
-from petwatch.protocol import ComicEstimateReply, ComicJobReply, ComicShowReply
+from petwatch.endpoints import ComicRequest, EstimateRequest, RefineRequest, RetryRequest
+from petwatch.protocol import JOB_ID, ComicEstimateReply, ComicJobReply, ComicShowReply
 
 
 # --- the routes ------------------------------------------------------------------------------

@@ -24,10 +24,10 @@ from petwatch import endpoints
 from petwatch.daemon.features import Feature
 from petwatch.daemon.routing import route
 from petwatch.discovery import Discovery
-from petwatch.endpoints import MAX_PHOTOS, GroupsQuery, MergeRequest, NameRequest, RemoveRequest
+from petwatch.endpoints import GroupsQuery, MergeRequest, NameRequest, RemoveRequest
 from petwatch.index import IndexReport
 from petwatch.pets import Pets
-from petwatch.protocol import DiscoveryWhyReply, GroupReply, PetReply
+from petwatch.protocol import MAX_PHOTOS, DiscoveryWhyReply, GroupReply, PetReply
 from petwatch.store import PhotoRow
 
 

@@ -23,9 +23,9 @@ from petwatch import endpoints
 from petwatch.daemon.events import EventBus
 from petwatch.daemon.features import Feature
 from petwatch.daemon.routing import route
-from petwatch.endpoints import MAX_NAME, PetAddRequest, PetAlbumQuery, PetMarkRequest, PetPathsQuery
+from petwatch.endpoints import PetAddRequest, PetAlbumQuery, PetMarkRequest, PetPathsQuery
 from petwatch.pets import Pets
-from petwatch.protocol import Event, PetAlbumReply, PetPathsReply, PetRemovedReply, PetReply
+from petwatch.protocol import MAX_NAME, Event, PetAlbumReply, PetPathsReply, PetRemovedReply, PetReply
 from petwatch.store import PhotoRow
 
 

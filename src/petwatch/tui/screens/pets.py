@@ -22,7 +22,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Static
 
 from petwatch import format
 from petwatch.errors import PetwatchError
-from petwatch.protocol import PetReply
+from petwatch.protocol import MAX_NAME, PetReply
 from petwatch.tui.events import PetPhotos
 from petwatch.tui.screens.base import GridScreen, PetwatchScreen
 from petwatch.tui.screens.confirm import ConfirmScreen
@@ -30,7 +30,6 @@ from petwatch.tui.widgets.banner import ConnectionBanner
 from petwatch.tui.widgets.results import ResultsGrid
 from petwatch.tui.widgets.status_bar import StatusBar
 
-MAX_NAME = 64  # petwatch.pets.MAX_NAME (a test keeps them equal); the daemon checks names too
 BAD_NAME_CHARACTERS = ("/", "\\")
 
 NO_PETS = (
