@@ -94,6 +94,20 @@ def forward_rates(model: str, weights: Path | None, batch: int, rounds: int = 3)
     return best
 
 
+def once(
+    idle_wait: float, variant: str, model: str, weights: Path | None, folder: Path, extra: list[str] | None
+) -> dict:
+    """One run (no retries: on a shared box the before/after pair is what compares)."""
+    C.wait_for_quiet(idle_wait)
+    result = BI.run_variant(variant, model, weights, folder, extra)
+    print(
+        f"  [{model}] {variant} {' '.join(extra or [])}: {result['images_per_s']:.2f} img/s "
+        f"(other processes: {result['foreign_load_cores']:.2f} cores)",
+        flush=True,
+    )
+    return result
+
+
 def pet_photos(datasets: Path, n: int) -> tuple[Path, str]:
     found, reason = C.dataset_part(datasets, C.PETS)
     if found is None:
@@ -142,7 +156,6 @@ def main() -> None:
     )
 
     print("\n[2] petwatch index, engine=torch (before) vs engine=onnx (after) ...", flush=True)
-    measure_args = Namespace(repeat=1, idle_wait=args.idle_wait)
     camera_args = Namespace(photos=None, n=camera_n, width=4000, height=3000, fresh=False)
     camera, camera_desc = BI.photo_set(camera_args, datasets)
     pets, pets_desc = pet_photos(datasets, pets_n)
@@ -150,14 +163,12 @@ def main() -> None:
     try:
         for label, folder in (("12 MP camera", camera), ("small pets", pets)):
             for chosen in ("torch", "onnx"):
-                run = BI.best(
-                    BI.measure(
-                        measure_args, "petwatch", "efficientnet_lite2", None, folder, ["--set", f"engine={chosen}"]
-                    )
+                run = once(
+                    args.idle_wait, "petwatch", "efficientnet_lite2", None, folder, ["--set", f"engine={chosen}"]
                 )
                 results[(label, chosen)] = run
-        seed = BI.best(BI.measure(measure_args, "seed", "resnet50", weights, camera, None))
-        resnet = BI.best(BI.measure(measure_args, "petwatch", "resnet50", weights, camera, ["--set", "engine=onnx"]))
+        seed = once(args.idle_wait, "seed", "resnet50", weights, camera, None)
+        resnet = once(args.idle_wait, "petwatch", "resnet50", weights, camera, ["--set", "engine=onnx"])
     finally:
         for folder in (camera, pets):
             shutil.rmtree(folder, ignore_errors=True)  # links to the photos, not the photos
