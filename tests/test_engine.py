@@ -92,7 +92,10 @@ def test_a_network_that_cannot_be_exported_runs_on_torch_with_one_line(home, mon
 
     monkeypatch.setenv(locations.MODELS_ENV, str(home / "models"))  # nothing cached
 
+    tries = []
+
     def refuse(*args, **kwargs):
+        tries.append(1)
         raise RuntimeError("Exporting the operator 'aten::fancy' to ONNX opset 17 is not supported\nmore detail")
 
     monkeypatch.setattr(torch.onnx, "export", refuse)
@@ -104,6 +107,11 @@ def test_a_network_that_cannot_be_exported_runs_on_torch_with_one_line(home, mon
     assert embedder.session.engine == "torch"
     assert not list((home / "models").glob("*/meta.json"))  # no half export left to trust
     assert _embed(embedder, photos[:2])[0].vector.shape == (embedder.dim,)  # indexing goes on
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="petwatch.engine"):
+        again = Embedder(TEST_MODEL, engine="onnx")  # the next start: not tried again
+    assert again.session.engine == "torch" and len(tries) == 1
+    assert ["aten::fancy" in r.getMessage() for r in caplog.records if r.name == "petwatch.engine"] == [True]
 
 
 def test_engine_torch_is_obeyed_and_auto_picks_onnx_on_this_cpu(monkeypatch):

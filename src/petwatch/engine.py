@@ -15,6 +15,7 @@ network on torch with one log line.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.metadata
@@ -511,13 +512,20 @@ def open_session(
     spec = describe_model(name, module, source, has_classifier)
     if folder is not None:
         sizes = _sizes(spec.input_size, scales if spec.spatial else (1.0,))
+        # A network that failed to export with these very versions is not tried at every start.
+        failed = folder.with_name(folder.name + ".failed")
         try:
+            if failed.is_file():
+                raise RuntimeError(failed.read_text().strip())
             export(module, spec, sizes, folder)
             session = OnnxSession(folder, sizes)
             log.info("exported %s for ONNX Runtime to %s", name, folder)
             return session
         except Exception as error:  # noqa: BLE001 - any network, any exporter failure: torch runs it
-            log.warning("%s cannot run on ONNX Runtime (%s): it runs on torch", name, _first_line(error))
+            why = _first_line(error)
+            log.warning("%s cannot run on ONNX Runtime (%s): it runs on torch", name, why)
+            with contextlib.suppress(OSError):
+                failed.write_text(why)
             device = "cpu" if device == "auto" else device
     return TorchSession(module, spec, device, precision)
 
