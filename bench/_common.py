@@ -317,7 +317,9 @@ def apply_patch(embedder, patch: str) -> None:
     import torch
     from PIL import Image
 
-    network = embedder.network
+    if embedder.session.engine != "torch":
+        raise SystemExit("patches change the torch network: run with --set engine=torch")
+    network = embedder.session.network.inner
     side = int(embedder.transform(Image.new("RGB", (640, 480))).shape[-1])  # the embedder's input size
 
     class Features(torch.nn.Module):
@@ -357,7 +359,7 @@ def apply_patch(embedder, patch: str) -> None:
         def get_classifier(self) -> torch.nn.Module:
             return self.head.get_classifier()
 
-    embedder.network = Patched().eval()
+    embedder.session.network.inner = Patched().eval()
 
 
 # --- results ---------------------------------------------------------------------------------

@@ -99,6 +99,7 @@ def replies(hits: int) -> list[tuple[str, Any, Any]]:
         "failed": 3,
         "folders": [folder],
         "model": "efficientnet_lite2",
+        "engine": "onnx (ONNX Runtime 1.32.0, CPU, float32)",
         "dim": 768,
         "dogs": 4000,
         "cats": 900,

@@ -118,12 +118,12 @@ class FirstPass:
         started = time.perf_counter()
         for start in range(0, len(images), 32):
             batch = images[start : start + 32]
-            pooled, p, fmap = embedder._features([embedder.preprocess(im) for im in batch])
+            pooled, p, fmap = embedder._features([embedder.transform(im) for im in batch])
             whole.append(embed._unit_rows(pooled))
             for power in GEM_POWERS:
                 self.gem[power].append(embed._unit_rows(embed.gem(fmap, power)))
-            probs.append(p.cpu().numpy())
-            cams.append(embed.activation_maps(fmap, p, embedder.network.get_classifier().weight))
+            probs.append(p)
+            cams.append(embed.activation_maps(fmap, p, embedder.classifier_weight))
         self.whole = np.concatenate(whole)
         self.gem_whole = {p: np.concatenate(v) for p, v in self.gem.items()}
         self.probs = np.concatenate(probs)
@@ -329,7 +329,7 @@ def main() -> None:
     query_dogs = set(rng.choice(dog_ids, size=min(args.dogs, len(dog_ids)), replace=False).tolist())
     print(
         f"{len(kept)} photos decoded ({len(everything) - len(kept)} unreadable fixtures skipped), "
-        f"{len(dog_ids)} dogs, {len(query_dogs)} query dogs; model {args.model}, {embedder.dtype}",
+        f"{len(dog_ids)} dogs, {len(query_dogs)} query dogs; model {args.model}, {embedder.engine}",
         flush=True,
     )
 
@@ -409,7 +409,7 @@ def main() -> None:
 
     payload = {
         "model": args.model,
-        "dtype": str(embedder.dtype),
+        "engine": embedder.engine,
         "retrieval": results,
         "species": detected,
         "machine": C.machine(),

@@ -56,7 +56,7 @@ def worker_seed(args: argparse.Namespace) -> dict:
         from PIL import Image
         from pymilvus import MilvusClient
 
-        from petwatch.embed import build_model  # only to load the very same weights
+        from petwatch.engine import build_model  # only to load the very same weights
 
         model, source, _classifier = build_model(args.model, args.weights)
         model.reset_classifier(0)  # the seed loop embeds pooled features only
@@ -116,8 +116,6 @@ def worker_petwatch(args: argparse.Namespace) -> dict:
     os.environ["PETWATCH_HOME"] = args.home
     with C.PeakRSS() as peak:
         started = time.perf_counter()
-        import torch
-
         from petwatch.library import Library
         from petwatch.settings import Settings
 
@@ -143,10 +141,12 @@ def worker_petwatch(args: argparse.Namespace) -> dict:
         "seconds": seconds,
         "images_per_s": (report.indexed + report.reused) / seconds,
         "startup_s": ready - started,
-        "torch_threads": torch.get_num_threads(),
+        # torch is not imported where ONNX Runtime runs a cached export
+        "torch_threads": sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None,
+        "engine": library.embedder.engine,
         "settings": {
             name: getattr(settings, name)
-            for name in ("batch_size", "decode_threads", "draft_decode", "region_views", "precision")
+            for name in ("batch_size", "decode_threads", "draft_decode", "region_views", "precision", "engine")
             if hasattr(settings, name)
         },
         "decode_threads": library.indexer.decode_threads,
@@ -198,9 +198,9 @@ def worker_profile(args: argparse.Namespace) -> dict:
     kwargs = {}
     if "region_views" in inspect.signature(Embedder).parameters:  # newer petwatch
         kwargs["region_views"] = getattr(settings, "region_views", False)
-    embedder = Embedder(args.model, args.weights, "cpu", settings.batch_size, **kwargs)
+    embedder = Embedder(args.model, args.weights, "cpu", settings.batch_size, engine="torch", **kwargs)
     out["settings"] = {"batch_size": settings.batch_size, **kwargs}
-    network = embedder.network
+    network = embedder.session.network.inner  # the timm model
     transform = embedder.transform
     min_side = embedder.decode_min_side
     blobs = timed("read file", lambda p: p.read_bytes(), files)
@@ -210,15 +210,15 @@ def worker_profile(args: argparse.Namespace) -> dict:
     drafts = timed(f"draft decode (photos.decode, min_side {min_side})", lambda b: photos.decode(b, min_side), blobs)
     out["draft_size"] = list(drafts[0].size)
     out["input_px"] = _input_sizes(embedder)
-    timed("timm transform of full-size image", transform, full)
-    tensors = timed("timm transform of draft image", transform, drafts)
+    timed("transform (numpy, as timm) of full-size image", transform, full)
+    tensors = timed("transform (numpy, as timm) of draft image", transform, drafts)
     del full
 
     import copy
 
     region_transform = getattr(embedder, "region_transform", None)
     region_tensors = (
-        timed("timm region transform of draft image (region views)", region_transform, drafts)
+        timed("region transform of draft image (region views)", region_transform, drafts)
         if region_transform is not None
         else None
     )
@@ -236,7 +236,7 @@ def worker_profile(args: argparse.Namespace) -> dict:
         torch.set_num_threads(threads)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         inputs = inputs or tensors
-        x = torch.stack([inputs[i % len(inputs)] for i in range(batch)]).to(memory_format=fmt)
+        x = torch.stack([torch.from_numpy(inputs[i % len(inputs)]) for i in range(batch)]).to(memory_format=fmt)
         net, x = net_for(mode, fmt, x)
         reps = max(2, 32 // batch)
         best = float("inf")
@@ -365,7 +365,9 @@ def run_variant(variant: str, model: str, weights: Path | None, folder: Path, ex
         if weights:
             argv += ["--weights", str(weights)]
         argv += extra or []
-        return C.run_worker(argv, env=C.clean_env())
+        # Exports for ONNX Runtime are kept between runs (keyed by weights and versions): a
+        # run's startup is then what a user sees from the second start on.
+        return C.run_worker(argv, env=C.clean_env(PETWATCH_MODELS_DIR=str(CACHE / "models")))
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -382,7 +384,7 @@ def _default_dtype() -> str | None:
     try:
         import torch
 
-        from petwatch.embed import pick_dtype
+        from petwatch.engine import pick_dtype
         from petwatch.settings import Settings
     except ImportError:
         return None

@@ -154,7 +154,7 @@ class Embeddings:
             if scheme == "crops":
                 w, h = image.size
                 items += [
-                    (embedder.preprocess(image.crop((round(a * w), round(b * h), round(c * w), round(d * h)))),)
+                    (embedder.transform(image.crop((round(a * w), round(b * h), round(c * w), round(d * h)))),)
                     for a, b, c, d in CROP_BOXES
                 ]
             return items

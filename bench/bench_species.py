@@ -42,17 +42,17 @@ def scores(embedder: Embedder, images: list) -> tuple[np.ndarray, np.ndarray, np
         batch = [image.convert("RGB") for image in images[start : start + 16]]
         _, probs, fmap = embedder._features([embedder.transform(image) for image in batch])
         assert probs is not None and fmap is not None
-        numpy_probs = probs.float().cpu().numpy()
+        numpy_probs = probs
         whole_dog += list(numpy_probs[:, DOG_CLASSES].sum(axis=1))
         whole_cat += list(numpy_probs[:, CAT_CLASSES].sum(axis=1))
-        maps = activation_maps(fmap, probs, embedder._linear_classifier().weight)
+        maps = activation_maps(fmap, probs, embedder.classifier_weight)
         crops = []
         for image, cam in zip(batch, maps, strict=True):
             box = embedder.pet_box(cam, image.size)
             crops.append(embedder.crop_transform(image.crop(box) if box else image))
         crop_probs = embedder._features(crops)[1]
         assert crop_probs is not None
-        crop_numpy = crop_probs.float().cpu().numpy()
+        crop_numpy = crop_probs
         crop_pet += list(crop_numpy[:, np.r_[DOG_CLASSES, CAT_CLASSES]].sum(axis=1))
     return np.array(whole_dog), np.array(whole_cat), np.array(crop_pet)
 

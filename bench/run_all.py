@@ -22,6 +22,7 @@ import _common as C  # noqa: E402
 
 BENCHES = {
     "index": "bench_index.py",
+    "engine": "bench_engine.py",
     "search": "bench_search.py",
     "quality": "bench_quality.py",
     "identity": "bench_identity.py",
@@ -49,6 +50,12 @@ def summary(name: str) -> list[list]:
             )
         target = data.get("target", {})
         rows.append([name, f"target {target.get('model')} >= {target.get('ratio')}x", C.verdict(target.get("met"))])
+    elif name == "engine":
+        for model, rates in data.get("forward_img_s", {}).items():
+            rows.append([name, f"{model} forward img/s", ", ".join(f"{k} {v:.1f}" for k, v in rates.items())])
+        for key, target in data.get("targets", {}).items():
+            met = target["value"] >= target["target"]
+            rows.append([name, f"{key} >= {target['target']}x", f"{target['value']:.2f}x {C.verdict(met)}"])
     elif name == "search":
         for check in data.get("checks", []):
             rows.append([name, check["target"], f"{C.verdict(check['met'])} ({check['measured']})"])

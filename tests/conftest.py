@@ -21,6 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("PETWATCH_DATASETS", REPO.parent / "shared" / "datasets"))
 # Tests use the smallest real model: same code path as the default, a third of the compute.
 TEST_MODEL = os.environ.get("PETWATCH_TEST_MODEL", "efficientnet_lite0")
+# Every private home shares one cache of exported networks (engine.py: ~20 s an export), kept
+# from run to run: its key holds the library versions, so a stale one is never used.
+os.environ.setdefault("PETWATCH_MODELS_DIR", str(Path(tempfile.gettempdir()) / f"petwatch-test-models-{os.getuid()}"))
 
 
 def pytest_configure(config) -> None:

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from conftest import TEST_MODEL, bundled_photos, embed_images
-from petwatch.embed import Embedder, pick_dtype
+from petwatch.embed import Embedder
+from petwatch.engine import pick_dtype
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +19,9 @@ def photos() -> list[Image.Image]:
 
 
 def test_bfloat16_vectors_match_float32_and_rank_the_same(photos):
-    exact = Embedder(TEST_MODEL, precision="float32")
-    fast = Embedder(TEST_MODEL, precision="bfloat16")
-    assert exact.dtype == torch.float32 and fast.dtype == torch.bfloat16
+    exact = Embedder(TEST_MODEL, precision="float32", engine="torch")
+    fast = Embedder(TEST_MODEL, precision="bfloat16")  # bfloat16 runs on torch
+    assert exact.session.dtype == torch.float32 and fast.session.dtype == torch.bfloat16
     a, b = embed_images(exact, photos), embed_images(fast, photos)
     assert a.dtype == b.dtype == np.float32  # stored as float32 either way
     assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-4)
@@ -31,7 +32,7 @@ def test_bfloat16_vectors_match_float32_and_rank_the_same(photos):
 
 
 def test_auto_precision_is_float32_on_cuda_and_where_bfloat16_is_emulated(monkeypatch):
-    import petwatch.embed as embed
+    import petwatch.engine as embed
 
     assert pick_dtype("float32", torch.device("cpu")) == torch.float32
     assert pick_dtype("auto", torch.device("cuda")) == torch.float32

@@ -32,6 +32,8 @@ LAYERS: dict[str, float] = {
     "photos": 2,
     "milvus_lite": 2,
     "milvus_server": 2,
+    # the network behind one session (ONNX Runtime or torch), under what is made of its outputs
+    "engine": 2.75,
     "embed": 3,
     "store": 3,
     "index": 4,

@@ -9,7 +9,8 @@ from tests.conftest import run_cli
 from petwatch import locations, settings
 
 
-def test_petwatch_home_holds_every_location(home):
+def test_petwatch_home_holds_every_location(home, monkeypatch):
+    monkeypatch.delenv(locations.MODELS_ENV)  # the tests' shared export cache (conftest)
     for name, path in locations.all_paths().items():
         assert str(path).startswith(str(home)), name
 

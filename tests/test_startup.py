@@ -93,6 +93,7 @@ def test_a_search_without_a_daemon_says_once_on_a_terminal_how_to_make_it_fast(h
 
 def test_without_a_daemon_the_model_is_loaded_only_when_something_needs_embedding(home):
     from petwatch import settings as settings_module
+    from petwatch.engine import pick_engine
     from petwatch.library import LazyModel, Library
 
     album = home / "album"
@@ -116,7 +117,9 @@ def test_without_a_daemon_the_model_is_loaded_only_when_something_needs_embeddin
         assert library.reconcile([str(album)]).unchanged == 5  # nothing new: nothing to embed
         assert library.search_reply(str(photos[0]), 5, -1.0, None)["hits"] == expected[str(photos[0])]
         assert model._model is None  # an indexed query is its stored vector: no model needed
+        assert library.engine == "not loaded yet"  # what status says meanwhile
         assert library.search_reply(str(outsider), 5, -1.0, None)["hits"] == expected[str(outsider)]
         assert model._model is not None  # a new photo needs the model: loaded then
+        assert library.engine.startswith(pick_engine("auto", "auto", "auto"))  # "onnx (ONNX Runtime ...)" here
     finally:
         library.close()

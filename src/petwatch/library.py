@@ -22,21 +22,24 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, cast
 
 import numpy as np
+from PIL import Image
 
 from petwatch import locations, photos
 from petwatch.embed import (
-    LITE_MODELS,
     PET_FOCUS_RECIPE,
     REGION_VIEWS,
     WHITENED_RECIPE,
     WHOLE_RECIPE,
     Embedder,
+    Embedding,
+    EmbeddingModel,
     PetFocus,
+    Prepared,
     Whitening,
 )
+from petwatch.engine import LITE_MODELS
 from petwatch.errors import PetwatchError
 from petwatch.index import FailureLog, FileStat, Indexer, IndexReport, Progress, failed_unchanged
 from petwatch.paths import is_under
@@ -117,6 +120,7 @@ def open_embedder(settings: Settings, recipes: Sequence[str | None] = ()) -> Emb
         settings.precision,
         PetFocus() if focus else None,
         whiten=settings.whiten,
+        engine=settings.engine,
     )
 
 
@@ -134,7 +138,8 @@ class LazyModel:
         self._model: Embedder | None = None
         self.name, self.identity, self.dim, self.recipe = settings.model, identity, dim, recipe
         self.batch_size = settings.batch_size
-        self.pet_focus = recipe != WHOLE_RECIPE or settings.pet_focus  # Lite models classify
+        # Lite models classify: pet focus as the recipe says.
+        self.pet_focus: PetFocus | None = PetFocus() if recipe != WHOLE_RECIPE or settings.pet_focus else None
         self.views = 1 + REGION_VIEWS if settings.region_views else 1
 
     @staticmethod
@@ -166,7 +171,8 @@ class LazyModel:
     def dim_for(self, recipe: str | None) -> int:
         return self.dim  # one collection, of this recipe (for_index)
 
-    def __getattr__(self, name: str) -> Any:  # anything else: the model itself, loaded now
+    def model(self) -> Embedder:
+        """The model itself, loaded now (once)."""
         if self._model is None:
             model = open_embedder(self._settings, [self.recipe])
             if (model.identity, model.recipe) != (self.identity, self.recipe):
@@ -175,10 +181,32 @@ class LazyModel:
                     f"{self.identity!r} ({self.recipe}): rebuild it with `petwatch reindex` (your photos are untouched)"
                 )
             self._model = model
-        return getattr(self._model, name)
+        return self._model
+
+    # What needs the network loads it.
+    @property
+    def whitening(self) -> Whitening | None:
+        return self.model().whitening
+
+    @property
+    def decode_min_side(self) -> int:
+        return self.model().decode_min_side
+
+    @property
+    def engine(self) -> str:
+        return self.model().engine if self._model is not None else "not loaded yet"
+
+    def prepare(self, image: Image.Image) -> Prepared:
+        return self.model().prepare(image)
+
+    def embed_prepared(self, batch: Sequence[Prepared]) -> list[Embedding]:
+        return self.model().embed_prepared(batch)
+
+    def embed_query(self, image: Image.Image) -> Embedding:
+        return self.model().embed_query(image)
 
 
-def target_recipe(settings: Settings, embedder: Embedder) -> str:
+def target_recipe(settings: Settings, embedder: EmbeddingModel) -> str:
     """The recipe the settings ask for, as far as the model can make it."""
     if not settings.pet_focus or not embedder.pet_focus:
         return WHOLE_RECIPE  # pet focus off, or a model without an ImageNet classifier
@@ -315,8 +343,7 @@ class Library:
         # queries answered), then the plan for the recipe it makes.
         recorded = [info.get("recipe") for info in found.values()]
         lazy = LazyModel.for_index(settings, found, base) if lazy_model and not embedder else None
-        # LazyModel stands in for an Embedder: what it lacks, it loads the model for.
-        self.embedder: Embedder = embedder or cast(Embedder, lazy) or open_embedder(settings, recorded)
+        self.embedder: EmbeddingModel = embedder or lazy or open_embedder(settings, recorded)
         target = target_recipe(settings, self.embedder)
         source, stale = plan_collections(found, base, collection_name(base, target))
         source_recipe = found[source].get("recipe") if source else None
@@ -589,6 +616,11 @@ class Library:
         return self.embedder.name
 
     @property
+    def engine(self) -> str:
+        """What runs the model ("onnx (ONNX Runtime ...)", "torch ..."), or that it is not loaded yet."""
+        return self.embedder.engine
+
+    @property
     def dim(self) -> int:
         """The serving index's vector dimension."""
         return self.store.dim
@@ -660,7 +692,7 @@ class Library:
             )
         except photos.PhotoError as error:
             raise PetwatchError(f"cannot use {image_path} as a query: {error}") from None
-        return self.embedder.embed_query(image).rows_for(store.recipe)[0]
+        return self.embedder.embed_query(image).vectors_for(store.recipe)[0]
 
     def find(
         self,

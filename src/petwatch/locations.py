@@ -40,6 +40,16 @@ def cache_dir() -> Path:
     return root / "cache" if root else Path(platformdirs.user_cache_dir(APP))
 
 
+MODELS_ENV = "PETWATCH_MODELS_DIR"
+
+
+def models_dir() -> Path:
+    """Networks exported for ONNX Runtime (engine.py): a cache, rebuilt when missing.
+    ``PETWATCH_MODELS_DIR`` moves it (the tests share one between their private homes)."""
+    value = os.environ.get(MODELS_ENV)
+    return Path(value).expanduser().absolute() if value else cache_dir() / "models"
+
+
 def runtime_dir() -> Path:
     """Where the socket lives: $XDG_RUNTIME_DIR/petwatch, else /run/user/UID/petwatch when that
     exists (cron, or a shell without the variable, then finds the service's socket), else a
@@ -112,6 +122,7 @@ def all_paths() -> dict[str, Path]:
         "config_file": config_file(),
         "data_dir": data_dir(),
         "cache_dir": cache_dir(),
+        "models_dir": models_dir(),
         "runtime_dir": runtime_dir(),
         "milvus_lite_db": milvus_lite_db(),
         "state_db": state_db(),

@@ -169,6 +169,7 @@ class StatusReply(TypedDict):
     failed: int
     folders: list[FolderReply]
     model: str
+    engine: str  # what runs the model: "onnx (ONNX Runtime 1.32.0, CPU, float32)", "torch 2.x (cuda, float32)"
     dim: int
     dogs: int
     cats: int

@@ -77,9 +77,17 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="Where the model runs: auto picks a CUDA GPU when torch sees one."
     )
+    engine: Literal["auto", "onnx", "torch"] = Field(
+        default="auto",
+        description="What runs the model: onnx (ONNX Runtime: 2-3x torch's rate on CPU, the same "
+        "vectors; the network is exported once into the cache dir) or torch. auto = onnx on CPU, "
+        "torch on a CUDA GPU and on CPUs with native bfloat16. A model that cannot be exported "
+        "runs on torch (one line in the log). `petwatch config` shows the choice.",
+    )
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         default="auto",
-        description="Number format of the model's arithmetic. auto = bfloat16 on CPUs with native "
+        description="Number format of the model's arithmetic under torch (ONNX Runtime runs float32). "
+        "auto = bfloat16 on CPUs with native "
         "bfloat16 instructions (AVX512-BF16 or AMX: about 2x faster, retrieval unchanged within "
         "0.01 mAP, see bench/), else float32. Vectors are stored as float32 either way.",
     )

@@ -59,6 +59,7 @@ def fake_status(indexed: int = 1234, **overrides) -> dict:
         "failed": 0,
         "folders": [{"path": "/photos/pets", "mode": "events", "online": True, "photos": indexed}],
         "model": "efficientnet_lite0",
+        "engine": "onnx (ONNX Runtime 1.32.0, CPU, float32)",
         "dim": 1280,
         "uptime_s": 1.0,
         "progress": None,

@@ -254,6 +254,7 @@ class Daemon:
             "failed": self.library.failure_count(),
             "folders": self.folder_list(),
             "model": self.library.model,
+            "engine": self.library.engine,
             "dim": self.library.dim,
             "dogs": pets[DOG],
             "cats": pets[CAT],
