@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 
 # 2: per-photo pet fields (pet_score, species, label) and the embedding recipe in the description.
 # 3: the camera field. 4: places (city, region, country) and the classes a photo shows (a sparse
-# vector, with its class ids beside it as an array to filter on): a second vector field, so a
-# collection of its own (library.collection_name), filled by the upgrade. The fields a collection has are read from the collection itself (Store.fields),
-# not from this number: an older one is opened as it is, its missing fields read as their defaults.
+# vector, with its class ids beside it as JSON to filter on): a second vector field, so a
+# collection of its own (library.collection_name), filled by the upgrade. The fields a collection
+# has are read from the collection itself (Store.fields), not from this number: an older one is opened as it is, its missing fields read as their defaults.
 SCHEMA_VERSION = 4
 # Rows per write. Milvus Lite 2.5.1's insert cost grows faster than its batch: 20k rows of
 # 1280-d took 3 s in 256-row batches and 110 s in 2000-row ones.
@@ -197,10 +197,9 @@ class PhotoFilter:
             parts.append(f'json_contains_any(classes{IDS_SUFFIX}["{IDS_KEY}"], {filter_value(sorted(classes))})')
         if self.taken is not None:
             start, end = (int(t) for t in self.taken)
-            nanos = f"mtime_ns >= {filter_value(start * 10**9)} and mtime_ns < {filter_value(end * 10**9)}"
-            parts.append(
-                f"((taken_at >= {filter_value(start)} and taken_at < {filter_value(end)}) or (taken_at == 0 and {nanos}))"
-            )
+            exif = f"taken_at >= {filter_value(start)} and taken_at < {filter_value(end)}"
+            file = f"mtime_ns >= {filter_value(start * 10**9)} and mtime_ns < {filter_value(end * 10**9)}"
+            parts.append(f"(({exif}) or (taken_at == 0 and {file}))")
         if self.places:
             names = filter_value(sorted(set(self.places)))
             parts.append(f"(city in {names} or region in {names} or country in {names})")
@@ -488,6 +487,24 @@ class Store:
         finally:
             iterator.close()
 
+    def places(self) -> list[str]:
+        """Every city, region and country its photos were taken in, sorted."""
+        if "city" not in self.fields:
+            return []
+        names: set[str] = set()
+        iterator = self.client.query_iterator(
+            self.collection,
+            batch_size=4000,
+            filter=f'view == {filter_value(WHOLE_IMAGE)} and (city != "" or region != "" or country != "")',
+            output_fields=["city", "region", "country"],
+        )
+        try:
+            while batch := iterator.next():
+                names.update(row[name] for row in batch for name in ("city", "region", "country"))
+        finally:
+            iterator.close()
+        return sorted(names - {""})
+
     def iter_rows(self, species: Sequence[str] | None = None) -> Iterator[PhotoRow]:
         """Every photo's whole-image row, vector included (of these species, when given)."""
         iterator = self.client.query_iterator(
@@ -607,7 +624,9 @@ class Store:
     def filtered(self, only: PhotoFilter, limit: int) -> list[Hit]:
         """Up to ``limit`` photos ``only`` lets through, in no order, scored 0 (a filter alone:
         a pet, a date, a place and no concept to rank by)."""
-        raws = self.client.query(self.collection, filter=self._where(True, None, only), output_fields=[*self.fields, "view"], limit=limit)
+        raws = self.client.query(
+            self.collection, filter=self._where(True, None, only), output_fields=[*self.fields, "view"], limit=limit
+        )
         return [Hit(self._photo(raw), score=0.0, view=raw["view"]) for raw in raws]
 
     def range_search(
