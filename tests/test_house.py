@@ -41,6 +41,8 @@ LAYERS: dict[str, float] = {
     "store": 3,
     "index": 4,
     "stacks": 4,
+    # a search: one query value, read from a request, run on the library's parts (the facade's)
+    "search": 4.5,
     "library": 5,
     "pets": 6,
     "discovery": 6,

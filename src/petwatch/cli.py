@@ -204,6 +204,8 @@ def _search_request(args) -> SearchRequest:
         raise PetwatchError('give a photo, words (--text "rex at the beach 2023"), or --pet/--taken/--near')
     return SearchRequest(
         image=os.path.abspath(args.image) if args.image else None,
+        photo=None,
+        offset=0,
         text=args.text,
         pet=args.pet,
         taken=args.taken,

@@ -120,13 +120,10 @@ class FailureLog:
 
 
 @functools.lru_cache(maxsize=1024)
-def _place(gps: tuple[float, float] | None) -> dict[str, str]:
-    """The record's place fields for a photo's GPS (reverse-geocoded offline, once per spot
-    however many views): "" where unknown."""
-    place = places.place_at(*gps) if gps is not None else None
-    if place is None:
-        return {"city": "", "region": "", "country": ""}
-    return {"city": place.city, "region": place.region, "country": place.country}
+def _place(gps: tuple[float, float] | None) -> places.Place:
+    """Where a photo's GPS points, reverse-geocoded offline (once per spot however many views);
+    every part "" where unknown."""
+    return (places.place_at(*gps) if gps is not None else None) or places.Place("", "", "")
 
 
 def failed_unchanged(known: dict[str, tuple[int, int, str]], stat: FileStat) -> str | None:
@@ -535,6 +532,7 @@ class Indexer:
 
     def _row(self, work: _Work, vector: np.ndarray, now: int, view: int = 0, pet: PetSignal = NO_SIGNAL) -> PhotoRow:
         photo = work.photo
+        where = _place(photo.gps)
         record: PhotoRecord = {
             "path": work.stat.path,
             "content_hash": photo.content_hash,
@@ -548,7 +546,9 @@ class Indexer:
             "species": pet.species,
             "label": pet.label,
             "camera": photo.camera,
-            **_place(photo.gps),
+            "city": where.city,
+            "region": where.region,
+            "country": where.country,
             "classes": dict(pet.classes),
         }
         return PhotoRow(record, vector, view, look=work.look)

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from petwatch import places
+
 try:  # HEIC/HEIF from iPhones; AVIF is built into Pillow >= 11.2.
     from pillow_heif import register_heif_opener
 
@@ -155,7 +157,7 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int) -> PhotoFile:
         taken_at=_taken_at(exif),
         taken_ms=_taken_ms(exif),
         camera=_camera(exif),
-        gps=_gps(image),
+        gps=places.gps_from_exif(_exif_block(image)),
     )
 
 
@@ -237,6 +239,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _exif_block(image: Image.Image) -> Image.Exif | None:
+    try:
+        return image.getexif()
+    except Exception:  # noqa: BLE001 - broken EXIF must not make a photo unreadable
+        return None
+
+
 def _exif(image: Image.Image) -> dict[int, object]:
     try:
         exif = image.getexif()
@@ -280,33 +289,6 @@ def _taken_ms(exif: dict[int, object]) -> int:
         except ValueError:
             shift = 0
     return (seconds - shift) * 1000 + millis
-
-
-def _gps(image: Image.Image) -> tuple[float, float] | None:
-    """EXIF GPS latitude and longitude in degrees (south and west negative); None when the
-    photo has none, or they are unreadable or out of range (0, 0 is a camera's blank)."""
-    try:
-        gps = image.getexif().get_ifd(0x8825)
-        latitude = _degrees(gps.get(2), gps.get(1), "S")
-        longitude = _degrees(gps.get(4), gps.get(3), "W")
-    except Exception:  # noqa: BLE001 - broken EXIF must not make a photo unreadable
-        return None
-    if latitude is None or longitude is None or (latitude, longitude) == (0.0, 0.0):
-        return None
-    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
-        return None
-    return latitude, longitude
-
-
-def _degrees(value: object, ref: object, negative: str) -> float | None:
-    """Degrees, minutes, seconds (EXIF rationals) as signed degrees."""
-    if not isinstance(value, tuple) or len(value) != 3:
-        return None
-    d, m, s = (float(part) for part in value)
-    if any(part != part for part in (d, m, s)):  # NaN: a rational with a zero denominator
-        return None
-    degrees = d + m / 60 + s / 3600
-    return -degrees if _text(ref).upper().startswith(negative) else degrees
 
 
 def _camera(exif: dict[int, object]) -> str:

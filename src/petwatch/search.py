@@ -232,10 +232,10 @@ class Searcher:
     def _expanded(self, store: Store, vector: np.ndarray, query: str, only: PhotoFilter) -> np.ndarray:
         """The query expanded by its first hits: one search, which brings their vectors back."""
         hits = store.search(vector, EXPAND_TOP + 1, -1.0, only=only, with_vectors=True)
-        known = [h for h in hits if h.path != query and h.vector is not None][:EXPAND_TOP]
+        known = [(h.vector, h.score) for h in hits if h.path != query and h.vector is not None][:EXPAND_TOP]
         if not known:
             return vector
-        return expand_query(vector, np.stack([h.vector for h in known]), np.array([h.score for h in known]))
+        return expand_query(vector, np.stack([v for v, _ in known]), np.array([score for _, score in known]))
 
     # --- the hits ------------------------------------------------------------------------------
     def _nearest(self, asked: _Asked, query: SearchQuery, top_k: int, min_score: float) -> list[Hit]:

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 # 3: the camera field. 4: places (city, region, country) and the classes a photo shows (a sparse
 # vector, with its class ids beside it as JSON to filter on): a second vector field, so a
 # collection of its own (library.collection_name), filled by the upgrade. The fields a collection
-# has are read from the collection itself (Store.fields), not from this number: an older one is opened as it is, its missing fields read as their defaults.
+# has are read from the collection itself (Store.fields), not from this number: an older one is
+# opened as it is, its missing fields read as their defaults.
 SCHEMA_VERSION = 4
 # Rows per write. Milvus Lite 2.5.1's insert cost grows faster than its batch: 20k rows of
 # 1280-d took 3 s in 256-row batches and 110 s in 2000-row ones.
