@@ -170,3 +170,54 @@ def test_the_vocabulary_needs_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+REAL_PHOTOS = {
+    "beagle": ("oxford-pets-sample", "beagle", "beagle_121.jpg"),
+    "persian": ("oxford-pets-sample", "Persian", "Persian_106.jpg"),
+    "pug with a ball": ("oxford-pets-sample", "pug", "pug_127.jpg"),
+    "flower": ("landscapes", "YellowFlower.jpg"),
+    "mountains": ("photo-fixtures", "immich-test-assets", "formats", "webp", "denali.webp"),
+    "car": ("photo-fixtures", "exif-samples", "jpg", "tests", "32-lens_data.jpeg"),
+    "iguana": ("photo-fixtures", "exif-samples", "jpg", "Canon_40D.jpg"),
+}
+
+
+@pytest.fixture(scope="module")
+def kept_concepts() -> dict[str, dict[int, float]]:
+    """What the index keeps of each real photo's classifier pass (concepts.top_concepts)."""
+    from tests.conftest import TEST_MODEL, dataset
+
+    from petwatch import photos
+    from petwatch.embed import Embedder
+
+    paths = {name: dataset(*parts) for name, parts in REAL_PHOTOS.items()}
+    embedder = Embedder(TEST_MODEL, pet_focus=None, whiten=False)
+    images = [
+        photos.open_upright(path, 100_000_000, embedder.decode_min_side).convert("RGB") for path in paths.values()
+    ]
+    probs = embedder._features([embedder.transform(image) for image in images])[1]
+    assert probs is not None
+    rows = probs.float().cpu().numpy()
+    return {name: dict(concepts.top_concepts(row)) for name, row in zip(paths, rows, strict=True)}
+
+
+@pytest.mark.parametrize(
+    ("text", "best"),
+    [
+        ("dogs", {"beagle", "pug with a ball"}),
+        ("beagle", {"beagle"}),
+        ("cat", {"persian"}),
+        ("persian cat", {"persian"}),
+        ("tennis ball", {"pug with a ball"}),
+        ("flowers", {"flower"}),
+        ("mountains", {"mountains"}),
+        ("car", {"car"}),
+        ("lizard", {"iguana"}),
+    ],
+)
+def test_a_word_finds_the_real_photo_that_shows_it(kept_concepts, text, best) -> None:
+    (concept,) = parse(text).concepts
+    scores = {name: sum(p for i, p in kept.items() if i in concept.classes) for name, kept in kept_concepts.items()}
+    top = max(scores, key=lambda name: scores[name])
+    assert top in best and scores[top] > 0.05, scores

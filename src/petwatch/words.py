@@ -223,8 +223,8 @@ def _span_text(start: date, end: date) -> str:
 
 def parse_taken(text: str, now: datetime | None = None) -> tuple[int, int]:
     """A date phrase alone (``--taken``) as [start, end) wall-clock Unix seconds."""
-    tokens = _tokens(text)
-    found = _when([t.lower() for t in tokens], 0, _today(now)) if tokens else None
+    tokens = [token.word.lower() for token in _tokens(text)]
+    found = _when(tokens, 0, _today(now)) if tokens else None
     if found is None or found[0] != len(tokens):
         raise PetwatchError(
             f"petwatch cannot read {text!r} as a date: type a year (2023), a month (june 2023, "
@@ -238,18 +238,28 @@ def parse_taken(text: str, now: datetime | None = None) -> tuple[int, int]:
 # Words
 
 
-def _tokens(text: str) -> list[str]:
+@dataclass(frozen=True)
+class _Token:
+    word: str  # the word as typed, outer punctuation off
+    start: int  # where it is in the text
+    end: int
+
+
+def _tokens(text: str) -> list[_Token]:
     """The words as typed: split on spaces and commas, outer punctuation off, hyphenated words
     split ("t-shirt") unless they are a date ("2021-2023", "2023-06-14")."""
     tokens = []
-    for raw in re.split(r"[\s,;]+", text):
+    for match in re.finditer(r"[^\s,;]+", text):
+        raw = match.group()
         word = raw.strip('.!?"()[]{}:')
         if not word:
             continue
+        start = match.start() + raw.index(word)
         if "-" in word.strip("-–") and not (YEAR_SPAN.match(word) or YEAR_MONTH.match(word) or DAY.match(word)):
-            tokens += [part for part in re.split(r"[-–]", word) if part]
+            for part in re.finditer(r"[^-–]+", word):
+                tokens.append(_Token(part.group(), start + part.start(), start + part.end()))
         else:
-            tokens.append(word)
+            tokens.append(_Token(word, start, start + len(word)))
     return tokens
 
 
@@ -281,14 +291,18 @@ def parse(
 
 def _read(
     text: str,
-    tokens: list[str],
+    tokens: list[_Token],
     pet_names: dict[str, str],
     place_names: dict[str, str],
     today: date,
     *,
     gazetteer: bool,
 ) -> WordQuery:
-    lowered = [t.lower() for t in tokens]
+    lowered = [t.word.lower() for t in tokens]
+
+    def typed(first: int, count: int) -> str:  # the words as typed, punctuation inside kept
+        return text[tokens[first].start : tokens[first + count - 1].end]
+
     known_places = places.known_places() if gazetteer else {}
     readings: list[Reading] = []
     found_concepts: list[Concept] = []
@@ -296,41 +310,43 @@ def _read(
     found_places: list[str] = []
     spans: list[tuple[date, date]] = []
     unknown: list[str] = []
+    ignored_from = 0  # the first word of the last run of stop words
     i = 0
     while i < len(tokens):
         when = _when(lowered, i, today)
         if when is not None:
             used, start, end = when
             spans.append((start, end))
-            readings.append(Reading(" ".join(tokens[i : i + used]), "taken", _span_text(start, end)))
+            readings.append(Reading(typed(i, used), "taken", _span_text(start, end)))
             i += used
             continue
         for n in range(min(LONGEST_PHRASE, len(tokens) - i), 0, -1):
-            typed = " ".join(tokens[i : i + n])
-            key = concepts.fold(typed)
+            words = typed(i, n)
+            key = concepts.fold(" ".join(t.word for t in tokens[i : i + n]))
             if key in pet_names:
                 found_pets.append(pet_names[key])
-                readings.append(Reading(typed, "pet", f"pet {pet_names[key]}"))
+                readings.append(Reading(words, "pet", f"pet {pet_names[key]}"))
             elif key in place_names:
                 found_places.append(place_names[key])
-                readings.append(Reading(typed, "place", f"place {place_names[key]}"))
+                readings.append(Reading(words, "place", f"place {place_names[key]}"))
             elif n == 1 and key in STOP_WORDS:
-                if readings and readings[-1].kind == "ignored":
-                    readings[-1] = Reading(f"{readings[-1].words} {typed}", "ignored", "ignored")
+                if readings and readings[-1].kind == "ignored":  # "at the": one reading
+                    readings[-1] = Reading(typed(ignored_from, i - ignored_from + 1), "ignored", "ignored")
                 else:
-                    readings.append(Reading(typed, "ignored", "ignored"))
+                    ignored_from = i
+                    readings.append(Reading(words, "ignored", "ignored"))
             elif (classes := concepts.lookup(key)) is not None:
-                found_concepts.append(Concept(typed, classes))
-                readings.append(Reading(typed, "concept", concepts.describe(classes)))
+                found_concepts.append(Concept(words, classes))
+                readings.append(Reading(words, "concept", concepts.describe(classes)))
             elif key in known_places:
                 found_places.append(known_places[key])
-                readings.append(Reading(typed, "place", f"place {known_places[key]} (no photo of yours is there)"))
+                readings.append(Reading(words, "place", f"place {known_places[key]} (no photo of yours is there)"))
             else:
                 continue
             i += n
             break
         else:
-            unknown.append(tokens[i])
+            unknown.append(tokens[i].word)
             i += 1
     if unknown:
         raise UnknownWords(unknown, _hints(unknown, pet_names, place_names, today))
