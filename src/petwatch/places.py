@@ -95,10 +95,21 @@ def _data_dir() -> Path:
 @dataclass(frozen=True)
 class _Gazetteer:
     tree: Any  # scipy.spatial.cKDTree over unit vectors
-    city: list[str]
-    region: list[str]
-    country: list[str]
+    # Town names in one string ("Lisbon\nAmadora\n..."), town i from starts[i] to the next:
+    # 155,000 strings made by the JSON parser would keep its freed memory from the system.
+    cities: str
+    starts: np.ndarray
+    region: np.ndarray  # index into regions, per town (regions and countries repeat: kept once)
+    country: np.ndarray  # index into countries
+    regions: list[str]
+    countries: list[str]
     people: np.ndarray
+
+    def city(self, i: int) -> str:
+        return self.cities[self.starts[i] : self.starts[i + 1] - 1]
+
+    def place(self, i: int) -> Place:
+        return Place(self.city(i), self.regions[self.region[i]], self.countries[self.country[i]])
 
 
 def _unit(latitude: np.ndarray | float, longitude: np.ndarray | float) -> np.ndarray:
@@ -114,16 +125,35 @@ def _gazetteer() -> _Gazetteer:
     with gzip.open(folder / "geocode.gz") as handle:
         rows = json.loads(handle.read())
     with open(folder / "countries.csv", encoding="utf-8", newline="") as handle:
-        countries = dict(csv.reader(handle))
+        country_names = dict(csv.reader(handle))
+    regions: dict[str, int] = {}
+    countries: dict[str, int] = {}
+    region = np.array([regions.setdefault(row.get("state", ""), len(regions)) for row in rows], dtype=np.int32)
+    country = np.array(
+        [countries.setdefault(country_names.get(row["country_code"], ""), len(countries)) for row in rows],
+        dtype=np.int32,
+    )
+    names = [row["city"] for row in rows]
+    starts = np.cumsum([0] + [len(name) + 1 for name in names], dtype=np.int64)
+    cities = "".join(name + "\n" for name in names)
     lat = np.array([row["latitude"] for row in rows], dtype=np.float64)
     lon = np.array([row["longitude"] for row in rows], dtype=np.float64)
-    return _Gazetteer(
+    people = np.array([row.get("population", 0) for row in rows], dtype=np.float64)
+    # Only new strings outlive the parsed JSON (~100 MB of small objects): one of its own would
+    # pin the memory around it (the daemon would keep 118 MB instead of 21).
+    region_names, country_names_used = "\n".join(regions), "\n".join(countries)
+    del rows, names, regions, countries
+    towns = _Gazetteer(
         tree=cKDTree(_unit(lat, lon)),
-        city=[row["city"] for row in rows],
-        region=[row.get("state", "") for row in rows],
-        country=[countries.get(row["country_code"], "") for row in rows],
-        people=np.array([row.get("population", 0) for row in rows], dtype=np.float64),
+        cities=cities,
+        starts=starts,
+        region=region,
+        country=country,
+        regions=region_names.split("\n"),
+        countries=country_names_used.split("\n"),
+        people=people,
     )
+    return towns
 
 
 def place_at(latitude: float, longitude: float) -> Place | None:
@@ -140,8 +170,7 @@ def place_at(latitude: float, longitude: float) -> Place | None:
     if km[0] > MAX_TOWN_KM:
         return None
     reach = REACH_KM * np.sqrt(np.maximum(towns.people[index], 1000.0) / 10_000)
-    best = int(index[int(np.argmin(km / reach))])
-    return Place(towns.city[best], towns.region[best], towns.country[best])
+    return towns.place(int(index[int(np.argmin(km / reach))]))
 
 
 @functools.cache
@@ -153,8 +182,8 @@ def known_places() -> dict[str, str]:
     names: dict[str, str] = {}
     big = towns.people >= KNOWN_TOWN_PEOPLE
     for i in np.flatnonzero(big):  # towns first: a region or country of the same name wins
-        names[fold(towns.city[i])] = towns.city[i]
-    for name in set(towns.region) | set(towns.country):
+        names[fold(towns.city(int(i)))] = towns.city(int(i))
+    for name in towns.regions + towns.countries:
         if name:
             names[fold(name)] = name
     for alias, country in COUNTRY_ALIASES.items():
