@@ -95,6 +95,12 @@ def test_roll_ups_people_type() -> None:
         ("2023-06", "2023-06-01", "2023-07-01"),
         ("2023-06-14", "2023-06-14", "2023-06-15"),
         ("from march 2020 to may 2020", "2020-03-01", "2020-06-01"),
+        ("14 june 2023", "2023-06-14", "2023-06-15"),
+        ("June 14th, 2023", "2023-06-14", "2023-06-15"),
+        ("last summer", "2026-06-01", "2026-09-01"),
+        ("last winter", "2025-12-01", "2026-03-01"),
+        ("this winter", "2026-12-01", "2027-03-01"),  # under way on 7 December
+        ("last december", "2025-12-01", "2026-01-01"),
     ],
 )
 def test_dates(text, start, end) -> None:
@@ -107,7 +113,7 @@ def test_before_is_everything_earlier() -> None:
     assert start < _day("1900-01-01") and end == _day("2020-01-01")
 
 
-@pytest.mark.parametrize("text", ["june", "2023-13", "2023 beach", "soon", ""])
+@pytest.mark.parametrize("text", ["june", "2023-13", "31 june 2023", "2023 beach", "soon", ""])
 def test_an_unreadable_date_says_what_to_type(text) -> None:
     with pytest.raises(PetwatchError, match="2021 to 2023"):
         parse_taken(text, NOW)

@@ -2,10 +2,11 @@
 (beach: ImageNet's seashore and sandbar classes), a place (Lisbon) and a time (2023).
 
 Each word or phrase is read, longest phrase first, as one of:
-- a date ("taken"): 2023, june 2023, jun 2023, 2023-06, 2023-06-14, summer 2022 (seasons are
-  the northern hemisphere's: summer is June-August, winter December-February), last year,
-  this year, last month, this month, last week, yesterday, today, 2021 to 2023, 2021-2023,
-  since 2022, after 2020, before 2020, until 2020, from 2020 to 2022;
+- a date ("taken"): 2023, june 2023, jun 2023, 2023-06, 2023-06-14, 14 june 2023, june 14
+  2023, summer 2022 (seasons are the northern hemisphere's: summer is June-August, winter
+  December-February), last summer, this winter, last june, last year, this year, last month,
+  this month, last week, yesterday, today, 2021 to 2023, 2021-2023, since 2022, after 2020,
+  before 2020, until 2020, from 2020 to 2022;
 - a pet's name (the pets' profiles), case-insensitive;
 - a place in the library (a city, region or country some photo was taken in), case- and
   accent-insensitive, multi-word ("new york");
@@ -155,6 +156,16 @@ def _atom(tokens: list[str], i: int, today: date) -> tuple[int, date, date] | No
             return None
     except ValueError:  # 2023-13, 2023-02-30
         return None
+    third = tokens[i + 2] if i + 2 < len(tokens) else ""
+    try:
+        if _day_number(word) and after in MONTHS and YEAR.match(third):  # 14 june 2023
+            day = date(int(third), MONTHS[after], _day_number(word))
+            return 3, day, day + timedelta(days=1)
+        if word in MONTHS and _day_number(after) and YEAR.match(third):  # june 14 2023
+            day = date(int(third), MONTHS[word], _day_number(after))
+            return 3, day, day + timedelta(days=1)
+    except ValueError:  # 31 june
+        return None
     if word in MONTHS and YEAR.match(after):
         year, month = int(after), MONTHS[word]
         return 2, date(year, month, 1), _next_month(year, month)
@@ -166,6 +177,16 @@ def _atom(tokens: list[str], i: int, today: date) -> tuple[int, date, date] | No
         return 1, today, today + timedelta(days=1)
     if word == "yesterday":
         return 1, today - timedelta(days=1), today
+    if word in ("this", "last") and (after in MONTHS or after in SEASONS):  # last summer, this june
+        first, length = (MONTHS[after], 1) if after in MONTHS else (SEASONS[after], 3)
+        for year in (today.year, today.year - 1, today.year - 2):
+            start = date(year, first, 1)
+            end = _add_months(start, length)
+            # this: the one under way, else this year's; last: the latest one over
+            if (word == "this" and start <= today < end) or (word == "last" and end <= today):
+                return 2, start, end
+        start = date(today.year, first, 1)
+        return 2, start, _add_months(start, length)
     if word in ("this", "last") and after in ("year", "month", "week"):
         back = word == "last"
         if after == "year":
@@ -177,6 +198,12 @@ def _atom(tokens: list[str], i: int, today: date) -> tuple[int, date, date] | No
         monday = today - timedelta(days=today.weekday() + (7 if back else 0))
         return 2, monday, monday + timedelta(days=7)
     return None
+
+
+def _day_number(word: str) -> int:
+    """The day of the month in "14", "14th", "1st"; 0 when it is not one."""
+    digits = word[:-2] if word[-2:] in ("st", "nd", "rd", "th") else word
+    return int(digits) if digits.isdigit() and 1 <= int(digits) <= 31 and len(digits) <= 2 else 0
 
 
 def _add_months(day: date, months: int) -> date:
