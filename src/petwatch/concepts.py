@@ -5,7 +5,7 @@ photo by the probability mass on the word's classes.
 A word's classes come from, in order: the curated roll-ups shipped with petwatch
 (``concepts.toml``: "dog" is the 118 dog breeds, "beach" the seashore and sandbar classes);
 ImageNet's own names and synonyms (timm's lemma file: "golden retriever", "teapot", "alsatian");
-the last word of those names ("retriever" is every retriever, "boot" the cowboy boot). Plurals
+the last word of a class's name ("retriever" is every retriever, "boot" the cowboy boot). Plurals
 are read as their singular ("dogs", "puppies", "boxes").
 
 No torch here: timm's class files are read from its installed package without importing it,
@@ -108,10 +108,12 @@ def _vocabulary() -> _Vocabulary:
     heads: dict[str, set[int]] = {}
     for index, names in enumerate(synonyms):
         for name in names:
-            key = fold(name)
-            lemmas.setdefault(key, set()).add(index)
-            if " " in key:
-                heads.setdefault(key.rsplit(" ", 1)[1], set()).add(index)
+            lemmas.setdefault(fold(name), set()).add(index)
+        # the last word of the class's own name only: "golden retriever" is a retriever, but
+        # "movie house" (a synonym of cinema) does not make a cinema a house
+        main = fold(names[0])
+        if " " in main:
+            heads.setdefault(main.rsplit(" ", 1)[1], set()).add(index)
     table = tomllib.loads(resources.files("petwatch").joinpath("concepts.toml").read_text())
     rollups: dict[str, frozenset[int]] = {}
     for word, entry in table.items():

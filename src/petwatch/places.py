@@ -37,9 +37,9 @@ MAX_TOWN_KM = 50.0
 REACH_KM = 1.5
 NEIGHBOURS = 32
 # Towns at least this big are names a user may type before any photo was taken there ("paris"
-# reads as a place that finds nothing rather than an unknown word); smaller ones would turn
-# typos into villages.
-KNOWN_TOWN_PEOPLE = 15_000
+# reads as a place that finds nothing rather than an unknown word); smaller ones turn common
+# words into towns (Forest, Belgium; Sunset, Florida; Pool, England).
+KNOWN_TOWN_PEOPLE = 100_000
 # What people type for countries GeoNames names otherwise.
 COUNTRY_ALIASES = {
     "usa": "United States",
@@ -174,21 +174,28 @@ def place_at(latitude: float, longitude: float) -> Place | None:
 
 
 @functools.cache
-def known_places() -> dict[str, str]:
-    """Folded name -> the name as ``Place`` stores it, for every country, region and town of
-    KNOWN_TOWN_PEOPLE or more (and the usual short names of countries): the places a user may
-    name before a photo was taken there. Loads the gazetteer (about 2 s, once)."""
+def known_places() -> dict[str, Place]:
+    """Folded name -> the place, for every country, region and town of KNOWN_TOWN_PEOPLE or
+    more (and the usual short names of countries): the places a user may name before a photo
+    was taken there. A region is Place("", region, country), a country Place("", "", country).
+    Loads the gazetteer (about 2 s, once)."""
     towns = _gazetteer()
-    names: dict[str, str] = {}
-    big = towns.people >= KNOWN_TOWN_PEOPLE
-    for i in np.flatnonzero(big):  # towns first: a region or country of the same name wins
-        names[fold(towns.city(int(i)))] = towns.city(int(i))
-    for name in towns.regions + towns.countries:
-        if name:
-            names[fold(name)] = name
+    found: dict[str, Place] = {}
+    for i in np.flatnonzero(towns.people >= KNOWN_TOWN_PEOPLE):  # a region or country of the same name wins
+        town = towns.place(int(i))
+        found[fold(town.city)] = town
+    first: dict[int, int] = {}  # each region's country: that of its first town
+    for region, country in zip(towns.region.tolist(), towns.country.tolist(), strict=True):
+        first.setdefault(region, country)
+    for region, country in first.items():
+        if towns.regions[region]:
+            found[fold(towns.regions[region])] = Place("", towns.regions[region], towns.countries[country])
+    for country in towns.countries:
+        if country:
+            found[fold(country)] = Place("", "", country)
     for alias, country in COUNTRY_ALIASES.items():
-        names.setdefault(alias, country)
-    return names
+        found.setdefault(alias, Place("", "", country))
+    return found
 
 
 def _degrees(value: object, ref: object) -> float | None:

@@ -366,8 +366,9 @@ def _read(
                 found_concepts.append(Concept(words, classes))
                 readings.append(Reading(words, "concept", concepts.describe(classes)))
             elif key in known_places:
-                found_places.append(known_places[key])
-                readings.append(Reading(words, "place", f"place {known_places[key]} (no photo of yours is there)"))
+                place = known_places[key]
+                found_places.append(place.city or place.region or place.country)
+                readings.append(Reading(words, "place", f"place {place.label()} (no photo of yours is there)"))
             else:
                 continue
             i += n
