@@ -146,6 +146,18 @@ def test_an_unknown_word_is_named_with_what_can_be_typed() -> None:
     assert "'xyzzyq'" in message and "a pet's name" in message and "2023" in message
 
 
+def test_many_unknown_words_are_counted_not_listed() -> None:
+    with pytest.raises(UnknownWords) as caught:
+        parse(" ".join(f"zzq{n}" for n in range(30)))
+    assert len(caught.value.words) == 30 and "and 22 more" in str(caught.value)
+
+
+def test_dates_that_do_not_overlap_ask_for_a_range() -> None:
+    assert parse("june 2023 2023", now=NOW).taken == (_day("2023-06-01"), _day("2023-07-01"))
+    with pytest.raises(PetwatchError, match="2020 to 2021"):
+        parse("2020 and 2021", now=NOW)
+
+
 def test_a_month_without_its_year_asks_for_it() -> None:
     with pytest.raises(UnknownWords, match="did you mean june 2026"):
         parse("june", now=NOW)

@@ -72,6 +72,7 @@ YEAR = re.compile(r"^(1[89]\d\d|2[01]\d\d)$")
 YEAR_MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
 DAY = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 YEAR_SPAN = re.compile(r"^(\d{4})[-–](\d{4})$")
+NAMED_UNKNOWN = 8  # unknown words the message names; the rest are counted
 TYPE_THIS = (
     "type what a photo shows (dog, beach, snow, golden retriever), a pet's name, a place "
     "(a city, region or country) or a date (2023, june 2023, summer 2022, last year, 2021 to 2023)"
@@ -84,7 +85,10 @@ class UnknownWords(PetwatchError):
     def __init__(self, words: Collection[str], hints: dict[str, str] | None = None) -> None:
         self.words = tuple(words)
         hints = hints or {}
-        named = ", ".join(f"'{w}'" + (f" (did you mean {hints[w]}?)" if w in hints else "") for w in self.words)
+        shown = self.words[:NAMED_UNKNOWN]
+        named = ", ".join(f"'{w}'" + (f" (did you mean {hints[w]}?)" if w in hints else "") for w in shown)
+        if len(self.words) > len(shown):
+            named += f" and {len(self.words) - len(shown)} more"
         super().__init__(f"petwatch does not know {named}: {TYPE_THIS}")
 
 
@@ -379,9 +383,15 @@ def _read(
     if unknown:
         raise UnknownWords(unknown, _hints(unknown, pet_names, place_names, today))
     taken = None
-    if spans:  # several dates: photos in all of them
+    if spans:  # several dates: photos in all of them ("june 2023" within "2023")
         start, end = max(s for s, _ in spans), min(e for _, e in spans)
-        taken = (_seconds(start), max(_seconds(start), _seconds(end)))
+        if start >= end:
+            dates = [r.words for r in readings if r.kind == "taken"]
+            raise PetwatchError(
+                f"petwatch reads {' and '.join(repr(d) for d in dates)} as dates that do not overlap, so no "
+                f"photo is in both: for photos of either, say a range ({dates[0]} to {dates[-1]})"
+            )
+        taken = (_seconds(start), _seconds(end))
     return WordQuery(
         text=text,
         concepts=tuple(found_concepts),
@@ -398,7 +408,7 @@ def _hints(unknown: list[str], pet_names: dict[str, str], place_names: dict[str,
     everyday = [*concepts.everyday_words(), *DATE_WORDS, *STOP_WORDS, *pet_names, *place_names]
     shown = {**{w: w for w in concepts.vocabulary_words()}, **{w: w for w in everyday}, **pet_names, **place_names}
     hints = {}
-    for word in unknown:
+    for word in unknown[:NAMED_UNKNOWN]:  # difflib is slow over a pasted paragraph
         key = concepts.fold(word)
         if key in MONTHS or key in SEASONS:  # a month or season needs its year
             hints[word] = f"{key} {today.year}"
