@@ -239,3 +239,22 @@ def test_a_word_finds_the_real_photo_that_shows_it(kept_concepts, text, best) ->
     scores = {name: sum(p for i, p in kept.items() if i in concept.classes) for name, kept in kept_concepts.items()}
     top = max(scores, key=lambda name: scores[name])
     assert top in best and scores[top] > 0.05, scores
+
+
+def test_every_roll_up_word_reads_as_its_classes() -> None:
+    """concepts.toml's words all parse, each to the classes its entry names."""
+    import tomllib
+    from importlib import resources
+
+    table = tomllib.loads(resources.files("petwatch").joinpath("concepts.toml").read_text())
+    for word, entry in table.items():
+        for name in [word, *entry.get("also", [])]:
+            (concept,) = parse(name).concepts
+            assert concept.classes == parse(word).concepts[0].classes, name
+
+
+def test_concept_names_are_the_classifiers_labels() -> None:
+    """The class files read without torch are in the model's class order."""
+    from petwatch.embed import imagenet_label
+
+    assert [concepts.concept_name(i) for i in range(1000)] == [imagenet_label(i) for i in range(1000)]

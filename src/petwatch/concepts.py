@@ -5,7 +5,7 @@ photo by the probability mass on the word's classes.
 A word's classes come from, in order: the curated roll-ups shipped with petwatch
 (``concepts.toml``: "dog" is the 118 dog breeds, "beach" the seashore and sandbar classes);
 ImageNet's own names and synonyms (timm's lemma file: "golden retriever", "teapot", "alsatian");
-the last word of a class's name ("retriever" is every retriever, "boot" the cowboy boot). Plurals
+the last word of a class's name ("retriever" is every retriever, "terrier" every terrier). Plurals
 are read as their singular ("dogs", "puppies", "boxes").
 
 No torch here: timm's class files are read from its installed package without importing it,
