@@ -12,8 +12,8 @@ Each word or phrase is read, longest phrase first, as one of:
   accent-insensitive, multi-word ("new york");
 - a concept: what a photo shows ("dog", "beach", "golden retriever", "teapots": concepts.py);
 - a stop word ("a", "the", "at", "in", "near", "photos", ...), ignored;
-- a real place with no photo there yet ("paris": a country, region or town of 15,000+ people),
-  read as a place, so the search finds nothing and says why.
+- a real place with no photo there yet ("paris": a country, region or town of 100,000+
+  people), read as a place, so the search finds nothing and says why.
 Anything else is an unknown word: ``UnknownWords`` names each one and what can be typed.
 
 Times are wall-clock times, as petwatch stores a photo's EXIF time: Unix seconds of that
@@ -37,7 +37,7 @@ STOP_WORDS = frozenset(
     """a an the at in on of with and near by around from to my our me her his their its this that
     these those photo photos picture pictures pic pics image images shot shots snap snaps show
     find all any some every taken during while when where who what is are was were be being
-    being having playing sitting lying outside inside""".split()
+    having playing sitting lying outside inside""".split()
 )
 MONTHS = {
     name: number
@@ -60,7 +60,7 @@ MONTHS = {
     )
     for name in names
 }
-# Northern-hemisphere meteorological seasons: (first month, months); winter 2022 is
+# Northern-hemisphere meteorological seasons, three months from this one; winter 2022 is
 # December 2022 to February 2023.
 SEASONS = {"spring": 3, "summer": 6, "autumn": 9, "fall": 9, "winter": 12}
 EARLIEST = date(1826, 1, 1)  # the first photograph: "before 2020" has a start
