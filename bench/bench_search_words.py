@@ -221,9 +221,7 @@ def main() -> None:
         before, after = disk["before"] / rows, disk["now"] / rows
         raw = _raw_bytes_added(rows, args.seed)
         print(f"index bytes per photo: {before:.0f} before, {after:.0f} now on disk ({added:+.0f} B/photo);")
-        print(
-            f"  the new fields hold {raw:.0f} B/photo (classes as sparse entries and {MAX_CLASSES} int16 columns, places)"
-        )
+        print(f"  the new fields hold {raw:.0f} B/photo (classes: sparse entries, {MAX_CLASSES} int16 columns; places)")
         speeds = f"{rows / write_s['before']:.0f} vs {rows / write_s['now']:.0f} photos/s"
         print(f"store write throughput now / before: {write_ratio:.2f}x ({speeds})")
         C.write_results(
