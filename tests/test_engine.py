@@ -63,13 +63,14 @@ def test_the_numpy_preprocessing_equals_timms_transform(photos):
             assert np.abs(transform(image) - timms(image).numpy()).max() < 1e-5
 
 
-def test_the_shipped_labels_are_timms():
+def test_the_labels_read_without_torch_are_timms():
+    """concepts reads timm's class files without importing it: the same names, in the model's class order."""
     from timm.data import ImageNetInfo
 
-    from petwatch.embed import imagenet_label
+    from petwatch.concepts import concept_name
 
     info = ImageNetInfo()
-    assert [imagenet_label(i) for i in range(1000)] == [info.index_to_description(i).split(",")[0] for i in range(1000)]
+    assert [concept_name(i) for i in range(1000)] == [info.index_to_description(i).split(",")[0] for i in range(1000)]
 
 
 def test_a_damaged_export_is_rebuilt(home, monkeypatch, photos):

@@ -14,7 +14,6 @@ score, species, breed), and the classifier's activation map says where (``PetFoc
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from petwatch.concepts import concept_name, top_concepts
 from petwatch.engine import (
     DEFAULT_MODEL,
     IMAGENET_CLASSES,
@@ -144,6 +144,9 @@ class PetSignal:
     pet_score: float  # probability mass of the dog and domestic-cat classes
     species: str  # DOG, CAT, ANIMAL or NO_PET
     label: str  # the top ImageNet class (a breed, for a pet); "" without a classifier
+    # The photo's top ImageNet classes and their probabilities, best first (concepts.top_concepts):
+    # what words search ranks by. Empty without a classifier.
+    classes: tuple[tuple[int, float], ...] = ()
 
 
 NO_SIGNAL = PetSignal(0.0, NO_PET, "")
@@ -476,7 +479,7 @@ def gem(fmap: np.ndarray, power: float) -> np.ndarray:
 
 
 def pet_signals(probs: np.ndarray) -> list[PetSignal]:
-    """Pet score, species and top label of each row of ImageNet class probabilities."""
+    """Pet score, species, top label and top classes of each row of ImageNet class probabilities."""
     dogs = probs[:, DOG_CLASSES].sum(axis=1)
     cats = probs[:, CAT_CLASSES].sum(axis=1)
     animals = probs[:, ANIMAL_CLASSES].sum(axis=1)
@@ -493,7 +496,8 @@ def pet_signals(probs: np.ndarray) -> list[PetSignal]:
             species, top = ANIMAL, int(animal_class)
         else:
             species, top = NO_PET, int(row.argmax())
-        signals.append(PetSignal(round(pet, 4), species, imagenet_label(top)))
+        classes = tuple((int(index), round(float(p), 4)) for index, p in top_concepts(row))
+        signals.append(PetSignal(round(pet, 4), species, concept_name(top), classes))
     return signals
 
 
@@ -502,20 +506,6 @@ def activation_maps(fmap: np.ndarray, probs: np.ndarray, weight: np.ndarray) -> 
     weights applied to every cell of the last feature map (its average is the class logit)."""
     top = PET_CLASSES[probs[:, PET_CLASSES].argmax(axis=1)]
     return np.einsum("bchw,bc->bhw", fmap, weight[top].astype(np.float32, copy=False))
-
-
-LABELS_FILE = Path(__file__).resolve().parent / "imagenet_labels.txt"
-
-
-@functools.cache
-def _imagenet_labels() -> list[str]:
-    """The first name of each ImageNet-1k class, as timm's ImageNetInfo describes it (shipped,
-    so that labelling a photo needs no torch: tests/test_engine.py checks it against timm)."""
-    return LABELS_FILE.read_text(encoding="utf-8").splitlines()
-
-
-def imagenet_label(index: int) -> str:
-    return _imagenet_labels()[index]
 
 
 def region_pools(fmap: np.ndarray) -> list[np.ndarray]:
