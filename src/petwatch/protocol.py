@@ -338,6 +338,9 @@ class GroupReply(TypedDict):
     breed: str
     first_day: str  # YYYY-MM-DD
     last_day: str
+    reason: str  # why it is listed where it is, in one phrase: "seen on 14 days over 2 years"
+    evidence: float  # the list's order: more occasions, and photos more alike, come first
+    lookalikes: bool  # too loose, or seen on one day: listed last, under "look-alikes"
 
 
 class DiscoveryWhyReply(TypedDict):
