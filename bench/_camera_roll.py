@@ -165,8 +165,10 @@ def build(
 
 
 # A noisy copy's noise per dimension: with 768 unit dims, cos(copy, source) ~ 1/sqrt(1 + 768 s^2);
-# 0.06 gives ~0.5 (set from the data: near the similarity of a photo to its nearest breed-mate).
-_NOISE = 0.06
+# 0.11 gives ~0.3, what two breed-mates typically are, and two copies of one source ~0.1: the
+# copies are volume and look-alikes, not a group of their own (0.06 gave 0.5 and 0.25, and
+# the copies of one photo formed ~900 tight groups of "one animal" at 10k).
+_NOISE = 0.11
 
 
 ROLL_DOGS = 40  # DogFaceNet dogs embedded with every photo (the recurring pets are drawn from them)
