@@ -51,7 +51,9 @@ log = logging.getLogger(__name__)
 # Average-linkage cuts (the mean cosine of every pair across two groups that may merge) on the
 # stored vectors, one per vector space (a cosine means something only in the space it was
 # measured in): bench/bench_discovery.py's camera rolls, docs/pets.md "Pets found for you".
-SIMILAR = 0.80  # raw pet-focused vectors (models without a shipped whitening)
+# Raw pet-focused vectors (models without a shipped whitening): on lite2's raw vectors, rolls of
+# ~150 gave each pet's best group recall 0.65-0.86 at precision 0.69-0.84 (0.78: 0.45-0.81).
+SIMILAR = 0.72
 WHITENED_SIMILAR = 0.35
 
 
@@ -67,6 +69,15 @@ EXACT_MAX = 4000  # photos in a candidate component linked exactly (their pairs'
 # their nearest outsiders folds under "look-alikes" (camera rolls of ~150 pet photos: the
 # median stranger group has a margin of 0.08, 90% of the pets' groups more than 0.14).
 LOOKALIKE_MARGIN = 0.10
+# Raw cosines are compressed (unrelated photos 0.3-0.5): the whitened margin scaled as the link
+# cut is, (1 - 0.72) / (1 - 0.35) ~ 0.43; derived, not measured on raw camera rolls.
+RAW_LOOKALIKE_MARGIN = 0.04
+
+
+def lookalike_margin(whitened: bool) -> float:
+    return LOOKALIKE_MARGIN if whitened else RAW_LOOKALIKE_MARGIN
+
+
 PROJECTED = 128  # dimensions the neighbours are found in
 MIN_GROUP = 3
 MIN_MOMENTS = 2  # distinct days (EXIF date, else file time) or folders
@@ -246,6 +257,8 @@ class Group:
     name: str | None
     members: list[PetPhoto]
 
+    least_margin: float = LOOKALIKE_MARGIN  # the vector space's look-alike margin
+    merged: bool = False  # another group was merged into it: the user says it is one pet
     _mean: tuple[int, np.ndarray] | None = field(default=None, repr=False)
 
     def mean(self) -> np.ndarray:
@@ -273,7 +286,7 @@ class Group:
         return self.recurs() and not self.evidence().lookalikes
 
     def evidence(self) -> Evidence:
-        return Evidence.of(self.members)
+        return Evidence.of(self.members, -2.0 if self.merged else self.least_margin)
 
     def summary(self) -> GroupReply:
         centroid = self.centroid()
@@ -317,9 +330,10 @@ class Evidence:
     folders: int
     cohesion: float
     outside: float  # the mean cosine of a member to its nearest non-member
+    least_margin: float = LOOKALIKE_MARGIN  # below it: look-alikes (the vector space's)
 
     @classmethod
-    def of(cls, members: Sequence[PetPhoto]) -> Evidence:
+    def of(cls, members: Sequence[PetPhoto], least_margin: float = LOOKALIKE_MARGIN) -> Evidence:
         days = sorted({p.day for p in members})
         months = {time.strftime("%Y-%m", time.gmtime(d * DAY)) for d in days}
         vectors = np.stack([p.vector for p in members])
@@ -328,7 +342,8 @@ class Evidence:
         cohesion = float((total @ total - n) / (n * (n - 1))) if n > 1 else 1.0
         known = [p.outsider for p in members if not np.isnan(p.outsider)]
         outside = float(np.mean(known)) if known else 0.0
-        return cls(len(days), len(months), days[-1] - days[0], len({p.folder for p in members}), cohesion, outside)
+        folders = len({p.folder for p in members})
+        return cls(len(days), len(months), days[-1] - days[0], folders, cohesion, outside, least_margin)
 
     @property
     def score(self) -> float:
@@ -337,12 +352,12 @@ class Evidence:
 
     @property
     def lookalikes(self) -> bool:
-        return self.days < 2 or self.score < LOOKALIKE_MARGIN
+        return self.days < 2 or self.score < self.least_margin
 
     def reason(self) -> str:
         if self.days < 2:
             return "look-alikes: all on one day"
-        if self.score < LOOKALIKE_MARGIN:
+        if self.score < self.least_margin:
             return f"look-alikes: seen on {_plural(self.days, 'day')}, but as alike to others as to each other"
         return f"seen on {_plural(self.days, 'day')} over {_span(self.span_days)}"
 
@@ -604,10 +619,13 @@ class Discovery:
             self.book.set_members(assignment)
             self._waiting = 0
             groups: dict[int, Group] = {}
+            margin = lookalike_margin(self.library.whitened)
+            merged = {into for status, _name, into in statuses.values() if status == MERGED}
             for content_hash, gid in assignment.items():
                 if content_hash in photos:
                     status, name, _into = statuses.get(gid, (OPEN, None, None))
-                    groups.setdefault(gid, Group(gid, status, name, [])).members.append(photos[content_hash])
+                    group = groups.setdefault(gid, Group(gid, status, name, [], margin, gid in merged))
+                    group.members.append(photos[content_hash])
             self._groups = groups
             return [
                 {"id": gid, "size": len(group.members), "found": gid not in before}
@@ -683,6 +701,7 @@ class Discovery:
             for photo in source.members:
                 self.book.add_member(photo.content_hash, into.id)
             into.members.extend(source.members)
+            into.merged = True
             self.book.set_status(source.id, MERGED, into=into.id)
             del self._groups[source.id]
         return into.summary()
