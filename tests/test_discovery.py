@@ -265,3 +265,39 @@ def test_in_a_new_users_150_photos_their_dog_comes_first_and_breed_mates_met_onc
     for n, counted in enumerate(owners):
         if counted["walks"] >= 2:
             assert n > last_pet or groups[n]["lookalikes"], (n, last_pet, [(g["size"], g["reason"]) for g in groups])
+
+
+def _photos(vectors: np.ndarray, days: list[int], folder: str = "/a") -> list[discovery.PetPhoto]:
+    return [
+        discovery.PetPhoto(f"{folder}/{i}.jpg", f"{folder}{i}", v, day, "dog", "beagle")
+        for i, (v, day) in enumerate(zip(vectors, days, strict=True))
+    ]
+
+
+def test_one_animal_is_listed_above_a_loose_cloud_of_its_breed_and_says_why():
+    """The pure middle: a dog of a breed in 6 photos over months, among 30 breed-mates each seen
+    once on a day of its own; average linkage keeps the dog apart, and its margin (cohesion
+    minus nearest outsider) puts it first; breed-mates are look-alikes, as is a one-day group."""
+    rng = np.random.default_rng(27)
+    breed = rng.standard_normal(64)
+    breed /= np.linalg.norm(breed)
+    dog = breed + rng.standard_normal(64) / 4  # ~0.3 alike to its breed-mates
+    mates = breed + 0.153 * rng.standard_normal((30, 64))  # two of them ~0.4 alike
+    mine = dog / np.linalg.norm(dog) + 0.0625 * rng.standard_normal((6, 64))  # ~0.8 alike
+    vectors = np.vstack([mine, mates]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels, _pairs, outsider = discovery.clustering(vectors, discovery.WHITENED_SIMILAR)
+    assert len(set(labels[:6])) == 1 and not set(labels[:6]) & set(labels[6:])  # no chain into the breed
+    photos = _photos(vectors, [0, 40, 41, 90, 200, 400] + [10 + 13 * k for k in range(30)])
+    for photo, alike in zip(photos, outsider, strict=True):
+        photo.outsider = float(alike)
+    members: dict[int, list] = {}
+    for photo, label in zip(photos, labels, strict=True):
+        members.setdefault(int(label), []).append(photo)
+    groups = [discovery.Group(n, discovery.OPEN, None, m) for n, m in members.items() if len(m) >= 3]
+    ranked = sorted(groups, key=lambda g: (g.evidence().lookalikes, -g.evidence().score))
+    assert ranked[0].members == photos[:6]
+    assert ranked[0].summary()["reason"] == "seen on 6 days over 13 months" and not ranked[0].evidence().lookalikes
+    assert all(g.evidence().lookalikes for g in ranked[1:])
+    one_day = discovery.Group(1, discovery.OPEN, None, _photos(vectors[:6], [5] * 6, "/show"))
+    assert one_day.evidence().lookalikes and one_day.summary()["reason"] == "look-alikes: all on one day"
