@@ -51,7 +51,7 @@ def _album(folder: Path) -> dict[str, list[Path]]:
     return owners
 
 
-def test_clusters_link_only_mutual_close_neighbours():
+def test_clusters_keep_a_tight_group_apart_from_loose_strangers():
     rng = np.random.default_rng(0)
     centre = rng.standard_normal(64)
     tight = centre + 0.2 * rng.standard_normal((6, 64))

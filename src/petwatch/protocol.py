@@ -347,7 +347,7 @@ class DiscoveryWhyReply(TypedDict):
     """What the last search for pets saw (GET /groups/why): why no group shows, when none does."""
 
     pet_photos: int  # photos that show a dog or a cat
-    close_pairs: int  # pairs of them alike enough to link (mutual neighbours, cosine >= similar)
+    close_pairs: int  # pairs of nearest neighbours alike enough to link (cosine >= similar)
     largest: int  # photos in the largest linked cluster
     one_moment: int  # clusters big enough but from one day and one folder
     groups: int  # groups shown
