@@ -147,6 +147,9 @@ def replies(hits: int) -> list[tuple[str, Any, Any]]:
         "breed": "beagle",
         "first_day": "2024-01-01",
         "last_day": "2024-06-01",
+        "reason": "seen on 14 days over 1 year",
+        "evidence": 1.5,
+        "lookalikes": False,
     }
     return [
         (f"search, {hits} hits", SearchReply, search),

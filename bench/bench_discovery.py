@@ -1,22 +1,27 @@
-"""Pets found for you: are the groups individuals, and what does keeping them current cost?
+"""Pets found for you: are the groups individuals, is your pet listed first, and what does
+keeping them current cost?
 
-    python bench/bench_discovery.py            # quality on real photos + timing (~8 min on 2 cores)
+    python bench/bench_discovery.py            # camera rolls on real vectors + timing (minutes)
     python bench/bench_discovery.py --quick    # timing at 1k and 10k only, no real photos (~1 min)
 
-Quality (real photos, ``--datasets``): ``--draws`` libraries, each of 3 dogs of dogfacenet-dev
-with at least ``--min-photos`` photos ("your pets", every photo of them), 300 other dogs met
-once, and the whole Oxford sample (other dogs and cats, 10 of each breed). Vectors are the
-product's (Embedder, pet focus on; from bench_identity.py's run when there is one). Every
-photo counts as a day of its own, the worst case for strangers: a group then recurs from
-MIN_GROUP photos. Reported, for the product's link cut and its neighbours:
-  purity   of each pet's group (the group holding most of its photos): its share of the group;
-  recall   the share of each pet's photos in that group (mean over pets);
-  found    pets whose group has purity >= 0.9 and recall >= 0.8;
-  stranger groups  groups that recur but hold no pet's photos in majority.
+Quality (real photos, ``--datasets``): camera rolls built by ``_camera_roll.py`` from the
+product's whitened vectors (efficientnet_lite2, pet focus; embedded once and cached in
+bench/results): recurring pets (DogFaceNet dogs, every photo, and Oxford pets pasted into
+other scenes), dated on many days over months in two cameras' month folders, among strangers
+seen once (Oxford breed photos, a third of them on one dog-show day; other DogFaceNet dogs;
+at 10k+ noisy copies of them). Before (the rule until issue 27: single links of mutual
+5-nearest neighbours at cosine 0.25, listed biggest first) and after (average linkage, listed
+by evidence), on the same rolls in one run:
+  recall / precision  of each recurring pet's best group (the one holding most of its photos);
+  place               where that group is listed; pets among the first 3;
+  stranger groups     groups most of whose photos are strangers', listed above a pet;
+  largest group       the size of the largest group listed;
+  album               the best group named (its photos the profile's examples): the album's
+                      precision and recall at the profile rule's threshold, per gamma.
 
 Timing (synthetic unit vectors: pets as tight clusters among loose strangers): the full
 clustering at 1k / 10k / 30k pet photos, and updating the groups after 100 new photos
-(Discovery.on_stored: each joins the nearest group or waits for the next clustering).
+(Discovery.on_stored: each joins the group it is most alike on average, or waits).
 """
 
 from __future__ import annotations
@@ -34,30 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 DOGS = "dogfacenet-dev"
-
-
-def real_vectors(root: Path, model: str):
-    """(vectors, species, group, label) of dogfacenet-dev and the Oxford sample, from
-    bench_identity.py's run when there is one (the same photos and model), else embedded now."""
-    from bench_identity import decode_all, gather, vectors_file
-
-    saved = vectors_file(model)
-    if saved.exists():
-        data = np.load(saved)
-        keep = np.isin(data["group"], ["dog", "breed"])
-        print(f"  vectors from {saved}", flush=True)
-        return data["vectors"][keep], data["species"][keep], data["group"][keep], data["label"][keep]
-    from petwatch.embed import Embedder
-
-    embedder = Embedder(model)
-    kept, images = decode_all([p for p in gather(root) if p.group in ("dog", "breed")], embedder.decode_min_side)
-    vectors, species = [], []
-    for start in range(0, len(images), 32):
-        batch = images[start : start + 32]
-        for views, _whole, signal, _box in embedder.embed_batch(batch, [embedder.preprocess_views(i) for i in batch]):
-            vectors.append(views[0])
-            species.append(signal.species)
-    return (np.stack(vectors), np.array(species), np.array([p.group for p in kept]), np.array([p.label for p in kept]))
 
 
 def libraries(group, label, draws: int, pets: int, strangers: int, min_photos: int, seed: int = 0):
@@ -118,6 +99,185 @@ def quality(vectors, species, library: list, similar: float) -> dict:
     }
 
 
+def old_rule(vectors: np.ndarray) -> np.ndarray:
+    """The rule before issue 27, for the before/after in one run: connected components of
+    mutual 5-nearest neighbours at cosine >= 0.25 (single links), listed biggest first."""
+    from scipy.sparse.csgraph import connected_components
+
+    from petwatch import discovery
+
+    if len(vectors) < 2:
+        return np.zeros(len(vectors), dtype=int)
+    return connected_components(discovery.links(vectors, 0.25, 5, mutual=True), directed=False)[1]
+
+
+def roll_groups(roll, labels: np.ndarray, by_evidence: bool, outsider: np.ndarray | None = None) -> list:
+    """The groups a user is shown (they recur), in the list's order: by evidence (look-alikes
+    last), or biggest first as before. Each a discovery.Group over the roll's photos."""
+    from petwatch import discovery
+
+    members: dict[int, list] = {}
+    for i, label in enumerate(labels):
+        photo = discovery.PetPhoto(
+            f"{roll.folder[i]}/{i}.jpg", str(i), roll.vectors[i], int(roll.day[i]), roll.species[i], roll.label[i]
+        )
+        if outsider is not None:
+            photo.outsider = float(outsider[i])
+        members.setdefault(int(label), []).append(photo)
+    groups = [discovery.Group(n, discovery.OPEN, None, m) for n, m in members.items() if len(m) >= 2]
+    shown = [g for g in groups if g.recurs()]
+    if by_evidence:
+        ranked = [(g, g.evidence()) for g in shown]
+        return [g for g, e in sorted(ranked, key=lambda x: (x[1].lookalikes, -x[1].score, -len(x[0].members)))]
+    return sorted(shown, key=lambda g: -len(g.members))
+
+
+def roll_quality(roll, ordered: list) -> dict:
+    """Each recurring pet's best group (most of its photos): recall, precision, place in the
+    list; stranger groups (most photos not one pet's) listed above any pet; the largest group."""
+    owner = roll.owner
+    places, recall, precision, mixed = [], [], [], 0
+    owners_of = [[owner[int(p.content_hash)] for p in g.members] for g in ordered]
+    for pet in roll.pets():
+        total = int((owner == pet).sum())
+        counts = [o.count(pet) for o in owners_of]
+        best = int(np.argmax(counts)) if counts and max(counts) else None
+        if best is None:
+            places.append(None)
+            recall.append(0.0)
+            precision.append(0.0)
+            continue
+        places.append(best + 1)
+        recall.append(counts[best] / total)
+        precision.append(counts[best] / len(owners_of[best]))
+    stranger = []
+    for o in owners_of:
+        top, share = Counter(o).most_common(1)[0]
+        stranger.append(top == "" or share * 2 <= len(o))
+        mixed += len({x for x in o if x}) > 1 and sorted(Counter(x for x in o if x).values())[-2] >= 2
+    found = [p for p in places if p is not None]
+    last = max(found, default=0)
+    return {
+        "pets": len(places),
+        "recall": float(np.mean(recall)),
+        "precision": float(np.mean(precision)),
+        "places": places,
+        "first3": sum(1 for p in found if p <= 3),
+        "strangers_above_a_pet": sum(stranger[: last - 1]) if last else 0,
+        "strangers_above_first_pet": sum(stranger[: min(found) - 1]) if found else 0,
+        "groups": len(ordered),
+        "lookalike_groups": sum(1 for g in ordered if g.evidence().lookalikes),
+        "mixed": int(mixed),
+        "largest": max((len(g.members) for g in ordered), default=0),
+    }
+
+
+def album_quality(roll, ordered: list, gammas) -> dict[float, tuple[float, float]]:
+    """Each pet's best group named (its photos the examples, as ``pets add --group`` does) when
+    the pet is most of it (a group its owner would name): the album's precision and recall at
+    the profile rule's threshold, per gamma."""
+    from petwatch import pets as P
+
+    rng = np.random.default_rng(0)
+    sample = roll.vectors[rng.choice(len(roll), min(P.BACKGROUND_SAMPLE, len(roll)), replace=False)]
+    out: dict[float, list[tuple[float, float]]] = {g: [] for g in gammas}
+    for pet in roll.pets():
+        counts = [sum(roll.owner[int(p.content_hash)] == pet for p in g.members) for g in ordered]
+        if not counts or not max(counts):
+            continue
+        group = ordered[int(np.argmax(counts))]
+        if max(counts) * 2 <= len(group.members):
+            continue  # not a group its owner would name: mostly other animals
+        examples = np.stack([p.vector for p in group.members])
+        proto = P.prototype(examples)
+        scores = roll.vectors @ proto
+        background = sample @ proto
+        mine = roll.owner == pet
+        for gamma in gammas:
+            cut = P.threshold(background, examples, (), gamma, P.WHITENED_LOO_ONE_EXAMPLE)
+            album = scores >= cut
+            right = float((album & mine).sum())
+            out[gamma].append((right / max(int(album.sum()), 1), right / int(mine.sum())))
+    return {g: (float(np.mean([p for p, _ in v])), float(np.mean([r for _, r in v]))) for g, v in out.items() if v}
+
+
+ROLLS = {  # name: _camera_roll.build's arguments
+    # A new user's library: 5 dogs that come back (DogFaceNet, 5-10 photos each over months, in
+    # two cameras' month folders) and 2 pets in other scenes, among every photo of 11 Oxford
+    # breeds (10 breed-mates each, a third of them on one dog-show day) and 10 dogs met once.
+    "~150": {"dogs": 5, "scene_pets": 2, "dog_strangers": 10, "breeds": 11},
+    # 10k+: 30 recurring dogs and 30 pets in scenes, the Oxford sample and every other
+    # DogFaceNet dog once, padded with noisy copies of strangers (look-alikes) to 11,000.
+    "10k+": {"dogs": 30, "scene_pets": 30, "dog_strangers": 700, "size": 11_000},
+}
+GAMMAS = (0.55, 0.7, 0.8)
+
+
+def camera_rolls(root: Path, model: str, seeds: int) -> list[dict]:
+    """Before (single links at 0.25, biggest first) and after (average linkage, by evidence),
+    on the same rolls in one run: each pet's best group, its place, strangers above it."""
+    import _camera_roll as R
+    from petwatch import discovery, pets
+
+    data = R.load(root, model)
+    white = R.whitened(data, model)
+    out = []
+    for name, spec in ROLLS.items():
+        results: dict[str, list[dict]] = {"before": [], "after": []}
+        albums: dict[str, list] = {"before": [], "after": []}
+        for seed in range(seeds):
+            roll = R.build(data, white, seed=seed, **spec)
+            for rule in ("before", "after"):
+                started = time.perf_counter()
+                if rule == "before":
+                    ordered = roll_groups(roll, old_rule(roll.vectors), by_evidence=False)
+                else:
+                    labels, _pairs, outsider = discovery.clustering(roll.vectors, discovery.WHITENED_SIMILAR)
+                    ordered = roll_groups(roll, labels, True, outsider)
+                q = roll_quality(roll, ordered)
+                q["seconds"] = time.perf_counter() - started
+                q["photos"] = len(roll)
+                results[rule].append(q)
+                albums[rule].append(album_quality(roll, ordered, GAMMAS))
+        rows = []
+        for label, key, fmt in (
+            ("pet photos", "photos", "{:.0f}"),
+            ("recurring pets", "pets", "{:.0f}"),
+            ("best group's recall", "recall", "{:.3f}"),
+            ("best group's precision", "precision", "{:.3f}"),
+            ("pets listed among the first 3", "first3", "{:.1f}"),
+            ("stranger groups above a pet", "strangers_above_a_pet", "{:.1f}"),
+            ("stranger groups above the first pet", "strangers_above_first_pet", "{:.1f}"),
+            ("groups mixing two pets", "mixed", "{:.1f}"),
+            ("groups listed (look-alikes)", "groups", "{:.1f}"),
+            ("largest group", "largest", "{:.1f}"),
+            ("grouping and order, s", "seconds", "{:.2f}"),
+        ):
+            cells = [fmt.format(np.mean([q[key] for q in results[rule]])) for rule in ("before", "after")]
+            if key == "groups":
+                cells[1] += f" ({np.mean([q['lookalike_groups'] for q in results['after']]):.1f})"
+            rows.append([label, *cells])
+        places = [[q["places"] for q in results[rule]] for rule in ("before", "after")]
+        rows.append(["each pet's place (first roll)", *(" ".join(str(p) for p in pl[0]) for pl in places)])
+        for gamma in GAMMAS:
+            cells = []
+            for rule in ("before", "after"):
+                measured = [a[gamma] for a in albums[rule] if gamma in a]
+                cells.append(f"{np.mean([m[0] for m in measured]):.3f} / {np.mean([m[1] for m in measured]):.3f}")
+            mark = " (product)" if abs(gamma - pets.WHITENED_GAMMA) < 1e-9 else ""
+            rows.append([f"named best group's album, gamma {gamma}{mark}: precision / recall", *cells])
+        print(
+            C.table(
+                [f"camera roll {name}", "before (single links 0.25, biggest first)", "after (average link, evidence)"],
+                rows,
+                title=f"Pets found in camera rolls of {name} pet photos ({seeds} rolls, mean; {model}, whitened)",
+            ),
+            flush=True,
+        )
+        out.append({"roll": name, "results": results})
+    return out
+
+
 def synthetic(count: int, dim: int, rng) -> tuple[np.ndarray, list[int]]:
     """``count`` unit vectors: 5% in 20 tight clusters (pets), the rest loose (strangers)."""
     centres = rng.standard_normal((20, dim)).astype(np.float32)
@@ -136,11 +296,14 @@ def timing(count: int, dim: int) -> dict:
     rng = np.random.default_rng(count)
     vectors, _ = synthetic(count + 100, dim, rng)
     started = time.perf_counter()
-    labels = discovery.cluster(vectors[:count])
+    old_rule(vectors[:count])
+    before_s = time.perf_counter() - started
+    started = time.perf_counter()
+    labels = discovery.cluster(vectors[:count], discovery.WHITENED_SIMILAR)
     cluster_s = time.perf_counter() - started
 
     class Library:  # what Discovery reads of the library: its pet rows, what is indexed, disk room
-        whitened = False  # synthetic vectors: the raw space's cuts
+        whitened = True  # the default model's space and cut
 
         def __init__(self, rows):
             self.rows = rows
@@ -182,6 +345,7 @@ def timing(count: int, dim: int) -> dict:
     return {
         "photos": count,
         "cluster_s": cluster_s,
+        "before_s": before_s,
         "refresh_s": refresh_s,
         "update_100_ms": update_s * 1000,
         "groups": groups,
@@ -195,58 +359,27 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet_lite2")
     parser.add_argument("--min-photos", type=int, default=6, help="dogs with this many photos play your pets")
     parser.add_argument("--sizes", default="1000,10000,30000")
-    parser.add_argument("--draws", type=int, default=20, help="libraries drawn for the quality figures")
+    parser.add_argument("--seeds", type=int, default=3, help="camera rolls drawn at each size")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     C.strip_petwatch_env()
-    from petwatch import discovery
-
     payload: dict = {"machine": C.machine()}
     if not args.quick:
         root = C.datasets_dir(args.datasets)
         if C.dataset_part(root, DOGS)[0] is None:
             print(f"SKIP quality: {C.dataset_part(root, DOGS)[1]}")
         else:
-            vectors, species, group, label = real_vectors(root, args.model)
-            drawn = libraries(group, label, args.draws, 3, 300, args.min_photos)
-            rows = []
-            payload["quality"] = []
-            for similar in (
-                discovery.SIMILAR - 0.1,
-                discovery.SIMILAR - 0.05,
-                discovery.SIMILAR,
-                discovery.SIMILAR + 0.05,
-            ):
-                q = quality(vectors, species, drawn, round(similar, 2))
-                payload["quality"].append(q)
-                mark = " (product)" if abs(similar - discovery.SIMILAR) < 1e-9 else ""
-                rows.append(
-                    [
-                        f"{q['similar']:.2f}{mark}",
-                        f"{q['purity']:.3f}",
-                        f"{q['recall']:.3f}",
-                        f"{q['found']}/{q['pets']}",
-                        f"{q['groups_per_library']:.1f}",
-                        f"{q['stranger_groups_per_library']:.1f}",
-                    ]
-                )
-            print(
-                C.table(
-                    ["link at cosine", "purity", "recall", "pets found (0.9 / 0.8)", "groups", "stranger groups"],
-                    rows,
-                    title=f"Pets found: {args.draws} libraries of 3 pets ({args.min_photos}+ photos each), "
-                    f"300 dogs met once and the Oxford sample; {args.model}",
-                )
-            )
+            payload["rolls"] = camera_rolls(root, args.model, args.seeds)
     sizes = [1000, 10000] if args.quick else [int(s) for s in args.sizes.split(",")]
     payload["timing"] = []
     rows = []
     for size in sizes:
-        t = timing(size, 1280)
+        t = timing(size, 768)
         payload["timing"].append(t)
         rows.append(
             [
                 f"{size:,}",
+                f"{t['before_s']:.2f} s",
                 f"{t['cluster_s']:.2f} s",
                 f"{t['refresh_s']:.2f} s",
                 f"{t['update_100_ms']:.1f} ms",
@@ -256,9 +389,9 @@ def main() -> None:
         print(f"  {size:,}: clustered in {t['cluster_s']:.1f}s", flush=True)
     print(
         C.table(
-            ["pet photos", "clustering", "refresh (cluster + keep ids)", "100 new photos", "groups"],
+            ["pet photos", "before: single links", "clustering", "refresh (+ keep ids)", "100 new photos", "groups"],
             rows,
-            title="Keeping the groups current (synthetic 1280-d vectors)",
+            title=f"Keeping the groups current (synthetic 768-d vectors; {payload['machine'].get('cpu', '')})",
         )
     )
     print(f"results: {C.write_results('bench_discovery', payload)}")

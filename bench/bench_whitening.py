@@ -261,25 +261,6 @@ def throughput(root: Path, model: str, count: int, repeat: int) -> dict:
     return {"photos": count, "runs": runs, **best, "ratio": best["whitened"] / best["raw"]}
 
 
-def join_cut(raw: np.ndarray, white: np.ndarray, data: dict[str, np.ndarray], raw_cut: float) -> tuple[float, float]:
-    """(share of dogs' photos whose cosine to the centroid of their dog's other photos
-    reaches ``raw_cut`` in the raw space, the whitened cut that keeps the same share)."""
-    from petwatch.store import unit_vector
-
-    dogs = (data["set"] == "original") & (data["group"] == "dog")
-    before, after = [], []
-    for dog in sorted(set(data["label"][dogs]))[::3]:
-        members = np.flatnonzero(dogs & (data["label"] == dog))
-        if len(members) < 4:
-            continue
-        for i in members:
-            others = members[members != i]
-            before.append(float(raw[i] @ unit_vector(raw[others].mean(axis=0))))
-            after.append(float(white[i] @ unit_vector(white[others].mean(axis=0))))
-    share = float((np.array(before) >= raw_cut).mean())
-    return share, float(np.quantile(after, 1 - share))
-
-
 def search_cost(raw_dim: int, dim: int, count: int, queries: int) -> dict:
     """bench_search's workload (petwatch's Store on Milvus Lite, random unit vectors) at the
     raw and the whitened dimension, one after the other: p95 and the index's bytes per photo."""
@@ -382,8 +363,6 @@ def main() -> None:
             title="Pet profiles (Oxford half, 3 examples)",
         )
     )
-    from petwatch import discovery
-
     # Discovery runs on the shipped projection (fit on all photos): scored in that space.
     product = apply(raw, *fit(raw[split.fit_all], SHIPPED_DIM, SHIPPED_SHRINK))
     for name, vectors, grid in (
@@ -392,11 +371,6 @@ def main() -> None:
     ):
         rows, heads = discovery_cuts(vectors, data, grid)
         print(C.table(["cut", *heads], rows, title=f"Discovery link cut, {name}"))
-    joins = join_cut(raw, product, data, discovery.JOIN)
-    print(
-        f"  join: raw {discovery.JOIN} lets {joins[0]:.0%} of a recurring dog's photos join its group; "
-        f"the same share in the whitened space: {joins[1]:.3f}"
-    )
     if args.write:
         from petwatch.embed import WHITENING_DIR
 

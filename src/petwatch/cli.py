@@ -721,12 +721,18 @@ def _pets_found(client: DaemonClient, args) -> int:
         elif not groups:
             print(no_pets_found(client.groups_why()))
         else:
+            pets = [g for g in groups if not g.get("lookalikes")]
+            alike = [g for g in groups if g.get("lookalikes")]
             print(
-                f"found {len(groups)} pet{'s' if len(groups) != 1 else ''} in your photos; name one with "
-                "`petwatch pets add NAME --group ID`, or `petwatch pets dismiss ID` if it is not yours"
+                f"found {len(pets)} pet{'s' if len(pets) != 1 else ''} in your photos, likeliest yours first; "
+                "name one with `petwatch pets add NAME --group ID`, or `petwatch pets dismiss ID` if it is not yours"
             )
-            for group in [] if args.json else groups:
+            for group in pets:
                 print(_group_line(group))
+            if alike:
+                print(f"look-alikes ({len(alike)} group{'s' if len(alike) != 1 else ''}: alike, but not seen again):")
+                for group in alike:
+                    print(_group_line(group))
         return 0
     if args.action == "dismiss":
         group = client.group_action(args.id, "dismiss")
@@ -746,7 +752,7 @@ def _group_line(group: GroupReply) -> str:
     status = f"  [{group['status']}{named}]" if group["status"] != "open" else ""
     return (
         f"group {group['id']:>4}  {group['size']:>5} photos  {group['species']}, {group['breed']}  "
-        f"{group['first_day']} - {group['last_day']}  cover {group['cover']}{status}"
+        f"{group['reason']} ({group['first_day']} - {group['last_day']})  cover {group['cover']}{status}"
     )
 
 

@@ -1,18 +1,27 @@
 """Pets found for you: the individuals that come back again and again in the library.
 
 The photos that show a pet (a dog or a cat, by the classifier) are grouped by their
-pet-focused vectors: scikit-learn finds each photo's nearest neighbours (in a PCA projection,
-so that 30,000 photos cluster in seconds), photos that are mutual neighbours and alike enough
-are linked, and scipy's connected components of those links are the groups. A group is shown
-only when it recurs: at least ``MIN_GROUP`` photos taken on at least ``MIN_MOMENTS`` different
-days or in different folders, so a stranger's dog met once on a walk forms no group.
+pet-focused vectors with **average linkage** (scipy): two groups merge only while their photos
+are, on average over every pair, alike enough, so breed-mates that each look like the next no
+longer chain into one group of a breed. It runs within the connected components of nearest
+neighbours alike enough (scikit-learn's k-NN graph in a PCA projection, cut on the stored
+cosine), which bounds its n^2 cost at 30,000 photos. A group is shown only when it recurs: at
+least ``MIN_GROUP`` photos taken on at least ``MIN_MOMENTS`` different days or in different
+folders.
 
-Between two clusterings, a new photo joins the group whose centroid it is closest to when it
-is close enough (``JOIN``); the others wait, and once ``RECLUSTER_AFTER`` are waiting (or on
-request, e.g. after the first backfill) everything is clustered again on a background thread.
-Groups keep their ids across clusterings (a new cluster takes the id of the stored group it
-shares most photos with), so names, dismissals, merges and photos moved out survive
-restarts and re-indexing: they are stored by content hash in the state SQLite.
+Groups are listed **by evidence** (``Evidence``): your pet comes back on many days, in many
+months, in several folders, and its photos are more alike than breed-mates' are; look-alikes
+(same-breed strangers, each seen once, or a dog show's photos, all on one day) are folded last
+under "look-alikes" and never announced. Each group says why in one phrase ("seen on 14 days
+over 2 years").
+
+Between two clusterings, a new photo joins the group it is most alike on average when that
+reaches the link cut (what average linkage would do); the others wait, and once
+``RECLUSTER_AFTER`` are waiting (or on request, e.g. after the first backfill) everything is
+clustered again on a background thread. Groups keep their ids across clusterings (a new
+cluster takes the id of the stored group it shares most photos with), so names, dismissals,
+merges and photos moved out survive restarts and re-indexing: they are stored by content hash
+in the state SQLite.
 """
 
 from __future__ import annotations
@@ -39,28 +48,36 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Cosine cuts on the stored vectors, per vector space (a cut means something only in the space
-# it was tuned in). bench/bench_whitening.py, "Discovery link cut" and its table in docs/pets.md:
-# 10 libraries of 3 recurring dogs among 300 met once and the Oxford sample.
-# Raw pet-focused vectors (other models): 0.78 as before, now on the stored cosine: recall
-# 0.90, purity 0.65 (8 of 30 found); 0.82 gives 0.72 and 0.73 (11 of 30) but keeps only 3 of
-# 7 photos of a dog of tests/test_discovery.py together.
-SIMILAR = 0.78
-JOIN = 0.82  # a new photo this close to a group's centroid joins it without a re-clustering
-# Whitened: 0.25 keeps 0.90 of each pet's photos in its group at purity 0.78 (13 of 30 found);
-# 0.30 gives 0.81 and 0.82 but splits a dog of tests/test_whitening.py whose 7 photos are
-# 0.15-0.38 alike. The join cut keeps 86% of a dog's photos within reach of its group's
-# centroid, as raw 0.82 does: 0.314 there, 0.32 here.
-WHITENED_SIMILAR = 0.25
-WHITENED_JOIN = 0.32
+# Average-linkage cuts (the mean cosine of every pair across two groups that may merge) on the
+# stored vectors, one per vector space (a cosine means something only in the space it was
+# measured in): bench/bench_discovery.py's camera rolls, docs/pets.md "Pets found for you".
+# Raw pet-focused vectors (models without a shipped whitening): on lite2's raw vectors, rolls of
+# ~150 gave each pet's best group recall 0.65-0.86 at precision 0.69-0.84 (0.78: 0.45-0.81).
+SIMILAR = 0.72
+WHITENED_SIMILAR = 0.35
 
 
-def cuts(whitened: bool) -> tuple[float, float]:
-    """(link, join) cuts for the library's vector space."""
-    return (WHITENED_SIMILAR, WHITENED_JOIN) if whitened else (SIMILAR, JOIN)
+def cuts(whitened: bool) -> float:
+    """The link cut for the library's vector space: groups merge while their photos are this
+    alike on average, and a new photo joins the group it is this alike to on average."""
+    return WHITENED_SIMILAR if whitened else SIMILAR
 
 
-NEIGHBOURS = 5  # the k of the mutual k-nearest-neighbour graph
+NEIGHBOURS = 10  # the k of the nearest-neighbour graph whose components bound average linkage
+EXACT_MAX = 4000  # photos in a candidate component linked exactly (their pairs' distances: 64 MB)
+# The order (Evidence): a group whose photos are not this much more alike to each other than to
+# their nearest outsiders folds under "look-alikes" (camera rolls of ~150 pet photos: the
+# median stranger group has a margin of 0.08, 90% of the pets' groups more than 0.14).
+LOOKALIKE_MARGIN = 0.10
+# Raw cosines are compressed (unrelated photos 0.3-0.5): the whitened margin scaled as the link
+# cut is, (1 - 0.72) / (1 - 0.35) ~ 0.43; derived, not measured on raw camera rolls.
+RAW_LOOKALIKE_MARGIN = 0.04
+
+
+def lookalike_margin(whitened: bool) -> float:
+    return LOOKALIKE_MARGIN if whitened else RAW_LOOKALIKE_MARGIN
+
+
 PROJECTED = 128  # dimensions the neighbours are found in
 MIN_GROUP = 3
 MIN_MOMENTS = 2  # distinct days (EXIF date, else file time) or folders
@@ -72,52 +89,127 @@ OPEN, DISMISSED, NAMED, MERGED = "open", "dismissed", "named", "merged"
 # --- the pure middle ---------------------------------------------------------------------------
 def cluster(vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEIGHBOURS) -> np.ndarray:
     """A cluster label per row of unit ``vectors`` (labels are arbitrary ints; a photo alike
-    to no other is a cluster of its own): the connected components of ``links``."""
+    to no other is a cluster of its own): ``clustering``'s labels."""
     return clustering(vectors, similar, neighbours)[0]
 
 
-def clustering(vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEIGHBOURS) -> tuple[np.ndarray, int]:
-    """(``cluster``'s labels, how many pairs of rows were linked)."""
+def clustering(
+    vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEIGHBOURS
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """(labels, how many candidate pairs were linked, each photo's cosine to its nearest
+    photo outside its cluster): average linkage cut at ``similar``.
+
+    Two groups merge only while their photos are, on average over every pair, at least
+    ``similar`` alike (scipy's average linkage), so a chain of breed-mates, each like the
+    next, no longer makes one group of a breed as single links did. Average linkage needs
+    every pair's distance, n^2 of them, so it runs within *candidate components*: the
+    connected components of the pairs of nearest neighbours at least ``similar`` alike
+    (``links``). A group average linkage makes holds such a pair between any two of its
+    parts, so it never crosses a component (up to neighbours the k-NN search does not list).
+    A component above ``EXACT_MAX`` photos is cut again at a stricter cut first (bounded
+    memory: 4,000 photos are 64 MB of distances)."""
     from scipy.sparse.csgraph import connected_components
 
-    if len(vectors) < 2:
-        return np.zeros(len(vectors), dtype=int), 0
-    linked = links(vectors, similar, neighbours)
-    return connected_components(linked, directed=False)[1], linked.nnz // 2
-
-
-def links(vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEIGHBOURS):
-    """The symmetric sparse matrix of linked pairs of rows of unit ``vectors``.
-
-    Two photos are linked when each is among the other's ``neighbours`` nearest and their
-    cosine similarity is at least ``similar`` (mutual neighbours: a photo alike to many
-    cannot chain two pets together); the clusters are the linked components. The neighbours
-    are found in a PCA projection to ``PROJECTED`` dimensions (6x less arithmetic at 768-d),
-    but the link is decided on the stored vectors' own cosine: a projection fit on a small
-    library centres and rescales its space, and a fixed cut means nothing there (a library of
-    147 photos once came out as single photos).
-    """
     count = len(vectors)
-    from scipy.sparse import csr_matrix
-    from sklearn.decomposition import PCA
-    from sklearn.neighbors import kneighbors_graph
-
+    if count < 2:
+        return np.zeros(count, dtype=int), 0, np.zeros(count, np.float32)
     unit = np.asarray(vectors, dtype=np.float32)
+    near, sims = nearest(unit, neighbours)
+    linked = links(unit, similar, neighbours, mutual=False, found=(near, sims))
+    pairs = linked.nnz // 2
+    labels = np.full(count, -1, dtype=int)
+    next_label = 0
+    parts = [np.arange(count)]
+    strict = similar
+    while parts:
+        pieces = []
+        for part in parts:
+            _n, comp = connected_components(linked[part][:, part], directed=False)
+            for c in np.unique(comp):
+                pieces.append(part[comp == c])
+        parts = []
+        for piece in pieces:
+            if len(piece) > EXACT_MAX:
+                parts.append(piece)
+                continue
+            for sub in _average_groups(unit[piece], similar):
+                labels[piece[sub]] = next_label
+                next_label += 1
+        if parts:  # too large to link exactly: only the closer pairs stay candidates
+            strict += 0.05
+            linked = _stricter(linked, unit, strict)
+    # The nearest outsider among each photo's neighbours; where every neighbour is inside its
+    # cluster, the farthest of them (an outsider is at most that alike).
+    outside = labels[near] != labels[:, None]
+    outsider = np.where(outside.any(axis=1), np.where(outside, sims, -1.0).max(axis=1), sims.min(axis=1))
+    return labels, pairs, outsider.astype(np.float32)
+
+
+def _stricter(linked, unit: np.ndarray, cut: float):
+    """``linked`` keeping only the pairs at least ``cut`` alike."""
+    from scipy.sparse import csr_matrix
+
+    rows, cols = linked.nonzero()
+    keep = np.einsum("ij,ij->i", unit[rows], unit[cols]) >= cut
+    return csr_matrix((np.ones(int(keep.sum()), np.int8), (rows[keep], cols[keep])), shape=linked.shape)
+
+
+def _average_groups(unit: np.ndarray, similar: float) -> list[np.ndarray]:
+    """Row indices of each group of unit rows by average linkage cut at cosine ``similar``."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    if len(unit) < 2:
+        return [np.arange(len(unit))]
+    tree = linkage(pdist(unit, "cosine"), method="average")
+    flat = fcluster(tree, t=1.0 - similar, criterion="distance")
+    return [np.flatnonzero(flat == f) for f in np.unique(flat)]
+
+
+def nearest(unit: np.ndarray, neighbours: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, cosines) of each row's ``neighbours`` nearest other rows of unit vectors.
+
+    The neighbours are found in a PCA projection to ``PROJECTED`` dimensions (6x less
+    arithmetic at 768-d), but their cosines are the stored vectors' own: a projection fit on
+    a small library centres and rescales its space, and a fixed cut means nothing there (a
+    library of 147 photos once came out as single photos)."""
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    count = len(unit)
     points = unit
     if count > PROJECTED and unit.shape[1] > PROJECTED:
         points = PCA(PROJECTED, svd_solver="randomized", random_state=0).fit_transform(unit)
         points /= np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
     # Euclidean on unit vectors ranks as cosine does (d^2 = 2 - 2 cos), and scikit-learn's
     # euclidean neighbour search is several times faster than its cosine one.
-    near = kneighbors_graph(points, min(neighbours, count - 1), mode="connectivity", include_self=False)
-    rows, cols = near.nonzero()
-    cosines = np.empty(len(rows), np.float32)  # the stored vectors' own, in slices: bounded memory
-    for start in range(0, len(rows), 4096):
+    k = min(neighbours, count - 1)
+    near = NearestNeighbors(n_neighbors=k).fit(points).kneighbors(return_distance=False)
+    sims = np.empty(near.shape, np.float32)  # the stored vectors' own, in slices: bounded memory
+    for start in range(0, count, 4096):
         part = slice(start, start + 4096)
-        cosines[part] = np.einsum("ij,ij->i", unit[rows[part]], unit[cols[part]])
-    alike = cosines >= similar
-    graph = csr_matrix((np.ones(int(alike.sum()), np.int8), (rows[alike], cols[alike])), shape=(count, count))
-    return graph.minimum(graph.T)
+        sims[part] = np.einsum("id,ikd->ik", unit[part], unit[near[part]])
+    return near, sims
+
+
+def links(
+    vectors: np.ndarray,
+    similar: float = SIMILAR,
+    neighbours: int = NEIGHBOURS,
+    mutual: bool = True,
+    found: tuple[np.ndarray, np.ndarray] | None = None,
+):
+    """The symmetric sparse matrix of linked pairs of rows of unit ``vectors``: one is among
+    the other's ``neighbours`` nearest (each is among the other's, ``mutual``) and their
+    cosine is at least ``similar``. ``found``: ``nearest``'s answer, when already known."""
+    from scipy.sparse import csr_matrix
+
+    count = len(vectors)
+    near, sims = found if found is not None else nearest(np.asarray(vectors, dtype=np.float32), neighbours)
+    rows = np.repeat(np.arange(count), near.shape[1])
+    alike = sims.ravel() >= similar
+    graph = csr_matrix((np.ones(int(alike.sum()), np.int8), (rows[alike], near.ravel()[alike])), shape=(count, count))
+    return graph.minimum(graph.T) if mutual else graph.maximum(graph.T)
 
 
 def moments(days: Iterable[int], folders: Iterable[str]) -> int:
@@ -150,6 +242,8 @@ class PetPhoto:
     day: int  # days since the epoch: EXIF date, else the file's mtime
     species: str
     label: str
+    # Cosine to the nearest photo outside its group, from the last clustering (nan: joined since).
+    outsider: float = float("nan")
 
     @property
     def folder(self) -> str:
@@ -163,13 +257,23 @@ class Group:
     name: str | None
     members: list[PetPhoto]
 
-    _centroid: tuple[int, np.ndarray] | None = field(default=None, repr=False)
+    least_margin: float = LOOKALIKE_MARGIN  # the vector space's look-alike margin
+    merged: bool = False  # another group was merged into it: the user says it is one pet
+    _mean: tuple[int, np.ndarray] | None = field(default=None, repr=False)
+
+    def mean(self) -> np.ndarray:
+        """The mean of the members' vectors (kept until the members change)."""
+        if self._mean is None or self._mean[0] != len(self.members):
+            self._mean = (len(self.members), np.mean([p.vector for p in self.members], axis=0))
+        return self._mean[1]
 
     def centroid(self) -> np.ndarray:
-        """The unit mean of the members' vectors (kept until the members change)."""
-        if self._centroid is None or self._centroid[0] != len(self.members):
-            self._centroid = (len(self.members), unit_vector(np.mean([p.vector for p in self.members], axis=0)))
-        return self._centroid[1]
+        """The unit mean of the members' vectors."""
+        return unit_vector(self.mean())
+
+    def alike(self, vector: np.ndarray) -> float:
+        """A photo's mean cosine to the members: what average linkage would join it by."""
+        return float(vector @ self.mean())
 
     def recurs(self) -> bool:
         return (
@@ -177,10 +281,18 @@ class Group:
             and moments((p.day for p in self.members), (p.folder for p in self.members)) >= MIN_MOMENTS
         )
 
+    def announced(self) -> bool:
+        """Whether "I found a pet" is said of it: it recurs, and not as look-alikes."""
+        return self.recurs() and not self.evidence().lookalikes
+
+    def evidence(self) -> Evidence:
+        return Evidence.of(self.members, -2.0 if self.merged else self.least_margin)
+
     def summary(self) -> GroupReply:
         centroid = self.centroid()
         ranked = sorted(self.members, key=lambda p: -float(p.vector @ centroid))
         days = [p.day for p in self.members]
+        evidence = self.evidence()
         return {
             "id": self.id,
             "size": len(self.members),
@@ -192,7 +304,76 @@ class Group:
             "breed": Counter(p.label for p in self.members).most_common(1)[0][0],
             "first_day": time.strftime("%Y-%m-%d", time.gmtime(min(days) * DAY)),
             "last_day": time.strftime("%Y-%m-%d", time.gmtime(max(days) * DAY)),
+            "reason": evidence.reason(),
+            "evidence": round(evidence.score, 4),
+            "lookalikes": evidence.lookalikes,
         }
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What says a group is one animal you live with, not look-alikes met once.
+
+    Photos of one animal are more alike among themselves than to anything outside the group;
+    breed-mates met once are a loose cloud whose group is about as alike to the breed-mates
+    left outside it as to each other. So the list's order is the group's *margin*: its
+    cohesion (the mean cosine of its pairs of photos) minus the mean cosine of each photo to
+    its nearest photo outside the group. Dates count too: a group whose photos are all from
+    one day (a dog show, an afternoon at a friend's) is folded under "look-alikes" however
+    alike; more days, months and a longer span did not order groups better on their own
+    (bench/bench_discovery.py: strangers there are dated on as many days as the pets) and
+    are what the reason says. Bursts are on one day, so they count as one."""
+
+    days: int
+    months: int
+    span_days: int
+    folders: int
+    cohesion: float
+    outside: float  # the mean cosine of a member to its nearest non-member
+    least_margin: float = LOOKALIKE_MARGIN  # below it: look-alikes (the vector space's)
+
+    @classmethod
+    def of(cls, members: Sequence[PetPhoto], least_margin: float = LOOKALIKE_MARGIN) -> Evidence:
+        days = sorted({p.day for p in members})
+        months = {time.strftime("%Y-%m", time.gmtime(d * DAY)) for d in days}
+        vectors = np.stack([p.vector for p in members])
+        n = len(members)
+        total = vectors.sum(axis=0)
+        cohesion = float((total @ total - n) / (n * (n - 1))) if n > 1 else 1.0
+        known = [p.outsider for p in members if not np.isnan(p.outsider)]
+        outside = float(np.mean(known)) if known else 0.0
+        folders = len({p.folder for p in members})
+        return cls(len(days), len(months), days[-1] - days[0], folders, cohesion, outside, least_margin)
+
+    @property
+    def score(self) -> float:
+        """The margin: how much more alike the photos are to each other than to outsiders."""
+        return self.cohesion - self.outside
+
+    @property
+    def lookalikes(self) -> bool:
+        return self.days < 2 or self.score < self.least_margin
+
+    def reason(self) -> str:
+        if self.days < 2:
+            return "look-alikes: all on one day"
+        if self.score < self.least_margin:
+            return f"look-alikes: seen on {_plural(self.days, 'day')}, but as alike to others as to each other"
+        return f"seen on {_plural(self.days, 'day')} over {_span(self.span_days)}"
+
+
+def _plural(value: int, word: str) -> str:
+    return f"{value} {word}{'' if value == 1 else 's'}"
+
+
+def _span(days: int) -> str:
+    if days >= 730:
+        return _plural(round(days / 365), "year")
+    if days >= 60:
+        return _plural(round(days / 30.4), "month")
+    if days >= 14:
+        return _plural(round(days / 7), "week")
+    return _plural(days + 1, "day")
 
 
 # --- what the user decided, by content hash ----------------------------------------------------
@@ -335,7 +516,7 @@ class Discovery:
             return  # not loaded yet: the first refresh reads them from the index
         grown: dict[int, Group] = {}
         with self._lock:
-            shown = {gid for gid, group in self._groups.items() if group.recurs()}
+            shown = {gid for gid, group in self._groups.items() if group.announced()}
             excluded = self.book.exclusions()
             for row in rows:
                 if row.view != 0 or row.photo["species"] not in PET_SPECIES or row.content_hash in self._photos:
@@ -348,7 +529,7 @@ class Discovery:
                     continue
                 group.members.append(photo)
                 self.book.add_member(photo.content_hash, group.id)
-                if group.status == OPEN and group.recurs():
+                if group.status == OPEN and group.announced():
                     grown[group.id] = group
             waiting = self._waiting
         for gid, group in grown.items():  # found: it recurs now, and did not before
@@ -357,11 +538,13 @@ class Discovery:
             self.refresh_soon()
 
     def _nearest(self, photo: PetPhoto, excluded: set[tuple[int, str]]) -> Group | None:
-        best, best_score = None, cuts(self.library.whitened)[1]
+        """The group the photo is most alike on average (what the clustering's average linkage
+        would merge it into), if that reaches the link cut."""
+        best, best_score = None, cuts(self.library.whitened)
         for group in self._groups.values():
             if group.status == MERGED or (group.id, photo.content_hash) in excluded:
                 continue
-            score = float(photo.vector @ group.centroid())
+            score = group.alike(photo.vector)
             if score >= best_score:
                 best, best_score = group, score
         return best
@@ -392,7 +575,9 @@ class Discovery:
                 self._drop_gone(photos)
                 hashes = list(photos)
             vectors = np.stack([photos[h].vector for h in hashes]) if hashes else np.zeros((0, 1))
-            labels, pairs = clustering(vectors, cuts(self.library.whitened)[0])
+            labels, pairs, outsider = clustering(vectors, cuts(self.library.whitened))
+            for content_hash, alike in zip(hashes, outsider, strict=True):
+                photos[content_hash].outsider = float(alike)
             clusters: dict[int, set[str]] = {}
             for content_hash, label in zip(hashes, labels, strict=True):
                 clusters.setdefault(int(label), set()).add(content_hash)
@@ -418,7 +603,7 @@ class Discovery:
             return []
         with self._lock:
             photos = self._load()
-            before = {gid: len(g.members) for gid, g in self._groups.items() if g.status == OPEN and g.recurs()}
+            before = {gid: len(g.members) for gid, g in self._groups.items() if g.status == OPEN and g.announced()}
             stored = {self.book.resolve(gid): hashes for gid, hashes in self.book.members().items()}
             excluded = self.book.exclusions()
             picks = match_ids(clusters, stored)
@@ -434,24 +619,29 @@ class Discovery:
             self.book.set_members(assignment)
             self._waiting = 0
             groups: dict[int, Group] = {}
+            margin = lookalike_margin(self.library.whitened)
+            merged = {into for status, _name, into in statuses.values() if status == MERGED}
             for content_hash, gid in assignment.items():
                 if content_hash in photos:
                     status, name, _into = statuses.get(gid, (OPEN, None, None))
-                    groups.setdefault(gid, Group(gid, status, name, [])).members.append(photos[content_hash])
+                    group = groups.setdefault(gid, Group(gid, status, name, [], margin, gid in merged))
+                    group.members.append(photos[content_hash])
             self._groups = groups
             return [
                 {"id": gid, "size": len(group.members), "found": gid not in before}
                 for gid, group in groups.items()
-                if group.status == OPEN and group.recurs() and len(group.members) > before.get(gid, 0)
+                if group.status == OPEN and group.announced() and len(group.members) > before.get(gid, 0)
             ]
 
     # --- what the user sees and decides -----------------------------------------------------------
     def groups(self, include_all: bool = False) -> list[GroupReply]:
-        """The groups that recur, biggest first (``include_all``: dismissed and named too)."""
+        """The groups that recur, by evidence: the likeliest pets of yours first, look-alikes
+        last (``include_all``: dismissed and named too)."""
         self._settled()
         with self._lock:
             shown = [g for g in self._groups.values() if g.recurs() and (include_all or g.status == OPEN)]
-            return [g.summary() for g in sorted(shown, key=lambda g: (-len(g.members), g.id))]
+            replies = [g.summary() for g in shown]
+        return sorted(replies, key=lambda r: (r["lookalikes"], -r["evidence"], -r["size"], r["id"]))
 
     def explain(self) -> DiscoveryWhyReply:
         """What the last clustering saw, for saying why no group shows: how many photos show a
@@ -469,7 +659,7 @@ class Discovery:
             "groups": shown,
             "min_group": MIN_GROUP,
             "min_moments": MIN_MOMENTS,
-            "similar": cuts(self.library.whitened)[0],
+            "similar": cuts(self.library.whitened),
         }
 
     def _settled(self) -> None:
@@ -511,6 +701,7 @@ class Discovery:
             for photo in source.members:
                 self.book.add_member(photo.content_hash, into.id)
             into.members.extend(source.members)
+            into.merged = True
             self.book.set_status(source.id, MERGED, into=into.id)
             del self._groups[source.id]
         return into.summary()

@@ -375,13 +375,16 @@ class GroupReply(TypedDict):
     breed: str
     first_day: str  # YYYY-MM-DD
     last_day: str
+    reason: str  # why it is listed where it is, in one phrase: "seen on 14 days over 2 years"
+    evidence: float  # the list's order: more occasions, and photos more alike, come first
+    lookalikes: bool  # too loose, or seen on one day: listed last, under "look-alikes"
 
 
 class DiscoveryWhyReply(TypedDict):
     """What the last search for pets saw (GET /groups/why): why no group shows, when none does."""
 
     pet_photos: int  # photos that show a dog or a cat
-    close_pairs: int  # pairs of them alike enough to link (mutual neighbours, cosine >= similar)
+    close_pairs: int  # pairs of nearest neighbours alike enough to link (cosine >= similar)
     largest: int  # photos in the largest linked cluster
     one_moment: int  # clusters big enough but from one day and one folder
     groups: int  # groups shown

@@ -388,6 +388,9 @@ class FakeStudioClient(FakeClient):
             "breed": "beagle",
             "first_day": "2024-01-01",
             "last_day": "2025-06-30",
+            "reason": "seen on 14 days over 1 year",
+            "evidence": 1.5,
+            "lookalikes": False,
         }
 
     async def groups(self, include_all=False) -> list[dict]:

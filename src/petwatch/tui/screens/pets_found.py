@@ -33,7 +33,7 @@ NONE_FOUND = (
 def describe(group: GroupReply) -> str:
     return (
         f"group {group['id']} · {format.plural(group['size'], 'photo')} · {group['species']}, "
-        f"{group['breed']} · {group['first_day']} – {group['last_day']}"
+        f"{group['breed']} · {group['reason']} ({group['first_day']} – {group['last_day']})"
     )
 
 
@@ -102,11 +102,13 @@ class PetsFoundScreen(_GroupScreen):
             except PetwatchError:
                 empty = NONE_FOUND
         self.query_one("#results-empty", Static).update(empty)
-        count = len(self.groups)
+        count = sum(1 for g in self.groups if not g["lookalikes"])
+        alike = len(self.groups) - count
+        folded = f" (and {format.plural(alike, 'group')} of look-alikes, last)" if alike else ""
         info.update(
-            f"[b]Pets found[/]  I found {format.plural(count, 'pet')} in your photos · "
+            f"[b]Pets found[/]  I found {format.plural(count, 'pet')} in your photos{folded}, likeliest first · "
             "[b]n[/] name · [b]x[/] not my pet · [b]m[/] on two: merge · [b]Enter[/] photos"
-            if count
+            if self.groups
             else "[b]Pets found[/]"
         )
 
