@@ -180,6 +180,8 @@ class StatusReply(TypedDict):
     write_error: str | None  # why the index cannot be written now (disk full, server gone)
     upgrade: UpgradeProgress | None
     config_problem: str | None  # the config file changed: broken, or settings that need a restart
+    top_k: int  # the settings a search without its own takes (live: an edited config file)
+    min_score: float  # DEFAULT_MIN_SCORE: no cut
 
 
 class StatsReply(TypedDict):

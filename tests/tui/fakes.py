@@ -65,6 +65,8 @@ def fake_status(indexed: int = 1234, **overrides) -> dict:
         "pid": 1,
         "version": "0",
         "db": "/tmp/milvus.db",
+        "top_k": 20,
+        "min_score": -1.0,
     }
     status.update(overrides)
     return status
@@ -110,9 +112,13 @@ class FakeClient:
         self._check()
         return self._status
 
-    async def search(self, image=None, photo=None, top_k=20, min_score=-1.0, offset=0, species=None) -> dict:
+    async def search(self, image=None, photo=None, top_k=None, min_score=None, offset=0, species=None) -> dict:
         self._check()
-        self.searches.append({"image": image, "photo": photo, "top_k": top_k, "offset": offset, "species": species})
+        self.searches.append(
+            {"image": image, "photo": photo, "top_k": top_k, "min_score": min_score, "offset": offset, "species": species}
+        )
+        top_k = self._status.get("top_k", 20) if top_k is None else top_k  # None: the daemon's settings
+        min_score = self._status.get("min_score", -1.0) if min_score is None else min_score
         hits = [h for h in self.hits if h["score"] >= min_score and (not species or h["species"] in species)]
         hits = hits[offset : offset + top_k]
         return {"query": image or photo, "hits": hits, "took_ms": 12.0}

@@ -371,3 +371,39 @@ async def test_mouse_click_moves_and_double_click_opens():
         await pilot.press("escape")
         await pilot.click("#status-selection")  # hidden while nothing is selected: no screen
         assert isinstance(app.screen, SearchScreen)
+
+
+def _header(app) -> str:
+    """The search bar's line as drawn (the screenshot's text; its segments, whose gaps are
+    positions, joined without spaces)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    rows = re.findall(r'<text class="[^"]*" x="[^"]*" y="([^"]*)"[^>]*>([^<]*)</text>', svg)
+    lines: dict[str, str] = {}
+    for y, text in rows:
+        lines[y] = lines.get(y, "") + html.unescape(text).replace("\xa0", " ")
+    line = next(line for line in lines.values() if "top" in line and "min" in line)
+    return "".join(line.split())
+
+
+async def test_the_header_at_80x24_shows_no_cut_as_no_number_and_the_daemons_settings():
+    """"min -1.0" is not a cut; and the fields start from the daemon's live top_k and min_score
+    settings (its status), not from protocol.DEFAULT_TOP_K."""
+    client = FakeClient(status=fake_status(top_k=7, min_score=-1.0), hits=fake_hits(30))
+    app = make_app(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        header = _header(app)
+        assert "-1.0" not in header and "-1" not in header, header
+        assert "top7minany" in header, header
+        app.screen.search("/photos/query.jpg")
+        await wait_for(pilot, lambda: app.screen.grid.hits, what="the hits")
+        assert client.searches[-1]["top_k"] == 7 and client.searches[-1]["min_score"] is None
+        assert len(app.screen.grid.hits) == 7
+
+        client._status = fake_status(top_k=7, min_score=0.25)  # the config file edited: a cut
+        app.daemon_status = client._status
+        await pilot.pause()
+        assert "top7min0.25" in _header(app)

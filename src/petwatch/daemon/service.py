@@ -268,6 +268,8 @@ class Daemon:
             "upgrade": self.library.upgrade_status(),
             # The config file changed and is broken, or names settings that need a restart.
             "config_problem": self.config.problem,
+            "top_k": self.settings.top_k,
+            "min_score": self.settings.min_score,
         }
 
     def _queued_work(self) -> int:

@@ -19,10 +19,17 @@ from petwatch.tui.widgets.path_input import PathInput
 from petwatch.tui.widgets.results import ResultsGrid, Tile
 from petwatch.tui.widgets.status_bar import StatusBar
 
-# The fields start at the daemon's defaults, and every search sends its top-k and minimum score
-# (never None for "the daemon's settings"): the screen pages with top_k (offset + page stays
-# within MAX_HITS) and knows the hits ran out when a page comes back short of it.
+# The fields start empty, showing the daemon's live top_k and min_score settings (its status)
+# as their placeholders; a search sends the top-k it pages with (typed, else the daemon's: offset
+# + page stays within MAX_HITS, and a page short of it means the hits ran out) and the minimum
+# score typed, else none (the daemon's setting applies).
 MAX_HITS = MAX_TOP_K
+NO_CUT = "any"  # the minimum score field's placeholder when the daemon keeps every hit
+
+
+def cut_text(min_score: float | None) -> str:
+    """A minimum score as the header shows it: no cut is not a number."""
+    return NO_CUT if min_score is None or min_score <= DEFAULT_MIN_SCORE else f"{min_score:g}"
 
 # Paragraphs without line breaks inside them: the text reflows to any width (80 columns too).
 EMPTY_TEXT = "\n\n".join(
@@ -58,21 +65,21 @@ class SearchScreen(GridScreen):
             yield PathInput(placeholder="photo of your pet: type its path (Tab completes)", id="query", compact=True)
             yield Label("top", classes="field-label")
             yield Input(
-                str(DEFAULT_TOP_K),
+                placeholder=str(DEFAULT_TOP_K),
                 id="top-k",
                 type="integer",
                 compact=True,
                 max_length=4,
-                tooltip=f"how many hits per page (1-{MAX_HITS})",
+                tooltip=f"how many hits per page (1-{MAX_HITS}); empty: the daemon's setting",
             )
             yield Label("min", classes="field-label")
             yield Input(
-                str(DEFAULT_MIN_SCORE),
+                placeholder=NO_CUT,
                 id="min-score",
                 type="number",
                 compact=True,
                 max_length=6,
-                tooltip="minimum similarity (-1..1)",
+                tooltip="minimum similarity (-1..1); empty: the daemon's setting",
             )
             yield Checkbox(
                 "pets only", id="pets-only", compact=True, tooltip="only photos that show a dog or a cat (t)"
@@ -90,6 +97,12 @@ class SearchScreen(GridScreen):
     def on_mount(self) -> None:
         self.query_one("#query", PathInput).focus()
         self.watch(self.petwatch, "connected", self._connection_changed)
+        self.watch(self.petwatch, "daemon_status", self._settings_changed)
+
+    def _settings_changed(self, status) -> None:
+        """The fields' placeholders: what a search without them takes, the daemon's settings."""
+        self.query_one("#top-k", Input).placeholder = str(status.get("top_k", DEFAULT_TOP_K))
+        self.query_one("#min-score", Input).placeholder = cut_text(status.get("min_score"))
 
     def _connection_changed(self, _connected: bool | None) -> None:
         # after any focus change already queued (focus() is deferred too)
@@ -190,25 +203,26 @@ class SearchScreen(GridScreen):
         self.query_one("#query", PathInput).value = hit["path"]
         self.search(hit["path"], by_photo=True)
 
-    def _limits(self) -> tuple[int, float]:
-        top_text = self.query_one("#top-k", Input).value.strip() or str(DEFAULT_TOP_K)
-        score_text = self.query_one("#min-score", Input).value.strip() or str(DEFAULT_MIN_SCORE)
+    def _limits(self) -> tuple[int, float | None]:
+        """The top-k to page with and the minimum score to send (None: the daemon's setting)."""
+        top_text = self.query_one("#top-k", Input).value.strip()
+        score_text = self.query_one("#min-score", Input).value.strip()
         try:
-            top_k = int(top_text)
+            top_k = int(top_text) if top_text else int(self.petwatch.daemon_status.get("top_k", DEFAULT_TOP_K))
         except ValueError:
             raise ValueError(f"top-k must be a whole number, not {top_text!r}") from None
         try:
-            min_score = float(score_text)
+            min_score = float(score_text) if score_text else None
         except ValueError:
             raise ValueError(f"the minimum score must be a number, not {score_text!r}") from None
         if not 1 <= top_k <= MAX_HITS:
             raise ValueError(f"top-k must be between 1 and {MAX_HITS}")
-        if not -1.0 <= min_score <= 1.0:
+        if min_score is not None and not -1.0 <= min_score <= 1.0:
             raise ValueError("the minimum score must be between -1 and 1")
         return top_k, min_score
 
     @work(exclusive=True, group="search")
-    async def run_search(self, path: str, by_photo: bool, top_k: int, min_score: float, offset: int) -> None:
+    async def run_search(self, path: str, by_photo: bool, top_k: int, min_score: float | None, offset: int) -> None:
         info = self.query_one("#results-info", Static)
         name = os.path.basename(path)
         info.update(f"searching for photos like {name}…")
@@ -233,9 +247,10 @@ class SearchScreen(GridScreen):
         added = grid.show(hits, append=offset > 0)
         self.set_class(bool(grid.hits), "-has-results")
         if not grid.hits:
+            cut = self.petwatch.daemon_status.get("min_score") if min_score is None else min_score
+            at_least = "" if cut_text(cut) == NO_CUT else f" with a score of at least {cut_text(cut)}"
             self.query_one("#results-empty", Static).update(
-                f"No photo is like {name} with a score of at least {min_score}. Lower the minimum "
-                "score, or watch more folders (f)."
+                f"No photo is like {name}{at_least}. Lower the minimum score, or watch more folders (f)."
             )
         more = "" if self.exhausted or len(grid.hits) >= MAX_HITS else " · m: more"
         upgrade = result.get("upgrade")
