@@ -114,9 +114,8 @@ class FakeClient:
 
     async def search(self, image=None, photo=None, top_k=None, min_score=None, offset=0, species=None) -> dict:
         self._check()
-        self.searches.append(
-            {"image": image, "photo": photo, "top_k": top_k, "min_score": min_score, "offset": offset, "species": species}
-        )
+        asked = {"image": image, "photo": photo, "top_k": top_k, "min_score": min_score}
+        self.searches.append({**asked, "offset": offset, "species": species})
         top_k = self._status.get("top_k", 20) if top_k is None else top_k  # None: the daemon's settings
         min_score = self._status.get("min_score", -1.0) if min_score is None else min_score
         hits = [h for h in self.hits if h["score"] >= min_score and (not species or h["species"] in species)]

@@ -389,7 +389,7 @@ def _header(app) -> str:
 
 
 async def test_the_header_at_80x24_shows_no_cut_as_no_number_and_the_daemons_settings():
-    """"min -1.0" is not a cut; and the fields start from the daemon's live top_k and min_score
+    """ "min -1.0" is not a cut; and the fields start from the daemon's live top_k and min_score
     settings (its status), not from protocol.DEFAULT_TOP_K."""
     client = FakeClient(status=fake_status(top_k=7, min_score=-1.0), hits=fake_hits(30))
     app = make_app(client)

@@ -31,6 +31,7 @@ def cut_text(min_score: float | None) -> str:
     """A minimum score as the header shows it: no cut is not a number."""
     return NO_CUT if min_score is None or min_score <= DEFAULT_MIN_SCORE else f"{min_score:g}"
 
+
 # Paragraphs without line breaks inside them: the text reflows to any width (80 columns too).
 EMPTY_TEXT = "\n\n".join(
     [
