@@ -147,7 +147,11 @@ class Stacks:
                 self._looks[digest] = fresh[digest].look  # type: ignore[assignment]
             self._db.executemany(
                 "INSERT OR REPLACE INTO stack_looks VALUES (?, ?, ?, ?, ?, ?)",
-                [(d, lk.phash, lk.sharpness, lk.pixels, lk.taken_ms, lk.bytes) for d in fresh if (lk := self._looks[d])],
+                [
+                    (d, lk.phash, lk.sharpness, lk.pixels, lk.taken_ms, lk.bytes)
+                    for d in fresh
+                    if (lk := self._looks[d])
+                ],
             )
             self._grow_arrays(new)  # known bytes stored again (a reindex) are there already
             vectors = {digest: row.vector for digest, row in fresh.items()}
