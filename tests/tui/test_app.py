@@ -260,6 +260,44 @@ async def test_removing_a_folder_asks_first():
         await wait_for(pilot, lambda: "no folders yet" in str(table.get_row_at(0)[0]), what="empty list")
 
 
+def test_every_screens_keys_are_in_help():
+    """Help is built from the bindings: every screen and widget of the TUI that declares keys
+    (found here by walking the package, as a new screen would be) has each of them listed, under
+    its own area (the "pets found" and group screens were missing from a hand-kept list)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from textual.dom import DOMNode
+
+    import petwatch.tui
+    from petwatch.tui.screens.help import area_name
+
+    rows = binding_rows()
+    owners = []
+    for info in pkgutil.walk_packages(petwatch.tui.__path__, "petwatch.tui."):
+        module = importlib.import_module(info.name)
+        owners += [
+            c
+            for _, c in inspect.getmembers(module, inspect.isclass)
+            if issubclass(c, DOMNode) and c.__module__ == info.name and "BINDINGS" in c.__dict__
+        ]
+    names = {owner.__name__ for owner in owners}
+    assert {"PetsFoundScreen", "GroupPhotosScreen", "PetsScreen", "SearchScreen", "PreviewScreen"} <= names
+    missing = [
+        f"{owner.__name__}: {binding.key} {binding.description or binding.action}"
+        for owner in owners
+        if not owner.__name__.startswith("_")
+        for binding in owner.BINDINGS
+        if not any(
+            area == area_name(owner) and what == (binding.description or binding.action) for area, _, what in rows
+        )
+    ]
+    assert not missing, "keys missing from help:\n" + "\n".join(missing)
+    areas = {area for area, _, _ in rows}
+    assert {"Pets found", "Group photos", "Status bar", "Query path input"} <= areas
+
+
 async def test_help_lists_every_binding():
     rows = binding_rows()
     listed = {(area, keys) for area, keys, _ in rows}

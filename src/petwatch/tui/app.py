@@ -52,6 +52,7 @@ def default_theme() -> str:
 
 
 class PetwatchApp(App[int]):
+    HELP_AREA = "Everywhere"  # where help lists its keys
     TITLE = "petwatch"
     CSS_PATH = "petwatch.tcss"
     COMMANDS = App.COMMANDS | {PetwatchCommands}

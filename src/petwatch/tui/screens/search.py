@@ -47,6 +47,7 @@ EMPTY_TEXT = "\n\n".join(
 
 
 class SearchScreen(GridScreen):
+    HELP_AREA = "Search screen"  # where help lists its keys
     BINDINGS = [
         Binding("slash", "focus_query", "Query"),
         Binding("b", "browse", "Browse"),

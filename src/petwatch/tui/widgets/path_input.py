@@ -62,6 +62,8 @@ class PathSuggester(Suggester):
 class PathInput(Input):
     """Input for a file or folder path; Tab completes like a shell when there is a suggestion."""
 
+    HELP_AREA = "Query path input"  # where help lists its keys
+
     BINDINGS = [Binding("tab", "complete", "Complete path", show=False, priority=True)]
 
     def __init__(self, *args, dirs_only: bool = False, **kwargs) -> None:
