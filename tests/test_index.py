@@ -172,6 +172,25 @@ def test_bad_files_are_skipped_with_reasons_and_the_run_finishes(library, tmp_pa
     assert again.indexed == 0 and set(again.skipped) == set(report.skipped)
 
 
+def test_a_changed_photo_that_fails_is_not_read_again_by_a_hint_or_a_walk(library, tmp_path):
+    """ "Does this file need reading" is one rule for a walk and the watcher's hints: an indexed
+    photo overwritten with broken bytes fails once; the next hint (the daemon's
+    needing_index) passed it to be read, and fail, again on every hint."""
+    album = tmp_path / "album"
+    photo = write_photos(album, 2)[0]
+    library.reconcile([str(album)])
+    photo.write_bytes(photo.read_bytes()[:200])  # an interrupted save over an indexed photo
+    stat = library.stat(str(photo))
+    assert library.needing_index([stat]) == [stat]  # changed: read it
+    report = library.index_files([stat])
+    assert str(photo) in report.failed or str(photo) in report.skipped, report
+    assert library.needing_index([stat]) == []  # the same bytes failed: the hint reads nothing
+    walk = library.indexer.reconcile([str(album)])
+    assert walk.indexed == 0 and str(photo) in walk.skipped  # the walk, by the same rule
+    photo.write_bytes((album / sorted(os.listdir(album))[1]).read_bytes())  # fixed: read again
+    assert library.needing_index([library.stat(str(photo))]) != []
+
+
 def test_fixtures_are_each_indexed_or_skipped(library):
     fixtures = dataset("photo-fixtures")
     report = library.indexer.reconcile([str(fixtures)])

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from petwatch import photos
 from petwatch.embed import NO_SIGNAL, Embedder, Embedding, PetSignal, Prepared
@@ -272,16 +273,7 @@ class Indexer:
             online.append(folder)
             seen.update(self.walk(folder, report))
         failed_before = self.failures.known()
-        todo = []
-        for path, stat in seen.items():
-            entry = self.catalog.get(path)
-            if entry and entry.matches(stat):
-                report.unchanged += 1
-                continue
-            if reason := failed_unchanged(failed_before, stat):
-                report.skipped[path] = reason  # same bytes failed before: not retried
-                continue
-            todo.append(stat)
+        todo = self.to_read(seen.values(), report, failed_before)
 
         def vanished(path: str) -> bool:  # under a folder walked just now, and not found there
             return path not in seen and any(is_under(path, folder) for folder in online)
@@ -290,6 +282,29 @@ class Indexer:
         # renamed) while the daemon was down stayed on the failure list for good.
         self.failures.clear([path for path in failed_before if vanished(path)])
         return todo, [path for path in self.catalog if vanished(path)]
+
+    def to_read(
+        self,
+        files: Iterable[FileStat],
+        report: IndexReport | None = None,
+        failed: dict[str, tuple[int, int, str]] | None = None,
+    ) -> list[FileStat]:
+        """The one rule of "does this file need reading": not when it is indexed as it is now,
+        nor when these very bytes failed before (indexed once or never: a changed file that
+        fails is not read again on every hint). The report, if any, counts what is passed over."""
+        failed = self.failures.known() if failed is None else failed
+        todo = []
+        for stat in files:
+            entry = self.catalog.get(stat.path)
+            if entry and entry.matches(stat):
+                if report is not None:
+                    report.unchanged += 1
+            elif reason := failed_unchanged(failed, stat):
+                if report is not None:
+                    report.skipped[stat.path] = reason  # same bytes failed before: not retried
+            else:
+                todo.append(stat)
+        return todo
 
     def reconcile(
         self,
@@ -405,12 +420,20 @@ class Indexer:
                 work.copy_of_hash = photo.content_hash
                 return None
             run.claimed[photo.content_hash] = work
-        # Read from the embedder when a photo is decoded, not before: a walk that finds nothing
-        # to embed does not load the model (library.LazyModel).
-        min_side = self.embedder.decode_min_side if self.draft_decode else None
-        image = photos.decode(photo, min_side)
-        work.look = photos.look(image, photo)  # the one decode serves stacks too
+        image, work.look = self.decode(photo)  # the one decode serves stacks too
         return self.embedder.prepare(image)
+
+    @property
+    def decode_min_side(self) -> int | None:
+        """The shorter side a photo is draft-decoded to for the model (None: decoded whole).
+        Read from the embedder when a photo is decoded, not before: a walk that finds nothing
+        to embed does not load the model (library.LazyModel)."""
+        return self.embedder.decode_min_side if self.draft_decode else None
+
+    def decode(self, photo: photos.PhotoFile) -> tuple[Image.Image, photos.Look]:
+        """A photo decoded for the model, and its look (stacks) from that same decode."""
+        image = photos.decode(photo, self.decode_min_side)
+        return image, photos.look(image, photo)
 
     def _embed(self, batch: list[_Decoded]) -> dict[str, Embedding]:
         """The batch's prepared tensors through the embedder: content hash -> its vectors."""
