@@ -191,6 +191,26 @@ def test_a_changed_photo_that_fails_is_not_read_again_by_a_hint_or_a_walk(librar
     assert library.needing_index([library.stat(str(photo))]) != []
 
 
+def test_folder_counts_follow_photos_stored_and_removed(library, tmp_path):
+    """Status's photos per folder, kept per directory as photos come and go (not counted by
+    testing every photo against every folder on each status)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    write_photos(one / "2024" / "june", 2)
+    write_photos(two, 3)
+    folders = [str(one), str(two), str(tmp_path / "none")]
+    library.reconcile([str(one), str(two)])
+    assert library.folder_counts(folders) == {str(one): 2, str(two): 3, str(tmp_path / "none"): 0}
+    gone = sorted((two).iterdir())[0]
+    gone.unlink()
+    library.reconcile([str(two)])
+    assert library.folder_counts(folders)[str(two)] == 2
+    reopened = Library(library.settings, library.embedder)
+    try:
+        assert reopened.folder_counts(folders) == library.folder_counts(folders)  # counted from the catalog
+    finally:
+        reopened.close()
+
+
 def test_fixtures_are_each_indexed_or_skipped(library):
     fixtures = dataset("photo-fixtures")
     report = library.indexer.reconcile([str(fixtures)])

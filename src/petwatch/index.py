@@ -246,8 +246,10 @@ class Indexer:
         self.decode_threads = decode_threads or os.cpu_count() or 1
         self.catalog: dict[str, CatalogEntry] = dict(store.iter_catalog())
         self.paths_by_hash: dict[str, set[str]] = {}
+        self._per_directory: dict[str, int] = {}  # indexed photos in each directory (folder_counts)
         for path, entry in self.catalog.items():
             self.paths_by_hash.setdefault(entry.content_hash, set()).add(path)
+            self._per_directory[os.path.dirname(path)] = self._per_directory.get(os.path.dirname(path), 0) + 1
         self._lock = threading.Lock()
         self.last_write_error: Exception | None = None  # the last store write's failure; None once one succeeds
 
@@ -348,6 +350,7 @@ class Indexer:
         with self._lock:
             for path in paths:
                 entry = self.catalog.pop(path)
+                self._count_in_directory(path, -1)
                 same = self.paths_by_hash.get(entry.content_hash)
                 if same:
                     same.discard(path)
@@ -588,11 +591,29 @@ class Indexer:
                 old = self.catalog.get(row.path)
                 if old and old.content_hash != row.content_hash:
                     self.paths_by_hash.get(old.content_hash, set()).discard(row.path)
+                if old is None:
+                    self._count_in_directory(row.path, 1)
                 self.catalog[row.path] = CatalogEntry(row.photo["size"], row.photo["mtime_ns"], row.content_hash)
                 self.paths_by_hash.setdefault(row.content_hash, set()).add(row.path)
         self.failures.clear(row.path for row in rows)
 
+    def _count_in_directory(self, path: str, change: int) -> None:
+        """Keep the photos per directory as the catalog changes (under the lock)."""
+        directory = os.path.dirname(path)
+        left = self._per_directory.get(directory, 0) + change
+        if left > 0:
+            self._per_directory[directory] = left
+        else:
+            self._per_directory.pop(directory, None)
+
     def folder_counts(self, folders: Sequence[str]) -> dict[str, int]:
+        """Indexed photos under each folder, from the photos per directory kept as they change:
+        status asks often, and each photo against each folder cost photos x folders prefix tests
+        (~0.2-0.4 s for 100k photos in 5 folders, on every status)."""
         with self._lock:
-            paths = list(self.catalog)
-        return {folder: sum(1 for p in paths if is_under(p, folder)) for folder in folders}
+            per_directory = list(self._per_directory.items())
+        counts = dict.fromkeys(folders, 0)
+        for directory, photos_there in per_directory:
+            if (owner := next((f for f in folders if is_under(directory, f)), None)) is not None:
+                counts[owner] += photos_there
+        return counts

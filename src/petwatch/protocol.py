@@ -57,6 +57,7 @@ class Event(StrEnum):
 
     HELLO = "hello"  # first on every stream: the daemon's status
     STATE = "state"  # the daemon's state changed
+    STATUS = "status"  # the daemon's status once a change has settled: the numbers pushed, not asked for
     PROGRESS = "progress"  # a walk or a batch under way
     INDEXED = "indexed"  # photos stored
     REMOVED = "removed"  # photos dropped from the index
@@ -381,6 +382,7 @@ class IndexedEvent(TypedDict):
 class RemovedEvent(TypedDict):
     paths: list[str]  # the first 100
     count: int
+    total: int  # photos in the index now
 
 
 class FoldersEvent(TypedDict):
@@ -409,6 +411,8 @@ class PublishEvent(Protocol):
     def __call__(self, kind: Literal[Event.HELLO], data: StatusReply) -> None: ...
     @overload
     def __call__(self, kind: Literal[Event.STATE], data: StateEvent) -> None: ...
+    @overload
+    def __call__(self, kind: Literal[Event.STATUS], data: StatusReply) -> None: ...
     @overload
     def __call__(self, kind: Literal[Event.PROGRESS], data: ProgressReply) -> None: ...
     @overload

@@ -89,6 +89,7 @@ class FakeClient:
         self._failures = failures or []
         self.thumbnail_calls: list[tuple[str, int]] = []
         self.searches: list[dict] = []
+        self.status_calls = 0  # the TUI is told the status (hello, status events), never asks
         self.events_queue: asyncio.Queue | None = None
 
     def _check(self) -> None:
@@ -110,6 +111,7 @@ class FakeClient:
 
     async def status(self) -> dict:
         self._check()
+        self.status_calls += 1
         return self._status
 
     async def search(self, image=None, photo=None, top_k=None, min_score=None, offset=0, species=None) -> dict:

@@ -60,8 +60,13 @@ async def test_pushed_events_update_the_status_bar_and_announce_new_photos():
         assert "indexing" in text and "queue 9" in text and "ETA 4s" in text
         assert app.screen.query_one("#status-progress").display
         client._status = fake_status(indexed=13, failed=2)
-        await client.events_queue.put(("state", {"state": "idle"}))  # idle: one fresh /status
+        await client.events_queue.put(("report", {"indexed": 3, "failed": {"/b.jpg": "truncated"}}))
+        await client.events_queue.put(("state", {"state": "idle"}))
+        await client.events_queue.put(("status", client._status))  # idle: the numbers, pushed
         await wait_for(pilot, lambda: "2 failed" in status_text(app), what="the failures count")
+        assert client.status_calls == 0  # pushed: the TUI asked for no status
+        await client.events_queue.put(("removed", {"paths": ["/a.jpg"], "count": 1, "total": 12}))
+        await wait_for(pilot, lambda: "12 photos" in status_text(app), what="the count after a removal")
         assert not app.screen.query_one("#status-progress").display
         await wait_for(
             pilot,
@@ -81,16 +86,16 @@ async def test_a_config_file_the_daemon_could_not_take_is_told_and_marked():
         await wait_for(pilot, lambda: app.connected and client.events_queue, what="connection")
         assert "config" not in status_text(app)
         client._status = fake_status(config_problem=problem)
-        await client.events_queue.put(("state", {"state": "idle"}))  # idle: one fresh /status
+        await client.events_queue.put(("status", client._status))  # pushed when the problem appears
         await wait_for(pilot, lambda: "⚠ config file" in status_text(app), what="the mark")
         assert notes(app) == [problem]  # told once, with what to do...
-        await client.events_queue.put(("state", {"state": "idle"}))
+        await client.events_queue.put(("status", client._status))
         await pilot.pause(0.2)
         assert notes(app) == [problem]  # ... not again while it stays the same
         await pilot.click("#status-config")  # the mark tells it again
         await wait_for(pilot, lambda: notes(app) == [problem, problem], what="the note again")
         client._status = fake_status(config_problem=None)  # fixed: the mark goes
-        await client.events_queue.put(("state", {"state": "idle"}))
+        await client.events_queue.put(("status", client._status))
         await wait_for(pilot, lambda: "config" not in status_text(app), what="the mark gone")
 
 

@@ -364,7 +364,7 @@ class Daemon:
                 self._busy = False
                 self.progress = None
                 if self._tasks.empty():
-                    self.bus.publish(Event.STATE, {"state": self.state()})
+                    self._settled()
 
     def _drain_files(self, task: _Task) -> None:
         """Coalesce queued file hints into one batch: a burst becomes one embed run."""
@@ -454,7 +454,14 @@ class Daemon:
             log.info("removed %d photos", removed)
             self.bus.publish(Event.REPORT, IndexReport(removed=removed).to_dict())
         if self._tasks.empty() and not self._removals:
-            self.bus.publish(Event.STATE, {"state": self.state()})
+            self._settled()
+
+    def _settled(self) -> None:
+        """The queue ran dry: the state, and the status with it, pushed once to every front end
+        (each pulled it, twice per change)."""
+        self.bus.publish(Event.STATE, {"state": self.state()})
+        if self.bus.listened:
+            self.bus.publish(Event.STATUS, self.status())
 
     def _upgrade_step(self) -> None:
         """Between tasks, re-embed a few photos of an older index (library.Upgrade)."""
@@ -524,7 +531,7 @@ class Daemon:
         )
 
     def _on_removed(self, paths: list[str]) -> None:
-        self.bus.publish(Event.REMOVED, {"paths": paths[:100], "count": len(paths)})
+        self.bus.publish(Event.REMOVED, {"paths": paths[:100], "count": len(paths), "total": self.library.photo_count})
         for feature in self.features:
             feature.removed(paths)
 
@@ -596,7 +603,10 @@ class Daemon:
             if not self.library.is_lite:  # a server can go away, and come back, at any time
                 self._server_problem = self.library.write_problem()
             self._retry_after_write_error()
+            problem = self.config.problem
             self._apply_config_folders(self.config.check())
+            if self.config.problem != problem and self.bus.listened:
+                self.bus.publish(Event.STATUS, self.status())  # told at once, not at the next change
             interval = self.settings.rescan_minutes * 60
             if interval and time.monotonic() - self._last_walk > interval and self._tasks.empty():
                 self._last_walk = time.monotonic()

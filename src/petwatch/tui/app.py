@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 from PIL import Image
-from textual import on, work
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.reactive import reactive
@@ -181,7 +181,11 @@ class PetwatchApp(App[int]):
         self.daemon_status = {**self.daemon_status, "state": state}
         if state == "idle":
             self.progress = None
-            self.refresh_status()
+
+    def on_status_changed(self, message: events.StatusChanged) -> None:
+        """The numbers once a change settled, pushed by the daemon (never asked for)."""
+        self.daemon_status = message.data
+        self.progress = message.data.get("progress")
 
     def on_progress(self, message: events.Progress) -> None:
         self.progress = message.data
@@ -193,10 +197,12 @@ class PetwatchApp(App[int]):
         self.daemon_status = {**status, "indexed": message.data.get("total", status.get("indexed", 0))}
         self._photo_news.add(NEW_PHOTOS, message.data.get("count", 0))
 
-    @on(events.Removed)
-    @on(events.Reported)
-    def _index_changed(self) -> None:
-        self.refresh_status()
+    def on_removed(self, message: events.Removed) -> None:
+        status = self.daemon_status
+        self.daemon_status = {**status, "indexed": message.data.get("total", status.get("indexed", 0))}
+
+    def on_reported(self, message: events.Reported) -> None:
+        self.tell_screens(message)  # an open failure list reads the failures again
 
     def on_folders_changed(self, message: events.FoldersChanged) -> None:
         self.daemon_status = {**self.daemon_status, "folders": message.data.get("folders", [])}
@@ -287,13 +293,6 @@ class PetwatchApp(App[int]):
             return None
         cache.put(key, size, image)
         return image
-
-    @work(exclusive=True, group="status")
-    async def refresh_status(self) -> None:
-        try:
-            self.daemon_status = await self.client.status()
-        except PetwatchError:
-            pass
 
     def _announce_new_photos(self, counts: dict[str, int]) -> None:
         total = self.daemon_status.get("indexed")
