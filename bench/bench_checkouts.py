@@ -25,11 +25,20 @@ from pathlib import Path
 from _common import PETS, REPO, add_datasets_arg, clean_env, datasets_dir
 
 # Runs in a fresh interpreter with the checkout under test first on sys.path; only calls both
-# checkouts have (Library.reconcile, search_reply, row).
+# checkouts have (Library.reconcile, a search by photo, row): a search is Library.search of one
+# query value since petwatch.search, Library.search_reply before.
 WORKLOAD = r"""
 import json, statistics, sys, time
 from petwatch import settings as settings_module
 from petwatch.library import Library
+try:
+    from petwatch.search import SearchQuery
+
+    def search_reply(library, image, top_k, offset=0, folders=()):
+        return library.search(SearchQuery(image=image, top_k=top_k, offset=offset), folders)
+except ImportError:  # a checkout from before petwatch.search
+    def search_reply(library, image, top_k, offset=0, folders=()):
+        return library.search_reply(image, top_k, None, None, offset=offset, folders=folders)
 
 album, outside, top_k = sys.argv[1], sys.argv[2], int(sys.argv[3])
 settings = settings_module.load()
@@ -49,13 +58,13 @@ def median_ms(call, items):
         times.append((time.monotonic() - t) * 1000)
     return statistics.median(times)
 
-library.search_reply(queries[0], top_k, None, None, folders=[album])  # warm
+search_reply(library, queries[0], top_k, folders=[album])  # warm
 marks["search, indexed photo: ms"] = median_ms(
-    lambda q: library.search_reply(q, top_k, None, None, folders=[album]), queries)
+    lambda q: search_reply(library, q, top_k, folders=[album]), queries)
 marks["search, new photo, page 1: ms"] = median_ms(
-    lambda _: library.search_reply(outside, top_k, None, None, folders=[album]), range(5))
+    lambda _: search_reply(library, outside, top_k, folders=[album]), range(5))
 marks["search, new photo, page 2: ms"] = median_ms(
-    lambda _: library.search_reply(outside, top_k, None, None, offset=top_k, folders=[album]), range(5))
+    lambda _: search_reply(library, outside, top_k, offset=top_k, folders=[album]), range(5))
 marks["read 50 rows back: ms"] = median_ms(lambda _: [library.row(p) for p in paths[:50]], range(3))
 library.close()
 print(json.dumps(marks))

@@ -32,7 +32,8 @@ from petwatch.protocol import (
     SearchReply,
     StatusReply,
 )
-from petwatch.store import photo_record
+from petwatch.search import hit_reply
+from petwatch.store import Hit, photo_record
 
 BUDGET_MS = 5.0
 
@@ -51,14 +52,15 @@ def _hit(i: int) -> dict[str, Any]:
         species="dog",
         label="golden retriever",
         camera="Apple iPhone 12 Pro",
+        city="Lisbon",
+        region="Lisbon",
+        country="Portugal",
+        classes={207: 0.81, 208: 0.09, 222: 0.03},
     )
-    return {
-        **photo,
-        "online": True,
-        "score": 0.9 - i / 10_000,
-        "view": 0,
-        "stack": {"id": f"s{i:08x}", "size": 3} if i % 7 == 0 else None,
-    }
+    # As the search makes a hit of it (when, where, what it shows), so a new field cannot leave it behind.
+    hit = hit_reply(Hit(photo, score=0.9 - i / 10_000), plugged_in=["/home/user/Pictures"])
+    hit["stack"] = {"id": f"s{i:08x}", "size": 3} if i % 7 == 0 else None
+    return dict(hit)
 
 
 def _job(i: int) -> dict[str, Any]:
@@ -119,6 +121,7 @@ def replies(hits: int) -> list[tuple[str, Any, Any]]:
         "took_ms": 40.0,
         "upgrade": None,
         "partial": False,
+        "readings": [{"words": "beach", "kind": "concept", "meaning": "seashore, sandbar (ImageNet classes)"}],
     }
     album_hit = {"path": "/p/x.jpg", "score": 0.8, "content_hash": "ab" * 32, "mark": None, "stack": None}
     pet = {

@@ -64,7 +64,7 @@ def apply(vectors: np.ndarray, mean: np.ndarray, matrix: np.ndarray) -> np.ndarr
 # --- scoring -----------------------------------------------------------------------------------
 def expand(queries: np.ndarray, pool: np.ndarray, exclude: np.ndarray) -> np.ndarray:
     """Query expansion as the product does it (petwatch.library.expand_query)."""
-    from petwatch.library import expand_query
+    from petwatch.search import expand_query
 
     sims = queries @ pool.T
     sims[np.arange(len(queries)), exclude] = -np.inf

@@ -24,6 +24,11 @@ LAYERS: dict[str, float] = {
     "format": 0,
     "state_db": 0,
     "protocol": 1,
+    # the vocabulary of a search in words: concepts (ImageNet classes) under places (which
+    # folds names as concepts do) under words (the query read); no torch, no store
+    "concepts": 1,
+    "places": 1.25,
+    "words": 1.5,
     "settings": 2,
     # the endpoint table: over the replies it names and the settings' choices its requests
     # take (a comic's size), under the client and the daemon
@@ -36,6 +41,8 @@ LAYERS: dict[str, float] = {
     "store": 3,
     "index": 4,
     "stacks": 4,
+    # a search: one query value, read from a request, run on the library's parts (the facade's)
+    "search": 4.5,
     "library": 5,
     "pets": 6,
     "discovery": 6,

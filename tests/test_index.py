@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageOps
 from tests.album import snapshot
 from tests.conftest import TEST_MODEL, dataset, run_cli, write_photos
+from tests.finding import find
 
 from petwatch import settings
 from petwatch.embed import Embedder
@@ -50,7 +51,7 @@ def test_edited_copy_finds_its_original_first(library, tmp_path):
     misses = []
     for original in originals[::6]:
         query = _edited_copy(original, tmp_path / f"query_{original.name}")
-        hits = library.find(str(query), top_k=5).hits
+        hits = find(library, str(query), top_k=5).hits
         if hits[0].path != str(original):
             misses.append((original.name, [h.path for h in hits[:3]]))
     assert not misses
@@ -64,7 +65,7 @@ def test_same_breed_ranks_above_other_breeds(library):
     same, other = [], []
     for breed in breeds:
         query = sorted((pets / breed).glob("*.jpg"))[0]
-        for hit in library.find(str(query), top_k=1000).hits:
+        for hit in find(library, str(query), top_k=1000).hits:
             if hit.path == str(query):
                 continue
             (same if Path(hit.path).parent.name == breed else other).append(hit.score)
@@ -92,7 +93,7 @@ def test_index_made_by_an_older_version_searches_the_same(home, embedder, tmp_pa
     originals = write_photos(album, 20)
     library = Library(settings.load(), embedder)
     library.indexer.reconcile([str(album)])
-    before = [(h.path, h.score) for h in library.find(str(originals[3]), top_k=20).hits]
+    before = [(h.path, h.score) for h in find(library, str(originals[3]), top_k=20).hits]
     store = library.store
     store.client.release_collection(store.collection)
     store.client.drop_index(store.collection, "vector")
@@ -105,7 +106,7 @@ def test_index_made_by_an_older_version_searches_the_same(home, embedder, tmp_pa
     try:
         assert reopened.store.metric == "IP"
         assert reopened.store.count() == len(originals)
-        after = [(h.path, h.score) for h in reopened.find(str(originals[3]), top_k=20).hits]
+        after = [(h.path, h.score) for h in find(reopened, str(originals[3]), top_k=20).hits]
         assert [path for path, _ in after] == [path for path, _ in before]
         assert np.allclose([s for _, s in after], [s for _, s in before], atol=1e-5)
         assert reopened.indexer.reconcile([str(album)]).indexed == 0  # nothing re-embedded
@@ -128,7 +129,7 @@ def test_second_run_skips_unchanged_and_follows_changes(library, tmp_path):
     changed = library.indexer.reconcile([str(album)])
     assert (changed.indexed, changed.reused, changed.removed) == (1, 1, 2)
     assert library.stats()["photos"] == 7
-    paths = {h.path for h in library.find(str(album / "renamed.jpg"), top_k=20).hits}
+    paths = {h.path for h in find(library, str(album / "renamed.jpg"), top_k=20).hits}
     assert str(album / "renamed.jpg") in paths and str(photos[3]) not in paths
 
 
@@ -138,7 +139,7 @@ def test_identical_bytes_under_two_names_are_embedded_once(library, tmp_path):
     shutil.copyfile(photo, album / "copy.jpg")
     report = library.indexer.reconcile([str(album)])
     assert (report.indexed, report.reused) == (1, 1)
-    scores = {Path(h.path).name: h.score for h in library.find(str(photo), top_k=2).hits}
+    scores = {Path(h.path).name: h.score for h in find(library, str(photo), top_k=2).hits}
     assert scores[photo.name] == pytest.approx(scores["copy.jpg"], abs=1e-5)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import write_photos
+from tests.finding import search_reply
 
 from petwatch import settings
 from petwatch.library import Library
@@ -41,12 +42,12 @@ def _no_forward_pass(*_args, **_kwargs):
 def test_page_two_continues_page_one_without_embedding_the_query_again(library, tmp_path, stacks):
     query = tmp_path / "query.jpg"  # not indexed: its vector needs a forward pass
     shutil.copyfile(write_photos(tmp_path / "elsewhere", 31)[-1], query)
-    whole = library.search_reply(str(query), 2 * PAGE, -1.0, stacks=stacks, expand=True)
-    first = library.search_reply(str(query), PAGE, -1.0, stacks=stacks, expand=True)
+    whole = search_reply(library, str(query), 2 * PAGE, -1.0, stacks=stacks, expand=True)
+    first = search_reply(library, str(query), PAGE, -1.0, stacks=stacks, expand=True)
 
     library.embedder.embed_prepared = _no_forward_pass  # type: ignore[method-assign]
-    second = library.search_reply(str(query), PAGE, -1.0, offset=PAGE, stacks=stacks, expand=True)
-    third = library.search_reply(str(query), PAGE, -1.0, offset=2 * PAGE, stacks=stacks, expand=True)
+    second = search_reply(library, str(query), PAGE, -1.0, offset=PAGE, stacks=stacks, expand=True)
+    third = search_reply(library, str(query), PAGE, -1.0, offset=2 * PAGE, stacks=stacks, expand=True)
 
     assert _paths(first) + _paths(second) == _paths(whole)
     pages = _paths(first) + _paths(second) + _paths(third)
@@ -57,7 +58,7 @@ def test_page_two_continues_page_one_without_embedding_the_query_again(library, 
     # The query file changed: a new query, embedded again.
     os.utime(query, ns=(os.stat(query).st_atime_ns, os.stat(query).st_mtime_ns + 10**9))
     with pytest.raises(AssertionError, match="embedded its query again"):
-        library.search_reply(str(query), PAGE, -1.0, offset=PAGE, stacks=stacks, expand=True)
+        search_reply(library, str(query), PAGE, -1.0, offset=PAGE, stacks=stacks, expand=True)
     del library.embedder.embed_prepared
 
 
@@ -65,8 +66,8 @@ def test_a_new_search_makes_its_query_afresh(library, tmp_path):
     """Page 1 is a new search (an expansion depends on what was indexed since): embedded again."""
     query: Path = tmp_path / "query.jpg"
     shutil.copyfile(write_photos(tmp_path / "elsewhere", 31)[-1], query)
-    library.search_reply(str(query), PAGE, -1.0)
+    search_reply(library, str(query), PAGE, -1.0)
     library.embedder.embed_prepared = _no_forward_pass  # type: ignore[method-assign]
     with pytest.raises(AssertionError):
-        library.search_reply(str(query), PAGE, -1.0)
+        search_reply(library, str(query), PAGE, -1.0)
     del library.embedder.embed_prepared

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from tests.conftest import TEST_MODEL, dataset, embed_images, run_cli
+from tests.finding import find
 
 from petwatch import settings
 from petwatch.embed import Embedder
@@ -95,7 +96,7 @@ def test_a_small_dog_on_a_landscape_is_found_by_a_tight_crop_of_the_same_dog(hom
     try:
         library.indexer.reconcile([str(album)])
         assert library.store.get(str(album / "meadow_with_dog.jpg")).photo["species"] == "dog"
-        hits = library.find(str(query), top_k=10, min_score=-1.0).hits
+        hits = find(library, str(query), top_k=10, min_score=-1.0).hits
         ranked = [Path(hit.path).name for hit in hits]
         assert ranked[0] == "meadow_with_dog.jpg", ranked
         scores = {Path(hit.path).name: hit.score for hit in hits}
@@ -179,16 +180,16 @@ def test_an_old_format_library_is_upgraded_with_nothing_lost_and_no_mixed_search
         status = library.upgrade_status()
         assert status == {"from": "whole", "to": "petfocus1", "done": 0, "total": 14}
         # While it upgrades, searches use the older index alone: the same photos and scores.
-        during = library.find(str(query), 14)
+        during = find(library, str(query), 14)
         assert during.partial is None
         assert [(h.path, round(h.score, 5)) for h in during.hits] == before
         # A species filter needs the new index: it says its results are partial.
-        assert library.find(str(query), 5, species=["dog"]).partial is not None
+        assert find(library, str(query), 5, species=["dog"]).partial is not None
         # A photo added meanwhile is searchable at once, in both indexes.
         late = album_dir / "late_dog.jpg"
         shutil.copyfile(album["dog"][1], late)
         assert library.indexer.index_files([library.indexer.stat(str(late))]).reused == 1
-        assert str(late) in {h.path for h in library.find(str(late), 3).hits}
+        assert str(late) in {h.path for h in find(library, str(late), 3).hits}
         # Step by step, as the daemon does it, never more than asked.
         library.upgrade_step(limit=5)
         assert library.upgrade_status()["done"] == 5
@@ -200,7 +201,7 @@ def test_an_old_format_library_is_upgraded_with_nothing_lost_and_no_mixed_search
             str(p) for paths in album.values() for p in paths
         } | {str(late)}
         assert library.indexer.reconcile([str(album_dir)]).indexed == 0  # nothing twice
-        after = library.find(str(query), 15, species=list(PET_SPECIES))
+        after = find(library, str(query), 15, species=list(PET_SPECIES))
         assert after.partial is None and {h.photo["species"] for h in after.hits} <= set(PET_SPECIES)
         assert len(after.hits) == 9  # 4 cats, 4 dogs and the late dog
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.finding import find
 
 from conftest import DATASETS, dataset, run_cli
 from petwatch import pets
@@ -213,7 +214,7 @@ def test_profile_from_three_photos_beats_a_single_photo(library, tmp_path):
         photos = sorted(str(p) for p in folder.glob(f"{breed}_*"))
         examples, relevant = photos[:3], set(photos[3:])
         for example in examples:
-            ranked = [h.path for h in lib.find(example, top_k=1000, min_score=-1.0).hits if h.path not in examples]
+            ranked = [h.path for h in find(lib, example, top_k=1000, min_score=-1.0).hits if h.path not in examples]
             single.append(average_precision(ranked, relevant))
         book.add(breed, examples)
         proto = pets.prototype(book.book.load(breed).vectors(pets.POSITIVE))

@@ -12,6 +12,7 @@ from pathlib import Path
 from PIL import Image
 from tests.album import snapshot
 from tests.conftest import dataset, run_cli
+from tests.finding import search_reply
 from tests.test_index import embedder, library  # noqa: F401 - the same real model and library
 
 from petwatch import locations, photos, settings
@@ -121,14 +122,14 @@ def test_search_shows_a_burst_once_and_still_fills_top_k(library, tmp_path):
     library.reconcile([str(tmp_path / "album"), str(tmp_path / "other")])
     query = str(made["burst"][3])
     total = 8 + 2 + 3 + 6
-    reply = library.search_reply(query, top_k=5)
+    reply = search_reply(library, query, top_k=5)
     hits = reply["hits"]
     assert len(hits) == 5  # top-k tiles, though the 8 frames fill the top 8 photos
     frames = [h for h in hits if h["path"] in {str(p) for p in made["burst"]}]
     assert len(frames) == 1 and frames[0]["stack"]["size"] == BURST
     assert frames[0]["path"] == library.stack(frames[0]["stack"]["id"])["cover"]
     assert len({h["path"] for h in hits}) == 5
-    every = library.search_reply(query, top_k=total, stacks=False)["hits"]
+    every = search_reply(library, query, top_k=total, stacks=False)["hits"]
     assert len(every) == total
     assert sum(h["path"] in {str(p) for p in made["burst"]} for h in every) == BURST
     assert all(h["stack"] and h["stack"]["size"] == BURST for h in every[:BURST])
@@ -143,7 +144,7 @@ def test_deleting_the_original_leaves_the_copy_a_plain_photo(library, tmp_path):
     made["original"][0].unlink()
     library.reconcile(folders)
     assert copy not in _stacks_by_member(library)
-    hit = next(h for h in library.search_reply(copy, top_k=3)["hits"] if h["path"] == copy)
+    hit = next(h for h in search_reply(library, copy, top_k=3)["hits"] if h["path"] == copy)
     assert hit["stack"] is None
     # Deleting a burst frame leaves a burst of 7.
     made["burst"][0].unlink()
@@ -220,7 +221,7 @@ def test_the_same_view_on_two_days_is_two_moments(library, tmp_path):
     tuesday = write_photo(tmp_path / "a" / "tuesday.jpg", source, T0 * 1000 + 86_400_000, quality=80)
     library.reconcile([str(tmp_path / "a")])
     assert library.stacks() == []
-    hits = library.search_reply(str(monday), top_k=2)["hits"]
+    hits = search_reply(library, str(monday), top_k=2)["hits"]
     assert {h["path"] for h in hits} == {str(monday), str(tuesday)}
 
 

@@ -13,6 +13,7 @@ import sys
 import time
 
 from tests.conftest import run_cli, write_photos
+from tests.finding import search_reply
 
 from petwatch import locations
 
@@ -104,7 +105,7 @@ def test_without_a_daemon_the_model_is_loaded_only_when_something_needs_embeddin
     try:
         library.reconcile([str(album)])
         expected = {
-            str(query): library.search_reply(str(query), 5, -1.0, None)["hits"] for query in (photos[0], outsider)
+            str(query): search_reply(library, str(query), 5, -1.0, None)["hits"] for query in (photos[0], outsider)
         }
     finally:
         library.close()
@@ -114,9 +115,9 @@ def test_without_a_daemon_the_model_is_loaded_only_when_something_needs_embeddin
         model = library.embedder
         assert isinstance(model, LazyModel) and library.model == settings.model and library.dim > 0
         assert library.reconcile([str(album)]).unchanged == 5  # nothing new: nothing to embed
-        assert library.search_reply(str(photos[0]), 5, -1.0, None)["hits"] == expected[str(photos[0])]
+        assert search_reply(library, str(photos[0]), 5, -1.0, None)["hits"] == expected[str(photos[0])]
         assert model._model is None  # an indexed query is its stored vector: no model needed
-        assert library.search_reply(str(outsider), 5, -1.0, None)["hits"] == expected[str(outsider)]
+        assert search_reply(library, str(outsider), 5, -1.0, None)["hits"] == expected[str(outsider)]
         assert model._model is not None  # a new photo needs the model: loaded then
     finally:
         library.close()

@@ -70,9 +70,15 @@ def test_the_collection_holds_the_record_fields_and_the_row_columns_only(store):
 
     columns = {column["name"]: column["type"] for column in store.client.describe_collection("photos")["fields"]}
     record = get_type_hints(PhotoRecord, include_extras=True)
-    assert list(columns) == ["pk", "photo_id", "view", *record, "vector"]
+    # A sparse field (the classes a photo shows) has its ids beside it, to filter on.
+    sparse = [name for name, hint in record.items() if hint.__metadata__[0].kind == "sparse"]
+    expected = [column for name in record for column in ([name, name + "_ids"] if name in sparse else [name])]
+    assert list(columns) == ["pk", "photo_id", "view", *expected, "vector"]
+    kinds = {"sparse": "SPARSE_FLOAT_VECTOR"}
     for name, hint in record.items():
-        assert columns[name] == DataType[hint.__metadata__[0].kind.upper()], name
+        kind = hint.__metadata__[0].kind
+        assert columns[name] == DataType[kinds.get(kind, kind.upper())], name
+    assert all(columns[name + "_ids"] == DataType.JSON for name in sparse)
 
 
 def _schema_2_collection(client, name: str, dim: int) -> None:
@@ -108,7 +114,8 @@ def test_an_index_made_before_the_camera_field_opens_searches_and_stores_with_no
     old = photo_record(path="/p/old.jpg", content_hash="h-old", size=1234, mtime_ns=5, width=640, height=480)
     old.update(taken_at=77, indexed_at=88, pet_score=0.75, species="cat", label="tabby")
     vector = _row("/p/old.jpg", "h-old", 1).vector
-    written = {name: value for name, value in old.items() if name != "camera"}  # what schema 2 stored
+    later = ("camera", "city", "region", "country", "classes")
+    written = {name: value for name, value in old.items() if name not in later}  # what schema 2 stored
     ids = {"pk": row_pk("/p/old.jpg", 0), "photo_id": photo_id("/p/old.jpg"), "view": 0}
     made.client.insert("photos", [{**written, **ids, "vector": vector.tolist()}])
 
@@ -118,8 +125,9 @@ def test_an_index_made_before_the_camera_field_opens_searches_and_stores_with_no
         assert store.get("/p/old.jpg").photo == old  # every stored value; the camera unknown: ""
         new = _row("/p/new.jpg", "h-new", 2)
         new.photo["camera"] = "Canon EOS 40D"
-        store.upsert([new])  # the field the collection lacks is not written
-        assert store.get("/p/new.jpg").photo == {**new.photo, "camera": ""}
+        new.photo.update(city="Lisbon", classes={207: 0.9})
+        store.upsert([new])  # the fields the collection lacks are not written
+        assert store.get("/p/new.jpg").photo == {**new.photo, "camera": "", "city": "", "classes": {}}
         assert store.count() == 2 and store.count(species=["cat"]) == 1
         hits = store.search(new.vector, 5)
         assert [hit.path for hit in hits] == ["/p/new.jpg", "/p/old.jpg"] and hits[1].photo["label"] == "tabby"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tests.conftest import dataset, run_cli
+from tests.finding import find
 
 from petwatch import discovery, settings
 from petwatch.embed import DEFAULT_MODEL, PET_FOCUS_RECIPE, WHITENED_RECIPE, Embedder
@@ -79,7 +80,7 @@ def test_an_older_library_upgrades_from_its_stored_vectors_with_nothing_lost_and
     try:
         old.indexer.reconcile([str(album)])
         assert old.store.recipe == PET_FOCUS_RECIPE and old.dim == 1280
-        before = [(h.path, round(h.score, 5)) for h in old.find(str(photos[0]), 19, min_score=-1).hits]
+        before = [(h.path, round(h.score, 5)) for h in find(old, str(photos[0]), 19, min_score=-1).hits]
         stored = old.vectors([str(p) for p in photos])
     finally:
         old.close()
@@ -89,7 +90,7 @@ def test_an_older_library_upgrades_from_its_stored_vectors_with_nothing_lost_and
         assert library.upgrade_status() == {"from": PET_FOCUS_RECIPE, "to": WHITENED_RECIPE, "done": 0, "total": 19}
         # While it upgrades, searches use the older index alone, expanded or not: the same
         # photos and scores as before.
-        assert [(h.path, round(h.score, 5)) for h in library.find(str(photos[0]), 19, min_score=-1).hits] == before
+        assert [(h.path, round(h.score, 5)) for h in find(library, str(photos[0]), 19, min_score=-1).hits] == before
 
         def no_forward_pass(*_args, **_kwargs):
             raise AssertionError("the upgrade read a photo")
@@ -108,10 +109,10 @@ def test_an_older_library_upgrades_from_its_stored_vectors_with_nothing_lost_and
         image = open_upright(str(photos[3]), library.settings.max_image_pixels, embedder.decode_min_side)
         assert float(derived @ embedder.embed_query(image).vector) > 0.999
         assert library.indexer.reconcile([str(album)]).indexed == 0  # nothing twice
-        hits = library.find(str(photos[0]), 19, min_score=-1).hits
+        hits = find(library, str(photos[0]), 19, min_score=-1).hits
         assert hits[0].path == str(photos[0]) and len(hits) == 19
         # Whitened cosines of unlike photos go under 0; the default cuts nothing: a full page.
-        assert len(library.find(str(photos[0]), 19).hits) == 19
+        assert len(find(library, str(photos[0]), 19).hits) == 19
     finally:
         library.close()
 

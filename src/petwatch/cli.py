@@ -17,7 +17,7 @@ import threading
 import time
 import typing
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from petwatch import __version__, locations
 from petwatch import settings as settings_module
@@ -46,6 +46,9 @@ from petwatch.protocol import (
     StackReply,
     UpgradeProgress,
 )
+
+if TYPE_CHECKING:
+    from petwatch.endpoints import SearchRequest
 
 
 def _print_json(data) -> None:
@@ -212,41 +215,48 @@ def _species(args) -> list[str] | None:
     return sorted(chosen) or None
 
 
-def cmd_search(args) -> int:
-    if not os.path.exists(args.image):
+def _search_request(args) -> SearchRequest:
+    """The request the flags ask, daemon or not (search.query_from reads it)."""
+    from petwatch.endpoints import SearchRequest
+
+    if args.image and not os.path.exists(args.image):
         raise PetwatchError(f"query image not found: {args.image}")
-    species = _species(args)
+    if not (args.image or args.text or args.pet or args.taken or args.near):
+        raise PetwatchError('give a photo, words (--text "rex at the beach 2023"), or --pet/--taken/--near')
+    return SearchRequest(
+        image=os.path.abspath(args.image) if args.image else None,
+        photo=None,
+        offset=0,
+        text=args.text,
+        pet=args.pet,
+        taken=args.taken,
+        near=args.near,
+        top_k=args.top_k,
+        min_score=args.min_score,
+        species=_species(args),
+        stacks=args.stacks,
+        expand=args.expand,
+    )
+
+
+def cmd_search(args) -> int:
+    request = _search_request(args)
     client = _daemon()
     reply: SearchReply
     if client is not None:
-        reply = client.search(
-            image=os.path.abspath(args.image),
-            top_k=args.top_k,
-            min_score=args.min_score,
-            species=species,
-            stacks=args.stacks,
-            expand=args.expand,
-        )
+        reply = client.search(**request.model_dump(exclude_unset=True, exclude_none=True))
     else:
         started = time.monotonic()
-        library = _open_library()
-        try:
-            folders = [str(f) for f in library.settings.folders]
-            reply = library.search_reply(
-                args.image,
-                args.top_k,
-                args.min_score,
-                species,
-                folders=folders,
-                stacks=args.stacks,
-                expand=args.expand,
-            )
-        finally:
-            library.close()
+        reply = _search_in_process(request)
         _suggest_the_daemon(time.monotonic() - started, args.json)
     hits = reply["hits"]
     if reply["upgrade"]:
         print(_upgrade_note(reply["upgrade"], reply["partial"]), file=sys.stderr)
+    if args.explain:
+        for reading in reply["readings"]:
+            print(
+                f"{reading['words']!r}: {reading['kind']}, {reading['meaning']}", file=sys.stderr if args.json else None
+            )
     if args.json:
         _print_json(hits)
         return 0
@@ -257,6 +267,24 @@ def cmd_search(args) -> int:
         more = f"  (+{stack['size'] - 1} in stack {stack['id']})" if stack and args.stacks else ""
         print(f"{rank:4d}  {hit['score']:.3f}  {hit['path']}{more}")
     return 0
+
+
+def _search_in_process(request: SearchRequest) -> SearchReply:
+    """The daemon's search without a daemon: the same Library and search code, the pets read
+    from the state DB."""
+    from petwatch.pets import Pets
+    from petwatch.search import query_from
+
+    library = _open_library()
+    try:
+        pets = Pets(library, locations.state_db())
+        try:
+            query = query_from(request, pets=pets.names(), places_known=library.places(), album=pets.album_paths)
+            return library.search(query, [str(f) for f in library.settings.folders])
+        finally:
+            pets.close()
+    finally:
+        library.close()
 
 
 def cmd_stacks(args) -> int:
@@ -459,8 +487,13 @@ def _comic_choices(setting: str) -> tuple[str, ...]:
 def cmd_comic(args) -> int:
     client = _require_daemon()
     photos = [os.path.abspath(os.path.expanduser(p)) for p in args.photo or []]
-    if args.pet:  # the best photos of the pet's album (petwatch pets show NAME)
+    if args.pet and args.text:  # the pet's photos the words describe best
+        found = client.search(text=args.text, pet=args.pet, top_k=args.pet_photos)["hits"]
+        photos += [hit["path"] for hit in found if hit["path"] not in photos]
+    elif args.pet:  # the best photos of the pet's album (petwatch pets show NAME)
         photos += [p for p in client.pet_paths(args.pet, args.pet_photos) if p not in photos]
+    elif args.text:
+        raise PetwatchError("--text picks among a pet's photos: give --pet NAME too")
     if not photos and not args.refine:
         raise PetwatchError(f"select your pet: give at least one --photo PATH (up to {MAX_REFERENCES})")
     estimate = client.comic_estimate(photos=photos or None, size=args.size, quality=args.quality, parent=args.refine)
@@ -803,8 +836,17 @@ def build_parser() -> argparse.ArgumentParser:
     index = with_json(command("index", cmd_index, "index every photo under FOLDER(s), once", in_process=True))
     index.add_argument("folders", nargs="+", metavar="FOLDER")
 
-    search = with_json(command("search", cmd_search, "the indexed photos most like IMAGE", in_process=True))
-    search.add_argument("image", metavar="IMAGE")
+    search = with_json(
+        command("search", cmd_search, "the indexed photos most like IMAGE, or that words describe", in_process=True)
+    )
+    search.add_argument("image", metavar="IMAGE", nargs="?", help="a photo (with --text: the words filter, it ranks)")
+    search.add_argument(
+        "--text", metavar="WORDS", help='what, when, where, who: "rex at the beach in lisbon 2023" (README: words)'
+    )
+    search.add_argument("--pet", metavar="NAME", help="only this pet's photos (its album: petwatch pets)")
+    search.add_argument("--taken", metavar="WHEN", help='only photos taken then: "2023", "june 2023", "2021 to 2023"')
+    search.add_argument("--near", metavar="PLACE", help="only photos taken in this city, region or country")
+    search.add_argument("--explain", action="store_true", help="say how each word of --text was read")
     search.add_argument(
         "--top-k",
         type=_whole_number(1, MAX_TOP_K),
@@ -817,7 +859,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_score,
         default=None,
         metavar="S",
-        help="minimum cosine similarity (-1..1; default: the min_score setting)",
+        help="minimum score (-1..1; default: the min_score setting): by photo, the cosine similarity to "
+        "your photo (with query expansion too); words alone, the probability of their concepts (0..1)",
     )
     search.add_argument(
         "--pets-only", action="store_true", help="only photos that show a dog or a cat (filtered inside the index)"
@@ -887,6 +930,9 @@ def build_parser() -> argparse.ArgumentParser:
     comic.add_argument("--yes", "-y", action="store_true", help="send without asking about the cost")
     comic.add_argument(
         "--pet", metavar="NAME", help="add the best photos of this pet's album as references (petwatch pets)"
+    )
+    comic.add_argument(
+        "--text", metavar="WORDS", help='with --pet: the pet\'s photos these words describe ("beach", "2023")'
     )
     comic.add_argument(
         "--pet-photos",

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from petwatch.concepts import top_concepts
 from petwatch.errors import PetwatchError
 from petwatch.protocol import ANIMAL, CAT, DOG, NO_PET
 
@@ -151,6 +152,9 @@ class PetSignal:
     pet_score: float  # probability mass of the dog and domestic-cat classes
     species: str  # DOG, CAT, ANIMAL or NO_PET
     label: str  # the top ImageNet class (a breed, for a pet); "" without a classifier
+    # The photo's top ImageNet classes and their probabilities, best first (concepts.top_concepts):
+    # what words search ranks by. Empty without a classifier.
+    classes: tuple[tuple[int, float], ...] = ()
 
 
 NO_SIGNAL = PetSignal(0.0, NO_PET, "")
@@ -555,7 +559,7 @@ def gem(fmap: torch.Tensor, power: float) -> torch.Tensor:
 
 
 def pet_signals(probs: np.ndarray) -> list[PetSignal]:
-    """Pet score, species and top label of each row of ImageNet class probabilities."""
+    """Pet score, species, top label and top classes of each row of ImageNet class probabilities."""
     dogs = probs[:, DOG_CLASSES].sum(axis=1)
     cats = probs[:, CAT_CLASSES].sum(axis=1)
     animals = probs[:, ANIMAL_CLASSES].sum(axis=1)
@@ -572,7 +576,8 @@ def pet_signals(probs: np.ndarray) -> list[PetSignal]:
             species, top = ANIMAL, int(animal_class)
         else:
             species, top = NO_PET, int(row.argmax())
-        signals.append(PetSignal(round(pet, 4), species, imagenet_label(top)))
+        classes = tuple((int(index), round(float(p), 4)) for index, p in top_concepts(row))
+        signals.append(PetSignal(round(pet, 4), species, imagenet_label(top), classes))
     return signals
 
 

@@ -62,6 +62,7 @@ from petwatch.protocol import (
     StatsReply,
     StatusReply,
     TopK,
+    WordsReply,
 )
 from petwatch.settings import Settings
 
@@ -124,9 +125,18 @@ class GroupsQuery(Query):
     all: bool = Field(False, description="dismissed and named groups too")
 
 
-class SearchRequest(Body):  # Daemon.search's
+MAX_TEXT_CHARS = 500  # a search's words
+
+
+class SearchRequest(Body):  # search.query_from makes the one query value of it
     image: SentPath | None = Field(None, description="Path of any image file")
     photo: SentPath | None = Field(None, description="Path of an indexed photo")
+    text: str | None = Field(
+        None, max_length=MAX_TEXT_CHARS, description="Words: what, when, where, who (with a photo: they filter)"
+    )
+    pet: str | None = Field(None, max_length=MAX_NAME, description="Only this pet's photos (its album)")
+    taken: str | None = Field(None, max_length=100, description='When: "2023", "june 2023", "2021 to 2023"')
+    near: str | None = Field(None, max_length=200, description="Where: a city, region or country")
     # None (or left out): the daemon's settings.top_k / settings.min_score
     top_k: TopK | None = None
     min_score: float | None = Field(None, ge=-1.0, le=1.0)
@@ -264,6 +274,7 @@ EVENTS: Endpoint[None] = Endpoint("GET", "/events", None, Wait.UNBOUNDED)  # ser
 # --- the library (daemon/library_routes.py) ------------------------------------------------------
 STATS: Endpoint[StatsReply] = Endpoint("GET", "/stats", StatsReply)
 SEARCH: Endpoint[SearchReply] = Endpoint("POST", "/search", SearchReply, request=SearchRequest)
+WORDS: Endpoint[WordsReply] = Endpoint("GET", "/words", WordsReply)  # what words can name: places, pets
 INDEX: Endpoint[ReportReply] = Endpoint("POST", "/index", ReportReply, Wait.UNBOUNDED, IndexRequest)
 RESCAN: Endpoint[RescanReply] = Endpoint("POST", "/rescan", RescanReply)
 FOLDERS: Endpoint[list[FolderReply]] = Endpoint("GET", "/folders", list[FolderReply])
@@ -454,10 +465,17 @@ class EndpointCalls:
         species: list[str] | None = None,
         stacks: bool = True,
         expand: bool | None = None,
+        text: str | None = None,
+        pet: str | None = None,
+        taken: str | None = None,
+        near: str | None = None,
     ) -> Request:
         """``top_k`` / ``min_score`` / ``expand`` None: left out, the daemon decides."""
         fields = {"top_k": top_k, "min_score": min_score, "offset": offset, "species": species, "expand": expand}
-        return {"json": SEARCH.body(image=image, photo=photo, stacks=stacks, **fields)}
+        words = {"text": text, "pet": pet, "taken": taken, "near": near}
+        return {"json": SEARCH.body(image=image, photo=photo, stacks=stacks, **fields, **words)}
+
+    words = _get(WORDS)
 
     stacks = _get(STACKS)
     stack = _on(STACK, "stack_id")

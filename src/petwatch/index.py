@@ -12,6 +12,7 @@ the embedder's vectors, the rows, the store, the listeners.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import sqlite3
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from petwatch import photos
+from petwatch import photos, places
 from petwatch.embed import NO_SIGNAL, Embedder, Embedding, PetSignal, Prepared
 from petwatch.errors import StoreFull, StoreRefused
 from petwatch.paths import is_under
@@ -117,6 +118,13 @@ class FailureLog:
 
     def close(self) -> None:
         self._db.close()
+
+
+@functools.lru_cache(maxsize=1024)
+def _place(gps: tuple[float, float] | None) -> places.Place:
+    """Where a photo's GPS points, reverse-geocoded offline (once per spot however many views);
+    every part "" where unknown."""
+    return (places.place_at(*gps) if gps is not None else None) or places.Place("", "", "")
 
 
 def failed_unchanged(known: dict[str, tuple[int, int, str]], stat: FileStat) -> str | None:
@@ -550,6 +558,7 @@ class Indexer:
 
     def _row(self, work: _Work, vector: np.ndarray, now: int, view: int = 0, pet: PetSignal = NO_SIGNAL) -> PhotoRow:
         photo = work.photo
+        where = _place(photo.gps)
         record: PhotoRecord = {
             "path": work.stat.path,
             "content_hash": photo.content_hash,
@@ -563,6 +572,10 @@ class Indexer:
             "species": pet.species,
             "label": pet.label,
             "camera": photo.camera,
+            "city": where.city,
+            "region": where.region,
+            "country": where.country,
+            "classes": dict(pet.classes),
         }
         return PhotoRow(record, vector, view, look=work.look)
 
@@ -574,7 +587,8 @@ class Indexer:
 
     def _copy(self, work: _Work, row: PhotoRow, now: int) -> PhotoRow:
         """A stored row's vector and pet fields under this file's path (a rename or a copy)."""
-        signal = PetSignal(row.photo["pet_score"], row.photo["species"], row.photo["label"])
+        classes = tuple(row.photo["classes"].items())
+        signal = PetSignal(row.photo["pet_score"], row.photo["species"], row.photo["label"], classes)
         return self._row(work, row.vector, now, row.view, signal)
 
     def adopt(self, rows: list[PhotoRow]) -> None:

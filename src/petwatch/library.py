@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -43,28 +41,25 @@ from petwatch.paths import is_under
 from petwatch.protocol import (
     CAT,
     DOG,
-    MAX_TOP_K,
     PET_SPECIES,
     FailureReply,
-    HitReply,
     SearchReply,
     StackRef,
     StackReply,
     StatsReply,
     UpgradeProgress,
 )
+from petwatch.search import Searcher, SearchQuery, stack_ref
 from petwatch.settings import Settings
 from petwatch.stacks import Stack, Stacks
-from petwatch.store import CatalogEntry, Hit, PhotoRow, Store, petwatch_collections, unit_vector
+from petwatch.store import CatalogEntry, PhotoFilter, PhotoRow, Store, petwatch_collections
 
 log = logging.getLogger(__name__)
-# A search collapsing stacks asks Milvus for more hits until it has top-k tiles, up to this many.
-STACK_FETCH_LIMIT = 16_384  # Milvus's own limit on one search's top-k
 UPGRADE_STEP = 64  # photos per upgrade step: new photos wait at most one step to be indexed
 STACK_BACKFILL_STEP = 32  # photos indexed before stacks, looked at per idle moment of the daemon
 DERIVE_FACTOR = 16  # an upgrade from stored vectors (no forward pass) takes 16x the photos a step
 SPECIES_COUNT_SECONDS = 10.0
-QUERIES_KEPT = 8  # query vectors kept for the next pages of a search (a page costs one Milvus search)
+PLACES_SECONDS = 60.0  # the places of the indexed photos (GET /words) are counted again at most this often
 
 
 StoredListener = Callable[[list[PhotoRow]], None]  # a batch of photos just stored, vectors included
@@ -73,31 +68,6 @@ RemovedListener = Callable[[list[str]], None]  # paths just dropped from the ind
 
 def _never() -> bool:
     return False
-
-
-# Query expansion (bench/bench_whitening.py): the query plus its top 3 hits weighted by their
-# score cubed, searched again. On whitened vectors mAP gains +0.004 to +0.014 on every test
-# (docs/pets.md); a near-duplicate of the query adds its own weight, an unlike hit almost none.
-EXPAND_TOP = 3
-EXPAND_POWER = 3.0
-
-
-def expand_query(query: np.ndarray, hits: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """The expanded query: unit(query + sum of each hit's vector x its score^EXPAND_POWER)."""
-    weights = np.clip(np.asarray(scores, np.float32), 0.0, None) ** EXPAND_POWER
-    return unit_vector(query + weights @ np.asarray(hits, np.float32).reshape(len(weights), -1))
-
-
-def hit_reply(hit: Hit, plugged_in: Sequence[str] = (), stack: Stack | None = None) -> HitReply:
-    """A hit as replies carry it: ``online`` when its file can be opened now (under one of the
-    ``plugged_in`` folders, or there), so a front end can say "offline" instead of failing to show it;
-    ``stack`` the stack it stands for or belongs to."""
-    online = any(is_under(hit.path, f) for f in plugged_in) or os.path.exists(hit.path)
-    return {**hit.photo, "score": hit.score, "view": hit.view, "online": online, "stack": stack_ref(stack)}
-
-
-def stack_ref(stack: Stack | None) -> StackRef | None:
-    return None if stack is None else {"id": stack.id, "size": len(stack.members)}
 
 
 def stack_reply(stack: Stack) -> StackReply:
@@ -185,9 +155,15 @@ def target_recipe(settings: Settings, embedder: Embedder) -> str:
     return embedder.recipe
 
 
+# The collection's shape beyond its recipe: "w1" holds the classes a photo shows (a sparse
+# vector, which an older collection cannot gain) and its place. A library whose collection is
+# named otherwise is upgraded into one named so: the older one serves until then.
+COLLECTION_SHAPE = "w1"
+
+
 def collection_name(base: str, recipe: str) -> str:
-    """Collections are named by recipe: an upgrade builds the new one beside the old."""
-    return f"{base}_{recipe}"
+    """Collections are named by recipe and shape: an upgrade builds the new one beside the old."""
+    return f"{base}_{recipe}_{COLLECTION_SHAPE}"
 
 
 def plan_collections(found: dict[str, dict], base: str, target: str) -> tuple[str | None, list[str]]:
@@ -215,25 +191,6 @@ def drop_index(settings: Settings) -> list[str]:
     for name in ours:
         Store.drop_named(uri, token, name)
     return ours
-
-
-@dataclass
-class Found:
-    """A search's hits, and whether they come from an index still being upgraded."""
-
-    hits: list[Hit]
-    partial: UpgradeProgress | None = None  # Upgrade.status() when only part of the library was searched
-
-
-@dataclass(frozen=True)
-class _Query:
-    """A search's query as made once: the collection searched, the (expanded) vector, the cut."""
-
-    store: Store
-    vector: np.ndarray
-    min_score: float
-    species: Sequence[str] | None
-    partial: UpgradeProgress | None
 
 
 class Upgrade:
@@ -346,10 +303,16 @@ class Library:
         self._on_removed: list[RemovedListener] = []
         self.upgrade: Upgrade | None = None
         self._species_counts: tuple[tuple[str, int, int, int], dict[str, int]] | None = None
-        # The last searches' query vectors (embedded, expanded), for their further pages:
-        # keyed by the query file as it is, the collection searched, the species and expand.
-        self._queries: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._queries_lock = threading.Lock()
+        self._places: tuple[tuple[str, int, int], list[str]] | None = None
+        self.searcher = Searcher(
+            index_for=self._index_for,
+            query_vector=self.query_vector,
+            stat=self.stat,
+            views=lambda: self.embedder.views,
+            stacks=self._stacks,
+            upgrade_status=self.upgrade_status,
+            defaults=lambda: (self.settings.top_k, self.settings.min_score),
+        )
         if older is None:
             self.store, self.indexer = store, indexer
         else:
@@ -357,7 +320,9 @@ class Library:
             # Whitening a pet-focused index needs no photo read: the new vectors are a function
             # of the stored ones (exact: the embedder whitens the very same unit vectors).
             whitening = self.embedder.whitening
-            derives = whitening is not None and source_recipe == PET_FOCUS_RECIPE and target == WHITENED_RECIPE
+            # Only from a collection of this shape: an older one lacks what a forward pass adds (classes).
+            same_shape = source == collection_name(base, PET_FOCUS_RECIPE)
+            derives = whitening is not None and same_shape and target == WHITENED_RECIPE
             self.upgrade = Upgrade(indexer, self.indexer, whitening.apply if derives and whitening else None)
             log.info(
                 "upgrading the index from %s to %s vectors in the background: %s",
@@ -607,8 +572,7 @@ class Library:
         assert upgrade is not None
         self.indexer.mirror = None
         self.store, self.indexer, self.upgrade = upgrade.indexer.store, upgrade.indexer, None
-        with self._queries_lock:
-            self._queries.clear()  # vectors of the older space
+        self.searcher.forget_queries()  # vectors of the older space
         older.drop()  # not closed: its connection is the new index's too (one per URI)
         log.info("index upgraded to %s vectors: %d photos", self.store.recipe, len(self.indexer.catalog))
 
@@ -627,11 +591,12 @@ class Library:
                     break  # only photos that cannot be read now are left: they wait
         return report
 
-    # --- search --------------------------------------------------------------------------
-    def _index_for(self, species: Sequence[str] | None) -> tuple[Store, UpgradeProgress | None]:
-        """The collection a search uses: the serving one, or, for a species filter while the
-        older index (which has no species) is upgraded, the new one, partial as it is."""
-        if species and self.upgrade is not None and not self.store.has_pet_fields:
+    # --- search (petwatch.search) ----------------------------------------------------------
+    def _index_for(self, only: PhotoFilter) -> tuple[Store, UpgradeProgress | None]:
+        """The collection a search uses: the serving one, or, for a filter the older index
+        cannot answer (species, concepts, places: fields it lacks) while it is upgraded, the
+        new one, partial as it is."""
+        if self.upgrade is not None and not self.store.answers(only):
             return self.upgrade.indexer.store, self.upgrade.status()
         return self.store, None
 
@@ -648,136 +613,28 @@ class Library:
             raise PetwatchError(f"cannot use {image_path} as a query: {error}") from None
         return self.embedder.embed_query(image).rows_for(store.recipe)[0]
 
-    def find(
-        self,
-        image_path: str,
-        top_k: int | None = None,
-        min_score: float | None = None,
-        species: Sequence[str] | None = None,
-        expand: bool | None = None,
-    ) -> Found:
-        """The photos most like ``image_path``, best first (of these species, when given).
-        ``expand`` (None: where it measured better, whitened vectors) searches again with the
-        query expanded by its first hits (``expand_query``)."""
-        top_k = top_k or self.settings.top_k
-        query = self._query(image_path, top_k, min_score, species, expand)
-        return Found(self._nearest(query, top_k), query.partial)
-
-    def _query(
-        self,
-        image_path: str,
-        depth: int,
-        min_score: float | None,
-        species: Sequence[str] | None,
-        expand: bool | None,
-        next_page: bool = False,
-    ) -> _Query:
-        """A search's query, made once (a query photo that is not indexed is embedded once,
-        and expanded once), for any number of hits asked of it (``_nearest``). ``next_page``:
-        a further page of a search made before, whose vector is kept (a new search makes it
-        afresh: an expansion depends on the photos indexed since)."""
-        if not 1 <= depth <= MAX_TOP_K:
-            raise PetwatchError(f"top-k must be between 1 and {MAX_TOP_K}, not {depth}")
-        store, partial = self._index_for(species)
-        expands = self.expands(store) if expand is None else expand
-        path = os.path.abspath(image_path)
-        file = self.stat(path)  # a changed file is a new query
-        key = (
-            (path, file.size, file.mtime_ns, store.collection, store.recipe, tuple(sorted(species or ())), expands)
-            if file
-            else None
-        )
-        with self._queries_lock:
-            vector = self._queries.get(key) if next_page and key else None
-        if vector is None:
-            vector = self.query_vector(image_path, store)
-            if expands:
-                vector = self._expanded(store, vector, path, species)
-        if key:
-            with self._queries_lock:
-                self._queries[key] = vector
-                self._queries.move_to_end(key)
-                while len(self._queries) > QUERIES_KEPT:
-                    self._queries.popitem(last=False)
-        min_score = self.settings.min_score if min_score is None else min_score
-        return _Query(store, vector, min_score, species, partial)
-
-    def _nearest(self, query: _Query, top_k: int) -> list[Hit]:
-        """The ``top_k`` photos nearest ``query``, best first."""
-        store, vector, min_score, species = query.store, query.vector, query.min_score, query.species
-        if self.embedder.views == 1:
-            return store.search(vector, top_k, min_score, species=species)
-        # Region views: a photo scores its best view. It has at most `views` rows, so the
-        # top k * views rows hold the top k photos.
-        best: dict[str, Hit] = {}
-        for hit in store.search(
-            vector, top_k * self.embedder.views, min_score, whole_image_only=False, species=species
-        ):
-            best.setdefault(hit.path, hit)  # rows come best first
-        return list(best.values())[:top_k]
+    def search(self, query: SearchQuery, folders: Sequence[str] = ()) -> SearchReply:
+        """A search as the daemon answers it and ``search --json`` prints it, daemon or not
+        (``Searcher.reply``); ``folders``: the watched ones (a hit under one is online)."""
+        return self.searcher.reply(query, folders)
 
     @property
     def whitened(self) -> bool:
         """Whether the serving index holds whitened vectors: cosine cuts tuned on raw vectors
         (discovery's, pets') mean nothing there, and each feature keeps one per space."""
-        return self.expands(self.store)
+        return Searcher.expands(self.store)
 
-    @staticmethod
-    def expands(store: Store) -> bool:
-        """Whether a search of this index expands its query by default: on whitened vectors,
-        where it measured better (bench/bench_whitening.py)."""
-        return store.recipe == WHITENED_RECIPE
-
-    def _expanded(self, store: Store, vector: np.ndarray, query: str, species: Sequence[str] | None) -> np.ndarray:
-        hits = [h for h in store.search(vector, EXPAND_TOP + 1, -1.0, species=species) if h.path != query]
-        hits = hits[:EXPAND_TOP]
-        stored = store.vectors([h.path for h in hits])
-        known = [h for h in hits if h.path in stored]
-        if not known:
-            return vector
-        return expand_query(vector, np.stack([stored[h.path][0] for h in known]), np.array([h.score for h in known]))
-
-    def search_reply(
-        self,
-        query: str,
-        top_k: int | None = None,
-        min_score: float | None = None,
-        species: Sequence[str] | None = None,
-        offset: int = 0,
-        folders: Sequence[str] = (),
-        stacks: bool = True,
-        expand: bool | None = None,
-    ) -> SearchReply:
-        """A search as the daemon answers it and ``search --json`` prints it, daemon or not:
-        hits ``offset`` to ``offset + top_k``, each marked online when its file can be opened.
-        With ``stacks``, a stack is one hit (its cover, or its best photo) and hits count tiles."""
-        started = time.monotonic()
-        plugged_in = [f for f in folders if os.path.isdir(f)]  # once per reply, not per hit
-        wanted = (top_k or self.settings.top_k) + offset
-        asked = self._query(query, wanted, min_score, species, expand, next_page=offset > 0)
-        hits = self._nearest(asked, wanted)
-        if stacks:
-            tiles = self._stacks.collapse([(hit.path, hit.content_hash) for hit in hits])
-            fetched = wanted
-            # Collapsed members leave gaps: ask for more until there are enough tiles or no more
-            # hits (the same query vector: nothing embedded or expanded again).
-            while len(tiles) < wanted and len(hits) == fetched and fetched < STACK_FETCH_LIMIT:
-                fetched = min(STACK_FETCH_LIMIT, fetched + 4 * (wanted - len(tiles)) + len(hits))
-                hits = self._nearest(asked, fetched)
-                tiles = self._stacks.collapse([(hit.path, hit.content_hash) for hit in hits])
-            shown = [hit_reply(hits[index], plugged_in, stack) for index, stack in tiles]
-        else:
-            shown = [hit_reply(hit, plugged_in, self._stacks.stack_of(hit.content_hash)) for hit in hits]
-        return {
-            "query": os.path.abspath(query),
-            "hits": shown[offset:wanted],
-            "took_ms": round((time.monotonic() - started) * 1000, 1),
-            # Set while the index is upgraded: "partial" when only the photos upgraded so far
-            # were searched (a species filter needs the new index), else the results come from
-            # the complete older index.
-            "upgrade": self.upgrade_status(),
-            "partial": asked.partial is not None,
-        }
+    def places(self) -> list[str]:
+        """Every city, region and country of the indexed photos, sorted (what words can name
+        as a place; GET /words). Counted again at most once a minute."""
+        key = (self.store.collection, len(self.indexer.catalog), int(time.monotonic() // PLACES_SECONDS))
+        if self._places is None or self._places[0] != key:
+            try:
+                found = self.store.places()
+            except PetwatchError:  # a server gone: answer with what was known
+                return self._places[1] if self._places else []
+            self._places = (key, found)
+        return self._places[1]
 
     # --- stacks: bursts, edits and copies of one moment ---------------------------------------
     def stacks(self) -> list[StackReply]:
@@ -825,7 +682,7 @@ class Library:
     def species_counts(self) -> dict[str, int]:
         """Photos that show a dog, and a cat (from the new index while an older one is upgraded:
         the older one has no species). Cached briefly: status asks often."""
-        counted, _partial = self._index_for([DOG])
+        counted, _partial = self._index_for(PhotoFilter(species=(DOG,)))
         upgraded = len(self.upgrade.indexer.catalog) if self.upgrade is not None else -1
         key = (counted.collection, len(self.indexer.catalog), upgraded, int(time.monotonic() // SPECIES_COUNT_SECONDS))
         if self._species_counts is None or self._species_counts[0] != key:

@@ -362,6 +362,11 @@ class Pets:
     def names(self) -> list[str]:
         return self.book.names()
 
+    def album_paths(self, name: str) -> list[str]:
+        """Every photo of a pet's album (a search for the pet keeps to them)."""
+        with self._lock:
+            return list(self._album(self._state(self._name(name))))
+
     def _hashes_to_forget(self, name: str, paths: Sequence[str]) -> list[str]:
         profile = self.book.load(name)
         by_path = {m.path: m.content_hash for m in profile.marks} if profile else {}

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from petwatch import places
+
 try:  # HEIC/HEIF from iPhones; AVIF is built into Pillow >= 11.2.
     from pillow_heif import register_heif_opener
 
@@ -58,6 +60,7 @@ class PhotoFile:
     # camera writes it, makes it UTC so two phones compare), 0 when unknown: bursts need it.
     taken_ms: int = 0
     camera: str = ""  # EXIF Make and Model ("Canon EOS 40D"), "" when unknown
+    gps: tuple[float, float] | None = None  # EXIF GPS (latitude, longitude) in degrees, None when unknown
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int) -> PhotoFile:
         taken_at=_taken_at(exif),
         taken_ms=_taken_ms(exif),
         camera=_camera(exif),
+        gps=places.gps_from_exif(_exif_block(image)),
     )
 
 
@@ -236,6 +240,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background.paste(image, mask=image.getchannel("A"))
         return background
     return image.convert("RGB")
+
+
+def _exif_block(image: Image.Image) -> Image.Exif | None:
+    try:
+        return image.getexif()
+    except Exception:  # noqa: BLE001 - broken EXIF must not make a photo unreadable
+        return None
 
 
 def _exif(image: Image.Image) -> dict[int, object]:

@@ -75,17 +75,24 @@ class Event(StrEnum):
 # the record as it is. A new field is one line here plus its producer (index.Indexer._row).
 @dataclass(frozen=True)
 class Stored:
-    """How the index keeps a record field: its Milvus kind ("varchar", "int64", "int32", "float"),
-    a varchar's longest value in characters (longer ones are cut), and the value a photo reads
-    when its collection predates the field."""
+    """How the index keeps a record field: its Milvus kind ("varchar", "int64", "int32", "float",
+    or "sparse": a sparse float vector, {index: weight}), a varchar's longest value in characters
+    (longer ones are cut), and the value a photo reads when its collection predates the field."""
 
     kind: str
-    default: str | int | float
+    default: str | int | float | dict[int, float]
     max_chars: int = 0
+
+
+# What a photo shows, in ImageNet-1k classes: the classifier's top classes and their probability
+# (concepts.top_concepts), from the pass that embeds the photo. A word's score is the mass on its
+# classes (a sparse inner product); words + photo filter on them.
+Classes = dict[int, float]
 
 
 MAX_PATH_FIELD_CHARS = 4096  # Linux's PATH_MAX
 MAX_LABEL_CHARS = 64
+MAX_PLACE_CHARS = 100
 
 
 class PhotoRecord(TypedDict):
@@ -104,6 +111,11 @@ class PhotoRecord(TypedDict):
     species: Annotated[str, Stored("varchar", NO_PET, 32)]
     label: Annotated[str, Stored("varchar", "", MAX_LABEL_CHARS)]  # the top ImageNet class (a breed, for a pet)
     camera: Annotated[str, Stored("varchar", "", 64)]  # EXIF Make and Model, "" when unknown
+    # Where it was taken: EXIF GPS reverse-geocoded offline at index time (places.place_at).
+    city: Annotated[str, Stored("varchar", "", MAX_PLACE_CHARS)]
+    region: Annotated[str, Stored("varchar", "", MAX_PLACE_CHARS)]
+    country: Annotated[str, Stored("varchar", "", MAX_PLACE_CHARS)]
+    classes: Annotated[Classes, Stored("sparse", {})]  # its top ImageNet classes: {index: probability}
 
 
 # --- replies: what the daemon sends and the in-process CLI prints, one shape for both ----------
@@ -130,9 +142,32 @@ class StackReply(TypedDict):
 
 
 class HitReply(IndexedPhotoReply):
-    score: float  # cosine similarity
+    # A search by photo: its cosine similarity to the photo you gave (with query expansion too:
+    # the order comes from the expanded query, the number is still the similarity to your
+    # photo, so the photo itself shows 1.00). Words alone: the probability mass of the photo's
+    # classes on the words' classes (0 to 1).
+    score: float
     view: int
     stack: StackRef | None  # None: a photo on its own
+    taken: int  # Unix seconds: the EXIF capture time, else the file's modification time
+    taken_from: str  # "exif" or "file"
+    place: str  # "Lisbon, Portugal"; "" when unknown
+    concepts: list[str]  # the photo's top concepts, best first ("golden retriever", "seashore")
+
+
+class ReadingReply(TypedDict):
+    """How one word (or phrase) of a search's text was read (words.Reading)."""
+
+    words: str
+    kind: str  # concept, pet, taken, place or ignored
+    meaning: str
+
+
+class WordsReply(TypedDict):
+    """GET /words: what a query's words can name beyond concepts (the TUI completes them)."""
+
+    places: list[str]  # cities, regions and countries of the indexed photos
+    pets: list[str]  # pet profile names
 
 
 # An older index being re-embedded into the current recipe's collection ("from" is a keyword,
@@ -141,11 +176,12 @@ UpgradeProgress = TypedDict("UpgradeProgress", {"from": str, "to": str, "done": 
 
 
 class SearchReply(TypedDict):
-    query: str
+    query: str  # the photo searched by (absolute path), else the text
     hits: list[HitReply]
     took_ms: float
     upgrade: UpgradeProgress | None  # set while the index is upgraded
-    partial: bool  # only the photos upgraded so far were searched (a species filter)
+    partial: bool  # only the photos upgraded so far were searched (a species filter, words)
+    readings: list[ReadingReply]  # how each word of the text was read ([] without text)
 
 
 class FolderReply(TypedDict):

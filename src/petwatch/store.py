@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast, get_type_hints
 
@@ -31,9 +31,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # 2: per-photo pet fields (pet_score, species, label) and the embedding recipe in the description.
-# 3: the camera field. The fields a collection has are read from the collection itself (Store.fields),
-# not from this number: an older one is opened as it is, its missing fields read as their defaults.
-SCHEMA_VERSION = 3
+# 3: the camera field. 4: places (city, region, country) and the classes a photo shows (a sparse
+# vector, with its class ids beside it as JSON to filter on): a second vector field, so a
+# collection of its own (library.collection_name), filled by the upgrade. The fields a collection
+# has are read from the collection itself (Store.fields), not from this number: an older one is
+# opened as it is, its missing fields read as their defaults.
+SCHEMA_VERSION = 4
 # Rows per write. Milvus Lite 2.5.1's insert cost grows faster than its batch: 20k rows of
 # 1280-d took 3 s in 256-row batches and 110 s in 2000-row ones.
 WRITE_BATCH = 256
@@ -57,12 +60,25 @@ RECORD: dict[str, Stored] = {
 }
 
 
+# A sparse field's class ids, kept beside it as a JSON column ({"c": [ids]}): Milvus filters on
+# those (json_contains_any), not on a sparse vector's keys, so "shows a dog" is one filter term.
+# Not an ARRAY column: in Milvus Lite 2.5.1 any query that matches no row then fails
+# ("Unsupported data type: 0"), and the index asks many such.
+IDS_SUFFIX = "_ids"
+IDS_KEY = "c"
+MAX_CLASSES = 16  # the most classes a photo keeps (concepts.top_concepts keeps fewer)
+
+
 def photo_record(**values: Any) -> PhotoRecord:
     """A record of these values, each field not given at its declared default."""
     unknown = values.keys() - RECORD.keys()
     if unknown:
         raise TypeError(f"not photo record fields: {sorted(unknown)}")
-    return cast(PhotoRecord, {name: values.get(name, stored.default) for name, stored in RECORD.items()})
+    return cast(PhotoRecord, {name: values.get(name, _default(stored)) for name, stored in RECORD.items()})
+
+
+def _default(stored: Stored) -> Any:
+    return dict(stored.default) if isinstance(stored.default, dict) else stored.default  # a fresh dict each
 
 
 class _OfAPhoto:
@@ -98,6 +114,7 @@ class Hit(_OfAPhoto):
     photo: PhotoRecord
     score: float  # cosine similarity
     view: int = WHOLE_IMAGE
+    vector: np.ndarray | None = field(default=None, repr=False, compare=False)  # when asked for
 
 
 @dataclass(frozen=True)
@@ -149,6 +166,49 @@ def filter_value(value: str | int | Iterable[str] | Iterable[int]) -> str:
     return "[" + ", ".join(filter_value(item) for item in value) + "]"
 
 
+@dataclass(frozen=True)
+class PhotoFilter:
+    """Which photos a search may return, as one value: each part set narrows it (AND).
+    Milvus applies it inside the search, so a top-k is the top k of those photos."""
+
+    species: tuple[str, ...] = ()  # any of these species
+    # Every concept must match (AND); one matches when any of its classes is among the photo's top ones.
+    concepts: tuple[frozenset[int], ...] = ()
+    taken: tuple[int, int] | None = None  # [start, end) Unix seconds: EXIF time, else the file's
+    places: tuple[str, ...] = ()  # a city, region or country equal to any of these
+    photo_ids: frozenset[int] | None = None  # only these photos (a pet's album); None: any
+
+    @property
+    def fields(self) -> set[str]:
+        """The record fields this filter reads: a collection without them cannot answer it."""
+        need = set()
+        if self.species:
+            need.add("species")
+        if self.concepts:
+            need.add("classes")
+        if self.places:
+            need.add("city")
+        return need
+
+    def expression(self) -> str:
+        parts = []
+        if self.species:
+            parts.append(species_filter(self.species))
+        for classes in self.concepts:
+            parts.append(f'json_contains_any(classes{IDS_SUFFIX}["{IDS_KEY}"], {filter_value(sorted(classes))})')
+        if self.taken is not None:
+            start, end = (int(t) for t in self.taken)
+            exif = f"taken_at >= {filter_value(start)} and taken_at < {filter_value(end)}"
+            file = f"mtime_ns >= {filter_value(start * 10**9)} and mtime_ns < {filter_value(end * 10**9)}"
+            parts.append(f"(({exif}) or (taken_at == 0 and {file}))")
+        if self.places:
+            names = filter_value(sorted(set(self.places)))
+            parts.append(f"(city in {names} or region in {names} or country in {names})")
+        if self.photo_ids is not None:
+            parts.append(f"photo_id in {filter_value(sorted(self.photo_ids))}")
+        return " and ".join(parts)
+
+
 def species_filter(species: Sequence[str] | None) -> str:
     """The scalar filter for photos of these species (None: no filter). Milvus applies it
     inside the search, so a top-k is the top k of those photos, not a post-filtered few."""
@@ -159,7 +219,11 @@ def species_filter(species: Sequence[str] | None) -> str:
 
 def _fit(value: Any, stored: Stored) -> Any:
     """A value as its field keeps it: a varchar cut to its declared length (free text such as
-    a classifier's label or a camera's name; a valid value is never that long)."""
+    a classifier's label or a camera's name; a valid value is never that long); a sparse
+    vector's weights as floats, zeros left out."""
+    if stored.kind == "sparse":
+        best = sorted(((int(k), float(v)) for k, v in value.items() if v > 0), key=lambda kv: -kv[1])
+        return dict(best[:MAX_CLASSES])
     return value[: stored.max_chars] if stored.kind == "varchar" else value
 
 
@@ -304,16 +368,21 @@ class Store:
         schema.add_field("pk", DataType.INT64, is_primary=True)
         schema.add_field("photo_id", DataType.INT64)
         schema.add_field("view", DataType.INT8)
+        index = self._vector_index_params()
         for name, stored in RECORD.items():
+            if stored.kind == "sparse":
+                schema.add_field(name, DataType.SPARSE_FLOAT_VECTOR)
+                ids = name + IDS_SUFFIX
+                schema.add_field(ids, DataType.JSON)
+                index.add_index(name, index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
+                continue
             # A varchar's max_length counts bytes: up to 4 a character in UTF-8.
             size = {"max_length": stored.max_chars * 4} if stored.kind == "varchar" else {}
             schema.add_field(name, getattr(DataType, stored.kind.upper()), **size)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
         # A server's reads choose their level per call (ServerClient); this default is for the
         # catalog's iterator, read once at open: it must see every write, whoever made it.
-        self.client.create_collection(
-            self.collection, schema=schema, index_params=self._vector_index_params(), consistency_level="Strong"
-        )
+        self.client.create_collection(self.collection, schema=schema, index_params=index, consistency_level="Strong")
 
     def drop(self) -> None:
         self.client.drop_collection(self.collection)
@@ -374,6 +443,9 @@ class Store:
         its declared length; the path, its key, encoded and never cut."""
         record: dict[str, Any] = dict(row.photo)
         entity = {name: _fit(record[name], RECORD[name]) for name in self.fields}
+        for name in self.fields:
+            if RECORD[name].kind == "sparse":
+                entity[name + IDS_SUFFIX] = {IDS_KEY: list(entity[name])}
         entity["path"] = encode_path(row.path)
         entity["pk"] = row_pk(row.path, row.view)
         entity["photo_id"] = photo_id(row.path)
@@ -415,6 +487,24 @@ class Store:
                     yield decode_path(row["path"]), CatalogEntry(row["size"], row["mtime_ns"], row["content_hash"])
         finally:
             iterator.close()
+
+    def places(self) -> list[str]:
+        """Every city, region and country its photos were taken in, sorted."""
+        if "city" not in self.fields:
+            return []
+        names: set[str] = set()
+        iterator = self.client.query_iterator(
+            self.collection,
+            batch_size=4000,
+            filter=f'view == {filter_value(WHOLE_IMAGE)} and (city != "" or region != "" or country != "")',
+            output_fields=["city", "region", "country"],
+        )
+        try:
+            while batch := iterator.next():
+                names.update(row[name] for row in batch for name in ("city", "region", "country"))
+        finally:
+            iterator.close()
+        return sorted(names - {""})
 
     def iter_rows(self, species: Sequence[str] | None = None) -> Iterator[PhotoRow]:
         """Every photo's whole-image row, vector included (of these species, when given)."""
@@ -470,15 +560,21 @@ class Store:
         )
         return self._row(found[0]) if found else None
 
-    def _where(self, whole_image_only: bool, species: Sequence[str] | None) -> str:
-        if species and not self.has_pet_fields:
+    def answers(self, only: PhotoFilter | None) -> bool:
+        """Whether this collection has the fields the filter reads (an older one lacks some)."""
+        return only is None or only.fields <= set(self.fields)
+
+    def _where(self, whole_image_only: bool, species: Sequence[str] | None, only: PhotoFilter | None = None) -> str:
+        if species:
+            only = replace(only or PhotoFilter(), species=tuple(sorted(set(species))))
+        if only is not None and not self.answers(only):
             raise PetwatchError(
-                "this index has no pet fields yet (it is being upgraded): "
-                "search without a species filter until `petwatch status` shows it done"
+                "this index does not record that yet (it is being upgraded): "
+                "search without that filter until `petwatch status` shows it done"
             )
         parts = [f"view == {filter_value(WHOLE_IMAGE)}"] if whole_image_only else []
-        if species:
-            parts.append(species_filter(species))
+        if only is not None and (expression := only.expression()):
+            parts.append(expression)
         return " and ".join(parts)
 
     def search(
@@ -488,21 +584,51 @@ class Store:
         min_score: float = -1.0,
         whole_image_only: bool = True,
         species: Sequence[str] | None = None,
+        only: PhotoFilter | None = None,
+        with_vectors: bool = False,
     ) -> list[Hit]:
         """The ``top_k`` most similar photos, best first, cosine similarity >= ``min_score``
-        (only photos of these ``species``, when given)."""
+        (only photos of these ``species`` and that ``only`` lets through, when given);
+        ``with_vectors``: each hit carries its stored vector (``Hit.vector``)."""
         # A plain top-k search, cut at min_score here: the same hits as a range search with
         # that radius, and a few ms faster on Milvus Lite.
         results = self.client.search(
             self.collection,
             data=[unit_vector(vector).tolist()],
+            anns_field="vector",
             limit=top_k,
-            filter=self._where(whole_image_only, species),
-            output_fields=[*self.fields, "view"],
+            filter=self._where(whole_image_only, species, only),
+            output_fields=[*self.fields, "view", *(["vector"] if with_vectors else [])],
             search_params={"metric_type": self.metric, **self._search_params(top_k)},
         )
         hits = [self._hit(raw) for raw in results[0]]
         return [hit for hit in hits if hit.score >= min_score]
+
+    def search_classes(self, classes: dict[int, float], top_k: int, only: PhotoFilter | None = None) -> list[Hit]:
+        """The ``top_k`` photos with the most probability on ``classes`` (weights: 1 each to
+        sum the mass), best first, each scored by that mass; photos with none are left out."""
+        query = {int(k): float(v) for k, v in classes.items() if v > 0}
+        if not query or "classes" not in self.fields:
+            return []
+        results = self.client.search(
+            self.collection,
+            data=[query],
+            anns_field="classes",
+            limit=top_k,
+            filter=self._where(True, None, only),
+            output_fields=[*self.fields, "view"],
+            search_params={"metric_type": "IP"},
+        )
+        hits = [self._hit(raw) for raw in results[0]]
+        return [hit for hit in hits if hit.score > 0]
+
+    def filtered(self, only: PhotoFilter, limit: int) -> list[Hit]:
+        """Up to ``limit`` photos ``only`` lets through, in no order, scored 0 (a filter alone:
+        a pet, a date, a place and no concept to rank by)."""
+        raws = self.client.query(
+            self.collection, filter=self._where(True, None, only), output_fields=[*self.fields, "view"], limit=limit
+        )
+        return [Hit(self._photo(raw), score=0.0, view=raw["view"]) for raw in raws]
 
     def range_search(
         self,
@@ -523,6 +649,7 @@ class Store:
             results = self.client.search(
                 self.collection,
                 data=query,
+                anns_field="vector",
                 limit=page_size,
                 filter=self._where(whole_image_only, species),
                 output_fields=[*self.fields, "view"],
@@ -572,12 +699,15 @@ class Store:
         """The record of a row read back; a field its collection lacks reads as its default."""
         values = {name: raw[name] for name in self.fields}
         values["path"] = decode_path(values["path"])
+        if "classes" in values:  # best first, as concepts are shown
+            values["classes"] = {int(k): float(v) for k, v in sorted(values["classes"].items(), key=lambda kv: -kv[1])}
         return photo_record(**values)
 
     def _hit(self, raw: dict) -> Hit:
         entity = raw["entity"]
         # float32 rounding puts a photo's match with itself at 1.0000001: a cosine is at most 1
-        return Hit(self._photo(entity), score=min(1.0, float(raw["distance"])), view=entity["view"])
+        vector = np.asarray(entity["vector"], dtype=np.float32) if "vector" in entity else None
+        return Hit(self._photo(entity), score=min(1.0, float(raw["distance"])), view=entity["view"], vector=vector)
 
     def _row(self, raw: dict) -> PhotoRow:
         return PhotoRow(self._photo(raw), vector=np.asarray(raw["vector"], dtype=np.float32), view=raw["view"])

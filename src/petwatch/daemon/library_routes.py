@@ -4,7 +4,9 @@
 through its ``Library``.
 
     GET  /stats                       photos indexed, dogs and cats, model, database
-    POST /search                      {"image" | "photo", "top_k", "min_score", "offset", "species", "stacks", "expand"}
+    POST /search                      {"image" | "photo", "text", "pet", "taken", "near", "top_k",
+                                       "min_score", "offset", "species", "stacks", "expand"}
+    GET  /words                       what words can name: the places of the indexed photos, the pets
     POST /index                       {"folders"}: walk them now, answer with the report
     POST /rescan                      re-read the folder list, walk everything (queued)
     GET  /folders                     the watched folders
@@ -35,6 +37,7 @@ from petwatch.protocol import (
     RescanReply,
     SearchReply,
     StatsReply,
+    WordsReply,
 )
 
 
@@ -49,6 +52,10 @@ def router(daemon: Daemon) -> APIRouter:
     @route(routes, endpoints.SEARCH)
     def search(request: SearchRequest) -> SearchReply:
         return daemon.search(request)
+
+    @route(routes, endpoints.WORDS)
+    def words() -> WordsReply:
+        return daemon.words()
 
     @route(routes, endpoints.INDEX)
     def index(request: IndexRequest) -> ReportReply:

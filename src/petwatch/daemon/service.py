@@ -46,7 +46,9 @@ from petwatch.protocol import (
     ProgressReply,
     SearchReply,
     StatusReply,
+    WordsReply,
 )
+from petwatch.search import query_from
 from petwatch.settings import Settings
 from petwatch.store import PhotoRow
 from petwatch.watch import Sink, Watcher
@@ -96,7 +98,7 @@ class Daemon:
         self.bus = EventBus()
         comics = ComicJobs(settings, self.bus)  # comic jobs: their own worker thread
         self.library = library or Library(settings)
-        pets = Pets(self.library, locations.state_db())
+        pets = self.pets = Pets(self.library, locations.state_db())
         # Each feature hears what happens to the library, in this order (daemon/features.py), and
         # api.create_app serves its routes: one more is appended before create_app and start().
         # Stacks are the Library's own, kept current with or without a daemon (a search from the
@@ -290,22 +292,17 @@ class Daemon:
 
     def search(self, request: SearchRequest) -> SearchReply:
         """None for top_k or min_score: the settings' value; ``stacks``: one hit per stack; for
-        expand: the library's default."""
-        query = request.photo or request.image
-        if not query:
-            raise PetwatchError("give a query: an image path, or an indexed photo")
+        expand: the library's default. Words naming a pet, or ``pet``, keep to its album."""
         if request.photo and self.library.entry(request.photo) is None:
             raise PetwatchError(f"{request.photo} is not an indexed photo")
-        return self.library.search_reply(
-            query,
-            request.top_k,
-            request.min_score,
-            request.species,
-            request.offset,
-            self.folders,
-            request.stacks,
-            request.expand,
+        query = query_from(
+            request, pets=self.pets.names(), places_known=self.library.places(), album=self.pets.album_paths
         )
+        return self.library.search(query, self.folders)
+
+    def words(self) -> WordsReply:
+        """What a search's words can name beyond concepts: the places of the indexed photos, the pets."""
+        return {"places": self.library.places(), "pets": self.pets.names()}
 
     def photo(self, path: str) -> PhotoReply:
         path = os.path.abspath(path)
