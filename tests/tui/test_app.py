@@ -300,7 +300,7 @@ def test_every_screens_keys_are_in_help():
     ]
     assert not missing, "keys missing from help:\n" + "\n".join(missing)
     areas = {area for area, _, _ in rows}
-    assert {"Pets found", "Group photos", "Status bar", "Query path input"} <= areas
+    assert {"Pets found", "Group photos", "Status bar", "Query field"} <= areas
 
 
 async def test_help_lists_every_binding():

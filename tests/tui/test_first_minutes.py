@@ -85,7 +85,7 @@ async def test_the_help_screen_says_how_quitting_works_in_a_text_field():
     rows = binding_rows()
     quit_keys = [keys for area, keys, what in rows if area == "Everywhere" and what == "Quit"]
     assert quit_keys == ["ctrl+q / q"], rows
-    assert any(area == "Query path input" and "ctrl+q" in what for area, _keys, what in rows)
+    assert any(area == "Query field" and "ctrl+q" in what for area, _keys, what in rows)
 
 
 # --- the welcome text --------------------------------------------------------------------------

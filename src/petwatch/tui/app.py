@@ -106,6 +106,8 @@ class PetwatchApp(App[int]):
         self.comic_records: dict[str, ComicJobReply] = {}  # job id -> the latest record seen on the stream
         self.my_comics: set[str] = set()  # sent from this TUI: announced when they end unseen
         self.pet_names: list[str] = []  # as last seen (the palette offers "comic of <name>")
+        # The places and pets a query's words can name (GET /words): Tab completes them.
+        self.word_names: list[str] = []
         self._pet_news = Burst(self, self._announce_pet_photos)
         self._announced_pets_found = False
         self._config_problem_told: str | None = None
@@ -156,6 +158,7 @@ class PetwatchApp(App[int]):
         self.daemon_status = status
         self.progress = status.get("progress")
         self.connected = True
+        self.load_words()
         if again:
             self.notify("connected to the daemon again", title="petwatch")
 
@@ -186,6 +189,15 @@ class PetwatchApp(App[int]):
         """The numbers once a change settled, pushed by the daemon (never asked for)."""
         self.daemon_status = message.data
         self.progress = message.data.get("progress")
+        self.load_words()  # new photos may bring new places
+
+    @work(exclusive=True, group="words")
+    async def load_words(self) -> None:
+        try:
+            words = await self.client.words()
+        except (PetwatchError, httpx.HTTPError, OSError):
+            return  # completion waits for the next try; searching does not need it
+        self.word_names = [*words.get("places", []), *words.get("pets", [])]
 
     def on_progress(self, message: events.Progress) -> None:
         self.progress = message.data
@@ -272,6 +284,8 @@ class PetwatchApp(App[int]):
             return
         if name not in self.pet_names:
             self.pet_names.append(name)
+        if name not in self.word_names:
+            self.word_names.append(name)
         self.tell_screens(message)
         self._pet_news.add(name, len(message.data.get("new") or []))
 
@@ -463,6 +477,8 @@ class PetwatchApp(App[int]):
         name = summary.get("name", name)
         if name not in self.pet_names:
             self.pet_names.append(name)
+        if name not in self.word_names:
+            self.word_names.append(name)
         self.notify(
             f"{name}: {format.plural(summary.get('examples', len(photos)), 'example')}, "
             f"{format.plural(summary.get('count', 0), 'photo')} in the album",

@@ -17,9 +17,9 @@ from textual.widgets import DataTable, Static
 # Keys that are no binding (typing, the mouse, a widget's own), listed under their area (one no
 # binding owner names, "Status bar", comes last).
 EXTRA_KEYS = [
-    ("Query path input", "enter", "Search"),
-    ("Query path input", "→", "Complete the path"),
-    ("Query path input", "letters", "Type (q too): esc leaves the field, ctrl+q quits"),
+    ("Query field", "enter", "Search: a photo's path, or words (rex at the beach in lisbon 2023)"),
+    ("Query field", "→", "Accept the greyed completion"),
+    ("Query field", "letters", "Type (q too): esc leaves the field, ctrl+q quits"),
     ("Everywhere", "ctrl+p", "Command palette: every action by name"),
     ("Results grid", "mouse", "Click to move, double-click to open"),
     ("Status bar", "mouse", "Click the failures or the selection count to list them, ⚠ config to tell it again"),
@@ -27,7 +27,7 @@ EXTRA_KEYS = [
     ("Pets", "enter", "Open the pet's album"),
     ("Pet album", "arrows / enter / space", "As in the results grid: move, open large, select"),
 ]
-FIRST = ("PetwatchApp", "SearchScreen", "PathInput", "ResultsGrid")  # the rest follow in the package's order
+FIRST = ("PetwatchApp", "SearchScreen", "QueryInput", "ResultsGrid")  # the rest follow in the package's order
 
 
 def area_name(owner: type) -> str:
