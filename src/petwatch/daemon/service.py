@@ -453,6 +453,10 @@ class Daemon:
         if self._tasks.empty() and not self._removals:
             self._settled()
 
+    def _told_of_config(self) -> tuple[object, ...]:
+        """What the status tells of the config file: its problem, the search settings' values."""
+        return self.config.problem, self.settings.top_k, self.settings.min_score
+
     def _settled(self) -> None:
         """The queue ran dry: the state, and the status with it, pushed once to every front end
         (each pulled it, twice per change)."""
@@ -600,9 +604,9 @@ class Daemon:
             if not self.library.is_lite:  # a server can go away, and come back, at any time
                 self._server_problem = self.library.write_problem()
             self._retry_after_write_error()
-            problem = self.config.problem
+            told = self._told_of_config()
             self._apply_config_folders(self.config.check())
-            if self.config.problem != problem and self.bus.listened:
+            if self._told_of_config() != told and self.bus.listened:
                 self.bus.publish(Event.STATUS, self.status())  # told at once, not at the next change
             interval = self.settings.rescan_minutes * 60
             if interval and time.monotonic() - self._last_walk > interval and self._tasks.empty():
