@@ -17,7 +17,7 @@ from petwatch import cli
         (["search", "dog.jpg", "--min-score", "high"], "--min-score must be a number from -1 to 1, not 'high'"),
         (["comic", "--prompt", "x", "--pet-photos", "99"], "--pet-photos must be a whole number from 1 to 16"),
         (["pets", "show", "Rex", "--top", "x"], "--top must be a whole number, at least 1, not 'x'"),
-        (["search"], "the following arguments are required: IMAGE"),
+        (["search", "--top-k", "0"], "--top-k must be a whole number from 1 to 1000, not '0'"),
     ],
 )
 def test_a_bad_argument_is_one_line_in_the_users_words(argv, said, capsys):

@@ -436,3 +436,19 @@ def test_jobs_survive_a_restart_with_a_clear_state(env, client):
 
     shown = run_cli("comics", "show", hanging["id"])
     assert shown.returncode == 0 and "interrupted by a restart" in shown.stdout
+
+
+def test_a_comic_of_a_pet_takes_its_references_from_the_photos_the_words_describe(env, client):
+    env.daemon.wait_idle()
+    first = client.search(photo=env.photos[0], top_k=1)["hits"][0]
+    word = "cat" if first["species"] == "cat" else "dog"
+    client.pet_add("Cola", [env.photos[0]])
+    hits = client.search(text=word, pet="Cola", top_k=2)["hits"]
+    assert hits and env.photos[0] in {h["path"] for h in hits}
+    result = run_cli("comic", "--pet", "Cola", "--text", word, "--pet-photos", "2", "--prompt", "at the beach", "--yes")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(Path(result.stdout.strip().splitlines()[-1]).with_suffix(".json").read_text())
+    assert record["photos"] == [h["path"] for h in hits]
+    alone = run_cli("comic", "--text", word, "--prompt", "x", "--yes")
+    assert alone.returncode == 1 and "--pet" in alone.stderr
+    client.pet_remove("Cola")

@@ -90,4 +90,4 @@ def test_the_place_names_work_with_the_network_blocked(monkeypatch) -> None:
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
     assert place_at(43.77, 11.25) == Place("Florence", "Tuscany", "Italy")
-    assert places.known_places()["tuscany"] == "Tuscany"
+    assert places.known_places()["tuscany"] == Place("", "Tuscany", "Italy")

@@ -243,3 +243,38 @@ def test_the_sparse_classes_are_the_classifiers_top_ones(indexed, embedder):
     assert 1 <= len(classes) <= 5 and all(0.02 <= p <= 1 for p in classes.values())
     assert list(classes.values()) == sorted(classes.values(), reverse=True)
     assert np.isclose(sum(classes.values()), min(1.0, sum(classes.values())))
+
+
+def test_the_daemon_answers_words_names_what_they_can_name_and_refuses_an_unknown_word(home, start_daemon, tmp_path):
+    from petwatch.client import DaemonError
+
+    album = _album(tmp_path / "album")
+    settings.update_config_file(folders=[str(album["gps"][0].parent)])
+    daemon = start_daemon()
+    daemon.wait_idle()
+    with daemon.client() as client:
+        names = client.words()
+        assert {"Arezzo", "Tuscany", "Italy"} <= set(names["places"]) and names["pets"] == []
+        reply = client.search(text="beagle in tuscany")
+        assert reply["hits"] == [] and {"concept", "place"} <= {r["kind"] for r in reply["readings"]}
+        reply = client.search(text="ladybug", top_k=1)
+        assert [Path(h["path"]).name for h in reply["hits"]] == ["LadyBird.jpg"]
+        assert reply["hits"][0]["taken_from"] == "file"
+        photo = client.search(image=str(album["beagle"][0]), text="beagle", taken="2019")
+        assert {h["path"] for h in photo["hits"]} <= {str(p) for p in album["beagle"]}
+        with pytest.raises(DaemonError) as refused:
+            client.search(text="zorblax")
+        assert refused.value.status == 400 and "zorblax" in str(refused.value)
+
+
+def test_the_cli_searches_words_without_a_daemon_and_explains_them(home, tmp_path):
+    import json
+
+    album = _album(tmp_path / "album")
+    assert run_cli("index", str(album["gps"][0].parent)).returncode == 0
+    done = run_cli("search", "--text", "arezzo 2008", "--json", "--explain")
+    assert done.returncode == 0, done.stderr
+    hits = json.loads(done.stdout)
+    assert {Path(h["path"]).name for h in hits} == set(GPS)
+    assert all(h["place"] == "Arezzo, Italy" and h["taken_from"] == "exif" and h["concepts"] for h in hits)
+    assert "'arezzo': place" in done.stderr and "'2008': taken" in done.stderr

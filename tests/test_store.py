@@ -13,7 +13,7 @@ import pytest
 
 from petwatch.errors import PetwatchError
 from petwatch.protocol import PhotoRecord
-from petwatch.store import PhotoRow, Store, filter_value, photo_id, photo_record, row_pk
+from petwatch.store import PhotoRow, Store, class_columns, filter_value, photo_id, photo_record, row_pk
 
 HOSTILE = ['a"b', "back\\slash", 'end\\"', "line\nbreak", "t\tab", '" or view >= 0 or "', "it's", "chat 🐈 ü"]
 
@@ -72,13 +72,13 @@ def test_the_collection_holds_the_record_fields_and_the_row_columns_only(store):
     record = get_type_hints(PhotoRecord, include_extras=True)
     # A sparse field (the classes a photo shows) has its ids beside it, to filter on.
     sparse = [name for name, hint in record.items() if hint.__metadata__[0].kind == "sparse"]
-    expected = [column for name in record for column in ([name, name + "_ids"] if name in sparse else [name])]
+    expected = [column for name in record for column in ([name, *class_columns(name)] if name in sparse else [name])]
     assert list(columns) == ["pk", "photo_id", "view", *expected, "vector"]
     kinds = {"sparse": "SPARSE_FLOAT_VECTOR"}
     for name, hint in record.items():
         kind = hint.__metadata__[0].kind
         assert columns[name] == DataType[kinds.get(kind, kind.upper())], name
-    assert all(columns[name + "_ids"] == DataType.JSON for name in sparse)
+    assert all(columns[column] == DataType.INT16 for name in sparse for column in class_columns(name))
 
 
 def _schema_2_collection(client, name: str, dim: int) -> None:

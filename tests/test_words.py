@@ -95,6 +95,12 @@ def test_roll_ups_people_type() -> None:
         ("2023-06", "2023-06-01", "2023-07-01"),
         ("2023-06-14", "2023-06-14", "2023-06-15"),
         ("from march 2020 to may 2020", "2020-03-01", "2020-06-01"),
+        ("14 june 2023", "2023-06-14", "2023-06-15"),
+        ("June 14th, 2023", "2023-06-14", "2023-06-15"),
+        ("last summer", "2026-06-01", "2026-09-01"),
+        ("last winter", "2025-12-01", "2026-03-01"),
+        ("this winter", "2026-12-01", "2027-03-01"),  # under way on 7 December
+        ("last december", "2025-12-01", "2026-01-01"),
     ],
 )
 def test_dates(text, start, end) -> None:
@@ -107,7 +113,7 @@ def test_before_is_everything_earlier() -> None:
     assert start < _day("1900-01-01") and end == _day("2020-01-01")
 
 
-@pytest.mark.parametrize("text", ["june", "2023-13", "2023 beach", "soon", ""])
+@pytest.mark.parametrize("text", ["june", "2023-13", "31 june 2023", "2023 beach", "soon", ""])
 def test_an_unreadable_date_says_what_to_type(text) -> None:
     with pytest.raises(PetwatchError, match="2021 to 2023"):
         parse_taken(text, NOW)
@@ -140,6 +146,18 @@ def test_an_unknown_word_is_named_with_what_can_be_typed() -> None:
     assert "'xyzzyq'" in message and "a pet's name" in message and "2023" in message
 
 
+def test_many_unknown_words_are_counted_not_listed() -> None:
+    with pytest.raises(UnknownWords) as caught:
+        parse(" ".join(f"zzq{n}" for n in range(30)))
+    assert len(caught.value.words) == 30 and "and 22 more" in str(caught.value)
+
+
+def test_dates_that_do_not_overlap_ask_for_a_range() -> None:
+    assert parse("june 2023 2023", now=NOW).taken == (_day("2023-06-01"), _day("2023-07-01"))
+    with pytest.raises(PetwatchError, match="2020 to 2021"):
+        parse("2020 and 2021", now=NOW)
+
+
 def test_a_month_without_its_year_asks_for_it() -> None:
     with pytest.raises(UnknownWords, match="did you mean june 2026"):
         parse("june", now=NOW)
@@ -170,3 +188,73 @@ def test_the_vocabulary_needs_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+REAL_PHOTOS = {
+    "beagle": ("oxford-pets-sample", "beagle", "beagle_121.jpg"),
+    "persian": ("oxford-pets-sample", "Persian", "Persian_106.jpg"),
+    "pug with a ball": ("oxford-pets-sample", "pug", "pug_127.jpg"),
+    "flower": ("landscapes", "YellowFlower.jpg"),
+    "mountains": ("photo-fixtures", "immich-test-assets", "formats", "webp", "denali.webp"),
+    "car": ("photo-fixtures", "exif-samples", "jpg", "tests", "32-lens_data.jpeg"),
+    "iguana": ("photo-fixtures", "exif-samples", "jpg", "Canon_40D.jpg"),
+}
+
+
+@pytest.fixture(scope="module")
+def kept_concepts() -> dict[str, dict[int, float]]:
+    """What the index keeps of each real photo's classifier pass (concepts.top_concepts)."""
+    from tests.conftest import TEST_MODEL, dataset
+
+    from petwatch import photos
+    from petwatch.embed import Embedder
+
+    paths = {name: dataset(*parts) for name, parts in REAL_PHOTOS.items()}
+    embedder = Embedder(TEST_MODEL, pet_focus=None, whiten=False)
+    images = [
+        photos.open_upright(path, 100_000_000, embedder.decode_min_side).convert("RGB") for path in paths.values()
+    ]
+    probs = embedder._features([embedder.transform(image) for image in images])[1]
+    assert probs is not None
+    rows = probs.float().cpu().numpy()
+    return {name: dict(concepts.top_concepts(row)) for name, row in zip(paths, rows, strict=True)}
+
+
+@pytest.mark.parametrize(
+    ("text", "best"),
+    [
+        ("dogs", {"beagle", "pug with a ball"}),
+        ("beagle", {"beagle"}),
+        ("cat", {"persian"}),
+        ("persian cat", {"persian"}),
+        ("tennis ball", {"pug with a ball"}),
+        ("flowers", {"flower"}),
+        ("mountains", {"mountains"}),
+        ("car", {"car"}),
+        ("lizard", {"iguana"}),
+    ],
+)
+def test_a_word_finds_the_real_photo_that_shows_it(kept_concepts, text, best) -> None:
+    (concept,) = parse(text).concepts
+    scores = {name: sum(p for i, p in kept.items() if i in concept.classes) for name, kept in kept_concepts.items()}
+    top = max(scores, key=lambda name: scores[name])
+    assert top in best and scores[top] > 0.05, scores
+
+
+def test_every_roll_up_word_reads_as_its_classes() -> None:
+    """concepts.toml's words all parse, each to the classes its entry names."""
+    import tomllib
+    from importlib import resources
+
+    table = tomllib.loads(resources.files("petwatch").joinpath("concepts.toml").read_text())
+    for word, entry in table.items():
+        for name in [word, *entry.get("also", [])]:
+            (concept,) = parse(name).concepts
+            assert concept.classes == parse(word).concepts[0].classes, name
+
+
+def test_concept_names_are_the_classifiers_labels() -> None:
+    """The class files read without torch are in the model's class order."""
+    from petwatch.embed import imagenet_label
+
+    assert [concepts.concept_name(i) for i in range(1000)] == [imagenet_label(i) for i in range(1000)]

@@ -303,7 +303,7 @@ class Library:
         self._on_removed: list[RemovedListener] = []
         self.upgrade: Upgrade | None = None
         self._species_counts: tuple[tuple[str, int, int, int], dict[str, int]] | None = None
-        self._places: tuple[tuple[str, int, int], list[str]] | None = None
+        self._places: tuple[tuple[str, int], list[str]] | None = None
         self.searcher = Searcher(
             index_for=self._index_for,
             query_vector=self.query_vector,
@@ -626,8 +626,9 @@ class Library:
 
     def places(self) -> list[str]:
         """Every city, region and country of the indexed photos, sorted (what words can name
-        as a place; GET /words). Counted again at most once a minute."""
-        key = (self.store.collection, len(self.indexer.catalog), int(time.monotonic() // PLACES_SECONDS))
+        as a place; GET /words). Counted again at most once a minute (a full read of the places:
+        not per search while photos arrive; a real place reads as a place meanwhile anyway)."""
+        key = (self.store.collection, int(time.monotonic() // PLACES_SECONDS))
         if self._places is None or self._places[0] != key:
             try:
                 found = self.store.places()

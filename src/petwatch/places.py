@@ -37,9 +37,9 @@ MAX_TOWN_KM = 50.0
 REACH_KM = 1.5
 NEIGHBOURS = 32
 # Towns at least this big are names a user may type before any photo was taken there ("paris"
-# reads as a place that finds nothing rather than an unknown word); smaller ones would turn
-# typos into villages.
-KNOWN_TOWN_PEOPLE = 15_000
+# reads as a place that finds nothing rather than an unknown word); smaller ones turn common
+# words into towns (Forest, Belgium; Sunset, Florida; Pool, England).
+KNOWN_TOWN_PEOPLE = 100_000
 # What people type for countries GeoNames names otherwise.
 COUNTRY_ALIASES = {
     "usa": "United States",
@@ -95,10 +95,21 @@ def _data_dir() -> Path:
 @dataclass(frozen=True)
 class _Gazetteer:
     tree: Any  # scipy.spatial.cKDTree over unit vectors
-    city: list[str]
-    region: list[str]
-    country: list[str]
+    # Town names in one string ("Lisbon\nAmadora\n..."), town i from starts[i] to the next:
+    # 155,000 strings made by the JSON parser would keep its freed memory from the system.
+    cities: str
+    starts: np.ndarray
+    region: np.ndarray  # index into regions, per town (regions and countries repeat: kept once)
+    country: np.ndarray  # index into countries
+    regions: list[str]
+    countries: list[str]
     people: np.ndarray
+
+    def city(self, i: int) -> str:
+        return self.cities[self.starts[i] : self.starts[i + 1] - 1]
+
+    def place(self, i: int) -> Place:
+        return Place(self.city(i), self.regions[self.region[i]], self.countries[self.country[i]])
 
 
 def _unit(latitude: np.ndarray | float, longitude: np.ndarray | float) -> np.ndarray:
@@ -114,16 +125,35 @@ def _gazetteer() -> _Gazetteer:
     with gzip.open(folder / "geocode.gz") as handle:
         rows = json.loads(handle.read())
     with open(folder / "countries.csv", encoding="utf-8", newline="") as handle:
-        countries = dict(csv.reader(handle))
+        country_names = dict(csv.reader(handle))
+    regions: dict[str, int] = {}
+    countries: dict[str, int] = {}
+    region = np.array([regions.setdefault(row.get("state", ""), len(regions)) for row in rows], dtype=np.int32)
+    country = np.array(
+        [countries.setdefault(country_names.get(row["country_code"], ""), len(countries)) for row in rows],
+        dtype=np.int32,
+    )
+    names = [row["city"] for row in rows]
+    starts = np.cumsum([0] + [len(name) + 1 for name in names], dtype=np.int64)
+    cities = "".join(name + "\n" for name in names)
     lat = np.array([row["latitude"] for row in rows], dtype=np.float64)
     lon = np.array([row["longitude"] for row in rows], dtype=np.float64)
-    return _Gazetteer(
+    people = np.array([row.get("population", 0) for row in rows], dtype=np.float64)
+    # Only new strings outlive the parsed JSON (~100 MB of small objects): one of its own would
+    # pin the memory around it (the daemon would keep 118 MB instead of 21).
+    region_names, country_names_used = "\n".join(regions), "\n".join(countries)
+    del rows, names, regions, countries
+    towns = _Gazetteer(
         tree=cKDTree(_unit(lat, lon)),
-        city=[row["city"] for row in rows],
-        region=[row.get("state", "") for row in rows],
-        country=[countries.get(row["country_code"], "") for row in rows],
-        people=np.array([row.get("population", 0) for row in rows], dtype=np.float64),
+        cities=cities,
+        starts=starts,
+        region=region,
+        country=country,
+        regions=region_names.split("\n"),
+        countries=country_names_used.split("\n"),
+        people=people,
     )
+    return towns
 
 
 def place_at(latitude: float, longitude: float) -> Place | None:
@@ -140,26 +170,32 @@ def place_at(latitude: float, longitude: float) -> Place | None:
     if km[0] > MAX_TOWN_KM:
         return None
     reach = REACH_KM * np.sqrt(np.maximum(towns.people[index], 1000.0) / 10_000)
-    best = int(index[int(np.argmin(km / reach))])
-    return Place(towns.city[best], towns.region[best], towns.country[best])
+    return towns.place(int(index[int(np.argmin(km / reach))]))
 
 
 @functools.cache
-def known_places() -> dict[str, str]:
-    """Folded name -> the name as ``Place`` stores it, for every country, region and town of
-    KNOWN_TOWN_PEOPLE or more (and the usual short names of countries): the places a user may
-    name before a photo was taken there. Loads the gazetteer (about 2 s, once)."""
+def known_places() -> dict[str, Place]:
+    """Folded name -> the place, for every country, region and town of KNOWN_TOWN_PEOPLE or
+    more (and the usual short names of countries): the places a user may name before a photo
+    was taken there. A region is Place("", region, country), a country Place("", "", country).
+    Loads the gazetteer (about 2 s, once)."""
     towns = _gazetteer()
-    names: dict[str, str] = {}
-    big = towns.people >= KNOWN_TOWN_PEOPLE
-    for i in np.flatnonzero(big):  # towns first: a region or country of the same name wins
-        names[fold(towns.city[i])] = towns.city[i]
-    for name in set(towns.region) | set(towns.country):
-        if name:
-            names[fold(name)] = name
+    found: dict[str, Place] = {}
+    for i in np.flatnonzero(towns.people >= KNOWN_TOWN_PEOPLE):  # a region or country of the same name wins
+        town = towns.place(int(i))
+        found[fold(town.city)] = town
+    first: dict[int, int] = {}  # each region's country: that of its first town
+    for region, country in zip(towns.region.tolist(), towns.country.tolist(), strict=True):
+        first.setdefault(region, country)
+    for region, country in first.items():
+        if towns.regions[region]:
+            found[fold(towns.regions[region])] = Place("", towns.regions[region], towns.countries[country])
+    for country in towns.countries:
+        if country:
+            found[fold(country)] = Place("", "", country)
     for alias, country in COUNTRY_ALIASES.items():
-        names.setdefault(alias, country)
-    return names
+        found.setdefault(alias, Place("", "", country))
+    return found
 
 
 def _degrees(value: object, ref: object) -> float | None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast, get_type_hints
 
 import numpy as np
 
+from petwatch.concepts import TOP_K
 from petwatch.errors import PetwatchError, StoreFull
 from petwatch.milvus_lite import milvus_client_class
 from petwatch.milvus_server import ServerClient
@@ -60,13 +61,18 @@ RECORD: dict[str, Stored] = {
 }
 
 
-# A sparse field's class ids, kept beside it as a JSON column ({"c": [ids]}): Milvus filters on
-# those (json_contains_any), not on a sparse vector's keys, so "shows a dog" is one filter term.
-# Not an ARRAY column: in Milvus Lite 2.5.1 any query that matches no row then fails
-# ("Unsupported data type: 0"), and the index asks many such.
-IDS_SUFFIX = "_ids"
-IDS_KEY = "c"
-MAX_CLASSES = 16  # the most classes a photo keeps (concepts.top_concepts keeps fewer)
+# A sparse field's class ids, kept beside it in MAX_CLASSES int columns (classes_1 ... classes_5,
+# best first, -1 for none): Milvus filters on those, not on a sparse vector's keys. Measured on
+# Milvus Lite 2.5.1, 10k photos, "dog" (118 classes) filtering a 768-d search: p50 6.1 ms on int
+# columns, 75.9 ms on a JSON list (json_contains_any), 4.4 ms unfiltered. Not an ARRAY column:
+# in Lite 2.5.1 any query that matches no row then fails ("Unsupported data type: 0").
+MAX_CLASSES = TOP_K  # the most classes a photo keeps (concepts.top_concepts)
+NO_CLASS = -1
+
+
+def class_columns(name: str) -> list[str]:
+    """The int columns beside a sparse field that hold its class ids, best first."""
+    return [f"{name}_{n}" for n in range(1, MAX_CLASSES + 1)]
 
 
 def photo_record(**values: Any) -> PhotoRecord:
@@ -195,7 +201,8 @@ class PhotoFilter:
         if self.species:
             parts.append(species_filter(self.species))
         for classes in self.concepts:
-            parts.append(f'json_contains_any(classes{IDS_SUFFIX}["{IDS_KEY}"], {filter_value(sorted(classes))})')
+            wanted = filter_value(sorted(classes))
+            parts.append("(" + " or ".join(f"{column} in {wanted}" for column in class_columns("classes")) + ")")
         if self.taken is not None:
             start, end = (int(t) for t in self.taken)
             exif = f"taken_at >= {filter_value(start)} and taken_at < {filter_value(end)}"
@@ -256,6 +263,65 @@ def _connect(uri: str, token: str | None):
         ) from None
 
 
+# Milvus Lite 2.5.1 fails a read that returns a sparse vector field from a collection that has
+# never held a row ("Growing segment loss raw data"): its true answer is "nothing".
+_NEVER_WRITTEN = "loss raw data"
+
+
+class _Reads:
+    """A client whose reads answer an empty collection with nothing (see _NEVER_WRITTEN), not
+    an error; everything else passes through."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def query(self, *args, **kwargs) -> list:
+        try:
+            return self._client.query(*args, **kwargs)
+        except Exception as error:
+            if _NEVER_WRITTEN in str(error):
+                return []
+            raise
+
+    def search(self, *args, **kwargs) -> list:
+        try:
+            return self._client.search(*args, **kwargs)
+        except Exception as error:
+            if _NEVER_WRITTEN in str(error):
+                return [[] for _ in kwargs.get("data", args[1] if len(args) > 1 else [None])]
+            raise
+
+    def query_iterator(self, *args, **kwargs):
+        try:
+            return _SafeIterator(self._client.query_iterator(*args, **kwargs))
+        except Exception as error:
+            if _NEVER_WRITTEN in str(error):
+                return _SafeIterator(None)
+            raise
+
+
+class _SafeIterator:
+    def __init__(self, iterator) -> None:
+        self._iterator = iterator
+
+    def next(self) -> list:
+        if self._iterator is None:
+            return []
+        try:
+            return self._iterator.next()
+        except Exception as error:
+            if _NEVER_WRITTEN in str(error):
+                return []
+            raise
+
+    def close(self) -> None:
+        if self._iterator is not None:
+            self._iterator.close()
+
+
 def petwatch_collections(uri: str, token: str | None = None) -> dict[str, dict]:
     """Every collection petwatch made at ``uri``, with what its description records."""
     client = _connect(uri, token)  # not closed: pymilvus shares it with the Store opened next
@@ -287,7 +353,7 @@ class Store:
         self.upgrading_from = upgrading_from  # the older collection this one is built from
         self.is_lite = "://" not in uri
         self.metric = LITE_METRIC if self.is_lite else SERVER_METRIC  # what this version makes
-        self.client = _connect(uri, token)
+        self.client = _Reads(_connect(uri, token))
         self._open_or_create()
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -372,8 +438,8 @@ class Store:
         for name, stored in RECORD.items():
             if stored.kind == "sparse":
                 schema.add_field(name, DataType.SPARSE_FLOAT_VECTOR)
-                ids = name + IDS_SUFFIX
-                schema.add_field(ids, DataType.JSON)
+                for column in class_columns(name):
+                    schema.add_field(column, DataType.INT16)
                 index.add_index(name, index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
                 continue
             # A varchar's max_length counts bytes: up to 4 a character in UTF-8.
@@ -445,7 +511,8 @@ class Store:
         entity = {name: _fit(record[name], RECORD[name]) for name in self.fields}
         for name in self.fields:
             if RECORD[name].kind == "sparse":
-                entity[name + IDS_SUFFIX] = {IDS_KEY: list(entity[name])}
+                ids = list(entity[name])
+                entity.update(zip(class_columns(name), ids + [NO_CLASS] * (MAX_CLASSES - len(ids)), strict=True))
         entity["path"] = encode_path(row.path)
         entity["pk"] = row_pk(row.path, row.view)
         entity["photo_id"] = photo_id(row.path)

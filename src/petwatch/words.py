@@ -2,17 +2,18 @@
 (beach: ImageNet's seashore and sandbar classes), a place (Lisbon) and a time (2023).
 
 Each word or phrase is read, longest phrase first, as one of:
-- a date ("taken"): 2023, june 2023, jun 2023, 2023-06, 2023-06-14, summer 2022 (seasons are
-  the northern hemisphere's: summer is June-August, winter December-February), last year,
-  this year, last month, this month, last week, yesterday, today, 2021 to 2023, 2021-2023,
-  since 2022, after 2020, before 2020, until 2020, from 2020 to 2022;
+- a date ("taken"): 2023, june 2023, jun 2023, 2023-06, 2023-06-14, 14 june 2023, june 14
+  2023, summer 2022 (seasons are the northern hemisphere's: summer is June-August, winter
+  December-February), last summer, this winter, last june, last year, this year, last month,
+  this month, last week, yesterday, today, 2021 to 2023, 2021-2023, since 2022, after 2020,
+  before 2020, until 2020, from 2020 to 2022;
 - a pet's name (the pets' profiles), case-insensitive;
 - a place in the library (a city, region or country some photo was taken in), case- and
   accent-insensitive, multi-word ("new york");
 - a concept: what a photo shows ("dog", "beach", "golden retriever", "teapots": concepts.py);
 - a stop word ("a", "the", "at", "in", "near", "photos", ...), ignored;
-- a real place with no photo there yet ("paris": a country, region or town of 15,000+ people),
-  read as a place, so the search finds nothing and says why.
+- a real place with no photo there yet ("paris": a country, region or town of 100,000+
+  people), read as a place, so the search finds nothing and says why.
 Anything else is an unknown word: ``UnknownWords`` names each one and what can be typed.
 
 Times are wall-clock times, as petwatch stores a photo's EXIF time: Unix seconds of that
@@ -36,7 +37,7 @@ STOP_WORDS = frozenset(
     """a an the at in on of with and near by around from to my our me her his their its this that
     these those photo photos picture pictures pic pics image images shot shots snap snaps show
     find all any some every taken during while when where who what is are was were be being
-    being having playing sitting lying outside inside""".split()
+    having playing sitting lying outside inside""".split()
 )
 MONTHS = {
     name: number
@@ -59,7 +60,7 @@ MONTHS = {
     )
     for name in names
 }
-# Northern-hemisphere meteorological seasons: (first month, months); winter 2022 is
+# Northern-hemisphere meteorological seasons, three months from this one; winter 2022 is
 # December 2022 to February 2023.
 SEASONS = {"spring": 3, "summer": 6, "autumn": 9, "fall": 9, "winter": 12}
 EARLIEST = date(1826, 1, 1)  # the first photograph: "before 2020" has a start
@@ -71,6 +72,7 @@ YEAR = re.compile(r"^(1[89]\d\d|2[01]\d\d)$")
 YEAR_MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
 DAY = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 YEAR_SPAN = re.compile(r"^(\d{4})[-–](\d{4})$")
+NAMED_UNKNOWN = 8  # unknown words the message names; the rest are counted
 TYPE_THIS = (
     "type what a photo shows (dog, beach, snow, golden retriever), a pet's name, a place "
     "(a city, region or country) or a date (2023, june 2023, summer 2022, last year, 2021 to 2023)"
@@ -83,7 +85,10 @@ class UnknownWords(PetwatchError):
     def __init__(self, words: Collection[str], hints: dict[str, str] | None = None) -> None:
         self.words = tuple(words)
         hints = hints or {}
-        named = ", ".join(f"'{w}'" + (f" (did you mean {hints[w]}?)" if w in hints else "") for w in self.words)
+        shown = self.words[:NAMED_UNKNOWN]
+        named = ", ".join(f"'{w}'" + (f" (did you mean {hints[w]}?)" if w in hints else "") for w in shown)
+        if len(self.words) > len(shown):
+            named += f" and {len(self.words) - len(shown)} more"
         super().__init__(f"petwatch does not know {named}: {TYPE_THIS}")
 
 
@@ -155,6 +160,16 @@ def _atom(tokens: list[str], i: int, today: date) -> tuple[int, date, date] | No
             return None
     except ValueError:  # 2023-13, 2023-02-30
         return None
+    third = tokens[i + 2] if i + 2 < len(tokens) else ""
+    try:
+        if _day_number(word) and after in MONTHS and YEAR.match(third):  # 14 june 2023
+            day = date(int(third), MONTHS[after], _day_number(word))
+            return 3, day, day + timedelta(days=1)
+        if word in MONTHS and _day_number(after) and YEAR.match(third):  # june 14 2023
+            day = date(int(third), MONTHS[word], _day_number(after))
+            return 3, day, day + timedelta(days=1)
+    except ValueError:  # 31 june
+        return None
     if word in MONTHS and YEAR.match(after):
         year, month = int(after), MONTHS[word]
         return 2, date(year, month, 1), _next_month(year, month)
@@ -166,6 +181,16 @@ def _atom(tokens: list[str], i: int, today: date) -> tuple[int, date, date] | No
         return 1, today, today + timedelta(days=1)
     if word == "yesterday":
         return 1, today - timedelta(days=1), today
+    if word in ("this", "last") and (after in MONTHS or after in SEASONS):  # last summer, this june
+        first, length = (MONTHS[after], 1) if after in MONTHS else (SEASONS[after], 3)
+        for year in (today.year, today.year - 1, today.year - 2):
+            start = date(year, first, 1)
+            end = _add_months(start, length)
+            # this: the one under way, else this year's; last: the latest one over
+            if (word == "this" and start <= today < end) or (word == "last" and end <= today):
+                return 2, start, end
+        start = date(today.year, first, 1)
+        return 2, start, _add_months(start, length)
     if word in ("this", "last") and after in ("year", "month", "week"):
         back = word == "last"
         if after == "year":
@@ -177,6 +202,12 @@ def _atom(tokens: list[str], i: int, today: date) -> tuple[int, date, date] | No
         monday = today - timedelta(days=today.weekday() + (7 if back else 0))
         return 2, monday, monday + timedelta(days=7)
     return None
+
+
+def _day_number(word: str) -> int:
+    """The day of the month in "14", "14th", "1st"; 0 when it is not one."""
+    digits = word[:-2] if word[-2:] in ("st", "nd", "rd", "th") else word
+    return int(digits) if digits.isdigit() and 1 <= int(digits) <= 31 and len(digits) <= 2 else 0
 
 
 def _add_months(day: date, months: int) -> date:
@@ -223,8 +254,8 @@ def _span_text(start: date, end: date) -> str:
 
 def parse_taken(text: str, now: datetime | None = None) -> tuple[int, int]:
     """A date phrase alone (``--taken``) as [start, end) wall-clock Unix seconds."""
-    tokens = _tokens(text)
-    found = _when([t.lower() for t in tokens], 0, _today(now)) if tokens else None
+    tokens = [token.word.lower() for token in _tokens(text)]
+    found = _when(tokens, 0, _today(now)) if tokens else None
     if found is None or found[0] != len(tokens):
         raise PetwatchError(
             f"petwatch cannot read {text!r} as a date: type a year (2023), a month (june 2023, "
@@ -238,18 +269,28 @@ def parse_taken(text: str, now: datetime | None = None) -> tuple[int, int]:
 # Words
 
 
-def _tokens(text: str) -> list[str]:
+@dataclass(frozen=True)
+class _Token:
+    word: str  # the word as typed, outer punctuation off
+    start: int  # where it is in the text
+    end: int
+
+
+def _tokens(text: str) -> list[_Token]:
     """The words as typed: split on spaces and commas, outer punctuation off, hyphenated words
     split ("t-shirt") unless they are a date ("2021-2023", "2023-06-14")."""
     tokens = []
-    for raw in re.split(r"[\s,;]+", text):
+    for match in re.finditer(r"[^\s,;]+", text):
+        raw = match.group()
         word = raw.strip('.!?"()[]{}:')
         if not word:
             continue
+        start = match.start() + raw.index(word)
         if "-" in word.strip("-–") and not (YEAR_SPAN.match(word) or YEAR_MONTH.match(word) or DAY.match(word)):
-            tokens += [part for part in re.split(r"[-–]", word) if part]
+            for part in re.finditer(r"[^-–]+", word):
+                tokens.append(_Token(part.group(), start + part.start(), start + part.end()))
         else:
-            tokens.append(word)
+            tokens.append(_Token(word, start, start + len(word)))
     return tokens
 
 
@@ -281,14 +322,18 @@ def parse(
 
 def _read(
     text: str,
-    tokens: list[str],
+    tokens: list[_Token],
     pet_names: dict[str, str],
     place_names: dict[str, str],
     today: date,
     *,
     gazetteer: bool,
 ) -> WordQuery:
-    lowered = [t.lower() for t in tokens]
+    lowered = [t.word.lower() for t in tokens]
+
+    def typed(first: int, count: int) -> str:  # the words as typed, punctuation inside kept
+        return text[tokens[first].start : tokens[first + count - 1].end]
+
     known_places = places.known_places() if gazetteer else {}
     readings: list[Reading] = []
     found_concepts: list[Concept] = []
@@ -296,48 +341,57 @@ def _read(
     found_places: list[str] = []
     spans: list[tuple[date, date]] = []
     unknown: list[str] = []
+    ignored_from = 0  # the first word of the last run of stop words
     i = 0
     while i < len(tokens):
         when = _when(lowered, i, today)
         if when is not None:
             used, start, end = when
             spans.append((start, end))
-            readings.append(Reading(" ".join(tokens[i : i + used]), "taken", _span_text(start, end)))
+            readings.append(Reading(typed(i, used), "taken", _span_text(start, end)))
             i += used
             continue
         for n in range(min(LONGEST_PHRASE, len(tokens) - i), 0, -1):
-            typed = " ".join(tokens[i : i + n])
-            key = concepts.fold(typed)
+            words = typed(i, n)
+            key = concepts.fold(" ".join(t.word for t in tokens[i : i + n]))
             if key in pet_names:
                 found_pets.append(pet_names[key])
-                readings.append(Reading(typed, "pet", f"pet {pet_names[key]}"))
+                readings.append(Reading(words, "pet", f"pet {pet_names[key]}"))
             elif key in place_names:
                 found_places.append(place_names[key])
-                readings.append(Reading(typed, "place", f"place {place_names[key]}"))
+                readings.append(Reading(words, "place", f"place {place_names[key]}"))
             elif n == 1 and key in STOP_WORDS:
-                if readings and readings[-1].kind == "ignored":
-                    readings[-1] = Reading(f"{readings[-1].words} {typed}", "ignored", "ignored")
+                if readings and readings[-1].kind == "ignored":  # "at the": one reading
+                    readings[-1] = Reading(typed(ignored_from, i - ignored_from + 1), "ignored", "ignored")
                 else:
-                    readings.append(Reading(typed, "ignored", "ignored"))
+                    ignored_from = i
+                    readings.append(Reading(words, "ignored", "ignored"))
             elif (classes := concepts.lookup(key)) is not None:
-                found_concepts.append(Concept(typed, classes))
-                readings.append(Reading(typed, "concept", concepts.describe(classes)))
+                found_concepts.append(Concept(words, classes))
+                readings.append(Reading(words, "concept", concepts.describe(classes)))
             elif key in known_places:
-                found_places.append(known_places[key])
-                readings.append(Reading(typed, "place", f"place {known_places[key]} (no photo of yours is there)"))
+                place = known_places[key]
+                found_places.append(place.city or place.region or place.country)
+                readings.append(Reading(words, "place", f"place {place.label()} (no photo of yours is there)"))
             else:
                 continue
             i += n
             break
         else:
-            unknown.append(tokens[i])
+            unknown.append(tokens[i].word)
             i += 1
     if unknown:
         raise UnknownWords(unknown, _hints(unknown, pet_names, place_names, today))
     taken = None
-    if spans:  # several dates: photos in all of them
+    if spans:  # several dates: photos in all of them ("june 2023" within "2023")
         start, end = max(s for s, _ in spans), min(e for _, e in spans)
-        taken = (_seconds(start), max(_seconds(start), _seconds(end)))
+        if start >= end:
+            dates = [r.words for r in readings if r.kind == "taken"]
+            raise PetwatchError(
+                f"petwatch reads {' and '.join(repr(d) for d in dates)} as dates that do not overlap, so no "
+                f"photo is in both: for photos of either, say a range ({dates[0]} to {dates[-1]})"
+            )
+        taken = (_seconds(start), _seconds(end))
     return WordQuery(
         text=text,
         concepts=tuple(found_concepts),
@@ -354,7 +408,7 @@ def _hints(unknown: list[str], pet_names: dict[str, str], place_names: dict[str,
     everyday = [*concepts.everyday_words(), *DATE_WORDS, *STOP_WORDS, *pet_names, *place_names]
     shown = {**{w: w for w in concepts.vocabulary_words()}, **{w: w for w in everyday}, **pet_names, **place_names}
     hints = {}
-    for word in unknown:
+    for word in unknown[:NAMED_UNKNOWN]:  # difflib is slow over a pasted paragraph
         key = concepts.fold(word)
         if key in MONTHS or key in SEASONS:  # a month or season needs its year
             hints[word] = f"{key} {today.year}"
