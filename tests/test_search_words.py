@@ -19,8 +19,10 @@ from tests.finding import find
 from petwatch import library as library_module
 from petwatch import locations, settings
 from petwatch import store as store_module
+from petwatch.concepts import MIN_PROB, TOP_K
 from petwatch.embed import Embedder
 from petwatch.endpoints import SearchRequest
+from petwatch.errors import PetwatchError
 from petwatch.library import Library
 from petwatch.pets import Pets
 from petwatch.search import SearchQuery, query_from
@@ -155,10 +157,12 @@ def test_words_with_a_photo_filter_and_the_photo_ranks(indexed):
     assert own["hits"][0]["path"] == beagle and own["hits"][0]["score"] == pytest.approx(1.0, abs=1e-4)
 
 
-def test_an_unknown_word_is_named(indexed):
+def test_an_unknown_word_is_named_and_stop_words_alone_are_no_search(indexed):
     with pytest.raises(UnknownWords) as raised:
         _words(indexed, "beagle zorblax")
     assert "zorblax" in str(raised.value) and "beagle" not in raised.value.words
+    with pytest.raises(PetwatchError, match="nothing to search for"):
+        _words(indexed, "the")
 
 
 def test_an_unknown_word_from_the_cli_is_one_line_and_exit_1(home):
@@ -240,7 +244,7 @@ def test_the_sparse_classes_are_the_classifiers_top_ones(indexed, embedder):
     row = library.row(str(album["beagle"][0]))
     assert row is not None
     classes = row.photo["classes"]
-    assert 1 <= len(classes) <= 5 and all(0.02 <= p <= 1 for p in classes.values())
+    assert 1 <= len(classes) <= TOP_K and all(MIN_PROB - 1e-4 <= p <= 1 for p in classes.values())
     assert list(classes.values()) == sorted(classes.values(), reverse=True)
     assert np.isclose(sum(classes.values()), min(1.0, sum(classes.values())))
 

@@ -223,7 +223,9 @@ def _search_request(args) -> SearchRequest:
         raise PetwatchError(f"query image not found: {args.image}")
     if not (args.image or args.text or args.pet or args.taken or args.near):
         raise PetwatchError('give a photo, words (--text "rex at the beach 2023"), or --pet/--taken/--near')
-    return SearchRequest(
+    # Built as is, not validated: a path here may be any file name, a non-UTF-8 one included
+    # (the client encodes it for the socket; the flags were checked by argparse).
+    return SearchRequest.model_construct(
         image=os.path.abspath(args.image) if args.image else None,
         photo=None,
         offset=0,

@@ -102,6 +102,13 @@ def query_from(
         places=tuple(chosen_places),
         photo_ids=photo_ids,
     )
+    if not image and not found and only == PhotoFilter():
+        if not request.text:
+            raise PetwatchError("give a query: an image path, an indexed photo, or words (text)")
+        raise PetwatchError(
+            f"nothing to search for in {request.text!r}: type what, when, where or who "
+            '("rex at the beach 2023"), or give a photo'
+        )
     return SearchQuery(
         image=image,
         text=request.text or "",
