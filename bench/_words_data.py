@@ -52,7 +52,7 @@ def probabilities(root: Path, model: str, rebuild: bool = False, log=print) -> t
     for start in range(0, len(tensors), 16):
         probs = embedder._features(tensors[start : start + 16])[1]
         assert probs is not None
-        rows.append(probs.float().cpu().numpy())
+        rows.append(np.asarray(probs, np.float32))
         log(f"  classified {min(start + 16, len(tensors))}/{len(tensors)} ({time.monotonic() - started:.0f}s)")
     probs = np.concatenate(rows)
     C.RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -113,6 +113,8 @@ def replies(hits: int) -> list[tuple[str, Any, Any]]:
         "write_error": None,
         "upgrade": None,
         "config_problem": None,
+        "top_k": 20,
+        "min_score": -1.0,
     }
     search = {
         "query": "/tmp/q.jpg",

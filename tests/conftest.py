@@ -183,6 +183,44 @@ class DaemonProcess:
         self.stop(signal.SIGKILL)
 
 
+# A real daemon whose instance lock is held, and its socket not yet bound, until the test says
+# "go": the moment when the interpreter and the settings load (a starting daemon's first seconds).
+_HELD_BEFORE_THE_SOCKET = """
+import sys, time
+from pathlib import Path
+from petwatch.daemon import run
+take = run.acquire_instance_lock
+def held_until_go():
+    fd = take()
+    Path(sys.argv[1]).touch()
+    while not Path(sys.argv[2]).exists():
+        time.sleep(0.01)
+    return fd
+run.acquire_instance_lock = held_until_go
+sys.exit(run.main())
+"""
+
+
+def daemon_holding_its_lock(held: Path, go: Path, timeout: float = 60) -> DaemonProcess:
+    """A real daemon stopped between taking its instance lock and binding its socket, until the
+    file ``go`` exists (``held`` exists once it holds the lock)."""
+    daemon = DaemonProcess()
+    handle = open(daemon.log, "ab")
+    daemon.process = subprocess.Popen(
+        [sys.executable, "-c", _HELD_BEFORE_THE_SOCKET, str(held), str(go)],
+        env=daemon.env,
+        stdout=handle,
+        stderr=handle,
+    )
+    deadline = time.monotonic() + timeout
+    while not held.exists():
+        if daemon.process.poll() is not None or time.monotonic() > deadline:
+            daemon.kill()
+            raise RuntimeError(f"the daemon did not take its lock:\n{daemon.log.read_text()}")
+        time.sleep(0.02)
+    return daemon
+
+
 @pytest.fixture
 def start_daemon(home):
     """Start real daemons on the test's home; all are stopped at the end."""

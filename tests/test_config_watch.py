@@ -4,6 +4,7 @@ and a note on the commands that go through the daemon)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from tests.conftest import run_cli, write_photos
@@ -33,9 +34,19 @@ def test_the_daemon_applies_reports_or_refuses_an_edited_config_file(home, start
     with daemon.client() as client:
         assert len(client.search(image=str(photos[0]))["hits"]) == 6
 
-        # Safe to apply live: the default number of hits, and the folders.
+        # Safe to apply live: the default number of hits, and the folders. A front end following
+        # the events is told the new setting (the TUI's fields show it) without asking.
+        pushed: list[dict] = []
+
+        def follow() -> None:
+            with daemon.client() as listener:
+                pushed.extend(data for kind, data in listener.events() if kind == "status")
+
+        threading.Thread(target=follow, daemon=True).start()
+        time.sleep(0.5)  # subscribed
         config.write_text(f'folders = ["{album}", "{second}"]\ntop_k = 3\n')
         _wait(lambda: len(client.search(image=str(photos[0]))["hits"]) == 3, "top_k applied")
+        _wait(lambda: any(status["top_k"] == 3 for status in pushed), "the setting pushed with the status")
         _wait(lambda: client.status()["indexed"] == 8, "the added folder indexed")
         assert client.status()["config_problem"] is None
 

@@ -21,8 +21,9 @@ from petwatch import locations, settings
 from petwatch.client import DaemonClient
 from petwatch.daemon.api import OwnerOnlyH11, create_app
 from petwatch.daemon.features import Feature
-from petwatch.daemon.run import _serve, _server_class, bind_socket
+from petwatch.daemon.run import _serve, _server_class
 from petwatch.daemon.service import Daemon
+from petwatch.daemon.unix_socket import bind_socket
 from petwatch.embed import Embedder
 from petwatch.index import IndexReport
 from petwatch.library import Library

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import DaemonProcess, run_cli, write_photos
+from conftest import DaemonProcess, daemon_holding_its_lock, run_cli, write_photos
 from petwatch import locations
 from petwatch import settings as settings_module
 
@@ -95,6 +95,46 @@ def test_a_starting_daemon_is_seen_as_starting_and_search_waits_for_it(home):
         assert "not running" not in search.stderr
         assert run_cli("status").stdout.startswith("state     idle")
     finally:
+        daemon.stop()
+
+
+def test_a_daemon_that_holds_its_lock_but_has_no_socket_yet_is_starting_not_gone(home, tmp_path):
+    """The socket is bound only after the interpreter and the settings load; the instance lock
+    is held from the daemon's first moment. A command run in between said "not running"."""
+    album = home / "album"
+    photos = write_photos(album, 2)
+    settings_module.update_config_file(folders=[str(album)])
+    held, go = tmp_path / "held", tmp_path / "go"
+    daemon = daemon_holding_its_lock(held, go)
+    try:
+        assert not locations.socket_path().exists()
+        status = run_cli("status")
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.startswith("state     starting (loading the model)…"), status.stdout
+        assert f"pid {daemon.process.pid}" in status.stdout
+        assert json.loads(run_cli("status", "--json").stdout)["state"] == "starting"
+
+        errors = tmp_path / "search.err"
+        with open(errors, "w") as handle:
+            search = subprocess.Popen(
+                [sys.executable, "-m", "petwatch", "search", str(photos[0])],
+                stdout=subprocess.PIPE,
+                stderr=handle,
+                text=True,
+            )
+        deadline = time.monotonic() + 60
+        while "waiting for it" not in errors.read_text():
+            assert search.poll() is None, errors.read_text()
+            assert time.monotonic() < deadline, "the search did not wait for the starting daemon"
+            time.sleep(0.05)
+        assert not locations.socket_path().exists()  # it waited before there was a socket at all
+        go.touch()  # the daemon goes on: binds its socket, loads, serves
+        out, _ = search.communicate(timeout=180)
+        assert search.returncode == 0, errors.read_text()
+        assert "not running" not in errors.read_text()
+        assert run_cli("status").stdout.startswith("state     "), "the daemon serves"
+    finally:
+        go.touch()
         daemon.stop()
 
 

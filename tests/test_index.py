@@ -173,6 +173,45 @@ def test_bad_files_are_skipped_with_reasons_and_the_run_finishes(library, tmp_pa
     assert again.indexed == 0 and set(again.skipped) == set(report.skipped)
 
 
+def test_a_changed_photo_that_fails_is_not_read_again_by_a_hint_or_a_walk(library, tmp_path):
+    """ "Does this file need reading" is one rule for a walk and the watcher's hints: an indexed
+    photo overwritten with broken bytes fails once; the next hint (the daemon's
+    needing_index) passed it to be read, and fail, again on every hint."""
+    album = tmp_path / "album"
+    photo = write_photos(album, 2)[0]
+    library.reconcile([str(album)])
+    photo.write_bytes(photo.read_bytes()[:200])  # an interrupted save over an indexed photo
+    stat = library.stat(str(photo))
+    assert library.needing_index([stat]) == [stat]  # changed: read it
+    report = library.index_files([stat])
+    assert str(photo) in report.failed or str(photo) in report.skipped, report
+    assert library.needing_index([stat]) == []  # the same bytes failed: the hint reads nothing
+    walk = library.indexer.reconcile([str(album)])
+    assert walk.indexed == 0 and str(photo) in walk.skipped  # the walk, by the same rule
+    photo.write_bytes((album / sorted(os.listdir(album))[1]).read_bytes())  # fixed: read again
+    assert library.needing_index([library.stat(str(photo))]) != []
+
+
+def test_folder_counts_follow_photos_stored_and_removed(library, tmp_path):
+    """Status's photos per folder, kept per directory as photos come and go (not counted by
+    testing every photo against every folder on each status)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    write_photos(one / "2024" / "june", 2)
+    write_photos(two, 3)
+    folders = [str(one), str(two), str(tmp_path / "none")]
+    library.reconcile([str(one), str(two)])
+    assert library.folder_counts(folders) == {str(one): 2, str(two): 3, str(tmp_path / "none"): 0}
+    gone = sorted((two).iterdir())[0]
+    gone.unlink()
+    library.reconcile([str(two)])
+    assert library.folder_counts(folders)[str(two)] == 2
+    reopened = Library(library.settings, library.embedder)
+    try:
+        assert reopened.folder_counts(folders) == library.folder_counts(folders)  # counted from the catalog
+    finally:
+        reopened.close()
+
+
 def test_fixtures_are_each_indexed_or_skipped(library):
     fixtures = dataset("photo-fixtures")
     report = library.indexer.reconcile([str(fixtures)])

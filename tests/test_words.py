@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from petwatch import concepts, words
@@ -216,7 +217,7 @@ def kept_concepts() -> dict[str, dict[int, float]]:
     ]
     probs = embedder._features([embedder.transform(image) for image in images])[1]
     assert probs is not None
-    rows = probs.float().cpu().numpy()
+    rows = np.asarray(probs, np.float32)
     return {name: dict(concepts.top_concepts(row)) for name, row in zip(paths, rows, strict=True)}
 
 

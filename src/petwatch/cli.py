@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, cast
 
 from petwatch import __version__, locations
 from petwatch import settings as settings_module
-from petwatch.client import STARTING, DaemonClient, DaemonStarting, DaemonUnavailable
+from petwatch.client import STARTING, DaemonClient, DaemonStarting, DaemonUnavailable, daemon_present
 from petwatch.errors import PetwatchError
 from petwatch.format import comic_cost, no_pets_found
 from petwatch.format import size as human_bytes
@@ -67,32 +67,49 @@ IN_PROCESS_NOTE = "With the daemon running this asks it; without one it opens th
 STARTING_WAIT_SECONDS = 120.0  # a first start (cold caches, a big library) can take a minute
 
 
+class _WaitingClient(DaemonClient):
+    """The CLI's client: a daemon that is starting is waited for, up to STARTING_WAIT_SECONDS
+    (it owns the database, so working in-process beside it is not an option), and a config
+    file problem the daemon reports (on each reply) is told once. No request is made for
+    these: the command's own request finds them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._deadline: float | None = None
+        self._told: str | None = None
+
+    def request(self, method: str, url: str, **kwargs: typing.Any):
+        while True:
+            try:
+                response = super().request(method, url, **kwargs)
+                break
+            except DaemonStarting:
+                self._wait_for_start()
+        problem = self.config_problem
+        if problem and problem != self._told:  # the daemon runs on, but the user's edit did not (all) take
+            self._told = problem
+            print(f"petwatch: note: {problem}", file=sys.stderr)
+        return response
+
+    def _wait_for_start(self) -> None:
+        if self._deadline is None:
+            print(f"petwatch: the daemon is {STARTING} waiting for it", file=sys.stderr)
+            self._deadline = time.monotonic() + STARTING_WAIT_SECONDS
+        elif time.monotonic() > self._deadline:
+            raise PetwatchError(
+                f"the daemon is still starting after {STARTING_WAIT_SECONDS:.0f}s: "
+                f"see its log ({locations.log_file()}, or journalctl --user -u "
+                "petwatch) and `petwatch status`"
+            ) from None
+        time.sleep(0.25)
+
+
 def _daemon() -> DaemonClient | None:
-    """A client when the daemon runs, else None (the caller works in-process). A daemon that is
-    starting is waited for, up to STARTING_WAIT_SECONDS: it owns the database, so working
-    in-process beside it is not an option."""
-    client = DaemonClient()
-    deadline = None
-    while client.socket.exists():
-        try:
-            problem = client.status().get("config_problem")
-            if problem:  # the daemon runs on, but the user's edit did not (all) take
-                print(f"petwatch: note: {problem}", file=sys.stderr)
-            return client
-        except DaemonStarting:
-            if deadline is None:
-                print(f"petwatch: the daemon is {STARTING} waiting for it", file=sys.stderr)
-                deadline = time.monotonic() + STARTING_WAIT_SECONDS
-            elif time.monotonic() > deadline:
-                client.close()
-                raise PetwatchError(
-                    f"the daemon is still starting after {STARTING_WAIT_SECONDS:.0f}s: "
-                    f"see its log ({locations.log_file()}, or journalctl --user -u "
-                    "petwatch) and `petwatch status`"
-                ) from None
-            time.sleep(0.25)
-        except DaemonUnavailable:
-            break
+    """A client when the daemon runs or is starting (then its first request waits), else None
+    (the caller works in-process)."""
+    client = _WaitingClient()
+    if daemon_present(client.socket):
+        return client
     client.close()
     return None
 
@@ -144,13 +161,17 @@ def cmd_index(args) -> int:
 
 
 def _follow_progress(progress: ProgressLine) -> None:
-    try:
-        with DaemonClient() as follower:
-            for kind, data in follower.events():
-                if kind == Event.PROGRESS and data.get("total"):
-                    progress.update(data["done"], data["total"], data.get("current", ""))
-    except PetwatchError:
-        pass
+    with DaemonClient() as follower:
+        while True:
+            try:
+                for kind, data in follower.events():
+                    if kind == Event.PROGRESS and data.get("total"):
+                        progress.update(data["done"], data["total"], data.get("current", ""))
+                return
+            except DaemonStarting:
+                time.sleep(0.25)  # the index request waits for it too
+            except PetwatchError:
+                return
 
 
 def _print_report(report: ReportReply) -> None:

@@ -12,7 +12,13 @@ This module imports nothing heavy (no torch, no Milvus): the CLI and TUI start f
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
+import socket as socket_module
+import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -49,6 +55,50 @@ class DaemonStarting(DaemonUnavailable):
             self, f"the petwatch daemon is {STARTING} (pid {pid}, up {uptime_s:.0f}s): try again in a few seconds"
         )
         self.pid, self.uptime_s = pid, uptime_s
+
+
+def starting_daemon(lock: Path | None = None) -> DaemonStarting | None:
+    """A daemon that holds its instance lock but has not bound its socket yet (the interpreter
+    and the settings load first), told as starting; None when no process holds the lock.
+
+    The lock is tried shared for an instant: the daemon's own exclusive try waits that instant
+    out (daemon.run.acquire_instance_lock)."""
+    path = lock or locations.daemon_lock()
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                return None
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            since = os.fstat(fd).st_mtime  # the daemon writes its pid as it takes the lock
+            return DaemonStarting(int(text) if text.isdigit() else None, max(0.0, time.time() - since))
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def daemon_present(socket: Path) -> bool:
+    """Whether a daemon runs or is starting: its socket takes a connection (no request sent), or
+    a process holds its instance lock. A socket left by a crash refuses the connection."""
+    probe = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_STREAM)
+    try:
+        probe.connect(str(socket))
+        return True
+    except OSError:
+        return starting_daemon() is not None
+    finally:
+        probe.close()
+
+
+def _unavailable(socket: Path) -> DaemonUnavailable:
+    """No socket to talk to: a daemon still starting (it holds its lock), else none."""
+    return starting_daemon() or DaemonUnavailable(socket)
 
 
 class DaemonError(PetwatchError):
@@ -110,20 +160,27 @@ def _version(status: Any) -> str | None:
 def _talking(socket: Path, what: str) -> Iterator[None]:
     """A request's errors as the user reads them: no daemon, or no answer in time."""
     if not socket.exists():
-        raise DaemonUnavailable(socket)
+        raise _unavailable(socket)
     try:
         yield
     except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError):
-        raise DaemonUnavailable(socket) from None
+        raise _unavailable(socket) from None
     except httpx.TimeoutException:
         raise PetwatchError(
             f"the daemon did not answer {what} in time; see its log (journalctl --user -u petwatch)"
         ) from None
 
 
+def _config_problem(response: httpx.Response) -> str | None:
+    """The daemon's config problem as its reply's head carries it (endpoints.CONFIG_PROBLEM_HEADER)."""
+    problem = response.headers.get(endpoints.CONFIG_PROBLEM_HEADER)
+    return urllib.parse.unquote(problem) if problem else None
+
+
 class DaemonClient(EndpointCalls):
     def __init__(self, socket: Path | None = None, timeout: float = 30.0) -> None:
         self.socket = socket or locations.socket_path()
+        self.config_problem: str | None = None  # as the last reply told it
         self._http = httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url=BASE, timeout=timeout)
 
     def close(self) -> None:
@@ -139,6 +196,7 @@ class DaemonClient(EndpointCalls):
         with _talking(self.socket, f"{method} {url}"):
             response = self._http.request(method, url, **kwargs)
         _raise_for(response)
+        self.config_problem = _config_problem(response)
         return response
 
     def call(self, method: str, url: str, **kwargs: Any) -> Any:

@@ -327,6 +327,11 @@ GROUP_ACTIONS: dict[str, Endpoint[Any]] = {
 
 ENDPOINTS: tuple[Endpoint[Any], ...] = tuple(v for v in list(globals().values()) if isinstance(v, Endpoint))
 
+# On every reply while the config file is broken or names settings that need a restart: the
+# daemon's config problem, percent-encoded (a header is Latin-1), so the CLI can tell it without
+# asking /status before each command.
+CONFIG_PROBLEM_HEADER = "Petwatch-Config-Problem"
+
 
 # --- the event stream's framing (GET /events, server-sent events), both sides --------------------
 EventData = dict[str, Any]  # by kind: the data TypedDicts in petwatch.protocol (hello: StatusReply)

@@ -55,15 +55,6 @@ def taken(unix_seconds: int | float | None) -> str:
         return "unknown"
 
 
-def short_path(path: str, width: int) -> str:
-    """``path`` cut from the left to ``width`` characters, keeping the file name."""
-    if len(path) <= width:
-        return path
-    if width <= 1:
-        return "…"[:width]
-    return "…" + path[-(width - 1) :]
-
-
 def home_relative(path: str) -> str:
     home = os.path.expanduser("~")
     if home not in ("", "/") and (path == home or path.startswith(home + os.sep)):

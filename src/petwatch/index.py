@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from petwatch import photos, places
 from petwatch.embed import NO_SIGNAL, Embedding, EmbeddingModel, PetSignal, Prepared
@@ -253,8 +254,10 @@ class Indexer:
         self.decode_threads = decode_threads or os.cpu_count() or 1
         self.catalog: dict[str, CatalogEntry] = dict(store.iter_catalog())
         self.paths_by_hash: dict[str, set[str]] = {}
+        self._per_directory: dict[str, int] = {}  # indexed photos in each directory (folder_counts)
         for path, entry in self.catalog.items():
             self.paths_by_hash.setdefault(entry.content_hash, set()).add(path)
+            self._per_directory[os.path.dirname(path)] = self._per_directory.get(os.path.dirname(path), 0) + 1
         self._lock = threading.Lock()
         self.last_write_error: Exception | None = None  # the last store write's failure; None once one succeeds
 
@@ -280,16 +283,7 @@ class Indexer:
             online.append(folder)
             seen.update(self.walk(folder, report))
         failed_before = self.failures.known()
-        todo = []
-        for path, stat in seen.items():
-            entry = self.catalog.get(path)
-            if entry and entry.matches(stat):
-                report.unchanged += 1
-                continue
-            if reason := failed_unchanged(failed_before, stat):
-                report.skipped[path] = reason  # same bytes failed before: not retried
-                continue
-            todo.append(stat)
+        todo = self.to_read(seen.values(), report, failed_before)
 
         def vanished(path: str) -> bool:  # under a folder walked just now, and not found there
             return path not in seen and any(is_under(path, folder) for folder in online)
@@ -298,6 +292,29 @@ class Indexer:
         # renamed) while the daemon was down stayed on the failure list for good.
         self.failures.clear([path for path in failed_before if vanished(path)])
         return todo, [path for path in self.catalog if vanished(path)]
+
+    def to_read(
+        self,
+        files: Iterable[FileStat],
+        report: IndexReport | None = None,
+        failed: dict[str, tuple[int, int, str]] | None = None,
+    ) -> list[FileStat]:
+        """The one rule of "does this file need reading": not when it is indexed as it is now,
+        nor when these very bytes failed before (indexed once or never: a changed file that
+        fails is not read again on every hint). The report, if any, counts what is passed over."""
+        failed = self.failures.known() if failed is None else failed
+        todo = []
+        for stat in files:
+            entry = self.catalog.get(stat.path)
+            if entry and entry.matches(stat):
+                if report is not None:
+                    report.unchanged += 1
+            elif reason := failed_unchanged(failed, stat):
+                if report is not None:
+                    report.skipped[stat.path] = reason  # same bytes failed before: not retried
+            else:
+                todo.append(stat)
+        return todo
 
     def reconcile(
         self,
@@ -341,6 +358,7 @@ class Indexer:
         with self._lock:
             for path in paths:
                 entry = self.catalog.pop(path)
+                self._count_in_directory(path, -1)
                 same = self.paths_by_hash.get(entry.content_hash)
                 if same:
                     same.discard(path)
@@ -413,12 +431,20 @@ class Indexer:
                 work.copy_of_hash = photo.content_hash
                 return None
             run.claimed[photo.content_hash] = work
-        # Read from the embedder when a photo is decoded, not before: a walk that finds nothing
-        # to embed does not load the model (library.LazyModel).
-        min_side = self.embedder.decode_min_side if self.draft_decode else None
-        image = photos.decode(photo, min_side)
-        work.look = photos.look(image, photo)  # the one decode serves stacks too
+        image, work.look = self.decode(photo)  # the one decode serves stacks too
         return self.embedder.prepare(image)
+
+    @property
+    def decode_min_side(self) -> int | None:
+        """The shorter side a photo is draft-decoded to for the model (None: decoded whole).
+        Read from the embedder when a photo is decoded, not before: a walk that finds nothing
+        to embed does not load the model (library.LazyModel)."""
+        return self.embedder.decode_min_side if self.draft_decode else None
+
+    def decode(self, photo: photos.PhotoFile) -> tuple[Image.Image, photos.Look]:
+        """A photo decoded for the model, and its look (stacks) from that same decode."""
+        image = photos.decode(photo, self.decode_min_side)
+        return image, photos.look(image, photo)
 
     def _embed(self, batch: list[_Decoded]) -> dict[str, Embedding]:
         """The batch's prepared tensors through the embedder: content hash -> its vectors."""
@@ -579,11 +605,29 @@ class Indexer:
                 old = self.catalog.get(row.path)
                 if old and old.content_hash != row.content_hash:
                     self.paths_by_hash.get(old.content_hash, set()).discard(row.path)
+                if old is None:
+                    self._count_in_directory(row.path, 1)
                 self.catalog[row.path] = CatalogEntry(row.photo["size"], row.photo["mtime_ns"], row.content_hash)
                 self.paths_by_hash.setdefault(row.content_hash, set()).add(row.path)
         self.failures.clear(row.path for row in rows)
 
+    def _count_in_directory(self, path: str, change: int) -> None:
+        """Keep the photos per directory as the catalog changes (under the lock)."""
+        directory = os.path.dirname(path)
+        left = self._per_directory.get(directory, 0) + change
+        if left > 0:
+            self._per_directory[directory] = left
+        else:
+            self._per_directory.pop(directory, None)
+
     def folder_counts(self, folders: Sequence[str]) -> dict[str, int]:
+        """Indexed photos under each folder, from the photos per directory kept as they change:
+        status asks often, and each photo against each folder cost photos x folders prefix tests
+        (~0.2-0.4 s for 100k photos in 5 folders, on every status)."""
         with self._lock:
-            paths = list(self.catalog)
-        return {folder: sum(1 for p in paths if is_under(p, folder)) for folder in folders}
+            per_directory = list(self._per_directory.items())
+        counts = dict.fromkeys(folders, 0)
+        for directory, photos_there in per_directory:
+            if (owner := next((f for f in folders if is_under(directory, f)), None)) is not None:
+                counts[owner] += photos_there
+        return counts

@@ -456,19 +456,9 @@ class Library:
         return entry is not None and entry.matches(self.stat(os.path.abspath(path)))
 
     def needing_index(self, files: Sequence[FileStat]) -> list[FileStat]:
-        """The files to read: not indexed as they are now, and not files that already failed
-        with these very bytes (the failure log is read once, however many files)."""
-        failed = self._failures.known()
-        todo = []
-        for stat in files:
-            entry = self.entry(stat.path)
-            if entry is not None:
-                stale = not entry.matches(stat)
-            else:
-                stale = failed_unchanged(failed, stat) is None
-            if stale:
-                todo.append(stat)
-        return todo
+        """The files to read, by the walk's own rule (Indexer.to_read): not indexed as they are
+        now, and not files that already failed with these very bytes."""
+        return self.indexer.to_read([replace(stat, path=os.path.abspath(stat.path)) for stat in files])
 
     # --- keeping it current ----------------------------------------------------------------
     def listen(self, stored: StoredListener | None = None, removed: RemovedListener | None = None) -> None:
@@ -650,11 +640,7 @@ class Library:
         if self.is_current(path) and (row := store.get(path)) is not None:
             return row.vector
         try:
-            image = photos.open_upright(
-                path,
-                self.settings.max_image_pixels,
-                self.embedder.decode_min_side if self.settings.draft_decode else None,
-            )
+            image = photos.open_upright(path, self.settings.max_image_pixels, self.indexer.decode_min_side)
         except photos.PhotoError as error:
             raise PetwatchError(f"cannot use {image_path} as a query: {error}") from None
         return self.embedder.embed_query(image).vectors_for(store.recipe)[0]
@@ -701,7 +687,6 @@ class Library:
         digests = self._stacks.without_look(_snapshot(self.indexer.paths_by_hash))
         digests = [d for d in digests if d not in self._backfill_tried][:limit]
         rows: list[PhotoRow] = []
-        min_side = self.embedder.decode_min_side if self.settings.draft_decode else None
         for digest in digests:
             self._backfill_tried.add(digest)
             paths = self.paths_with_content(digest)
@@ -709,7 +694,7 @@ class Library:
                 photo = photos.read_photo(paths[0], self.settings.max_image_pixels) if paths else None
                 if photo is None or photo.content_hash != digest:
                     continue  # gone or changed since: the walk sees to it
-                look = photos.look(photos.decode(photo, min_side), photo)
+                _image, look = self.indexer.decode(photo)
             except photos.PhotoError:
                 continue
             if (row := self.store.get(paths[0])) is not None:

@@ -71,6 +71,9 @@ class Look:
     sharpness: float  # variance of the Laplacian on a fixed-size grey copy: the sharpest frame of a burst
     pixels: int  # the photo's full size (width x height): the largest copy of a picture
     taken_ms: int  # PhotoFile.taken_ms: bursts are photos moments apart
+    # The file's size: of two copies of one picture, the original has the most bytes per pixel
+    # (a re-encoded copy's JPEG artefacts score as sharpness). 0: unknown (a look kept before).
+    bytes: int = 0
 
 
 def has_photo_extension(path: str | os.PathLike[str]) -> bool:
@@ -202,7 +205,7 @@ def look(image: Image.Image, photo: PhotoFile) -> Look:
     laplacian = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4 * g[1:-1, 1:-1]
     sharpness = float(laplacian.var()) if laplacian.size else 0.0
     signed = bits - (1 << 64) if bits >= 1 << 63 else bits  # SQLite integers are signed 64-bit
-    return Look(signed, sharpness, photo.width * photo.height, photo.taken_ms)
+    return Look(signed, sharpness, photo.width * photo.height, photo.taken_ms, len(photo.data))
 
 
 def open_upright(path: str | os.PathLike[str], max_pixels: int, min_side: int | None = None) -> Image.Image:

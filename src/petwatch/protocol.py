@@ -57,6 +57,7 @@ class Event(StrEnum):
 
     HELLO = "hello"  # first on every stream: the daemon's status
     STATE = "state"  # the daemon's state changed
+    STATUS = "status"  # the daemon's status once a change has settled: the numbers pushed, not asked for
     PROGRESS = "progress"  # a walk or a batch under way
     INDEXED = "indexed"  # photos stored
     REMOVED = "removed"  # photos dropped from the index
@@ -217,6 +218,8 @@ class StatusReply(TypedDict):
     write_error: str | None  # why the index cannot be written now (disk full, server gone)
     upgrade: UpgradeProgress | None
     config_problem: str | None  # the config file changed: broken, or settings that need a restart
+    top_k: int  # the settings a search without its own takes (live: an edited config file)
+    min_score: float  # DEFAULT_MIN_SCORE: no cut
 
 
 class StatsReply(TypedDict):
@@ -419,6 +422,7 @@ class IndexedEvent(TypedDict):
 class RemovedEvent(TypedDict):
     paths: list[str]  # the first 100
     count: int
+    total: int  # photos in the index now
 
 
 class FoldersEvent(TypedDict):
@@ -447,6 +451,8 @@ class PublishEvent(Protocol):
     def __call__(self, kind: Literal[Event.HELLO], data: StatusReply) -> None: ...
     @overload
     def __call__(self, kind: Literal[Event.STATE], data: StateEvent) -> None: ...
+    @overload
+    def __call__(self, kind: Literal[Event.STATUS], data: StatusReply) -> None: ...
     @overload
     def __call__(self, kind: Literal[Event.PROGRESS], data: ProgressReply) -> None: ...
     @overload

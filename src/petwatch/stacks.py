@@ -74,15 +74,19 @@ def hamming(bits: np.ndarray, one: int) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(bits, np.int64(one)))
 
 
-def cover_key(kind: str, look: Look | None) -> tuple[float, float]:
+def cover_key(kind: str, look: Look | None, by_bytes: bool = True) -> tuple[float, ...]:
     """What makes the best frame: a burst's sharpest (variance of the Laplacian: the frame
-    without motion blur), then largest; a copy's largest (the original, not the shrunk copy a
-    friend sent), then sharpest."""
+    without motion blur), then largest. A copy's original: the largest (not the shrunk copy a
+    friend sent), then the most bytes per pixel (not a copy re-encoded at a lower quality, whose
+    JPEG artefacts score as sharpness), then the earliest capture time known, then sharpest.
+    ``by_bytes`` False: some look of the stack was kept without its size (before it was kept)."""
     if look is None:
-        return (-1.0, -1.0)
+        return (-1.0, -1.0, -1.0, -1.0)
     if kind == BURST:
-        return (look.sharpness, float(look.pixels))
-    return (float(look.pixels), look.sharpness)
+        return (look.sharpness, float(look.pixels), 0.0, 0.0)
+    per_pixel = look.bytes / look.pixels if by_bytes and look.pixels else 0.0
+    earliest = -float(look.taken_ms) if look.taken_ms else -float("inf")
+    return (float(look.pixels), per_pixel, earliest, look.sharpness)
 
 
 class Stacks:
@@ -101,7 +105,7 @@ class Stacks:
         tables = StateTables(
             db_path,
             "CREATE TABLE IF NOT EXISTS stack_looks (content_hash TEXT PRIMARY KEY, phash INTEGER,"
-            " sharpness REAL, pixels INTEGER, taken_ms INTEGER);"
+            " sharpness REAL, pixels INTEGER, taken_ms INTEGER, bytes INTEGER);"
             "CREATE TABLE IF NOT EXISTS stack_links (a TEXT, b TEXT, kind TEXT, PRIMARY KEY (a, b));",
             reentrant=True,
             # No fsync per batch on the indexing thread: a look lost to a power cut is looked at
@@ -109,9 +113,15 @@ class Stacks:
             durable=False,
         )
         self._db, self._lock = tables.db, tables.lock
+        with self._lock:
+            columns = [row[1] for row in self._db.execute("PRAGMA table_info(stack_looks)")]
+            if "bytes" not in columns:  # kept before the file's size was: unknown (0) until seen again
+                self._db.execute("ALTER TABLE stack_looks ADD COLUMN bytes INTEGER")
         self._looks: dict[str, Look] = {
-            digest: Look(phash, sharpness, pixels, taken_ms)
-            for digest, phash, sharpness, pixels, taken_ms in self._db.execute("SELECT * FROM stack_looks")
+            digest: Look(phash, sharpness, pixels, taken_ms, size or 0)
+            for digest, phash, sharpness, pixels, taken_ms, size in self._db.execute(
+                "SELECT content_hash, phash, sharpness, pixels, taken_ms, bytes FROM stack_looks"
+            )
         }
         self._links: dict[str, dict[str, str]] = {}
         for a, b, kind in self._db.execute("SELECT a, b, kind FROM stack_links"):
@@ -136,8 +146,12 @@ class Stacks:
             for digest in fresh:
                 self._looks[digest] = fresh[digest].look  # type: ignore[assignment]
             self._db.executemany(
-                "INSERT OR REPLACE INTO stack_looks VALUES (?, ?, ?, ?, ?)",
-                [(d, lk.phash, lk.sharpness, lk.pixels, lk.taken_ms) for d in fresh if (lk := self._looks[d])],
+                "INSERT OR REPLACE INTO stack_looks VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (d, lk.phash, lk.sharpness, lk.pixels, lk.taken_ms, lk.bytes)
+                    for d in fresh
+                    if (lk := self._looks[d])
+                ],
             )
             self._grow_arrays(new)  # known bytes stored again (a reindex) are there already
             vectors = {digest: row.vector for digest, row in fresh.items()}
@@ -250,8 +264,9 @@ class Stacks:
             return None  # a stack of one is no stack
         burst = any(kind == BURST for d in digests for kind in self._links.get(d, {}).values())
         kind = BURST if burst else COPIES
-        best = max(cover_key(kind, self._looks.get(d)) for d in digests)
-        cover = min(p for p, d in members if cover_key(kind, self._looks.get(d)) == best)
+        by_bytes = all((look := self._looks.get(d)) is not None and look.bytes for d in digests)
+        best = max(cover_key(kind, self._looks.get(d), by_bytes) for d in digests)
+        cover = min(p for p, d in members if cover_key(kind, self._looks.get(d), by_bytes) == best)
         paths = [cover] + sorted(p for p, _ in members if p != cover)
         return Stack(digests[0][:16], kind, cover, paths)
 

@@ -33,6 +33,15 @@ def fake_hits(count: int, folder: str = "/photos/pets") -> list[dict]:
             "species": ("cat" if i % 8 < 6 else "dog") if i % 3 else "none",
             "label": breeds[i % len(breeds)] if i % 3 else "lakeside",
             "camera": "Apple iPhone 12 Pro" if i % 3 else "",
+            "city": "Lisbon" if i % 2 else "",
+            "region": "Lisbon" if i % 2 else "",
+            "country": "Portugal" if i % 2 else "",
+            "classes": {},
+            # the search's view of its date, place and concepts (HitReply)
+            "taken": 1_600_000_000 + i * 86_400 if i % 4 else 1_650_000_000,
+            "taken_from": "exif" if i % 4 else "file",
+            "place": "Lisbon, Portugal" if i % 2 else "",
+            "concepts": [breeds[i % len(breeds)], "seashore", "sandbar"] if i % 2 else [],
         }
         for i in range(count)
     ]
@@ -66,6 +75,8 @@ def fake_status(indexed: int = 1234, **overrides) -> dict:
         "pid": 1,
         "version": "0",
         "db": "/tmp/milvus.db",
+        "top_k": 20,
+        "min_score": -1.0,
     }
     status.update(overrides)
     return status
@@ -88,6 +99,9 @@ class FakeClient:
         self._failures = failures or []
         self.thumbnail_calls: list[tuple[str, int]] = []
         self.searches: list[dict] = []
+        self.status_calls = 0  # the TUI is told the status (hello, status events), never asks
+        self.words_reply = {"places": ["Lisbon", "Portugal", "Los Angeles", "Tuscany"], "pets": ["Rex", "Luna"]}
+        self.words_calls = 0
         self.events_queue: asyncio.Queue | None = None
 
     def _check(self) -> None:
@@ -109,14 +123,36 @@ class FakeClient:
 
     async def status(self) -> dict:
         self._check()
+        self.status_calls += 1
         return self._status
 
-    async def search(self, image=None, photo=None, top_k=20, min_score=-1.0, offset=0, species=None) -> dict:
+    async def search(
+        self, image=None, photo=None, top_k=None, min_score=None, offset=0, species=None, text=None
+    ) -> dict:
+        """Words are read as the daemon reads them (petwatch.words, over this fake's places and
+        pets): an unknown word is the daemon's one-line 400."""
         self._check()
-        self.searches.append({"image": image, "photo": photo, "top_k": top_k, "offset": offset, "species": species})
+        asked = {"image": image, "photo": photo, "top_k": top_k, "min_score": min_score, "text": text}
+        self.searches.append({**asked, "offset": offset, "species": species})
+        readings = []
+        if text:
+            from petwatch import words
+
+            try:
+                query = words.parse(text, pets=self.words_reply["pets"], places=self.words_reply["places"])
+            except words.UnknownWords as error:
+                raise DaemonError(str(error), 400) from None
+            readings = [{"words": r.words, "kind": r.kind, "meaning": r.meaning} for r in query.readings]
+        top_k = self._status.get("top_k", 20) if top_k is None else top_k  # None: the daemon's settings
+        min_score = self._status.get("min_score", -1.0) if min_score is None else min_score
         hits = [h for h in self.hits if h["score"] >= min_score and (not species or h["species"] in species)]
         hits = hits[offset : offset + top_k]
-        return {"query": image or photo, "hits": hits, "took_ms": 12.0}
+        return {"query": image or photo or text, "hits": hits, "took_ms": 12.0, "readings": readings}
+
+    async def words(self) -> dict:
+        self._check()
+        self.words_calls += 1
+        return self.words_reply
 
     async def thumbnail(self, path: str, size: int = 256) -> bytes:
         self._check()

@@ -60,8 +60,13 @@ async def test_pushed_events_update_the_status_bar_and_announce_new_photos():
         assert "indexing" in text and "queue 9" in text and "ETA 4s" in text
         assert app.screen.query_one("#status-progress").display
         client._status = fake_status(indexed=13, failed=2)
-        await client.events_queue.put(("state", {"state": "idle"}))  # idle: one fresh /status
+        await client.events_queue.put(("report", {"indexed": 3, "failed": {"/b.jpg": "truncated"}}))
+        await client.events_queue.put(("state", {"state": "idle"}))
+        await client.events_queue.put(("status", client._status))  # idle: the numbers, pushed
         await wait_for(pilot, lambda: "2 failed" in status_text(app), what="the failures count")
+        assert client.status_calls == 0  # pushed: the TUI asked for no status
+        await client.events_queue.put(("removed", {"paths": ["/a.jpg"], "count": 1, "total": 12}))
+        await wait_for(pilot, lambda: "12 photos" in status_text(app), what="the count after a removal")
         assert not app.screen.query_one("#status-progress").display
         await wait_for(
             pilot,
@@ -81,16 +86,16 @@ async def test_a_config_file_the_daemon_could_not_take_is_told_and_marked():
         await wait_for(pilot, lambda: app.connected and client.events_queue, what="connection")
         assert "config" not in status_text(app)
         client._status = fake_status(config_problem=problem)
-        await client.events_queue.put(("state", {"state": "idle"}))  # idle: one fresh /status
+        await client.events_queue.put(("status", client._status))  # pushed when the problem appears
         await wait_for(pilot, lambda: "⚠ config file" in status_text(app), what="the mark")
         assert notes(app) == [problem]  # told once, with what to do...
-        await client.events_queue.put(("state", {"state": "idle"}))
+        await client.events_queue.put(("status", client._status))
         await pilot.pause(0.2)
         assert notes(app) == [problem]  # ... not again while it stays the same
         await pilot.click("#status-config")  # the mark tells it again
         await wait_for(pilot, lambda: notes(app) == [problem, problem], what="the note again")
         client._status = fake_status(config_problem=None)  # fixed: the mark goes
-        await client.events_queue.put(("state", {"state": "idle"}))
+        await client.events_queue.put(("status", client._status))
         await wait_for(pilot, lambda: "config" not in status_text(app), what="the mark gone")
 
 
@@ -260,6 +265,44 @@ async def test_removing_a_folder_asks_first():
         await wait_for(pilot, lambda: "no folders yet" in str(table.get_row_at(0)[0]), what="empty list")
 
 
+def test_every_screens_keys_are_in_help():
+    """Help is built from the bindings: every screen and widget of the TUI that declares keys
+    (found here by walking the package, as a new screen would be) has each of them listed, under
+    its own area (the "pets found" and group screens were missing from a hand-kept list)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from textual.dom import DOMNode
+
+    import petwatch.tui
+    from petwatch.tui.screens.help import area_name
+
+    rows = binding_rows()
+    owners = []
+    for info in pkgutil.walk_packages(petwatch.tui.__path__, "petwatch.tui."):
+        module = importlib.import_module(info.name)
+        owners += [
+            c
+            for _, c in inspect.getmembers(module, inspect.isclass)
+            if issubclass(c, DOMNode) and c.__module__ == info.name and "BINDINGS" in c.__dict__
+        ]
+    names = {owner.__name__ for owner in owners}
+    assert {"PetsFoundScreen", "GroupPhotosScreen", "PetsScreen", "SearchScreen", "PreviewScreen"} <= names
+    missing = [
+        f"{owner.__name__}: {binding.key} {binding.description or binding.action}"
+        for owner in owners
+        if not owner.__name__.startswith("_")
+        for binding in owner.BINDINGS
+        if not any(
+            area == area_name(owner) and what == (binding.description or binding.action) for area, _, what in rows
+        )
+    ]
+    assert not missing, "keys missing from help:\n" + "\n".join(missing)
+    areas = {area for area, _, _ in rows}
+    assert {"Pets found", "Group photos", "Status bar", "Query field"} <= areas
+
+
 async def test_help_lists_every_binding():
     rows = binding_rows()
     listed = {(area, keys) for area, keys, _ in rows}
@@ -371,3 +414,39 @@ async def test_mouse_click_moves_and_double_click_opens():
         await pilot.press("escape")
         await pilot.click("#status-selection")  # hidden while nothing is selected: no screen
         assert isinstance(app.screen, SearchScreen)
+
+
+def _header(app) -> str:
+    """The search bar's line as drawn (the screenshot's text; its segments, whose gaps are
+    positions, joined without spaces)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    rows = re.findall(r'<text class="[^"]*" x="[^"]*" y="([^"]*)"[^>]*>([^<]*)</text>', svg)
+    lines: dict[str, str] = {}
+    for y, text in rows:
+        lines[y] = lines.get(y, "") + html.unescape(text).replace("\xa0", " ")
+    line = next(line for line in lines.values() if "top" in line and "min" in line)
+    return "".join(line.split())
+
+
+async def test_the_header_at_80x24_shows_no_cut_as_no_number_and_the_daemons_settings():
+    """ "min -1.0" is not a cut; and the fields start from the daemon's live top_k and min_score
+    settings (its status), not from protocol.DEFAULT_TOP_K."""
+    client = FakeClient(status=fake_status(top_k=7, min_score=-1.0), hits=fake_hits(30))
+    app = make_app(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        header = _header(app)
+        assert "-1.0" not in header and "-1" not in header, header
+        assert "top7minany" in header, header
+        app.screen.search("/photos/query.jpg")
+        await wait_for(pilot, lambda: app.screen.grid.hits, what="the hits")
+        assert client.searches[-1]["top_k"] == 7 and client.searches[-1]["min_score"] is None
+        assert len(app.screen.grid.hits) == 7
+
+        client._status = fake_status(top_k=7, min_score=0.25)  # the config file edited: a cut
+        app.daemon_status = client._status
+        await pilot.pause()
+        assert "top7min0.25" in _header(app)

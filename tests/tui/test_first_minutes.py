@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import DaemonProcess, write_photos
+from conftest import DaemonProcess, daemon_holding_its_lock, write_photos
 from petwatch import locations
 from petwatch import settings as settings_module
 from petwatch.tui.app import PetwatchApp
@@ -85,7 +85,7 @@ async def test_the_help_screen_says_how_quitting_works_in_a_text_field():
     rows = binding_rows()
     quit_keys = [keys for area, keys, what in rows if area == "Everywhere" and what == "Quit"]
     assert quit_keys == ["ctrl+q / q"], rows
-    assert any(area == "Query path input" and "ctrl+q" in what for area, _keys, what in rows)
+    assert any(area == "Query field" and "ctrl+q" in what for area, _keys, what in rows)
 
 
 # --- the welcome text --------------------------------------------------------------------------
@@ -150,3 +150,23 @@ async def test_the_tui_says_the_daemon_is_starting_then_connects(home):
             assert isinstance(app.screen, SearchScreen)
     finally:
         daemon.stop()
+
+
+async def test_a_daemon_holding_its_lock_before_its_socket_is_starting_in_the_tui(home, tmp_path):
+    """Between the daemon's first moment (its instance lock) and its socket, the TUI said "not
+    running" and offered to start another."""
+    held, go = tmp_path / "held", tmp_path / "go"
+    daemon = daemon_holding_its_lock(held, go)
+    try:
+        app = PetwatchApp(theme="textual-dark", retry_seconds=(0.2,))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: app.daemon_starting, what="the daemon seen as starting")
+            await pilot.pause()
+            banner = app.screen.query_one(ConnectionBanner)
+            assert "The petwatch daemon is starting (loading the model)" in str(
+                banner.query_one("#banner-text").render()
+            )
+            assert not banner.query_one("#banner-start").display
+            assert not locations.socket_path().exists()
+    finally:
+        daemon.kill()

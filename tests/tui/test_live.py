@@ -275,3 +275,34 @@ async def test_pressing_s_starts_a_daemon_in_the_background(home):
             if launch.process is not None:
                 launch.process.terminate()
                 launch.process.wait(60)
+
+
+async def test_a_search_in_words_against_the_daemon(live):
+    """Words to the real daemon (issue 28): hits with how each word was read, Tab completing a
+    pet's name from GET /words, and an unknown word told in the daemon's one line."""
+    app = PetwatchApp(theme="textual-dark")
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await start(pilot)
+        query = app.screen.query_one("#query")
+        query.focus()
+        query.value = ""
+        await pilot.press(*"dog", "enter")
+        grid = app.screen.query_one(ResultsGrid)
+        info = app.screen.query_one("#results-info")
+        await wait_for(pilot, lambda: grid.hits, what=f"hits for a word ({info.render()}, {app._notifications})")
+        assert app.screen.last_query["text"] == "dog"
+        line = str(app.screen.query_one("#readings").render())
+        assert line.startswith("read as  dog: ") and "ImageNet" in line, line
+        hit = grid.hits[0]
+        assert hit["concepts"] and hit["taken_from"] in ("exif", "file")
+        await pilot.press("enter")
+        await wait_for(
+            pilot, lambda: type(app.screen).__name__ == "PreviewScreen" and app.screen.meta, what="the preview"
+        )
+        assert f"concepts {hit['concepts'][0]}" in " ".join(screen_text(app).split())
+        await pilot.press("escape", "slash")
+        query.value = "dog flibbertigibbet"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app._notifications, what="the unknown word's notification")
+        message = next(iter(app._notifications)).message
+        assert "flibbertigibbet" in message and "\n" not in message

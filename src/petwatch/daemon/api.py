@@ -16,7 +16,8 @@ import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,8 +28,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from petwatch import endpoints
 from petwatch.daemon.library_routes import router as library_router
 from petwatch.daemon.routing import route
-from petwatch.daemon.run import peer_uid
 from petwatch.daemon.service import Daemon
+from petwatch.daemon.unix_socket import peer_uid
 from petwatch.errors import PetwatchError
 from petwatch.protocol import (
     Event,
@@ -98,6 +99,26 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
 
+class ConfigProblemHeader:
+    """Pure ASGI middleware: the daemon's config problem, if any, on every reply's head
+    (endpoints.CONFIG_PROBLEM_HEADER), for the CLI to tell once."""
+
+    def __init__(self, app, problem: Callable[[], str | None]) -> None:
+        self.app, self.problem = app, problem
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def sending(message):
+            if message["type"] == "http.response.start" and (problem := self.problem()):
+                header = (endpoints.CONFIG_PROBLEM_HEADER.lower().encode(), urllib.parse.quote(problem).encode())
+                message = {**message, "headers": [*message.get("headers", []), header]}
+            await send(message)
+
+        return await self.app(scope, receive, sending)
+
+
 def create_app(daemon: Daemon) -> BodyLimit:
     """The app, behind BodyLimit (the ASGI app uvicorn serves)."""
     app = FastAPI(
@@ -141,7 +162,7 @@ def create_app(daemon: Daemon) -> BodyLimit:
     app.include_router(library_router(daemon))
     for feature in daemon.features:
         app.include_router(feature.routes())
-    return BodyLimit(app)
+    return BodyLimit(ConfigProblemHeader(app, lambda: daemon.config.problem))
 
 
 FIRST_REQUEST_SECONDS = 10.0  # a connection must have sent one whole request head by then

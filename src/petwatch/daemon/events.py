@@ -22,6 +22,11 @@ class EventBus:
         # call's data against its kind; _publish itself takes any.
         self.publish: PublishEvent = self._publish
 
+    @property
+    def listened(self) -> bool:
+        """Whether any front end follows the events (what only they read need not be made)."""
+        return bool(self._subscribers)
+
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 

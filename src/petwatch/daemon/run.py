@@ -12,7 +12,6 @@ import os
 import select
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -23,6 +22,7 @@ import platformdirs
 from petwatch import locations
 from petwatch import settings as settings_module
 from petwatch.daemon import systemd
+from petwatch.daemon.unix_socket import bind_socket, peer_uid
 from petwatch.errors import PetwatchError
 
 log = logging.getLogger("petwatch.daemon")
@@ -48,16 +48,26 @@ def setup_logging(level: str) -> None:
     logging.getLogger("pymilvus").setLevel(logging.ERROR)
 
 
+LOCK_PROBE_SECONDS = 0.5  # a front end holds the lock shared for microseconds to see a daemon starting
+
+
 def acquire_instance_lock() -> int:
-    """Hold an exclusive lock on the data dir for the daemon's lifetime."""
+    """Hold an exclusive lock on the data dir for the daemon's lifetime (taken first, before the
+    settings load: front ends read a held lock and no socket as a daemon starting)."""
     path = locations.daemon_lock()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        if error.errno not in (errno.EAGAIN, errno.EACCES):
-            raise
+    deadline = time.monotonic() + LOCK_PROBE_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            if time.monotonic() < deadline:  # a front end's probe (client.starting_daemon): an instant
+                time.sleep(0.01)
+                continue
         pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
         raise PetwatchError(
@@ -66,35 +76,6 @@ def acquire_instance_lock() -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
-
-
-def bind_socket(path: Path) -> socket.socket:
-    """The API socket: 0600 in a 0700 directory, a stale one from a crash replaced."""
-    if len(os.fsencode(path)) > locations.MAX_SOCKET_PATH:
-        raise PetwatchError(f"socket path too long for Unix sockets ({path}); use a shorter PETWATCH_HOME")
-    locations.ensure_private_dir(path.parent)
-    path.unlink(missing_ok=True)  # we hold the instance lock: any socket here is stale
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o600)
-    sock.listen(256)
-    sock.setblocking(False)
-    return sock
-
-
-def peer_uid(sock: socket.socket) -> int | None:
-    """The uid of the process at the other end of a Unix socket connection (SO_PEERCRED)."""
-    try:
-        _pid, uid, _gid = struct.unpack(
-            "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        )
-    except OSError:
-        return None
-    return uid
 
 
 class StartingAnswers:
@@ -195,9 +176,13 @@ def _stop_while_loading(signum, frame) -> None:
 
 
 def main() -> int:
-    settings = settings_module.load()
-    setup_logging(settings.log_level)
     lock = acquire_instance_lock()
+    try:
+        settings = settings_module.load()
+    except BaseException:
+        os.close(lock)
+        raise
+    setup_logging(settings.log_level)
     # Until the server takes over the stop signals (below), SIGTERM unwinds the load.
     signal.signal(signal.SIGTERM, _stop_while_loading)
     daemon = sock = starting = None

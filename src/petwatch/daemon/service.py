@@ -271,6 +271,8 @@ class Daemon:
             "upgrade": self.library.upgrade_status(),
             # The config file changed and is broken, or names settings that need a restart.
             "config_problem": self.config.problem,
+            "top_k": self.settings.top_k,
+            "min_score": self.settings.min_score,
         }
 
     def _queued_work(self) -> int:
@@ -360,7 +362,7 @@ class Daemon:
                 self._busy = False
                 self.progress = None
                 if self._tasks.empty():
-                    self.bus.publish(Event.STATE, {"state": self.state()})
+                    self._settled()
 
     def _drain_files(self, task: _Task) -> None:
         """Coalesce queued file hints into one batch: a burst becomes one embed run."""
@@ -450,7 +452,18 @@ class Daemon:
             log.info("removed %d photos", removed)
             self.bus.publish(Event.REPORT, IndexReport(removed=removed).to_dict())
         if self._tasks.empty() and not self._removals:
-            self.bus.publish(Event.STATE, {"state": self.state()})
+            self._settled()
+
+    def _told_of_config(self) -> tuple[object, ...]:
+        """What the status tells of the config file: its problem, the search settings' values."""
+        return self.config.problem, self.settings.top_k, self.settings.min_score
+
+    def _settled(self) -> None:
+        """The queue ran dry: the state, and the status with it, pushed once to every front end
+        (each pulled it, twice per change)."""
+        self.bus.publish(Event.STATE, {"state": self.state()})
+        if self.bus.listened:
+            self.bus.publish(Event.STATUS, self.status())
 
     def _upgrade_step(self) -> None:
         """Between tasks, re-embed a few photos of an older index (library.Upgrade)."""
@@ -520,7 +533,7 @@ class Daemon:
         )
 
     def _on_removed(self, paths: list[str]) -> None:
-        self.bus.publish(Event.REMOVED, {"paths": paths[:100], "count": len(paths)})
+        self.bus.publish(Event.REMOVED, {"paths": paths[:100], "count": len(paths), "total": self.library.photo_count})
         for feature in self.features:
             feature.removed(paths)
 
@@ -592,7 +605,10 @@ class Daemon:
             if not self.library.is_lite:  # a server can go away, and come back, at any time
                 self._server_problem = self.library.write_problem()
             self._retry_after_write_error()
+            told = self._told_of_config()
             self._apply_config_folders(self.config.check())
+            if self._told_of_config() != told and self.bus.listened:
+                self.bus.publish(Event.STATUS, self.status())  # told at once, not at the next change
             interval = self.settings.rescan_minutes * 60
             if interval and time.monotonic() - self._last_walk > interval and self._tasks.empty():
                 self._last_walk = time.monotonic()

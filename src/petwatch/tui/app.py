@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 from PIL import Image
-from textual import on, work
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.reactive import reactive
@@ -52,6 +52,7 @@ def default_theme() -> str:
 
 
 class PetwatchApp(App[int]):
+    HELP_AREA = "Everywhere"  # where help lists its keys
     TITLE = "petwatch"
     CSS_PATH = "petwatch.tcss"
     COMMANDS = App.COMMANDS | {PetwatchCommands}
@@ -105,6 +106,8 @@ class PetwatchApp(App[int]):
         self.comic_records: dict[str, ComicJobReply] = {}  # job id -> the latest record seen on the stream
         self.my_comics: set[str] = set()  # sent from this TUI: announced when they end unseen
         self.pet_names: list[str] = []  # as last seen (the palette offers "comic of <name>")
+        # The places and pets a query's words can name (GET /words): Tab completes them.
+        self.word_names: list[str] = []
         self._pet_news = Burst(self, self._announce_pet_photos)
         self._announced_pets_found = False
         self._config_problem_told: str | None = None
@@ -155,6 +158,7 @@ class PetwatchApp(App[int]):
         self.daemon_status = status
         self.progress = status.get("progress")
         self.connected = True
+        self.load_words()
         if again:
             self.notify("connected to the daemon again", title="petwatch")
 
@@ -180,7 +184,20 @@ class PetwatchApp(App[int]):
         self.daemon_status = {**self.daemon_status, "state": state}
         if state == "idle":
             self.progress = None
-            self.refresh_status()
+
+    def on_status_changed(self, message: events.StatusChanged) -> None:
+        """The numbers once a change settled, pushed by the daemon (never asked for)."""
+        self.daemon_status = message.data
+        self.progress = message.data.get("progress")
+        self.load_words()  # new photos may bring new places
+
+    @work(exclusive=True, group="words")
+    async def load_words(self) -> None:
+        try:
+            words = await self.client.words()
+        except (PetwatchError, httpx.HTTPError, OSError):
+            return  # completion waits for the next try; searching does not need it
+        self.word_names = [*words.get("places", []), *words.get("pets", [])]
 
     def on_progress(self, message: events.Progress) -> None:
         self.progress = message.data
@@ -192,10 +209,12 @@ class PetwatchApp(App[int]):
         self.daemon_status = {**status, "indexed": message.data.get("total", status.get("indexed", 0))}
         self._photo_news.add(NEW_PHOTOS, message.data.get("count", 0))
 
-    @on(events.Removed)
-    @on(events.Reported)
-    def _index_changed(self) -> None:
-        self.refresh_status()
+    def on_removed(self, message: events.Removed) -> None:
+        status = self.daemon_status
+        self.daemon_status = {**status, "indexed": message.data.get("total", status.get("indexed", 0))}
+
+    def on_reported(self, message: events.Reported) -> None:
+        self.tell_screens(message)  # an open failure list reads the failures again
 
     def on_folders_changed(self, message: events.FoldersChanged) -> None:
         self.daemon_status = {**self.daemon_status, "folders": message.data.get("folders", [])}
@@ -265,6 +284,8 @@ class PetwatchApp(App[int]):
             return
         if name not in self.pet_names:
             self.pet_names.append(name)
+        if name not in self.word_names:
+            self.word_names.append(name)
         self.tell_screens(message)
         self._pet_news.add(name, len(message.data.get("new") or []))
 
@@ -286,13 +307,6 @@ class PetwatchApp(App[int]):
             return None
         cache.put(key, size, image)
         return image
-
-    @work(exclusive=True, group="status")
-    async def refresh_status(self) -> None:
-        try:
-            self.daemon_status = await self.client.status()
-        except PetwatchError:
-            pass
 
     def _announce_new_photos(self, counts: dict[str, int]) -> None:
         total = self.daemon_status.get("indexed")
@@ -463,6 +477,8 @@ class PetwatchApp(App[int]):
         name = summary.get("name", name)
         if name not in self.pet_names:
             self.pet_names.append(name)
+        if name not in self.word_names:
+            self.word_names.append(name)
         self.notify(
             f"{name}: {format.plural(summary.get('examples', len(photos)), 'example')}, "
             f"{format.plural(summary.get('count', 0), 'photo')} in the album",

@@ -22,6 +22,7 @@ from petwatch.protocol import (
     RemovedEvent,
     ReportReply,
     StateEvent,
+    StatusReply,
     UpgradeEvent,
 )
 
@@ -42,6 +43,10 @@ class DaemonEvent(Message, Generic[Data], bubble=False):
 
 class StateChanged(DaemonEvent[StateEvent], bubble=False):
     kind = Event.STATE
+
+
+class StatusChanged(DaemonEvent[StatusReply], bubble=False):
+    kind = Event.STATUS
 
 
 class Progress(DaemonEvent[ProgressReply], bubble=False):

@@ -44,6 +44,7 @@ def comic_hit(job: Mapping[str, Any]) -> dict[str, Any]:
 class ComicGrid(ResultsGrid, inherit_bindings=False):
     """The results grid, drawing comics: the picture, the state and cost, the prompt."""
 
+    HELP_AREA = "Comics gallery"  # where help lists its keys
     BINDINGS = [*MOVE_BINDINGS, Binding("enter", "open", "Open large")]
 
     def tile_text(self, index: int, selected: bool) -> tuple[str, str, str]:
@@ -66,6 +67,7 @@ class ComicGrid(ResultsGrid, inherit_bindings=False):
 
 
 class ComicsScreen(PetwatchScreen):
+    HELP_AREA = "Comics gallery"  # where help lists its keys
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("r", "refine", "Refine / retry"),

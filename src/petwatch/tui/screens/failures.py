@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 from petwatch import format
 from petwatch.errors import PetwatchError
 from petwatch.protocol import FailureReply
+from petwatch.tui import events
 
 if TYPE_CHECKING:
     from petwatch.tui.app import PetwatchApp
@@ -46,6 +47,11 @@ class FailuresScreen(ModalScreen):
         table.add_column("size", key="size")
         table.focus()
         self.load()
+
+    def on_reported(self, message: events.Reported) -> None:
+        """A task ended: files it could not read (or fixed ones) change the list."""
+        if message.data.get("failed") or message.data.get("skipped") or message.data.get("indexed"):
+            self.load()
 
     @work(exclusive=True)
     async def load(self) -> None:

@@ -1,4 +1,5 @@
-"""One hit large: the picture, its EXIF date, size and folder; page through the hits."""
+"""One hit large: the picture, when and where it was taken, what it shows, its size and folder;
+page through the hits."""
 
 from __future__ import annotations
 
@@ -96,11 +97,13 @@ class PreviewScreen(Screen[tuple[str, object]]):
         rows = [
             ("hit", f"{self.index + 1} of {len(self.hits)}"),
             ("score", f"{hit['score']:.3f}" if hit.get("score") is not None else "–"),  # a stack's other photos
-            ("taken", format.taken(meta.get("taken_at", hit.get("taken_at")))),
+            ("taken", _taken(hit, meta)),
+            ("place", escape(_place(hit, meta))),
             ("pixels", f"{width} × {height}" if width and height else "unknown"),
             ("camera", escape(meta.get("camera", hit.get("camera")) or "unknown")),  # EXIF text: not markup
             ("file size", format.size(meta.get("size", hit.get("size")))),
             ("shows", _shows(hit)),
+            ("concepts", escape(", ".join(hit.get("concepts") or [])) or "–"),
             # The photo's own folder (the title is its name): a whole path wrapped mid-name.
             ("folder", format.home_relative(os.path.dirname(path))),
             ("selected", "yes ★" if self.petwatch.is_selected(path) else "no"),
@@ -138,6 +141,21 @@ class PreviewScreen(Screen[tuple[str, object]]):
         if action == "step":
             return 0 <= self.index + cast(int, parameters[0]) < len(self.hits) or None
         return True
+
+
+def _taken(hit: Tile, meta: Mapping[str, Any]) -> str:
+    """When: a search hit's date (EXIF, else the file's time, said so); else the photo's EXIF date."""
+    if hit.get("taken"):
+        return format.taken(hit["taken"]) + ("  (file time)" if hit.get("taken_from") == "file" else "")
+    return format.taken(meta.get("taken_at", hit.get("taken_at")))
+
+
+def _place(hit: Tile, meta: Mapping[str, Any]) -> str:
+    """Where (from the photo's GPS): a search hit's place, else the photo's town and country."""
+    if hit.get("place"):
+        return str(hit["place"])
+    named = [meta.get(key) or hit.get(key) for key in ("city", "country")]
+    return ", ".join(str(name) for name in named if name) or "unknown"
 
 
 def _shows(hit: Tile) -> str:

@@ -62,10 +62,12 @@ class PathSuggester(Suggester):
 class PathInput(Input):
     """Input for a file or folder path; Tab completes like a shell when there is a suggestion."""
 
+    HELP_AREA = "Path fields"  # where help lists its keys
+
     BINDINGS = [Binding("tab", "complete", "Complete path", show=False, priority=True)]
 
-    def __init__(self, *args, dirs_only: bool = False, **kwargs) -> None:
-        super().__init__(*args, suggester=PathSuggester(dirs_only), **kwargs)
+    def __init__(self, *args, dirs_only: bool = False, suggester: Suggester | None = None, **kwargs) -> None:
+        super().__init__(*args, suggester=suggester or PathSuggester(dirs_only), **kwargs)
         self.dirs_only = dirs_only
 
     def _completion(self) -> str | None:
