@@ -256,16 +256,9 @@ def _embed(root: Path, model: str) -> dict[str, np.ndarray]:
         sources.append(i)
         images.append(image)
     print(f"embedding {len(images)} photos for camera rolls ...", flush=True)
-    vectors, species = [], []
-    for start in range(0, len(images), 32):
-        batch = images[start : start + 32]
-        embedded = embedder.embed_batch(batch, [embedder.preprocess_views(im) for im in batch])
-        vectors += [views[0] for views, *_ in embedded]
-        species += [signal.species for _, _, signal, _ in embedded]
-        if start % 320 == 0:
-            print(f"  {start + len(batch)}/{len(images)} ({time.perf_counter() - started:.0f}s)", flush=True)
+    vectors, species = WD.embed_images(embedder, images, started, every=320)
     data = {
-        "vectors": np.stack(vectors).astype(np.float32),
+        "vectors": vectors,
         "set": np.array(sets),
         "group": np.array(groups),
         "label": np.array(labels),

@@ -106,6 +106,20 @@ def shifted_copy(image, seed: int):
     return Image.open(buffer).convert("RGB")
 
 
+def embed_images(embedder, images: list, started: float, every: int) -> tuple[np.ndarray, list[str]]:
+    """Each image's stored (pet-focused, raw) vector and species, 32 at a time, with progress
+    every ``every`` images (the camera rolls of bench_discovery embed the same way)."""
+    vectors, species = [], []
+    for start in range(0, len(images), 32):
+        batch = images[start : start + 32]
+        embedded = embedder.embed_batch(batch, [embedder.preprocess_views(im) for im in batch])
+        vectors += [views[0] for views, *_ in embedded]
+        species += [signal.species for _, _, signal, _ in embedded]
+        if start % every == 0:
+            print(f"  {start + len(batch)}/{len(images)} ({time.perf_counter() - started:.0f}s)", flush=True)
+    return np.stack(vectors).astype(np.float32), species
+
+
 def build(root: Path, model: str) -> dict[str, np.ndarray]:
     """Embed every set (raw product vectors: pet focus, not whitened) and cache them."""
     from concurrent.futures import ThreadPoolExecutor
@@ -164,16 +178,9 @@ def build(root: Path, model: str) -> dict[str, np.ndarray]:
         sources.append(i)
         images.append(image)
     print(f"embedding {len(images)} photos ({len(items)} originals) ...", flush=True)
-    vectors, species = [], []
-    for start in range(0, len(images), 32):
-        batch = images[start : start + 32]
-        embedded = embedder.embed_batch(batch, [embedder.preprocess_views(im) for im in batch])
-        vectors += [views[0] for views, *_ in embedded]
-        species += [signal.species for _, _, signal, _ in embedded]
-        if start % 640 == 0:
-            print(f"  {start + len(batch)}/{len(images)} ({time.perf_counter() - started:.0f}s)", flush=True)
+    vectors, species = embed_images(embedder, images, started, every=640)
     data = {
-        "vectors": np.stack(vectors).astype(np.float32),
+        "vectors": vectors,
         "set": np.array(sets),
         "group": np.array(groups),
         "label": np.array(labels),

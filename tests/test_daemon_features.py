@@ -20,9 +20,9 @@ from tests.test_pet_focus import _album, _make_old_format
 from petwatch import locations, settings
 from petwatch.client import DaemonClient
 from petwatch.daemon.api import OwnerOnlyH11, create_app
+from petwatch.daemon.core import Daemon
 from petwatch.daemon.features import Feature
 from petwatch.daemon.run import _serve, _server_class
-from petwatch.daemon.service import Daemon
 from petwatch.daemon.unix_socket import bind_socket
 from petwatch.embed import Embedder
 from petwatch.index import IndexReport

@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "petwatch"
 LAYERS: dict[str, float] = {
     "errors": 0,
     "locations": 0,
-    "paths": 0,
+    "filenames": 0,
     "progress": 0,
     "format": 0,
     "state_db": 0,
@@ -36,7 +36,7 @@ LAYERS: dict[str, float] = {
     "client": 2.5,
     "photos": 2,
     "milvus_lite": 2,
-    "milvus_server": 2,
+    "milvus_remote": 2,
     # the network behind one session (ONNX Runtime or torch), under what is made of its outputs
     "engine": 2.75,
     "embed": 3,
@@ -58,7 +58,17 @@ LAYERS: dict[str, float] = {
 }
 # The front ends talk to the daemon through the client; the model and the index are loaded
 # only on the CLI's in-process path, inside the command that needs them.
-FRONT_END_MAY_IMPORT = {"errors", "locations", "paths", "progress", "format", "protocol", "settings", "client", "tui"}
+FRONT_END_MAY_IMPORT = {
+    "errors",
+    "locations",
+    "filenames",
+    "progress",
+    "format",
+    "protocol",
+    "settings",
+    "client",
+    "tui",
+}
 LIBRARY_PARTS = {"indexer", "store", "embedder", "_failures", "_stacks"}
 
 

@@ -328,7 +328,7 @@ def test_refused_writes_wait_and_only_a_full_disk_counts_as_refused(library, tmp
     library.reconcile([str(album)])
     if cause == "disk full":
         monkeypatch.setattr(Store, "write_problem", lambda self: "disk full: 1.0 MB free on /data")
-    else:  # what the server proxy raises once the server stops answering (milvus_server)
+    else:  # what the server proxy raises once the server stops answering (milvus_remote)
 
         def down(self, *args, **kwargs):
             raise StoreUnavailable("the Milvus server at http://milvus:19530 does not answer")

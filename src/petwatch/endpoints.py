@@ -26,7 +26,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 from petwatch.errors import PetwatchError
-from petwatch.paths import encode_path
+from petwatch.filenames import encode_path
 from petwatch.protocol import (
     FORGET,
     JOB_ID,
@@ -87,7 +87,7 @@ LONG_WAIT_S = 300.0
 # The settings' own choices (a Literal read at run time: pydantic takes it, mypy cannot)
 Size = Settings.model_fields["comic_size"].annotation
 Quality = Settings.model_fields["comic_quality"].annotation
-# A path in a request: sent encoded (petwatch.paths), decoded when the daemon validates it.
+# A path in a request: sent encoded (petwatch.filenames), decoded when the daemon validates it.
 SentPath = Annotated[PhotoPath, PlainSerializer(encode_path, when_used="json")]
 
 
@@ -480,7 +480,7 @@ class EndpointCalls:
     stacks = _get(STACKS)
     stack = _on(STACK, "stack_id")
 
-    # --- photos and folders: paths as the daemon decodes them (petwatch.paths)
+    # --- photos and folders: paths as the daemon decodes them (petwatch.filenames)
     @_sends(INDEX)
     def index(self, folders: list[str]) -> Request:
         return {"json": INDEX.body(folders=folders)}

@@ -31,7 +31,7 @@ from PIL import Image
 from petwatch import photos, places
 from petwatch.embed import NO_SIGNAL, Embedding, EmbeddingModel, PetSignal, Prepared
 from petwatch.errors import StoreFull, StoreRefused
-from petwatch.paths import is_under
+from petwatch.filenames import is_under
 from petwatch.protocol import PhotoRecord, ReportReply
 from petwatch.state_db import StateTables
 from petwatch.store import CatalogEntry, PhotoRow, Store

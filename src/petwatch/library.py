@@ -39,8 +39,8 @@ from petwatch.embed import (
 )
 from petwatch.engine import LITE_MODELS
 from petwatch.errors import PetwatchError
+from petwatch.filenames import is_under
 from petwatch.index import FailureLog, FileStat, Indexer, IndexReport, Progress, failed_unchanged
-from petwatch.paths import is_under
 from petwatch.protocol import (
     CAT,
     DOG,

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Protocol, overload
 from pydantic import AfterValidator, Field
 from typing_extensions import TypedDict  # pydantic validates replies with it (typing's, before 3.12, it cannot)
 
-from petwatch.paths import decode_path
+from petwatch.filenames import decode_path
 
 # What the classifier says a photo shows (stored per photo, filterable in search).
 DOG, CAT, ANIMAL, NO_PET = "dog", "cat", "animal", "none"
@@ -29,7 +29,7 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded"
 COMIC_STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 COMIC_FINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
 MAX_PATH_CHARS = 8192  # the longest path a request may carry
-# A path as the clients send it: any file name, the non-UTF-8 ones as b64: (petwatch.paths),
+# A path as the clients send it: any file name, the non-UTF-8 ones as b64: (petwatch.filenames),
 # decoded when the daemon validates the request.
 PhotoPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS), AfterValidator(decode_path)]
 MAX_REFERENCES = 16  # reference images per comic: the image-edit API's limit on input images

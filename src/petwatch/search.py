@@ -25,8 +25,8 @@ import numpy as np
 from petwatch import concepts, places, words
 from petwatch.endpoints import SearchRequest
 from petwatch.errors import PetwatchError
+from petwatch.filenames import is_under
 from petwatch.index import FileStat
-from petwatch.paths import is_under
 from petwatch.protocol import MAX_TOP_K, HitReply, ReadingReply, SearchReply, StackRef, UpgradeProgress
 from petwatch.stacks import Stack, Stacks
 from petwatch.store import Hit, PhotoFilter, Store, photo_id, unit_vector

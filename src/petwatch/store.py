@@ -21,9 +21,9 @@ import numpy as np
 
 from petwatch.concepts import TOP_K
 from petwatch.errors import PetwatchError, StoreFull
+from petwatch.filenames import decode_path, encode_path  # the rows' path scheme, shared with the socket
 from petwatch.milvus_lite import milvus_client_class
-from petwatch.milvus_server import ServerClient
-from petwatch.paths import decode_path, encode_path  # the rows' path scheme, shared with the socket
+from petwatch.milvus_remote import ServerClient
 from petwatch.protocol import PhotoRecord, Stored
 
 if TYPE_CHECKING:
@@ -788,7 +788,7 @@ class Store:
         return sum(p.stat().st_size for p in root.parent.glob(root.name + "*") if p.is_file())
 
 
-# --- on a Milvus server or Zilliz Cloud (the proxy: milvus_server) ---------------------------
+# --- on a Milvus server or Zilliz Cloud (the proxy: milvus_remote) ---------------------------
 # HNSW, chosen by bench/bench_server.py: the fastest point with recall@20 >= 0.99 against exact
 # search (100k real 1280-d embeddings: the shared photos replicated with small noise). Here:
 # recall 1.000, p50 3.7 ms; M=16 was within noise of it (4.5 ms); ef=32 lost recall (0.997).

@@ -50,7 +50,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
-from petwatch.paths import is_under
+from petwatch.filenames import is_under
 from petwatch.photos import has_photo_extension, iter_photo_files
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from tests.server.standalone import MilvusStandalone
 
 
 @pytest.fixture(scope="session")
-def milvus_server():
+def milvus_remote():
     """The running server (tests that stop it start it again; ``server`` checks)."""
     if netns.problem():
         pytest.skip(f"Milvus server tier: {netns.problem()}")
@@ -40,13 +40,13 @@ def milvus_server():
 
 
 @pytest.fixture
-def server(milvus_server):
+def server(milvus_remote):
     """The session's server, running now and again after the test (which may stop it)."""
-    if not milvus_server.running:
-        milvus_server.start()
-    yield milvus_server
-    if not milvus_server.running:
-        milvus_server.start()
+    if not milvus_remote.running:
+        milvus_remote.start()
+    yield milvus_remote
+    if not milvus_remote.running:
+        milvus_remote.start()
 
 
 def _use_server(monkeypatch, server: MilvusStandalone) -> str:

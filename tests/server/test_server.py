@@ -26,7 +26,7 @@ from petwatch import settings
 from petwatch.embed import PET_FOCUS_RECIPE, Embedder
 from petwatch.errors import PetwatchError
 from petwatch.library import Library, collection_name
-from petwatch.milvus_server import SERVER_FRESH_S
+from petwatch.milvus_remote import SERVER_FRESH_S
 from petwatch.store import Store
 
 pytestmark = pytest.mark.server  # the Milvus server tier: -m server

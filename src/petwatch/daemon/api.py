@@ -26,9 +26,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from petwatch import endpoints
+from petwatch.daemon.core import Daemon
 from petwatch.daemon.library_routes import router as library_router
 from petwatch.daemon.routing import route
-from petwatch.daemon.service import Daemon
 from petwatch.daemon.unix_socket import peer_uid
 from petwatch.errors import PetwatchError
 from petwatch.protocol import (

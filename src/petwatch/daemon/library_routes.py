@@ -1,6 +1,6 @@
 """The photo library's part of the socket API: index, search, folders, photos.
 
-``api.create_app`` includes ``router(daemon)``; the daemon (``service.Daemon``) does the work
+``api.create_app`` includes ``router(daemon)``; the daemon (``core.Daemon``) does the work
 through its ``Library``.
 
     GET  /stats                       photos indexed, dogs and cats, model, database
@@ -25,8 +25,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from petwatch import endpoints
+from petwatch.daemon.core import Daemon
 from petwatch.daemon.routing import route
-from petwatch.daemon.service import Daemon
 from petwatch.endpoints import FolderRequest, IndexRequest, PhotoQuery, SearchRequest, ThumbnailQuery
 from petwatch.errors import PetwatchError
 from petwatch.protocol import (

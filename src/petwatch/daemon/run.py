@@ -193,7 +193,7 @@ def main() -> int:
         import uvicorn  # heavy imports only once we know we are the one daemon
 
         from petwatch.daemon.api import OwnerOnlyH11, create_app
-        from petwatch.daemon.service import Daemon
+        from petwatch.daemon.core import Daemon
 
         systemd.notify("STATUS=loading the model and the index")
         if settings.uses_milvus_lite and locations.milvus_lite_db().exists():

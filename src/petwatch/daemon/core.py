@@ -32,9 +32,9 @@ from petwatch.daemon.stack_routes import StacksFeature
 from petwatch.discovery import Discovery
 from petwatch.endpoints import SearchRequest
 from petwatch.errors import PetwatchError
+from petwatch.filenames import is_under
 from petwatch.index import IndexReport
 from petwatch.library import Library
-from petwatch.paths import is_under
 from petwatch.pets import Pets
 from petwatch.protocol import (
     CAT,
