@@ -111,9 +111,17 @@ def old_rule(vectors: np.ndarray) -> np.ndarray:
     return connected_components(discovery.links(vectors, 0.25, 5, mutual=True), directed=False)[1]
 
 
-def roll_groups(roll, labels: np.ndarray, by_evidence: bool, outsider: np.ndarray | None = None) -> list:
+def roll_groups(
+    roll,
+    labels: np.ndarray,
+    by_evidence: bool,
+    outsider: np.ndarray | None = None,
+    typical: np.ndarray | None = None,
+    by_margin: bool = False,
+) -> list:
     """The groups a user is shown (they recur), in the list's order: by evidence (look-alikes
-    last), or biggest first as before. Each a discovery.Group over the roll's photos."""
+    last; ``by_margin``: by the margin, the order until the typical likeness), or biggest
+    first as before. Each a discovery.Group over the roll's photos."""
     from petwatch import discovery
 
     members: dict[int, list] = {}
@@ -123,12 +131,15 @@ def roll_groups(roll, labels: np.ndarray, by_evidence: bool, outsider: np.ndarra
         )
         if outsider is not None:
             photo.outsider = float(outsider[i])
+        if typical is not None:
+            photo.typical = float(typical[i])
         members.setdefault(int(label), []).append(photo)
     groups = [discovery.Group(n, discovery.OPEN, None, m) for n, m in members.items() if len(m) >= 2]
     shown = [g for g in groups if g.recurs()]
     if by_evidence:
         ranked = [(g, g.evidence()) for g in shown]
-        return [g for g, e in sorted(ranked, key=lambda x: (x[1].lookalikes, -x[1].score, -len(x[0].members)))]
+        key = (lambda e: e.margin) if by_margin else (lambda e: e.score)
+        return [g for g, e in sorted(ranked, key=lambda x: (x[1].lookalikes, -key(x[1]), -len(x[0].members)))]
     return sorted(shown, key=lambda g: -len(g.members))
 
 
@@ -163,6 +174,7 @@ def roll_quality(roll, ordered: list) -> dict:
         "precision": float(np.mean(precision)),
         "places": places,
         "first3": sum(1 for p in found if p <= 3),
+        "mean_place": float(np.mean(found)) if found else 0.0,
         "strangers_above_a_pet": sum(stranger[: last - 1]) if last else 0,
         "strangers_above_first_pet": sum(stranger[: min(found) - 1]) if found else 0,
         "groups": len(ordered),
@@ -211,6 +223,7 @@ ROLLS = {  # name: _camera_roll.build's arguments
     "10k+": {"dogs": 30, "scene_pets": 30, "dog_strangers": 700, "size": 11_000},
 }
 GAMMAS = (0.55, 0.7, 0.8)
+RULES = ("before", "margin", "after")
 
 
 def camera_rolls(root: Path, model: str, seeds: int) -> list[dict]:
@@ -223,17 +236,17 @@ def camera_rolls(root: Path, model: str, seeds: int) -> list[dict]:
     white = R.whitened(data, model)
     out = []
     for name, spec in ROLLS.items():
-        results: dict[str, list[dict]] = {"before": [], "after": []}
-        albums: dict[str, list] = {"before": [], "after": []}
+        results: dict[str, list[dict]] = {rule: [] for rule in RULES}
+        albums: dict[str, list] = {rule: [] for rule in RULES}
         for seed in range(seeds):
             roll = R.build(data, white, seed=seed, **spec)
-            for rule in ("before", "after"):
+            for rule in RULES:
                 started = time.perf_counter()
                 if rule == "before":
                     ordered = roll_groups(roll, old_rule(roll.vectors), by_evidence=False)
-                else:
-                    labels, _pairs, outsider = discovery.clustering(roll.vectors, discovery.WHITENED_SIMILAR)
-                    ordered = roll_groups(roll, labels, True, outsider)
+                else:  # the same clustering, listed by margin (until now) or by score
+                    labels, _pairs, outsider, typical = discovery.clustering(roll.vectors, discovery.WHITENED_SIMILAR)
+                    ordered = roll_groups(roll, labels, True, outsider, typical, by_margin=rule == "margin")
                 q = roll_quality(roll, ordered)
                 q["seconds"] = time.perf_counter() - started
                 q["photos"] = len(roll)
@@ -246,6 +259,7 @@ def camera_rolls(root: Path, model: str, seeds: int) -> list[dict]:
             ("best group's recall", "recall", "{:.3f}"),
             ("best group's precision", "precision", "{:.3f}"),
             ("pets listed among the first 3", "first3", "{:.1f}"),
+            ("a pet's place, mean", "mean_place", "{:.1f}"),
             ("stranger groups above a pet", "strangers_above_a_pet", "{:.1f}"),
             ("stranger groups above the first pet", "strangers_above_first_pet", "{:.1f}"),
             ("groups mixing two pets", "mixed", "{:.1f}"),
@@ -253,22 +267,28 @@ def camera_rolls(root: Path, model: str, seeds: int) -> list[dict]:
             ("largest group", "largest", "{:.1f}"),
             ("grouping and order, s", "seconds", "{:.2f}"),
         ):
-            cells = [fmt.format(np.mean([q[key] for q in results[rule]])) for rule in ("before", "after")]
+            cells = [fmt.format(np.mean([q[key] for q in results[rule]])) for rule in RULES]
             if key == "groups":
-                cells[1] += f" ({np.mean([q['lookalike_groups'] for q in results['after']]):.1f})"
+                for n, rule in enumerate(RULES[1:], 1):
+                    cells[n] += f" ({np.mean([q['lookalike_groups'] for q in results[rule]]):.1f})"
             rows.append([label, *cells])
-        places = [[q["places"] for q in results[rule]] for rule in ("before", "after")]
+        places = [[q["places"] for q in results[rule]] for rule in RULES]
         rows.append(["each pet's place (first roll)", *(" ".join(str(p) for p in pl[0]) for pl in places)])
         for gamma in GAMMAS:
             cells = []
-            for rule in ("before", "after"):
+            for rule in RULES:
                 measured = [a[gamma] for a in albums[rule] if gamma in a]
                 cells.append(f"{np.mean([m[0] for m in measured]):.3f} / {np.mean([m[1] for m in measured]):.3f}")
             mark = " (product)" if abs(gamma - pets.WHITENED_GAMMA) < 1e-9 else ""
             rows.append([f"named best group's album, gamma {gamma}{mark}: precision / recall", *cells])
         print(
             C.table(
-                [f"camera roll {name}", "before (single links 0.25, biggest first)", "after (average link, evidence)"],
+                [
+                    f"camera roll {name}",
+                    "before (single links 0.25, biggest first)",
+                    "average link, by margin (until now)",
+                    "after (average link, by score)",
+                ],
                 rows,
                 title=f"Pets found in camera rolls of {name} pet photos ({seeds} rolls, mean; {model}, whitened)",
             ),
