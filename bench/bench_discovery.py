@@ -177,6 +177,7 @@ def roll_quality(roll, ordered: list) -> dict:
         "mean_place": float(np.mean(found)) if found else 0.0,
         "strangers_above_a_pet": sum(stranger[: last - 1]) if last else 0,
         "strangers_above_first_pet": sum(stranger[: min(found) - 1]) if found else 0,
+        "strangers_above_each_pet": float(np.mean([sum(stranger[: p - 1]) for p in found])) if found else 0.0,
         "groups": len(ordered),
         "lookalike_groups": sum(1 for g in ordered if g.evidence().lookalikes),
         "mixed": int(mixed),
@@ -224,9 +225,10 @@ ROLLS = {  # name: _camera_roll.build's arguments
 }
 GAMMAS = (0.55, 0.7, 0.8)
 RULES = ("before", "margin", "after")
+SEEDS = {"~150": 20, "10k+": 3}  # rolls drawn at each size (small rolls vary more, and cost little)
 
 
-def camera_rolls(root: Path, model: str, seeds: int) -> list[dict]:
+def camera_rolls(root: Path, model: str, seeds: int | None) -> list[dict]:
     """Before (single links at 0.25, biggest first) and after (average linkage, by evidence),
     on the same rolls in one run: each pet's best group, its place, strangers above it."""
     import _camera_roll as R
@@ -238,7 +240,8 @@ def camera_rolls(root: Path, model: str, seeds: int) -> list[dict]:
     for name, spec in ROLLS.items():
         results: dict[str, list[dict]] = {rule: [] for rule in RULES}
         albums: dict[str, list] = {rule: [] for rule in RULES}
-        for seed in range(seeds):
+        drawn = seeds or SEEDS[name]
+        for seed in range(drawn):
             roll = R.build(data, white, seed=seed, **spec)
             for rule in RULES:
                 started = time.perf_counter()
@@ -262,6 +265,7 @@ def camera_rolls(root: Path, model: str, seeds: int) -> list[dict]:
             ("a pet's place, mean", "mean_place", "{:.1f}"),
             ("stranger groups above a pet", "strangers_above_a_pet", "{:.1f}"),
             ("stranger groups above the first pet", "strangers_above_first_pet", "{:.1f}"),
+            ("stranger groups above each pet, mean", "strangers_above_each_pet", "{:.2f}"),
             ("groups mixing two pets", "mixed", "{:.1f}"),
             ("groups listed (look-alikes)", "groups", "{:.1f}"),
             ("largest group", "largest", "{:.1f}"),
@@ -290,7 +294,7 @@ def camera_rolls(root: Path, model: str, seeds: int) -> list[dict]:
                     "after (average link, by score)",
                 ],
                 rows,
-                title=f"Pets found in camera rolls of {name} pet photos ({seeds} rolls, mean; {model}, whitened)",
+                title=f"Pets found in camera rolls of {name} pet photos ({drawn} rolls, mean; {model}, whitened)",
             ),
             flush=True,
         )
@@ -379,7 +383,7 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet_lite2")
     parser.add_argument("--min-photos", type=int, default=6, help="dogs with this many photos play your pets")
     parser.add_argument("--sizes", default="1000,10000,30000")
-    parser.add_argument("--seeds", type=int, default=3, help="camera rolls drawn at each size")
+    parser.add_argument("--seeds", type=int, help="camera rolls drawn at each size (default: 20 at ~150, 3 at 10k+)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     C.strip_petwatch_env()

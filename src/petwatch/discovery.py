@@ -121,10 +121,8 @@ def clustering(
     if count < 2:
         return np.zeros(count, dtype=int), 0, np.zeros(count, np.float32), np.zeros(count, np.float32)
     unit = np.asarray(vectors, dtype=np.float32)
-    # Enough neighbours to find a member's TYPICAL-th outsider in most groups; the links use
-    # the nearest ``neighbours`` of them.
-    wide, wide_sims = nearest(unit, max(neighbours, LISTED))
-    near, sims = wide[:, :neighbours], wide_sims[:, :neighbours]
+    index = _NeighbourIndex(unit)
+    near, sims = index.nearest(neighbours)
     linked = links(unit, similar, neighbours, mutual=False, found=(near, sims))
     pairs = linked.nnz // 2
     labels = np.full(count, -1, dtype=int)
@@ -152,14 +150,22 @@ def clustering(
     # cluster, the farthest of them (an outsider is at most that alike).
     outside = labels[near] != labels[:, None]
     outsider = np.where(outside.any(axis=1), np.where(outside, sims, -1.0).max(axis=1), sims.min(axis=1))
-    return labels, pairs, outsider.astype(np.float32), _typical(labels, wide, wide_sims)
+    # The typical likeness, for the photos of clusters that may be shown (LISTED neighbours
+    # for every photo cost as much as the clustering again at 30,000).
+    sizes = np.bincount(labels)
+    typical = outsider.astype(np.float32)
+    rows = np.flatnonzero(sizes[labels] >= MIN_GROUP)
+    if len(rows):
+        wide, wide_sims = index.nearest(LISTED, rows)
+        typical[rows] = _typical(labels[rows], labels[wide], wide_sims)
+    return labels, pairs, outsider.astype(np.float32), typical
 
 
-def _typical(labels: np.ndarray, near: np.ndarray, sims: np.ndarray) -> np.ndarray:
+def _typical(labels: np.ndarray, their: np.ndarray, sims: np.ndarray) -> np.ndarray:
     """Each photo's cosine to its ``TYPICAL``-th nearest photo outside its cluster among its
-    listed neighbours (the farthest listed outsider where fewer are listed, or the farthest
-    neighbour where none is: an outsider is at most that alike)."""
-    outside = labels[near] != labels[:, None]
+    listed neighbours (``their`` labels; the farthest listed outsider where fewer are listed,
+    or the farthest neighbour where none is: an outsider is at most that alike)."""
+    outside = their != labels[:, None]
     ranked = -np.sort(-np.where(outside, sims, -np.inf), axis=1)  # outsiders first, nearest first
     listed = outside.sum(axis=1)
     picked = ranked[np.arange(len(labels)), np.clip(np.minimum(listed, TYPICAL) - 1, 0, None)]
@@ -188,29 +194,49 @@ def _average_groups(unit: np.ndarray, similar: float) -> list[np.ndarray]:
 
 
 def nearest(unit: np.ndarray, neighbours: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, cosines) of each row's ``neighbours`` nearest other rows of unit vectors.
+    """(indices, cosines) of each row's ``neighbours`` nearest other rows of unit vectors."""
+    return _NeighbourIndex(unit).nearest(neighbours)
 
-    The neighbours are found in a PCA projection to ``PROJECTED`` dimensions (6x less
-    arithmetic at 768-d), but their cosines are the stored vectors' own: a projection fit on
+
+class _NeighbourIndex:
+    """Nearest rows of unit vectors, found in a PCA projection to ``PROJECTED`` dimensions (6x
+    less arithmetic at 768-d), but with the stored vectors' own cosines: a projection fit on
     a small library centres and rescales its space, and a fixed cut means nothing there (a
     library of 147 photos once came out as single photos)."""
-    from sklearn.decomposition import PCA
-    from sklearn.neighbors import NearestNeighbors
 
-    count = len(unit)
-    points = unit
-    if count > PROJECTED and unit.shape[1] > PROJECTED:
-        points = PCA(PROJECTED, svd_solver="randomized", random_state=0).fit_transform(unit)
-        points /= np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
-    # Euclidean on unit vectors ranks as cosine does (d^2 = 2 - 2 cos), and scikit-learn's
-    # euclidean neighbour search is several times faster than its cosine one.
-    k = min(neighbours, count - 1)
-    near = NearestNeighbors(n_neighbors=k).fit(points).kneighbors(return_distance=False)
-    sims = np.empty(near.shape, np.float32)  # the stored vectors' own, in slices: bounded memory
-    for start in range(0, count, 4096):
-        part = slice(start, start + 4096)
-        sims[part] = np.einsum("id,ikd->ik", unit[part], unit[near[part]])
-    return near, sims
+    def __init__(self, unit: np.ndarray) -> None:
+        from sklearn.decomposition import PCA
+        from sklearn.neighbors import NearestNeighbors
+
+        self.unit = unit
+        points = unit
+        if len(unit) > PROJECTED and unit.shape[1] > PROJECTED:
+            points = PCA(PROJECTED, svd_solver="randomized", random_state=0).fit_transform(unit)
+            points /= np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
+        self.points = points
+        # Euclidean on unit vectors ranks as cosine does (d^2 = 2 - 2 cos), and scikit-learn's
+        # euclidean neighbour search is several times faster than its cosine one.
+        self.search = NearestNeighbors().fit(points)
+
+    def nearest(self, neighbours: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, cosines) of the ``neighbours`` nearest other rows of each of ``rows``
+        (all rows when None), nearest first."""
+        count = len(self.unit)
+        k = min(neighbours, count - 1)
+        if rows is None:
+            near = self.search.kneighbors(n_neighbors=k, return_distance=False)
+        else:  # a queried row finds itself too (usually first): dropped
+            found = self.search.kneighbors(self.points[rows], n_neighbors=k + 1, return_distance=False)
+            itself = found == rows[:, None]
+            drop = np.where(itself.any(axis=1), itself.argmax(axis=1), k)
+            keep = np.arange(k + 1)[None, :] != drop[:, None]
+            near = found[keep].reshape(len(rows), k)
+        sims = np.empty(near.shape, np.float32)  # the stored vectors' own, in slices: bounded memory
+        mine = np.arange(count) if rows is None else rows
+        for start in range(0, len(near), 4096):
+            part = slice(start, start + 4096)
+            sims[part] = np.einsum("id,ikd->ik", self.unit[mine[part]], self.unit[near[part]])
+        return near, sims
 
 
 def links(
