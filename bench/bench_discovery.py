@@ -302,6 +302,64 @@ def camera_rolls(root: Path, model: str, seeds: int | None) -> list[dict]:
     return out
 
 
+ORDERS = {  # --orders: what else was tried for the list's order (docs/pets.md "Order")
+    "margin (until now)": lambda g, k: g["cohesion"] - g["nearest"],
+    "cohesion alone": lambda g, k: g["cohesion"],
+    "least pair cosine": lambda g, k: g["least"],
+    "cohesion + margin": lambda g, k: 2 * g["cohesion"] - g["nearest"],
+    "cohesion - 3rd nearest outsider": lambda g, k: g["cohesion"] - k[3],
+    "cohesion - 5th": lambda g, k: g["cohesion"] - k[5],
+    "cohesion - 7th (shipped)": lambda g, k: g["cohesion"] - k[7],
+    "cohesion - 10th": lambda g, k: g["cohesion"] - k[10],
+    "distinct days": lambda g, k: g["days"],
+    "folders": lambda g, k: g["folders"],
+}
+
+
+def order_variants(root: Path, model: str, rolls: dict[str, int]) -> None:
+    """The same clusterings listed by each of ``ORDERS`` (look-alikes folded by margin, as
+    shipped): stranger groups above each pet (mean) and above the last-listed pet."""
+    import _camera_roll as R
+    from petwatch import discovery
+
+    data = R.load(root, model)
+    white = R.whitened(data, model)
+    for name, count in rolls.items():
+        found: dict[str, list[tuple[float, float]]] = {order: [] for order in ORDERS}
+        for seed in range(count):
+            roll = R.build(data, white, seed=seed, **ROLLS[name])
+            labels, _pairs, outsider, _typical = discovery.clustering(roll.vectors, discovery.WHITENED_SIMILAR)
+            near, sims = discovery.nearest(roll.vectors, discovery.LISTED)
+            shown = roll_groups(roll, labels, True, outsider, by_margin=True)
+            features = []
+            for g in shown:
+                rows = np.array([int(p.content_hash) for p in g.members])
+                pairs = (roll.vectors[rows] @ roll.vectors[rows].T)[np.triu_indices(len(rows), 1)]
+                kth = {}
+                for k in (3, 5, 7, 10):
+                    picked = []
+                    for i in rows:
+                        out = sims[i][labels[near[i]] != labels[i]]
+                        picked.append(out[min(k, len(out)) - 1] if len(out) else sims[i].min())
+                    kth[k] = float(np.mean(picked))
+                e = g.evidence()
+                feats = {"cohesion": e.cohesion, "nearest": e.outside, "least": float(pairs.min())}
+                features.append((g, e.lookalikes, kth, {**feats, "days": e.days, "folders": e.folders}))
+            for order, score in ORDERS.items():
+                ranked = [g for g, *_ in sorted(features, key=lambda f: (f[1], -score(f[3], f[2]), -len(f[0].members)))]
+                q = roll_quality(roll, ranked)
+                found[order].append((q["strangers_above_each_pet"], q["strangers_above_a_pet"]))
+        rows_out = [[order, " / ".join(f"{m:.2f}" for m in np.mean(v, axis=0))] for order, v in found.items()]
+        print(
+            C.table(
+                ["order", "stranger groups above each pet, mean / above the last pet"],
+                rows_out,
+                title=f"Orders tried, camera rolls of {name} pet photos ({count} rolls, mean)",
+            ),
+            flush=True,
+        )
+
+
 def synthetic(count: int, dim: int, rng) -> tuple[np.ndarray, list[int]]:
     """``count`` unit vectors: 5% in 20 tight clusters (pets), the rest loose (strangers)."""
     centres = rng.standard_normal((20, dim)).astype(np.float32)
@@ -385,8 +443,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,30000")
     parser.add_argument("--seeds", type=int, help="camera rolls drawn at each size (default: 20 at ~150, 3 at 10k+)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--orders", action="store_true", help="only the orders tried (40 rolls at ~150, 6 at 10k+)")
     args = parser.parse_args()
     C.strip_petwatch_env()
+    if args.orders:
+        order_variants(C.datasets_dir(args.datasets), args.model, {"~150": 40, "10k+": 6})
+        return
     payload: dict = {"machine": C.machine()}
     if not args.quick:
         root = C.datasets_dir(args.datasets)
