@@ -276,8 +276,9 @@ def _photos(vectors: np.ndarray, days: list[int], folder: str = "/a") -> list[di
 
 def test_one_animal_is_listed_above_a_loose_cloud_of_its_breed_and_says_why():
     """The pure middle: a dog of a breed in 6 photos over months, among 30 breed-mates each seen
-    once on a day of its own; average linkage keeps the dog apart, and its margin (cohesion
-    minus nearest outsider) puts it first; breed-mates are look-alikes, as is a one-day group."""
+    once on a day of its own; average linkage keeps the dog apart, and its score (cohesion
+    minus the likeness typical of its kind) puts it first; breed-mates are look-alikes (their
+    margin over the nearest outsider is small), as is a one-day group."""
     rng = np.random.default_rng(27)
     breed = rng.standard_normal(64)
     breed /= np.linalg.norm(breed)
