@@ -111,9 +111,17 @@ def old_rule(vectors: np.ndarray) -> np.ndarray:
     return connected_components(discovery.links(vectors, 0.25, 5, mutual=True), directed=False)[1]
 
 
-def roll_groups(roll, labels: np.ndarray, by_evidence: bool, outsider: np.ndarray | None = None) -> list:
+def roll_groups(
+    roll,
+    labels: np.ndarray,
+    by_evidence: bool,
+    outsider: np.ndarray | None = None,
+    typical: np.ndarray | None = None,
+    by_margin: bool = False,
+) -> list:
     """The groups a user is shown (they recur), in the list's order: by evidence (look-alikes
-    last), or biggest first as before. Each a discovery.Group over the roll's photos."""
+    last; ``by_margin``: by the margin, the order until the typical likeness), or biggest
+    first as before. Each a discovery.Group over the roll's photos."""
     from petwatch import discovery
 
     members: dict[int, list] = {}
@@ -123,12 +131,15 @@ def roll_groups(roll, labels: np.ndarray, by_evidence: bool, outsider: np.ndarra
         )
         if outsider is not None:
             photo.outsider = float(outsider[i])
+        if typical is not None:
+            photo.typical = float(typical[i])
         members.setdefault(int(label), []).append(photo)
     groups = [discovery.Group(n, discovery.OPEN, None, m) for n, m in members.items() if len(m) >= 2]
     shown = [g for g in groups if g.recurs()]
     if by_evidence:
         ranked = [(g, g.evidence()) for g in shown]
-        return [g for g, e in sorted(ranked, key=lambda x: (x[1].lookalikes, -x[1].score, -len(x[0].members)))]
+        key = (lambda e: e.margin) if by_margin else (lambda e: e.score)
+        return [g for g, e in sorted(ranked, key=lambda x: (x[1].lookalikes, -key(x[1]), -len(x[0].members)))]
     return sorted(shown, key=lambda g: -len(g.members))
 
 
@@ -163,8 +174,10 @@ def roll_quality(roll, ordered: list) -> dict:
         "precision": float(np.mean(precision)),
         "places": places,
         "first3": sum(1 for p in found if p <= 3),
+        "mean_place": float(np.mean(found)) if found else 0.0,
         "strangers_above_a_pet": sum(stranger[: last - 1]) if last else 0,
         "strangers_above_first_pet": sum(stranger[: min(found) - 1]) if found else 0,
+        "strangers_above_each_pet": float(np.mean([sum(stranger[: p - 1]) for p in found])) if found else 0.0,
         "groups": len(ordered),
         "lookalike_groups": sum(1 for g in ordered if g.evidence().lookalikes),
         "mixed": int(mixed),
@@ -211,9 +224,11 @@ ROLLS = {  # name: _camera_roll.build's arguments
     "10k+": {"dogs": 30, "scene_pets": 30, "dog_strangers": 700, "size": 11_000},
 }
 GAMMAS = (0.55, 0.7, 0.8)
+RULES = ("before", "margin", "after")
+SEEDS = {"~150": 20, "10k+": 3}  # rolls drawn at each size (small rolls vary more, and cost little)
 
 
-def camera_rolls(root: Path, model: str, seeds: int) -> list[dict]:
+def camera_rolls(root: Path, model: str, seeds: int | None) -> list[dict]:
     """Before (single links at 0.25, biggest first) and after (average linkage, by evidence),
     on the same rolls in one run: each pet's best group, its place, strangers above it."""
     import _camera_roll as R
@@ -223,17 +238,18 @@ def camera_rolls(root: Path, model: str, seeds: int) -> list[dict]:
     white = R.whitened(data, model)
     out = []
     for name, spec in ROLLS.items():
-        results: dict[str, list[dict]] = {"before": [], "after": []}
-        albums: dict[str, list] = {"before": [], "after": []}
-        for seed in range(seeds):
+        results: dict[str, list[dict]] = {rule: [] for rule in RULES}
+        albums: dict[str, list] = {rule: [] for rule in RULES}
+        drawn = seeds or SEEDS[name]
+        for seed in range(drawn):
             roll = R.build(data, white, seed=seed, **spec)
-            for rule in ("before", "after"):
+            for rule in RULES:
                 started = time.perf_counter()
                 if rule == "before":
                     ordered = roll_groups(roll, old_rule(roll.vectors), by_evidence=False)
-                else:
-                    labels, _pairs, outsider = discovery.clustering(roll.vectors, discovery.WHITENED_SIMILAR)
-                    ordered = roll_groups(roll, labels, True, outsider)
+                else:  # the same clustering, listed by margin (until now) or by score
+                    labels, _pairs, outsider, typical = discovery.clustering(roll.vectors, discovery.WHITENED_SIMILAR)
+                    ordered = roll_groups(roll, labels, True, outsider, typical, by_margin=rule == "margin")
                 q = roll_quality(roll, ordered)
                 q["seconds"] = time.perf_counter() - started
                 q["photos"] = len(roll)
@@ -246,36 +262,102 @@ def camera_rolls(root: Path, model: str, seeds: int) -> list[dict]:
             ("best group's recall", "recall", "{:.3f}"),
             ("best group's precision", "precision", "{:.3f}"),
             ("pets listed among the first 3", "first3", "{:.1f}"),
+            ("a pet's place, mean", "mean_place", "{:.1f}"),
             ("stranger groups above a pet", "strangers_above_a_pet", "{:.1f}"),
             ("stranger groups above the first pet", "strangers_above_first_pet", "{:.1f}"),
+            ("stranger groups above each pet, mean", "strangers_above_each_pet", "{:.2f}"),
             ("groups mixing two pets", "mixed", "{:.1f}"),
             ("groups listed (look-alikes)", "groups", "{:.1f}"),
             ("largest group", "largest", "{:.1f}"),
             ("grouping and order, s", "seconds", "{:.2f}"),
         ):
-            cells = [fmt.format(np.mean([q[key] for q in results[rule]])) for rule in ("before", "after")]
+            cells = [fmt.format(np.mean([q[key] for q in results[rule]])) for rule in RULES]
             if key == "groups":
-                cells[1] += f" ({np.mean([q['lookalike_groups'] for q in results['after']]):.1f})"
+                for n, rule in enumerate(RULES[1:], 1):
+                    cells[n] += f" ({np.mean([q['lookalike_groups'] for q in results[rule]]):.1f})"
             rows.append([label, *cells])
-        places = [[q["places"] for q in results[rule]] for rule in ("before", "after")]
+        places = [[q["places"] for q in results[rule]] for rule in RULES]
         rows.append(["each pet's place (first roll)", *(" ".join(str(p) for p in pl[0]) for pl in places)])
         for gamma in GAMMAS:
             cells = []
-            for rule in ("before", "after"):
+            for rule in RULES:
                 measured = [a[gamma] for a in albums[rule] if gamma in a]
                 cells.append(f"{np.mean([m[0] for m in measured]):.3f} / {np.mean([m[1] for m in measured]):.3f}")
             mark = " (product)" if abs(gamma - pets.WHITENED_GAMMA) < 1e-9 else ""
             rows.append([f"named best group's album, gamma {gamma}{mark}: precision / recall", *cells])
         print(
             C.table(
-                [f"camera roll {name}", "before (single links 0.25, biggest first)", "after (average link, evidence)"],
+                [
+                    f"camera roll {name}",
+                    "before (single links 0.25, biggest first)",
+                    "average link, by margin (until now)",
+                    "after (average link, by score)",
+                ],
                 rows,
-                title=f"Pets found in camera rolls of {name} pet photos ({seeds} rolls, mean; {model}, whitened)",
+                title=f"Pets found in camera rolls of {name} pet photos ({drawn} rolls, mean; {model}, whitened)",
             ),
             flush=True,
         )
         out.append({"roll": name, "results": results})
     return out
+
+
+ORDERS = {  # --orders: what else was tried for the list's order (docs/pets.md "Order")
+    "margin (until now)": lambda g, k: g["cohesion"] - g["nearest"],
+    "cohesion alone": lambda g, k: g["cohesion"],
+    "least pair cosine": lambda g, k: g["least"],
+    "cohesion + margin": lambda g, k: 2 * g["cohesion"] - g["nearest"],
+    "cohesion - 3rd nearest outsider": lambda g, k: g["cohesion"] - k[3],
+    "cohesion - 5th": lambda g, k: g["cohesion"] - k[5],
+    "cohesion - 7th (shipped)": lambda g, k: g["cohesion"] - k[7],
+    "cohesion - 10th": lambda g, k: g["cohesion"] - k[10],
+    "distinct days": lambda g, k: g["days"],
+    "folders": lambda g, k: g["folders"],
+}
+
+
+def order_variants(root: Path, model: str, rolls: dict[str, int]) -> None:
+    """The same clusterings listed by each of ``ORDERS`` (look-alikes folded by margin, as
+    shipped): stranger groups above each pet (mean) and above the last-listed pet."""
+    import _camera_roll as R
+    from petwatch import discovery
+
+    data = R.load(root, model)
+    white = R.whitened(data, model)
+    for name, count in rolls.items():
+        found: dict[str, list[tuple[float, float]]] = {order: [] for order in ORDERS}
+        for seed in range(count):
+            roll = R.build(data, white, seed=seed, **ROLLS[name])
+            labels, _pairs, outsider, _typical = discovery.clustering(roll.vectors, discovery.WHITENED_SIMILAR)
+            near, sims = discovery.nearest(roll.vectors, discovery.LISTED)
+            shown = roll_groups(roll, labels, True, outsider, by_margin=True)
+            features = []
+            for g in shown:
+                rows = np.array([int(p.content_hash) for p in g.members])
+                pairs = (roll.vectors[rows] @ roll.vectors[rows].T)[np.triu_indices(len(rows), 1)]
+                kth = {}
+                for k in (3, 5, 7, 10):
+                    picked = []
+                    for i in rows:
+                        out = sims[i][labels[near[i]] != labels[i]]
+                        picked.append(out[min(k, len(out)) - 1] if len(out) else sims[i].min())
+                    kth[k] = float(np.mean(picked))
+                e = g.evidence()
+                feats = {"cohesion": e.cohesion, "nearest": e.outside, "least": float(pairs.min())}
+                features.append((g, e.lookalikes, kth, {**feats, "days": e.days, "folders": e.folders}))
+            for order, score in ORDERS.items():
+                ranked = [g for g, *_ in sorted(features, key=lambda f: (f[1], -score(f[3], f[2]), -len(f[0].members)))]
+                q = roll_quality(roll, ranked)
+                found[order].append((q["strangers_above_each_pet"], q["strangers_above_a_pet"]))
+        rows_out = [[order, " / ".join(f"{m:.2f}" for m in np.mean(v, axis=0))] for order, v in found.items()]
+        print(
+            C.table(
+                ["order", "stranger groups above each pet, mean / above the last pet"],
+                rows_out,
+                title=f"Orders tried, camera rolls of {name} pet photos ({count} rolls, mean)",
+            ),
+            flush=True,
+        )
 
 
 def synthetic(count: int, dim: int, rng) -> tuple[np.ndarray, list[int]]:
@@ -359,10 +441,14 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet_lite2")
     parser.add_argument("--min-photos", type=int, default=6, help="dogs with this many photos play your pets")
     parser.add_argument("--sizes", default="1000,10000,30000")
-    parser.add_argument("--seeds", type=int, default=3, help="camera rolls drawn at each size")
+    parser.add_argument("--seeds", type=int, help="camera rolls drawn at each size (default: 20 at ~150, 3 at 10k+)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--orders", action="store_true", help="only the orders tried (40 rolls at ~150, 6 at 10k+)")
     args = parser.parse_args()
     C.strip_petwatch_env()
+    if args.orders:
+        order_variants(C.datasets_dir(args.datasets), args.model, {"~150": 40, "10k+": 6})
+        return
     payload: dict = {"machine": C.machine()}
     if not args.quick:
         root = C.datasets_dir(args.datasets)

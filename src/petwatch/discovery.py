@@ -64,6 +64,12 @@ def cuts(whitened: bool) -> float:
 
 
 NEIGHBOURS = 10  # the k of the nearest-neighbour graph whose components bound average linkage
+# The order (Evidence): a photo's cosine to its TYPICAL-th nearest photo outside its group says
+# how alike photos of its kind (a breed, a look) are to others in this library; one animal's
+# photos are more alike than that, ten breed-mates met once hardly (bench/bench_discovery.py:
+# 5, 7 and 10 all ordered better than the margin; 5 best at ~150 photos, 10 at 10k+).
+TYPICAL = 7
+LISTED = 40  # neighbours listed to find it in (a larger group: its farthest listed outsider)
 EXACT_MAX = 4000  # photos in a candidate component linked exactly (their pairs' distances: 64 MB)
 # The order (Evidence): a group whose photos are not this much more alike to each other than to
 # their nearest outsiders folds under "look-alikes" (camera rolls of ~150 pet photos: the
@@ -95,9 +101,10 @@ def cluster(vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEI
 
 def clustering(
     vectors: np.ndarray, similar: float = SIMILAR, neighbours: int = NEIGHBOURS
-) -> tuple[np.ndarray, int, np.ndarray]:
+) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
     """(labels, how many candidate pairs were linked, each photo's cosine to its nearest
-    photo outside its cluster): average linkage cut at ``similar``.
+    photo outside its cluster, and to its ``TYPICAL``-th nearest): average linkage cut at
+    ``similar``.
 
     Two groups merge only while their photos are, on average over every pair, at least
     ``similar`` alike (scipy's average linkage), so a chain of breed-mates, each like the
@@ -112,9 +119,10 @@ def clustering(
 
     count = len(vectors)
     if count < 2:
-        return np.zeros(count, dtype=int), 0, np.zeros(count, np.float32)
+        return np.zeros(count, dtype=int), 0, np.zeros(count, np.float32), np.zeros(count, np.float32)
     unit = np.asarray(vectors, dtype=np.float32)
-    near, sims = nearest(unit, neighbours)
+    index = _NeighbourIndex(unit)
+    near, sims = index.nearest(neighbours)
     linked = links(unit, similar, neighbours, mutual=False, found=(near, sims))
     pairs = linked.nnz // 2
     labels = np.full(count, -1, dtype=int)
@@ -142,7 +150,26 @@ def clustering(
     # cluster, the farthest of them (an outsider is at most that alike).
     outside = labels[near] != labels[:, None]
     outsider = np.where(outside.any(axis=1), np.where(outside, sims, -1.0).max(axis=1), sims.min(axis=1))
-    return labels, pairs, outsider.astype(np.float32)
+    # The typical likeness, for the photos of clusters that may be shown (LISTED neighbours
+    # for every photo cost as much as the clustering again at 30,000).
+    sizes = np.bincount(labels)
+    typical = outsider.astype(np.float32)
+    rows = np.flatnonzero(sizes[labels] >= MIN_GROUP)
+    if len(rows):
+        wide, wide_sims = index.nearest(LISTED, rows)
+        typical[rows] = _typical(labels[rows], labels[wide], wide_sims)
+    return labels, pairs, outsider.astype(np.float32), typical
+
+
+def _typical(labels: np.ndarray, their: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    """Each photo's cosine to its ``TYPICAL``-th nearest photo outside its cluster among its
+    listed neighbours (``their`` labels; the farthest listed outsider where fewer are listed,
+    or the farthest neighbour where none is: an outsider is at most that alike)."""
+    outside = their != labels[:, None]
+    ranked = -np.sort(-np.where(outside, sims, -np.inf), axis=1)  # outsiders first, nearest first
+    listed = outside.sum(axis=1)
+    picked = ranked[np.arange(len(labels)), np.clip(np.minimum(listed, TYPICAL) - 1, 0, None)]
+    return np.where(listed > 0, picked, sims.min(axis=1)).astype(np.float32)
 
 
 def _stricter(linked, unit: np.ndarray, cut: float):
@@ -167,29 +194,49 @@ def _average_groups(unit: np.ndarray, similar: float) -> list[np.ndarray]:
 
 
 def nearest(unit: np.ndarray, neighbours: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, cosines) of each row's ``neighbours`` nearest other rows of unit vectors.
+    """(indices, cosines) of each row's ``neighbours`` nearest other rows of unit vectors."""
+    return _NeighbourIndex(unit).nearest(neighbours)
 
-    The neighbours are found in a PCA projection to ``PROJECTED`` dimensions (6x less
-    arithmetic at 768-d), but their cosines are the stored vectors' own: a projection fit on
+
+class _NeighbourIndex:
+    """Nearest rows of unit vectors, found in a PCA projection to ``PROJECTED`` dimensions (6x
+    less arithmetic at 768-d), but with the stored vectors' own cosines: a projection fit on
     a small library centres and rescales its space, and a fixed cut means nothing there (a
     library of 147 photos once came out as single photos)."""
-    from sklearn.decomposition import PCA
-    from sklearn.neighbors import NearestNeighbors
 
-    count = len(unit)
-    points = unit
-    if count > PROJECTED and unit.shape[1] > PROJECTED:
-        points = PCA(PROJECTED, svd_solver="randomized", random_state=0).fit_transform(unit)
-        points /= np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
-    # Euclidean on unit vectors ranks as cosine does (d^2 = 2 - 2 cos), and scikit-learn's
-    # euclidean neighbour search is several times faster than its cosine one.
-    k = min(neighbours, count - 1)
-    near = NearestNeighbors(n_neighbors=k).fit(points).kneighbors(return_distance=False)
-    sims = np.empty(near.shape, np.float32)  # the stored vectors' own, in slices: bounded memory
-    for start in range(0, count, 4096):
-        part = slice(start, start + 4096)
-        sims[part] = np.einsum("id,ikd->ik", unit[part], unit[near[part]])
-    return near, sims
+    def __init__(self, unit: np.ndarray) -> None:
+        from sklearn.decomposition import PCA
+        from sklearn.neighbors import NearestNeighbors
+
+        self.unit = unit
+        points = unit
+        if len(unit) > PROJECTED and unit.shape[1] > PROJECTED:
+            points = PCA(PROJECTED, svd_solver="randomized", random_state=0).fit_transform(unit)
+            points /= np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
+        self.points = points
+        # Euclidean on unit vectors ranks as cosine does (d^2 = 2 - 2 cos), and scikit-learn's
+        # euclidean neighbour search is several times faster than its cosine one.
+        self.search = NearestNeighbors().fit(points)
+
+    def nearest(self, neighbours: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, cosines) of the ``neighbours`` nearest other rows of each of ``rows``
+        (all rows when None), nearest first."""
+        count = len(self.unit)
+        k = min(neighbours, count - 1)
+        if rows is None:
+            near = self.search.kneighbors(n_neighbors=k, return_distance=False)
+        else:  # a queried row finds itself too (usually first): dropped
+            found = self.search.kneighbors(self.points[rows], n_neighbors=k + 1, return_distance=False)
+            itself = found == rows[:, None]
+            drop = np.where(itself.any(axis=1), itself.argmax(axis=1), k)
+            keep = np.arange(k + 1)[None, :] != drop[:, None]
+            near = found[keep].reshape(len(rows), k)
+        sims = np.empty(near.shape, np.float32)  # the stored vectors' own, in slices: bounded memory
+        mine = np.arange(count) if rows is None else rows
+        for start in range(0, len(near), 4096):
+            part = slice(start, start + 4096)
+            sims[part] = np.einsum("id,ikd->ik", self.unit[mine[part]], self.unit[near[part]])
+        return near, sims
 
 
 def links(
@@ -242,8 +289,10 @@ class PetPhoto:
     day: int  # days since the epoch: EXIF date, else the file's mtime
     species: str
     label: str
-    # Cosine to the nearest photo outside its group, from the last clustering (nan: joined since).
+    # Cosine to the nearest photo outside its group, and to its TYPICAL-th nearest, from the
+    # last clustering (nan: joined since).
     outsider: float = float("nan")
+    typical: float = float("nan")
 
     @property
     def folder(self) -> str:
@@ -316,9 +365,15 @@ class Evidence:
 
     Photos of one animal are more alike among themselves than to anything outside the group;
     breed-mates met once are a loose cloud whose group is about as alike to the breed-mates
-    left outside it as to each other. So the list's order is the group's *margin*: its
-    cohesion (the mean cosine of its pairs of photos) minus the mean cosine of each photo to
-    its nearest photo outside the group. Dates count too: a group whose photos are all from
+    left outside it as to each other. A group under ``least_margin`` of *margin* (its
+    cohesion, the mean cosine of its pairs of photos, minus the mean cosine of each photo to
+    its nearest photo outside the group) is look-alikes. The list's order is the group's
+    *score*: its cohesion minus the likeness typical of its kind (the mean cosine of each photo
+    to its ``TYPICAL``-th nearest outsider). The margin alone put a whole distinctive breed
+    (ten pugs, each met once, that nothing else in a small library resembles: no near
+    outsider) above a dog of your own; the typical likeness does not hinge on the one nearest
+    outsider, so what orders is how much more alike the photos are than photos of their kind
+    usually are (bench/bench_discovery.py). Dates count too: a group whose photos are all from
     one day (a dog show, an afternoon at a friend's) is folded under "look-alikes" however
     alike; more days, months and a longer span did not order groups better on their own
     (bench/bench_discovery.py: strangers there are dated on as many days as the pets) and
@@ -330,6 +385,7 @@ class Evidence:
     folders: int
     cohesion: float
     outside: float  # the mean cosine of a member to its nearest non-member
+    typical: float  # the mean cosine of a member to its TYPICAL-th nearest non-member
     least_margin: float = LOOKALIKE_MARGIN  # below it: look-alikes (the vector space's)
 
     @classmethod
@@ -342,22 +398,37 @@ class Evidence:
         cohesion = float((total @ total - n) / (n * (n - 1))) if n > 1 else 1.0
         known = [p.outsider for p in members if not np.isnan(p.outsider)]
         outside = float(np.mean(known)) if known else 0.0
+        typical = [p.typical for p in members if not np.isnan(p.typical)]
         folders = len({p.folder for p in members})
-        return cls(len(days), len(months), days[-1] - days[0], folders, cohesion, outside, least_margin)
+        return cls(
+            len(days),
+            len(months),
+            days[-1] - days[0],
+            folders,
+            cohesion,
+            outside,
+            float(np.mean(typical)) if typical else 0.0,
+            least_margin,
+        )
 
     @property
-    def score(self) -> float:
-        """The margin: how much more alike the photos are to each other than to outsiders."""
+    def margin(self) -> float:
+        """How much more alike the photos are to each other than to their nearest outsiders."""
         return self.cohesion - self.outside
 
     @property
+    def score(self) -> float:
+        """The order: how much more alike the photos are than photos of their kind usually are."""
+        return self.cohesion - self.typical
+
+    @property
     def lookalikes(self) -> bool:
-        return self.days < 2 or self.score < self.least_margin
+        return self.days < 2 or self.margin < self.least_margin
 
     def reason(self) -> str:
         if self.days < 2:
             return "look-alikes: all on one day"
-        if self.score < self.least_margin:
+        if self.margin < self.least_margin:
             return f"look-alikes: seen on {_plural(self.days, 'day')}, but as alike to others as to each other"
         return f"seen on {_plural(self.days, 'day')} over {_span(self.span_days)}"
 
@@ -575,9 +646,9 @@ class Discovery:
                 self._drop_gone(photos)
                 hashes = list(photos)
             vectors = np.stack([photos[h].vector for h in hashes]) if hashes else np.zeros((0, 1))
-            labels, pairs, outsider = clustering(vectors, cuts(self.library.whitened))
-            for content_hash, alike in zip(hashes, outsider, strict=True):
-                photos[content_hash].outsider = float(alike)
+            labels, pairs, outsider, typical = clustering(vectors, cuts(self.library.whitened))
+            for content_hash, alike, usual in zip(hashes, outsider, typical, strict=True):
+                photos[content_hash].outsider, photos[content_hash].typical = float(alike), float(usual)
             clusters: dict[int, set[str]] = {}
             for content_hash, label in zip(hashes, labels, strict=True):
                 clusters.setdefault(int(label), set()).add(content_hash)

@@ -379,7 +379,7 @@ class GroupReply(TypedDict):
     first_day: str  # YYYY-MM-DD
     last_day: str
     reason: str  # why it is listed where it is, in one phrase: "seen on 14 days over 2 years"
-    evidence: float  # the list's order: more occasions, and photos more alike, come first
+    evidence: float  # the list's order: photos more alike than photos of their kind usually are, first
     lookalikes: bool  # too loose, or seen on one day: listed last, under "look-alikes"
 
 
