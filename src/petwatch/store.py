@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # 2: per-photo pet fields (pet_score, species, label) and the embedding recipe in the description.
 # 3: the camera field. 4: places (city, region, country) and the classes a photo shows (a sparse
-# vector, with its class ids beside it as JSON to filter on): a second vector field, so a
+# vector, with its class ids beside it in int columns to filter on): a second vector field, so a
 # collection of its own (library.collection_name), filled by the upgrade. The fields a collection
 # has are read from the collection itself (Store.fields), not from this number: an older one is
 # opened as it is, its missing fields read as their defaults.
