@@ -1,7 +1,8 @@
 """Search in words on the Milvus server tier's 2.3.5, which has no sparse vectors: the classes
 live in their class and weight columns alone. Words + photo and the filters work as on the
 local DB; words alone rank by where the words' classes stand among a photo's top classes.
-Tests that take ``home`` from tests/test_search_words.py run again here, on the server."""
+Tests that take ``home`` from tests/test_search_words.py run again here, on the server
+(an older library's upgrade among them: its new collection is made in the 2.3 form)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ import pytest
 from tests.test_search_words import (  # noqa: F401 - collected here, on the server
     BEAGLES,
     _album,
+    embedder,
+    test_an_older_library_gets_concepts_and_places_by_upgrade_while_it_keeps_serving,
     test_the_cli_searches_words_without_a_daemon_and_explains_them,
     test_the_daemon_answers_words_names_what_they_can_name_and_refuses_an_unknown_word,
 )
 
-from conftest import TEST_MODEL
 from petwatch import concepts, locations, settings
+from petwatch import store as store_module
 from petwatch.concepts import MIN_PROB
-from petwatch.embed import Embedder
 from petwatch.endpoints import SearchRequest
 from petwatch.library import Library
 from petwatch.pets import Pets
@@ -41,12 +43,13 @@ def _standing(classes: dict[int, float], wanted: set[int]) -> int:
 
 
 def test_words_on_a_server_without_sparse_vectors_rank_by_standing_and_keep_the_probabilities(
-    home, server, tmp_path, caplog
+    home, server, embedder, tmp_path, caplog, monkeypatch
 ):
+    monkeypatch.setattr(store_module, "_TOLD_HOW_WORDS_RANK", set())  # said once a process: earlier tests may have
     album = _album(tmp_path / "album")
     folder = album["beagle"][0].parent
     with caplog.at_level(logging.INFO, logger="petwatch.store"):
-        library = Library(settings.load(), Embedder(TEST_MODEL))
+        library = Library(settings.load(), embedder)
     pets = Pets(library, locations.state_db())
     try:
         store = library.store
