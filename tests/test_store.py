@@ -13,7 +13,16 @@ import pytest
 
 from petwatch.errors import PetwatchError
 from petwatch.protocol import PhotoRecord
-from petwatch.store import PhotoRow, Store, class_columns, filter_value, photo_id, photo_record, row_pk
+from petwatch.store import (
+    PhotoRow,
+    Store,
+    class_columns,
+    filter_value,
+    photo_id,
+    photo_record,
+    row_pk,
+    server_has_sparse,
+)
 
 HOSTILE = ['a"b', "back\\slash", 'end\\"', "line\nbreak", "t\tab", '" or view >= 0 or "', "it's", "chat 🐈 ü"]
 
@@ -143,3 +152,10 @@ def test_free_text_is_cut_to_its_declared_length_and_a_long_path_never(store):
     store.upsert([row])
     photo = store.get(path).photo
     assert photo["path"] == path and photo["label"] == ("tabby " * 20)[:64] and photo["camera"] == ("Camera " * 20)[:64]
+
+
+def test_sparse_vectors_are_used_from_milvus_2_4_on():
+    """A 2.3 server keeps the classes in columns alone; 2.4+, Zilliz Cloud and an unknown one get a sparse vector."""
+    assert not server_has_sparse("v2.3.5") and not server_has_sparse("2.3.21")
+    assert server_has_sparse("v2.4.0") and server_has_sparse("v2.5.4") and server_has_sparse("v3.0.0")
+    assert server_has_sparse("Zilliz Cloud Vector Database(Compatible with Milvus 2.5)") and server_has_sparse("")

@@ -48,6 +48,7 @@ _SERVER_RPCS = (
         "delete",
         "query_iterator",
         "get_load_state",
+        "get_server_version",
     }
 )
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # 2: per-photo pet fields (pet_score, species, label) and the embedding recipe in the description.
 # 3: the camera field. 4: places (city, region, country) and the classes a photo shows (a sparse
-# vector, with its class ids beside it as JSON to filter on): a second vector field, so a
+# vector, with its class ids beside it in int columns to filter on): a second vector field, so a
 # collection of its own (library.collection_name), filled by the upgrade. The fields a collection
 # has are read from the collection itself (Store.fields), not from this number: an older one is
 # opened as it is, its missing fields read as their defaults.
@@ -73,6 +74,26 @@ NO_CLASS = -1
 def class_columns(name: str) -> list[str]:
     """The int columns beside a sparse field that hold its class ids, best first."""
     return [f"{name}_{n}" for n in range(1, MAX_CLASSES + 1)]
+
+
+def weight_columns(name: str) -> list[str]:
+    """The float columns that hold a sparse field's weights, beside its class columns, on a
+    server without sparse vectors (SPARSE_SINCE): the record then reads back whole."""
+    return [f"{name}_weight_{n}" for n in range(1, MAX_CLASSES + 1)]
+
+
+# Milvus has sparse vectors since 2.4 (Milvus Lite 2.4 too). On an older server (2.3) a sparse
+# field is kept in its class and weight columns alone: words + photo filter on them as
+# anywhere, words alone rank by where the words' classes stand among a photo's top classes
+# (Store.search_classes), not by their probability mass.
+SPARSE_SINCE = (2, 4)
+
+
+def server_has_sparse(version: str) -> bool:
+    """Whether a server of this version ("v2.3.5"; Zilliz Cloud's names its Milvus) has sparse
+    vectors; one whose version does not parse is taken to have them (any current one does)."""
+    found = re.search(r"(\d+)\.(\d+)", version or "")
+    return found is None or (int(found[1]), int(found[2])) >= SPARSE_SINCE
 
 
 def photo_record(**values: Any) -> PhotoRecord:
@@ -234,6 +255,11 @@ def _fit(value: Any, stored: Stored) -> Any:
     return value[: stored.max_chars] if stored.kind == "varchar" else value
 
 
+def _mass(classes: dict[int, float], query: dict[int, float]) -> float:
+    """The sparse inner product of a photo's classes and a query's (what search_classes ranks by)."""
+    return sum(query.get(k, 0.0) * v for k, v in classes.items())
+
+
 def _path_bytes(path: str) -> bytes:
     return os.fsencode(path)
 
@@ -261,6 +287,9 @@ def _connect(uri: str, token: str | None):
             f"Milvus Lite DB: if the petwatch daemon is running, use it "
             f"(petwatch status) or stop it first"
         ) from None
+
+
+_TOLD_HOW_WORDS_RANK: set[str] = set()  # servers whose words-alone ranking was logged (once each)
 
 
 # Milvus Lite 2.5.1 fails a read that returns a sparse vector field from a collection that has
@@ -349,6 +378,9 @@ class Store:
         self.dim = dim
         self.recipe = recipe  # how vectors were made beyond the model (embed.Embedder.recipe)
         self.fields = tuple(RECORD)  # the record fields its collection has (an older one lacks some)
+        # Whether its sparse fields are sparse vectors; False on a server without them
+        # (SPARSE_SINCE): each is then its class and weight columns alone.
+        self.sparse = True
         self.create = create
         self.upgrading_from = upgrading_from  # the older collection this one is built from
         self.is_lite = "://" not in uri
@@ -389,17 +421,42 @@ class Store:
             # An older schema is opened as it is (to serve searches while it is upgraded).
             self.recipe = recorded.get("recipe")  # None: older than recipes (whole-image vectors)
             columns = {column["name"] for column in self.client.describe_collection(self.collection)["fields"]}
-            self.fields = tuple(name for name in RECORD if name in columns)
+            self.fields = tuple(name for name in RECORD if name in columns or self._kept_in_columns(name, columns))
+            self.sparse = not any(self._kept_in_columns(name, columns) for name in self.fields)
             found = self._vector_metric()
             if found is None or (self.is_lite and found != self.metric):
                 self._rebuild_vector_index()
             else:
                 self.metric = found  # a server's index is kept as it was made
             self.client.load_collection(self.collection)
+            self._say_how_words_rank()
             return
         if not self.create:
             raise PetwatchError(f"no collection {self.collection!r} in {self.uri}")
+        self.sparse = self.is_lite or server_has_sparse(self.client.get_server_version())
         self._create()
+        self._say_how_words_rank()
+
+    @staticmethod
+    def _kept_in_columns(name: str, columns: set[str]) -> bool:
+        """Whether a collection keeps this sparse field in its class and weight columns alone
+        (made on a server without sparse vectors)."""
+        return (
+            RECORD[name].kind == "sparse"
+            and name not in columns
+            and set(class_columns(name) + weight_columns(name)) <= columns
+        )
+
+    def _say_how_words_rank(self) -> None:
+        if self.sparse or "classes" not in self.fields or self.uri in _TOLD_HOW_WORDS_RANK:
+            return
+        _TOLD_HOW_WORDS_RANK.add(self.uri)
+        log.info(
+            "Milvus at %s has no sparse vectors (they came in 2.4): words alone rank photos by where "
+            "the words' classes stand among each photo's top classes, not by how sure the model is "
+            "(a Milvus 2.4+ server or the local DB rank by that)",
+            self.uri,
+        )
 
     def _vector_index_params(self):
         index = self.client.prepare_index_params()
@@ -437,10 +494,13 @@ class Store:
         index = self._vector_index_params()
         for name, stored in RECORD.items():
             if stored.kind == "sparse":
-                schema.add_field(name, DataType.SPARSE_FLOAT_VECTOR)
+                if self.sparse:
+                    schema.add_field(name, DataType.SPARSE_FLOAT_VECTOR)
+                    index.add_index(name, index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
                 for column in class_columns(name):
                     schema.add_field(column, DataType.INT16)
-                index.add_index(name, index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
+                for column in [] if self.sparse else weight_columns(name):
+                    schema.add_field(column, DataType.FLOAT)
                 continue
             # A varchar's max_length counts bytes: up to 4 a character in UTF-8.
             size = {"max_length": stored.max_chars * 4} if stored.kind == "varchar" else {}
@@ -513,6 +573,9 @@ class Store:
             if RECORD[name].kind == "sparse":
                 ids = list(entity[name])
                 entity.update(zip(class_columns(name), ids + [NO_CLASS] * (MAX_CLASSES - len(ids)), strict=True))
+                if not self.sparse:
+                    weights = list(entity.pop(name).values())
+                    entity.update(zip(weight_columns(name), weights + [0.0] * (MAX_CLASSES - len(ids)), strict=True))
         entity["path"] = encode_path(row.path)
         entity["pk"] = row_pk(row.path, row.view)
         entity["photo_id"] = photo_id(row.path)
@@ -579,7 +642,7 @@ class Store:
             self.collection,
             batch_size=1000,
             filter=self._where(True, species),
-            output_fields=[*self.fields, "view", "vector"],
+            output_fields=[*self._read, "view", "vector"],
         )
         try:
             while batch := iterator.next():
@@ -602,7 +665,7 @@ class Store:
         found = self.client.query(
             self.collection,
             filter=f"photo_id == {filter_value(first[0]['photo_id'])}",
-            output_fields=[*self.fields, "view", "vector"],
+            output_fields=[*self._read, "view", "vector"],
             limit=1024,
         )
         return [self._row(raw) for raw in found if raw["content_hash"] == content_hash]
@@ -614,7 +677,7 @@ class Store:
         for start in range(0, len(ids), 256):
             chunk = ids[start : start + 256]
             where = f"photo_id in {filter_value(chunk)}"
-            raws = self.client.query(self.collection, filter=where, output_fields=[*self.fields, "view", "vector"])
+            raws = self.client.query(self.collection, filter=where, output_fields=[*self._read, "view", "vector"])
             found.extend(self._row(raw) for raw in raws)
         return found
 
@@ -622,7 +685,7 @@ class Store:
         found = self.client.query(
             self.collection,
             filter=f"photo_id == {filter_value(photo_id(path))} and view == {filter_value(WHOLE_IMAGE)}",
-            output_fields=[*self.fields, "view", "vector"],
+            output_fields=[*self._read, "view", "vector"],
             limit=1,
         )
         return self._row(found[0]) if found else None
@@ -665,7 +728,7 @@ class Store:
             anns_field="vector",
             limit=top_k,
             filter=self._where(whole_image_only, species, only),
-            output_fields=[*self.fields, "view", *(["vector"] if with_vectors else [])],
+            output_fields=[*self._read, "view", *(["vector"] if with_vectors else [])],
             search_params={"metric_type": self.metric, **self._search_params(top_k)},
         )
         hits = [self._hit(raw) for raw in results[0]]
@@ -677,23 +740,49 @@ class Store:
         query = {int(k): float(v) for k, v in classes.items() if v > 0}
         if not query or "classes" not in self.fields:
             return []
+        if not self.sparse:
+            return self._search_class_columns(query, top_k, only)
         results = self.client.search(
             self.collection,
             data=[query],
             anns_field="classes",
             limit=top_k,
             filter=self._where(True, None, only),
-            output_fields=[*self.fields, "view"],
+            output_fields=[*self._read, "view"],
             search_params={"metric_type": "IP"},
         )
         hits = [self._hit(raw) for raw in results[0]]
+        return [hit for hit in hits if hit.score > 0]
+
+    def _search_class_columns(self, query: dict[int, float], top_k: int, only: PhotoFilter | None) -> list[Hit]:
+        """search_classes without a sparse vector: first the photos whose top class is one of
+        ``query``'s, then those whose second is, and so on (one query each); photos of one
+        standing by their mass on ``query`` among those read, each scored by that mass."""
+        wanted = filter_value(sorted(query))
+        columns = class_columns("classes")
+        where = self._where(True, None, only)
+        hits: list[Hit] = []
+        for n, column in enumerate(columns):
+            if len(hits) >= top_k:
+                break
+            parts = [where] if where else []
+            parts += [f"{column} in {wanted}", *(f"{above} not in {wanted}" for above in columns[:n])]
+            raws = self.client.query(
+                self.collection,
+                filter=" and ".join(parts),
+                output_fields=[*self._read, "view"],
+                limit=top_k - len(hits),
+            )
+            photos = [(self._photo(raw), raw["view"]) for raw in raws]
+            found = [Hit(photo, score=min(1.0, _mass(photo["classes"], query)), view=view) for photo, view in photos]
+            hits += sorted(found, key=lambda hit: (-hit.score, hit.path))
         return [hit for hit in hits if hit.score > 0]
 
     def filtered(self, only: PhotoFilter, limit: int) -> list[Hit]:
         """Up to ``limit`` photos ``only`` lets through, in no order, scored 0 (a filter alone:
         a pet, a date, a place and no concept to rank by)."""
         raws = self.client.query(
-            self.collection, filter=self._where(True, None, only), output_fields=[*self.fields, "view"], limit=limit
+            self.collection, filter=self._where(True, None, only), output_fields=[*self._read, "view"], limit=limit
         )
         return [Hit(self._photo(raw), score=0.0, view=raw["view"]) for raw in raws]
 
@@ -719,7 +808,7 @@ class Store:
                 anns_field="vector",
                 limit=page_size,
                 filter=self._where(whole_image_only, species),
-                output_fields=[*self.fields, "view"],
+                output_fields=[*self._read, "view"],
                 search_params={
                     "metric_type": self.metric,
                     "params": {
@@ -762,13 +851,32 @@ class Store:
         """HNSW's ef for a server (at least the hits asked for, as HNSW needs); Lite's FLAT has none."""
         return {} if self.is_lite else {"params": {"ef": max(HNSW_EF, limit)}}
 
+    @property
+    def _read(self) -> list[str]:
+        """The columns that hold the record fields its collection has."""
+        return [column for name in self.fields for column in self._columns(name)]
+
+    def _columns(self, name: str) -> list[str]:
+        """The columns that hold a record field: its own, or a sparse one's class and weight columns."""
+        if self.sparse or RECORD[name].kind != "sparse":
+            return [name]
+        return class_columns(name) + weight_columns(name)
+
     def _photo(self, raw: dict) -> PhotoRecord:
         """The record of a row read back; a field its collection lacks reads as its default."""
-        values = {name: raw[name] for name in self.fields}
+        values: dict[str, Any] = {
+            name: raw[name] if self._columns(name) == [name] else self._from_columns(raw, name) for name in self.fields
+        }
         values["path"] = decode_path(values["path"])
         if "classes" in values:  # best first, as concepts are shown
             values["classes"] = {int(k): float(v) for k, v in sorted(values["classes"].items(), key=lambda kv: -kv[1])}
         return photo_record(**values)
+
+    @staticmethod
+    def _from_columns(raw: dict, name: str) -> dict[int, float]:
+        """A sparse field kept in its class and weight columns, as {class: weight}."""
+        pairs = zip((raw[c] for c in class_columns(name)), (raw[c] for c in weight_columns(name)), strict=True)
+        return {int(k): float(v) for k, v in pairs if k != NO_CLASS}
 
     def _hit(self, raw: dict) -> Hit:
         entity = raw["entity"]
