@@ -201,6 +201,8 @@ def test_folder_counts_follow_photos_stored_and_removed(library, tmp_path):
     folders = [str(one), str(two), str(tmp_path / "none")]
     library.reconcile([str(one), str(two)])
     assert library.folder_counts(folders) == {str(one): 2, str(two): 3, str(tmp_path / "none"): 0}
+    inner = str(one / "2024")  # a folder inside another: its photos count toward both
+    assert library.folder_counts([str(one), inner]) == {str(one): 2, inner: 2}
     gone = sorted((two).iterdir())[0]
     gone.unlink()
     library.reconcile([str(two)])

@@ -628,6 +628,7 @@ class Indexer:
             per_directory = list(self._per_directory.items())
         counts = dict.fromkeys(folders, 0)
         for directory, photos_there in per_directory:
-            if (owner := next((f for f in folders if is_under(directory, f)), None)) is not None:
-                counts[owner] += photos_there
+            for folder in folders:  # a folder inside another counts toward both, as it always did
+                if is_under(directory, folder):
+                    counts[folder] += photos_there
         return counts
