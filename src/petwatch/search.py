@@ -142,17 +142,15 @@ def hit_reply(hit: Hit, plugged_in: Sequence[str] = (), stack: Stack | None = No
     ``stack`` the stack it stands for or belongs to; when and where it was taken, what it shows."""
     online = any(is_under(hit.path, f) for f in plugged_in) or os.path.exists(hit.path)
     photo = hit.photo
-    exif = photo["taken_at"] > 0
-    where = places.Place(photo["city"], photo["region"], photo["country"])
     return {
         **photo,
         "score": hit.score,
         "view": hit.view,
         "online": online,
         "stack": stack_ref(stack),
-        "taken": photo["taken_at"] if exif else photo["mtime_ns"] // 1_000_000_000,
-        "taken_from": "exif" if exif else "file",
-        "place": where.label() if any((where.city, where.region, where.country)) else "",
+        "taken": _taken(hit),
+        "taken_from": "exif" if photo["taken_at"] > 0 else "file",
+        "place": places.Place(photo["city"], photo["region"], photo["country"]).label(),
         "concepts": [concepts.concept_name(index) for index in photo["classes"]],
     }
 
@@ -269,11 +267,12 @@ class Searcher:
             only=only,
             with_vectors=expanded,
         )
+        own = unit_vector(asked.query) if expanded and asked.query is not None else None
         best: dict[str, Hit] = {}
         for hit in rows:  # rows come best first: a photo scores its best view
-            if expanded and hit.vector is not None and asked.query is not None:
+            if own is not None and hit.vector is not None:
                 # The order is the expanded query's; the number is the similarity to the photo given.
-                hit = replace(hit, score=min(1.0, float(hit.vector @ unit_vector(asked.query))), vector=None)
+                hit = replace(hit, score=min(1.0, float(hit.vector @ own)), vector=None)
                 if hit.score < min_score:
                     continue
             best.setdefault(hit.path, hit)
@@ -326,4 +325,5 @@ class Searcher:
 
 
 def _taken(hit: Hit) -> int:
+    """When a hit was taken: its EXIF time, else its file's (a hit says which, ``taken_from``)."""
     return hit.photo["taken_at"] or hit.photo["mtime_ns"] // 1_000_000_000
