@@ -172,6 +172,20 @@ def tree_rss(pid: int | None = None, split: bool = False):
     return (own, rest) if split else own + rest
 
 
+def tree_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its live descendants (Milvus Lite)."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 class PeakRSS:
     """Samples the process tree's RSS on a thread: ``peak`` is the highest sum seen,
     ``peak_self`` and ``peak_children`` the highest of each part (not necessarily together)."""

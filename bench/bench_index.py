@@ -125,8 +125,10 @@ def worker_petwatch(args: argparse.Namespace) -> dict:
         for patch in args.patch or []:
             C.apply_patch(library.embedder, patch)
         ready = time.perf_counter()
+        cpu_before = C.tree_cpu_seconds()
         report = library.indexer.reconcile([args.folder])
         finished = time.perf_counter()
+        cpu_used = C.tree_cpu_seconds() - cpu_before
         stored = library.store.count()
         library.close()
     seconds = finished - ready
@@ -141,9 +143,11 @@ def worker_petwatch(args: argparse.Namespace) -> dict:
         "seconds": seconds,
         "images_per_s": (report.indexed + report.reused) / seconds,
         "startup_s": ready - started,
+        # CPU time of petwatch and Milvus Lite over the run, as a share of every core's time
+        "cores_busy": cpu_used / (seconds * (os.cpu_count() or 1)),
         # torch is not imported where ONNX Runtime runs a cached export
         "torch_threads": sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None,
-        "engine": library.embedder.engine,
+        "engine": getattr(library.embedder, "engine", "torch"),  # a petwatch from before engine.py: torch
         "settings": {
             name: getattr(settings, name)
             for name in ("batch_size", "decode_threads", "draft_decode", "region_views", "precision", "engine")
@@ -278,6 +282,7 @@ def worker_profile(args: argparse.Namespace) -> dict:
             except Exception as error:  # noqa: BLE001
                 grid[label] = f"error: {error}"
     torch.set_num_threads(cores)
+    grid.update(_onnx_forward_ms(args, embedder, tensors, cores))
 
     # Insert: one row per call (seed) vs petwatch's Store.upsert of a batch.
     vectors = np.random.default_rng(0).standard_normal((64, embedder.dim)).astype(np.float32)
@@ -302,6 +307,45 @@ def worker_profile(args: argparse.Namespace) -> dict:
         store.upsert(chunk)
     stages["Store.upsert, per row in a batch of 16"] = (time.perf_counter() - t) / 16 * 1000
     store.close()
+    return out
+
+
+def _onnx_forward_ms(args: argparse.Namespace, embedder, tensors: list, cores: int) -> dict[str, float | str]:
+    """ms per image through ONNX Runtime (the engine petwatch runs on CPU): one run on every
+    core, and the runs side by side that the indexer uses, 16 photos a round, best of three."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from petwatch import engine
+
+    os.environ.setdefault("PETWATCH_MODELS_DIR", str(CACHE / "models"))
+    px = int(tensors[0].shape[-1])
+    try:
+        engine.open_session(args.model, args.weights, "cpu", "float32", "onnx")  # the export, made once
+        folder = engine.export_folder(args.model, args.weights)
+        one = engine.OnnxSession(folder, (px,), parallel_runs=1)
+        side_by_side = engine.OnnxSession(folder, (px,))
+    except Exception as error:  # noqa: BLE001 - a network that does not export
+        return {f"{px}px ONNX Runtime": f"error: {error}"}
+    x = np.stack([tensors[i % len(tensors)] for i in range(16)])
+    runs = side_by_side.parallel_runs
+    shares = np.array_split(x, runs)
+    out: dict[str, float | str] = {}
+    with ThreadPoolExecutor(runs) as pool:
+        side_by_side_label = f"{px}px ONNX Runtime {runs} runs x {cores // runs} threads, batch {16 // runs} each"
+        plans = {
+            f"{px}px ONNX Runtime 1 run x {cores} threads, batch 16": lambda: one.run(x),
+            f"{side_by_side_label} (petwatch)": lambda: list(pool.map(side_by_side.run, shares)),
+        }
+        for label, forward in plans.items():
+            forward()  # warm
+            best = float("inf")
+            for _ in range(3):
+                t = time.perf_counter()
+                forward()
+                best = min(best, (time.perf_counter() - t) / 16 * 1000)
+            out[label] = best
     return out
 
 
@@ -358,7 +402,16 @@ def resnet_weights() -> Path:
     return path
 
 
-def run_variant(variant: str, model: str, weights: Path | None, folder: Path, extra: list[str] | None = None) -> dict:
+def run_variant(
+    variant: str,
+    model: str,
+    weights: Path | None,
+    folder: Path,
+    extra: list[str] | None = None,
+    src: Path | None = None,
+) -> dict:
+    """One worker in a fresh process; ``src``: another checkout's ``src/`` to import petwatch
+    from (an older petwatch, for a before/after in one run)."""
     home = tempfile.mkdtemp(prefix=f"petwatch-bench-{variant}-")
     try:
         argv = [__file__, "--worker", variant, "--model", model, "--folder", str(folder), "--home", home]
@@ -367,7 +420,10 @@ def run_variant(variant: str, model: str, weights: Path | None, folder: Path, ex
         argv += extra or []
         # Exports for ONNX Runtime are kept between runs (keyed by weights and versions): a
         # run's startup is then what a user sees from the second start on.
-        return C.run_worker(argv, env=C.clean_env(PETWATCH_MODELS_DIR=str(CACHE / "models")))
+        env = C.clean_env(PETWATCH_MODELS_DIR=str(CACHE / "models"))
+        if src is not None:
+            env["PYTHONPATH"] = str(src)
+        return C.run_worker(argv, env=env)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

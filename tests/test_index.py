@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from petwatch import settings
 from petwatch.embed import Embedder
 from petwatch.errors import PetwatchError
 from petwatch.library import Library
+from petwatch.photos import open_upright
 
 
 @pytest.fixture(scope="module")
@@ -349,3 +352,72 @@ def test_refused_writes_wait_and_only_a_full_disk_counts_as_refused(library, tmp
     again = library.reconcile([str(album)])
     assert (again.removed, again.reused) == (1, 1) and not library.write_paused
     assert library.stats()["photos"] == 3
+
+
+class _Watched:
+    """The embedder as the indexer sees it, counting the batches it embeds at once."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self.running = self.most_at_once = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    def embed_prepared(self, batch):
+        with self._lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            time.sleep(0.05)  # a batch that is quick to embed must still overlap the next one
+            return self._inner.embed_prepared(batch)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+@pytest.fixture(scope="module", params=["onnx", "torch"])
+def engine_embedder(request):
+    return Embedder(TEST_MODEL, engine=request.param, batch_size=3)
+
+
+def test_batches_embed_side_by_side_and_each_photo_keeps_its_own_vector(home, engine_embedder, tmp_path):
+    """ONNX Runtime embeds two batches at once (torch one, on every core): every photo is still
+    stored with its own vector (as if embedded alone), and batches reach the store in order."""
+    album = tmp_path / "album"
+    photos = sorted(write_photos(album, 12))
+    watched = _Watched(engine_embedder)
+    library = Library(settings.load(), watched)  # type: ignore[arg-type]
+    stored_order: list[str] = []
+    try:
+        files = [stat for p in photos if (stat := library.indexer.stat(str(p))) is not None]
+        report = library.indexer.index_files(files, on_stored=lambda rows: stored_order.extend(r.path for r in rows))
+        assert (report.indexed, report.failed, report.skipped) == (12, {}, {})
+        two_cores = (os.cpu_count() or 1) >= 2
+        runs = 2 if engine_embedder.session.engine == "onnx" and two_cores else 1
+        assert watched.most_at_once == engine_embedder.parallel_runs == runs
+        assert [p for p in stored_order if p in {str(x) for x in photos}] == [str(p) for p in photos]
+        stored = library.store.vectors([str(p) for p in photos])
+        for path in photos:
+            image = open_upright(path, 10**9, engine_embedder.decode_min_side)  # as the indexer decodes it
+            alone = engine_embedder.embed_query(image).vectors_for(library.store.recipe)[0]
+            assert float(stored[str(path)][0] @ alone) > 0.9999, path.name
+    finally:
+        library.close()
+
+
+def test_a_stop_stores_the_batch_in_hand_and_the_next_walk_finishes(home, engine_embedder, tmp_path):
+    album = tmp_path / "album"
+    write_photos(album, 12)
+    library = Library(settings.load(), engine_embedder)
+    batch = engine_embedder.batch_size
+    try:
+        first = library.reconcile([str(album)], should_stop=lambda: True)
+        assert first.indexed == batch and first.failed == {}
+        assert library.stats()["photos"] == batch
+        rest = library.reconcile([str(album)])
+        assert (rest.indexed, rest.unchanged) == (12 - batch, batch)
+        assert library.stats()["photos"] == 12
+    finally:
+        library.close()

@@ -17,9 +17,9 @@ def test_petwatch_home_holds_every_location(home, monkeypatch):
 
 def test_config_file_and_env_both_apply_env_wins(home):
     locations.config_file().parent.mkdir(parents=True)
-    locations.config_file().write_text("batch_size = 8\ntop_k = 7\n")
+    locations.config_file().write_text("batch_size = 12\ntop_k = 7\n")
     loaded = settings.load()
-    assert (loaded.batch_size, loaded.top_k) == (8, 7)
+    assert (loaded.batch_size, loaded.top_k) == (12, 7)
 
 
 def test_env_overrides_config_file(home, monkeypatch):

@@ -3,7 +3,7 @@ inference, and pet focus.
 
 Two steps, which the indexer runs apart: ``Embedder.prepare`` turns a decoded image into the
 network's tensors (thread-safe, on the indexer's decode pool) and ``Embedder.embed_prepared``
-turns a batch of them into vectors.
+turns a batch of them into vectors (``parallel_runs`` batches at once).
 
 Every model is a timm network whose pooled features (average pooling; generalised-mean
 pooling with pet focus) are L2-normalised, so the inner product of two vectors is their
@@ -91,7 +91,11 @@ class Whitening:
 
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         """Unit whitened rows of raw unit vectors (any leading shape, last axis the raw dim)."""
-        projected = (np.asarray(vectors, np.float32) - self.mean) @ self.matrix.T
+        vectors = np.asarray(vectors, np.float32)
+        # One matrix product for every row: a stack of them is a BLAS call per photo, each
+        # waking BLAS's threads while the cores are busy with the network.
+        flat = vectors.reshape(-1, vectors.shape[-1]) - self.mean
+        projected = (flat @ self.matrix.T).reshape(*vectors.shape[:-1], self.dim)
         norms = np.linalg.norm(projected, axis=-1, keepdims=True)
         return (projected / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
@@ -218,10 +222,15 @@ class Transform:
         left = int(round((new[0] - self.size) / 2.0))
         top = int(round((new[1] - self.size) / 2.0))
         crop = image.crop((left, top, left + self.size, top + self.size))
-        pixels = np.asarray(crop, dtype=np.float32) / np.float32(255)
-        mean = np.asarray(self.mean, np.float32)
+        # (x / 255 - mean) / std as one multiply-add per value, written channels-first: a third
+        # of the three-pass version's time, the same numbers to float rounding.
         std = np.asarray(self.std, np.float32)
-        return ((pixels - mean) / std).transpose(2, 0, 1).copy()
+        scale = (np.float32(1 / 255) / std)[:, None, None]
+        offset = (-np.asarray(self.mean, np.float32) / std)[:, None, None]
+        pixels = np.empty((3, self.size, self.size), np.float32)
+        np.multiply(np.asarray(crop).transpose(2, 0, 1), scale, out=pixels)
+        pixels += offset
+        return pixels
 
     @classmethod
     def of(cls, spec: NetSpec, size: int | None = None, crop_pct: float | None = None) -> Transform:
@@ -260,6 +269,9 @@ class EmbeddingModel(Protocol):
     @property
     def engine(self) -> str: ...
 
+    @property
+    def parallel_runs(self) -> int: ...
+
     def dim_for(self, recipe: str | None) -> int: ...
 
     def prepare(self, image: Image.Image) -> Prepared: ...
@@ -279,7 +291,7 @@ class Embedder:
         model: str = DEFAULT_MODEL,
         weights: Path | None = None,
         device: str = "auto",
-        batch_size: int = 16,
+        batch_size: int = 8,
         region_views: bool = False,
         precision: str = "auto",
         pet_focus: PetFocus | None = PetFocus(),
@@ -321,6 +333,11 @@ class Embedder:
         self.decode_min_side = int(size / self.crop_pct) + 1
 
     @property
+    def parallel_runs(self) -> int:
+        """Batches worth embedding at once (``embed_prepared`` from as many threads)."""
+        return self.session.parallel_runs
+
+    @property
     def engine(self) -> str:
         """What runs the network, for ``petwatch status``: "onnx (ONNX Runtime 1.x, CPU...)"."""
         return self.session.describe()
@@ -356,7 +373,7 @@ class Embedder:
 
     def embed_prepared(self, batch: Sequence[Prepared]) -> list[Embedding]:
         """Arrays to vectors: one batch through the network (``batch_size`` photos is the
-        batch it is made for), in order."""
+        batch it is made for), in order; ``parallel_runs`` threads may call it at once."""
         if not batch:
             return []
         embedded = self.embed_batch([p.image for p in batch], [p.tensors for p in batch])

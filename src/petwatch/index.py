@@ -5,14 +5,17 @@ A photo is embedded once per distinct content: a rename or a byte-identical copy
 vector already stored for that content hash.
 
 A file's way in (``Indexer.index_files``): stat, read, hash and claim its content, decode and
-prepare its tensors (on a thread pool, a window of two batches ahead), then a batch at a time
-the embedder's vectors, the rows, the store, the listeners.
+prepare its tensors (on a thread pool, a window of two batches ahead); the embedder's vectors
+(as many batches at once as the engine runs side by side); then, a batch at a time and in
+order, the rows, the store, the listeners, while the next batches embed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
 import os
 import sqlite3
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
 from petwatch import photos, places
 from petwatch.embed import NO_SIGNAL, Embedding, EmbeddingModel, PetSignal, Prepared
@@ -204,6 +208,43 @@ def _decode_pipeline(
                 batch.append(_decoded(*pending.popleft()))
                 top_up()
             yield batch
+
+
+def _embed_pipeline(
+    batches: Iterable[list[_Decoded]],
+    embed: Callable[[list[_Decoded]], dict[str, Embedding]],
+    parallel_runs: Callable[[], int],
+) -> Generator[tuple[list[_Decoded], dict[str, Embedding]], None, None]:
+    """Each batch with its vectors, in order, ``parallel_runs()`` batches embedding at once
+    (asked at the first batch: a run with nothing to embed loads no model), the next ones
+    embedding while the consumer stores one. Closing the generator drops the batches not yet
+    started and waits for those running."""
+    source = iter(batches)
+    first = next(source, None)
+    if first is None:
+        return
+    runs = max(1, parallel_runs())
+    source = itertools.chain([first], source)
+    pending: deque[tuple[list[_Decoded], Future[dict[str, Embedding]]]] = deque()
+    pool = ThreadPoolExecutor(runs, thread_name_prefix="embed")
+
+    def top_up() -> None:
+        while len(pending) < runs and (batch := next(source, None)) is not None:
+            pending.append((batch, pool.submit(embed, batch)))
+
+    # numpy's BLAS on one thread meanwhile: with the cores busy running the network, a BLAS
+    # call's helper threads (whitening's matrix product) wait for a core, then spin on it
+    # after each call; they cost a tenth of the run.
+    limit = threadpool_limits(limits=1, user_api="blas") if runs > 1 else contextlib.nullcontext()
+    try:
+        with limit:
+            top_up()
+            while pending:
+                batch, future = pending.popleft()
+                top_up()  # the embedder never waits for the store
+                yield batch, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -385,8 +426,9 @@ class Indexer:
         should_stop: Callable[[], bool] = lambda: False,
         on_stored: Callable[[list[PhotoRow]], None] | None = None,
     ) -> IndexReport:
-        """Read, embed and store these files, one batch at a time (a batch is the unit of work).
-        ``on_stored`` gets each batch's stored rows (every view, vectors included)."""
+        """Read, embed and store these files, one batch at a time (a batch is the unit of work:
+        a stop finishes the batch being stored and drops the rest). ``on_stored`` gets each
+        batch's stored rows (every view, vectors included)."""
         started = time.monotonic()  # the daemon's hinted files are reported with this alone
         report = IndexReport()
         run = _Run()
@@ -399,9 +441,10 @@ class Indexer:
             self.embedder.batch_size,
             self.decode_threads,
         )
+        embedded = _embed_pipeline(decoded, self._embed, lambda: self.embedder.parallel_runs)
         try:
-            for batch in decoded:
-                batch_rows = self._batch_rows(batch, self._embed(batch), run, report)
+            for batch, fresh in embedded:
+                batch_rows = self._batch_rows(batch, fresh, run, report)
                 full = self._store(batch_rows, report, on_stored)
                 done += len(batch)
                 if progress:
@@ -409,6 +452,7 @@ class Indexer:
                 if should_stop() or full:
                     break  # finish this batch, drop the rest: the next walk resumes
         finally:
+            embedded.close()
             decoded.close()
         for works in run.waiting.values():  # only after a stop: their source was never reached
             for work in works:

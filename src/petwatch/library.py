@@ -166,6 +166,10 @@ class LazyModel:
     def engine(self) -> str:
         return self.model().engine if self._model is not None else "not loaded yet"
 
+    @property
+    def parallel_runs(self) -> int:
+        return self.model().parallel_runs
+
     def prepare(self, image: Image.Image) -> Prepared:
         return self.model().prepare(image)
 

@@ -91,7 +91,14 @@ class Settings(BaseSettings):
         "bfloat16 instructions (AVX512-BF16 or AMX: about 2x faster, retrieval unchanged within "
         "0.01 mAP, see bench/), else float32. Vectors are stored as float32 either way.",
     )
-    batch_size: int = Field(default=16, ge=1, le=512, description="Photos per forward pass.")
+    batch_size: int = Field(
+        default=8,
+        ge=1,
+        le=512,
+        description="Photos per forward pass. On a CPU a photo costs the same in a batch of 4 as of "
+        "32 (bench/bench_engine.py); 8 starts the model on a new folder sooner and spreads a few "
+        "new photos over both of ONNX Runtime's runs.",
+    )
     decode_threads: int = Field(
         default=0,
         ge=0,
