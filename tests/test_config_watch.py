@@ -61,7 +61,7 @@ def test_the_daemon_applies_reports_or_refuses_an_edited_config_file(home, start
         assert search.returncode == 0 and "did you mean top_k?" in search.stderr
 
         # Needs a restart: said so, by name.
-        config.write_text(f'folders = ["{album}", "{second}"]\ntop_k = 3\nbatch_size = 4\n')
+        config.write_text(f'folders = ["{album}", "{second}"]\ntop_k = 3\nbatch_size = 6\n')
         problem = _wait(lambda: (client.status()["config_problem"] or "").startswith("batch_size"), "the restart note")
         assert "restart the daemon to apply" in client.status()["config_problem"]
         assert "restart the daemon to apply" in daemon.log.read_text()

@@ -5,6 +5,7 @@ exported runs on torch with one line in the log, and a cached export loads witho
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -124,6 +125,18 @@ def test_engine_torch_is_obeyed_and_auto_picks_onnx_on_this_cpu(monkeypatch):
     monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: False)
     monkeypatch.setattr(engine, "_may_have_cuda", lambda: False)
     assert engine.pick_engine("auto", "auto", "auto") == "onnx"
+
+
+def test_each_engine_runs_the_batches_it_indexes_fastest_with_unless_told(home):
+    """batch_size = 0 (the default): ONNX Runtime small batches, two at once on two cores;
+    torch one batch of 16 on every core, as before the engine. A batch size set is obeyed."""
+    from petwatch import settings
+
+    assert settings.Settings().batch_size == 0
+    onnx, torch_ = Embedder(TEST_MODEL, engine="onnx"), Embedder(TEST_MODEL, engine="torch")
+    assert (onnx.batch_size, torch_.batch_size) == (4, 16)
+    assert onnx.parallel_runs == (2 if (os.cpu_count() or 1) >= 2 else 1) and torch_.parallel_runs == 1
+    assert Embedder(TEST_MODEL, engine="onnx", batch_size=7).batch_size == 7
 
 
 def test_a_cached_export_loads_without_torch_and_config_says_the_engine(home):

@@ -248,8 +248,10 @@ class EmbeddingModel(Protocol):
     standing in for one until something needs embedding."""
 
     name: str
-    batch_size: int
     views: int
+
+    @property
+    def batch_size(self) -> int: ...
 
     @property
     def identity(self) -> str: ...
@@ -291,7 +293,7 @@ class Embedder:
         model: str = DEFAULT_MODEL,
         weights: Path | None = None,
         device: str = "auto",
-        batch_size: int = 8,
+        batch_size: int = 0,
         region_views: bool = False,
         precision: str = "auto",
         pet_focus: PetFocus | None = PetFocus(),
@@ -299,9 +301,9 @@ class Embedder:
         engine: str = "auto",
     ) -> None:
         self.name = model
-        self.batch_size = batch_size  # photos per forward pass
         scales = (1.0, REGION_SCALE) if region_views else (1.0,)
         self.session: Session = open_session(model, weights, device, precision, engine, scales)
+        self.batch_size = batch_size or self.session.batch_size  # photos per forward pass
         spec = self.session.spec
         self.weights_source = spec.weights_source
         self.raw_dim: int = spec.raw_dim  # the network's pooled features

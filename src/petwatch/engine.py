@@ -96,6 +96,7 @@ class Session(Protocol):
     engine: Engine
     classifier_weight: np.ndarray | None  # (classes, raw_dim): the activation map's weights
     parallel_runs: int
+    batch_size: int  # photos per run that index fastest (bench/bench_engine.py)
 
     def run(self, pixels: np.ndarray) -> Outputs: ...
 
@@ -353,6 +354,7 @@ class TorchSession:
 
     engine: Engine = "torch"
     parallel_runs = 1  # torch spreads one batch over every core (or the GPU) by itself
+    batch_size = 16
 
     def __init__(self, module: torch.nn.Module, spec: NetSpec, device: str, precision: str) -> None:
         import torch
@@ -400,6 +402,7 @@ class OnnxSession:
     """An exported network under ONNX Runtime: loading one needs onnxruntime and numpy alone."""
 
     engine: Engine = "onnx"
+    batch_size = 4
 
     def __init__(self, folder: Path, sizes: tuple[int, ...], parallel_runs: int | None = None) -> None:
         import onnxruntime as ort

@@ -431,8 +431,10 @@ class Indexer:
         batch's stored rows (every view, vectors included)."""
         started = time.monotonic()  # the daemon's hinted files are reported with this alone
         report = IndexReport()
+        if not files:
+            return report  # nothing to embed: no model loaded for it (library.LazyModel)
         run = _Run()
-        if progress and files:
+        if progress:
             progress(0, len(files), "")  # the work starts now: rates count from here
         done = 0
         decoded = _decode_pipeline(

@@ -107,7 +107,6 @@ class LazyModel:
         self._settings = settings
         self._model: Embedder | None = None
         self.name, self.identity, self.dim, self.recipe = settings.model, identity, dim, recipe
-        self.batch_size = settings.batch_size
         # Lite models classify: pet focus as the recipe says.
         self.pet_focus: PetFocus | None = PetFocus() if recipe != WHOLE_RECIPE or settings.pet_focus else None
         self.views = 1 + REGION_VIEWS if settings.region_views else 1
@@ -169,6 +168,10 @@ class LazyModel:
     @property
     def parallel_runs(self) -> int:
         return self.model().parallel_runs
+
+    @property
+    def batch_size(self) -> int:
+        return self._settings.batch_size or self.model().batch_size
 
     def prepare(self, image: Image.Image) -> Prepared:
         return self.model().prepare(image)
