@@ -12,7 +12,6 @@ order, the rows, the store, the listeners, while the next batches embed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import itertools
@@ -215,16 +214,21 @@ def _embed_pipeline(
     embed: Callable[[list[_Decoded]], dict[str, Embedding]],
     parallel_runs: Callable[[], int],
 ) -> Generator[tuple[list[_Decoded], dict[str, Embedding]], None, None]:
-    """Each batch with its vectors, in order, ``parallel_runs()`` batches embedding at once
-    (asked at the first batch: a run with nothing to embed loads no model), the next ones
-    embedding while the consumer stores one. Closing the generator drops the batches not yet
-    started and waits for those running."""
+    """Each batch with its vectors, in order. ``parallel_runs()`` (asked at the first batch: a
+    run with nothing to embed loads no model) above 1: that many batches embed at once on
+    threads, the next ones while the consumer stores one; closing the generator drops the
+    batches not yet started and waits for those running. 1 (torch, which spreads a batch over
+    every core by itself): each batch embeds in turn on the consumer's thread, as always."""
     source = iter(batches)
     first = next(source, None)
     if first is None:
         return
-    runs = max(1, parallel_runs())
+    runs = parallel_runs()
     source = itertools.chain([first], source)
+    if runs <= 1:
+        for batch in source:
+            yield batch, embed(batch)
+        return
     pending: deque[tuple[list[_Decoded], Future[dict[str, Embedding]]]] = deque()
     pool = ThreadPoolExecutor(runs, thread_name_prefix="embed")
 
@@ -232,12 +236,11 @@ def _embed_pipeline(
         while len(pending) < runs and (batch := next(source, None)) is not None:
             pending.append((batch, pool.submit(embed, batch)))
 
-    # numpy's BLAS on one thread meanwhile: with the cores busy running the network, a BLAS
-    # call's helper threads (whitening's matrix product) wait for a core, then spin on it
-    # after each call; they cost a tenth of the run.
-    limit = threadpool_limits(limits=1, user_api="blas") if runs > 1 else contextlib.nullcontext()
     try:
-        with limit:
+        # numpy's BLAS on one thread meanwhile: with the cores busy running the network, a
+        # BLAS call's helper threads (whitening's matrix product) wait for a core, then spin
+        # on it after each call; they cost a tenth of the run.
+        with threadpool_limits(limits=1, user_api="blas"):
             top_up()
             while pending:
                 batch, future = pending.popleft()
