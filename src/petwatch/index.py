@@ -239,7 +239,7 @@ def _embed_pipeline(
     try:
         # numpy's BLAS on one thread meanwhile: with the cores busy running the network, a
         # BLAS call's helper threads (whitening's matrix product) wait for a core, then spin
-        # on it after each call; they cost a tenth of the run.
+        # on it after each call (a fifth of a profile's samples before this).
         with threadpool_limits(limits=1, user_api="blas"):
             top_up()
             while pending:

@@ -97,7 +97,7 @@ class Settings(BaseSettings):
         le=512,
         description="Photos per forward pass; 0 = the engine's: 4 on ONNX Runtime (small batches "
         "start the model sooner on a new folder and share the last photos between its runs: "
-        "~5% faster indexing than 8 or 16), 16 on torch (~15% faster than 4 there; "
+        "~5% faster indexing than 8 or 16), 16 on torch (~10% faster than 4 there; "
         "bench/bench_engine.py).",
     )
     decode_threads: int = Field(
