@@ -1,7 +1,7 @@
 """The engine (engine.py): forward rates per engine, and `petwatch index` before and after.
 
-    python bench/bench_engine.py            # 48 camera photos, 160 pet photos
-    python bench/bench_engine.py --quick    # 32 and 96 (~6 min on 2 cores)
+    python bench/bench_engine.py            # 48 camera photos, 160 pet photos, 3 rounds (~20 min)
+    python bench/bench_engine.py --quick    # 32 and 96, 2 rounds (~12 min on 2 cores)
 
 In one run, on this machine (its CPU model and flags are printed first):
 
@@ -12,14 +12,16 @@ In one run, on this machine (its CPU model and flags are printed first):
    two ways: one run on every core, and as petwatch runs it, runs side by side on a share of
    the cores and of the photos each. Best of 3 interleaved rounds.
 2. End to end, ``petwatch index`` (bench_index.py's worker: a fresh process, a private home,
-   the export cached as from a user's second start) with ``engine=torch`` and the old
-   ``batch_size=16`` (before) and ``engine=onnx`` (after), efficientnet_lite2 with the default settings, on 12 MP camera
-   photos and on small pet photos (Oxford-IIIT), and resnet50 on the 12 MP photos against the
-   seed article's one-photo-at-a-time loop.
+   the export cached as from a user's second start), efficientnet_lite2 with the default
+   settings, on 12 MP camera photos and on small pet photos (Oxford-IIIT): petwatch from
+   before the engine (BEFORE_REF, checked out into a temporary git worktree; ``--before-src``
+   names another), this checkout with ``engine=torch``, and with ``engine=onnx`` (after); and
+   resnet50 on the 12 MP photos against the seed article's one-photo-at-a-time loop.
+   Interleaved rounds, the best of each.
 
 Targets (issue 26): small pet photos >= 0.6 x (ONNX Runtime's forward rate / 2: each pet photo
-takes two passes, whole and crop; the better of its two ways of running); 12 MP >= 2x
-engine=torch; resnet50 vs the seed >= 3.5x. "cores busy" is petwatch's and Milvus Lite's CPU
+takes two passes, whole and crop; the better of its two ways of running, before and after
+the index runs); 12 MP >= 2x before; resnet50 vs the seed >= 3.5x. "cores busy" is petwatch's and Milvus Lite's CPU
 time over the run as a share of every core's: what is left to gain by overlapping more.
 """
 

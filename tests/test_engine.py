@@ -127,7 +127,7 @@ def test_engine_torch_is_obeyed_and_auto_picks_onnx_on_this_cpu(monkeypatch):
     assert engine.pick_engine("auto", "auto", "auto") == "onnx"
 
 
-def test_each_engine_runs_the_batches_it_indexes_fastest_with_unless_told(home):
+def test_each_engine_gets_its_own_batch_size_and_runs_unless_a_batch_size_is_set(home):
     """batch_size = 0 (the default): ONNX Runtime small batches, two at once on two cores;
     torch one batch of 16 on every core, as before the engine. A batch size set is obeyed."""
     from petwatch import settings
