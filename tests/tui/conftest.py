@@ -95,6 +95,18 @@ async def ready(pilot, connected: bool | None = True) -> None:
     await pilot.pause()
 
 
+async def searched(pilot, query: str = "/photos/dog.jpg"):
+    """The search screen ready, ``query`` searched, and its results grid once hits are in it."""
+    from petwatch.tui.widgets.results import ResultsGrid
+
+    await ready(pilot)
+    pilot.app.screen.query_one("#query").value = query
+    await pilot.press("enter")
+    grid = pilot.app.screen.query_one(ResultsGrid)
+    await wait_for(pilot, lambda: grid.hits, what="hits")
+    return grid
+
+
 def screen_text(app) -> str:
     """Everything on the current screen as plain text (for asserting what the user sees)."""
     from textual.widgets import Static

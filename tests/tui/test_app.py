@@ -22,7 +22,7 @@ from petwatch.tui.widgets.picture import HalfBlockPicture
 from petwatch.tui.widgets.results import ResultsGrid
 from petwatch.tui.widgets.status_bar import StatusBar
 
-from .conftest import ready, wait_for
+from .conftest import ready, searched, wait_for
 from .fakes import FakeClient, fake_hits, fake_status
 
 
@@ -337,11 +337,7 @@ async def test_preview_pages_through_hits_and_selects():
     client = FakeClient(hits=fake_hits(5))
     app = make_app(client)
     async with app.run_test(size=(100, 30)) as pilot:
-        await ready(pilot)
-        app.screen.query_one("#query").value = "/photos/q.jpg"
-        await pilot.press("enter")
-        grid = app.screen.query_one(ResultsGrid)
-        await wait_for(pilot, lambda: grid.hits, what="hits")
+        grid = await searched(pilot, "/photos/q.jpg")
         await pilot.press("enter")
         await wait_for(pilot, lambda: getattr(app.screen, "meta", None), what="preview")
         await pilot.press("right", "right", "space")
@@ -378,11 +374,7 @@ async def test_preview_with_textual_image_widgets(kind):
     client = FakeClient(hits=fake_hits(3))
     app = PetwatchApp(client=client, picture_class=picture_class, theme="textual-dark")
     async with app.run_test(size=(100, 30)) as pilot:
-        await ready(pilot)
-        app.screen.query_one("#query").value = "/photos/q.jpg"
-        await pilot.press("enter")
-        grid = app.screen.query_one(ResultsGrid)
-        await wait_for(pilot, lambda: grid.hits, what="hits")
+        await searched(pilot, "/photos/q.jpg")
         await pilot.press("enter")
         await wait_for(pilot, lambda: getattr(app.screen, "meta", None), what="preview")
         shown = app.screen.query_one("#preview-picture")
@@ -400,11 +392,7 @@ async def test_mouse_click_moves_and_double_click_opens():
     client = FakeClient(hits=fake_hits(12))
     app = make_app(client)
     async with app.run_test(size=(100, 30)) as pilot:
-        await ready(pilot)
-        app.screen.query_one("#query").value = "/photos/q.jpg"
-        await pilot.press("enter")
-        grid = app.screen.query_one(ResultsGrid)
-        await wait_for(pilot, lambda: grid.hits, what="hits")
+        grid = await searched(pilot, "/photos/q.jpg")
         width = grid.scrollable_content_region.width // grid.columns
         await pilot.click(ResultsGrid, offset=(width * 2 + 3, TILE_HEIGHT + 3))  # row 2, column 3
         assert grid.cursor == grid.columns + 2

@@ -14,7 +14,7 @@ from petwatch.tui.screens.preview import PreviewScreen
 from petwatch.tui.widgets.picture import HalfBlockPicture
 from petwatch.tui.widgets.results import ResultsGrid
 
-from .conftest import ready, wait_for
+from .conftest import ready, searched, wait_for
 from .fakes import FakeClient, FakeStudioClient, fake_hits
 
 SIZES = [(80, 24), (120, 40)]
@@ -25,21 +25,12 @@ def make_app(client) -> PetwatchApp:
     return PetwatchApp(client=client, picture_class=HalfBlockPicture, theme="textual-dark", retry_seconds=(0.05,))
 
 
-async def searched(pilot, app, query: str = "/photos/dog.jpg") -> ResultsGrid:
-    await ready(pilot)
-    app.screen.query_one("#query").value = query
-    await pilot.press("enter")
-    grid = app.screen.query_one(ResultsGrid)
-    await wait_for(pilot, lambda: grid.hits, what="hits")
-    return grid
-
-
 @pytest.mark.parametrize("size", SIZES)
 async def test_o_without_a_system_viewer_says_what_to_install(size, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # no xdg-open (nor open) to be found
     app = make_app(FakeClient(hits=fake_hits(4)))
     async with app.run_test(size=size, notifications=True) as pilot:
-        await searched(pilot, app)
+        await searched(pilot)
         await pilot.press("o")  # from the grid
         await wait_for(pilot, lambda: app._notifications, what="a message")
         assert "no system viewer found (install xdg-utils for xdg-open)" in [n.message for n in app._notifications]
@@ -55,7 +46,7 @@ async def test_the_results_header_reads_as_one_phrase(size):
     client = FakeClient(hits=fake_hits(6))
     app = make_app(client)
     async with app.run_test(size=size) as pilot:
-        await searched(pilot, app)
+        await searched(pilot)
         await pilot.press("t")  # pets only
         await wait_for(pilot, lambda: len(client.searches) == 2, what="the pets-only search")
         await pilot.pause(0.2)
@@ -69,7 +60,7 @@ async def test_the_preview_shows_species_breed_camera_and_the_photos_own_folder(
     hits = fake_hits(4, folder=LONG_FOLDER)
     app = make_app(FakeClient(hits=hits))
     async with app.run_test(size=size) as pilot:
-        grid = await searched(pilot, app)
+        grid = await searched(pilot)
         grid.cursor = 1  # a cat: fake_hits' second hit is a birman
         await pilot.press("enter")
         await wait_for(pilot, lambda: getattr(app.screen, "meta", None), what="the preview")

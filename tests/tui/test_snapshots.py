@@ -12,9 +12,8 @@ import pytest
 
 from petwatch.tui.app import PetwatchApp
 from petwatch.tui.widgets.picture import HalfBlockPicture
-from petwatch.tui.widgets.results import ResultsGrid
 
-from .conftest import ready, wait_for
+from .conftest import ready, searched, wait_for
 from .fakes import FakeClient, FakeStudioClient, fake_comic, fake_hits, fake_status
 
 SIZE = (100, 30)
@@ -41,13 +40,8 @@ async def quiet(pilot) -> None:
     await pilot.pause()
 
 
-async def searched(pilot) -> None:
-    app = pilot.app
-    await ready(pilot)
-    app.screen.query_one("#query").value = "/photos/query.jpg"
-    await pilot.press("enter")
-    grid = app.screen.query_one(ResultsGrid)
-    await wait_for(pilot, lambda: grid.hits, what="hits")
+async def searched_with_thumbnails(pilot) -> None:
+    grid = await searched(pilot, "/photos/query.jpg")
     await wait_for(pilot, lambda: all(grid.states[i] == "done" for i in grid.visible_range()), what="thumbnails")
     await quiet(pilot)
 
@@ -73,7 +67,7 @@ def test_welcome_screen(snap_compare, size):
 
 def test_results_grid(snap_compare):
     async def run_before(pilot):
-        await searched(pilot)
+        await searched_with_thumbnails(pilot)
         await pilot.press("space", "right", "right", "down")  # select the first; cursor on the 7th
         await pilot.pause()
 
@@ -82,7 +76,7 @@ def test_results_grid(snap_compare):
 
 def test_results_grid_light_theme(snap_compare):
     async def run_before(pilot):
-        await searched(pilot)
+        await searched_with_thumbnails(pilot)
         await pilot.press("right", "space")
 
     assert snap_compare(make_app(theme="textual-light", hits=fake_hits(60)), terminal_size=SIZE, run_before=run_before)
@@ -90,7 +84,7 @@ def test_results_grid_light_theme(snap_compare):
 
 def test_preview_screen(snap_compare):
     async def run_before(pilot):
-        await searched(pilot)
+        await searched_with_thumbnails(pilot)
         await pilot.press("right", "enter")
         await wait_for(pilot, lambda: getattr(pilot.app.screen, "meta", None), what="the preview")
         await pilot.pause()

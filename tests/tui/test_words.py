@@ -13,7 +13,7 @@ from petwatch.tui.widgets.picture import HalfBlockPicture
 from petwatch.tui.widgets.query_input import complete_words, looks_like_path
 from petwatch.tui.widgets.results import ResultsGrid
 
-from .conftest import ready, wait_for
+from .conftest import ready, searched, wait_for
 from .fakes import FakeClient, fake_hits
 
 
@@ -101,11 +101,7 @@ async def test_the_preview_says_when_where_and_what():
     client = FakeClient(hits=fake_hits(4))
     app = make_app(client)
     async with app.run_test(size=(100, 30)) as pilot:
-        await ready(pilot)
-        app.screen.query_one("#query").value = "beach"
-        await pilot.press("enter")
-        grid = app.screen.query_one(ResultsGrid)
-        await wait_for(pilot, lambda: grid.hits, what="the hits")
+        await searched(pilot, "beach")
         await pilot.press("enter")  # hit 0: its date is the file's time, no place, no concepts
         await wait_for(pilot, lambda: isinstance(app.screen, PreviewScreen) and app.screen.meta, what="preview")
         details = str(app.screen.query_one("#preview-details", Static).render())
