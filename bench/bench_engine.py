@@ -37,7 +37,6 @@ import tempfile
 import time
 from argparse import Namespace
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -82,38 +81,30 @@ def forward_rates(model: str, weights: Path | None, batch: int, rounds: int = 3)
     if engine._cached(folder, (size,)) is None:
         engine.export(copy.deepcopy(module), spec, (size,), folder)
         print(f"  [{model}] exported for ONNX Runtime in {time.perf_counter() - started:.1f}s", flush=True)
-    one_run = engine.OnnxSession(folder, (size,), parallel_runs=1)
-    side_by_side = engine.OnnxSession(folder, (size,))
-    runs = side_by_side.parallel_runs
-    shares = np.array_split(pixels, runs)
-    pool = ThreadPoolExecutor(runs)
     channels_last = engine.TorchSession(module, spec, "cpu", "float32")
     torch.set_num_threads(os.cpu_count() or 1)
 
-    def eager_run(x: np.ndarray) -> None:
+    def eager_run() -> None:
         with torch.inference_mode():
-            eager(torch.from_numpy(x))
+            eager(torch.from_numpy(pixels))
 
-    def parallel_run(_x: np.ndarray) -> None:
-        list(pool.map(side_by_side.run, shares))
-
-    cores = os.cpu_count() or 1
-    forwards = {
-        "torch eager fp32": eager_run,
-        "torch channels_last fp32 (before)": channels_last.run,
-        f"ONNX Runtime, 1 run x {cores} threads": one_run.run,
-        f"ONNX Runtime, {runs} runs x {cores // runs} threads (after)": parallel_run,
-    }
-    best = dict.fromkeys(forwards, 0.0)
-    for run in forwards.values():
-        run(pixels)  # warm
-    for _ in range(rounds):
-        for label, run in forwards.items():
-            t = time.perf_counter()
-            run(pixels)
-            run(pixels)
-            best[label] = max(best[label], 2 * batch / (time.perf_counter() - t))
-    pool.shutdown()
+    best: dict[str, float] = {}
+    with BI.onnx_forwards(folder, size, pixels) as onnx:
+        (one_label, one_run), (side_label, side_by_side) = onnx.items()
+        forwards = {
+            "torch eager fp32": eager_run,
+            "torch channels_last fp32 (before)": lambda: channels_last.run(pixels),
+            one_label: one_run,
+            f"{side_label} (after)": side_by_side,
+        }
+        for run in forwards.values():
+            run()  # warm
+        for _ in range(rounds):
+            for label, run in forwards.items():
+                t = time.perf_counter()
+                run()
+                run()
+                best[label] = max(best.get(label, 0.0), 2 * batch / (time.perf_counter() - t))
     return best
 
 
@@ -207,8 +198,8 @@ def once(
     """One run; every photo in ``folder`` must have been indexed, or the rate means nothing."""
     C.wait_for_quiet(idle_wait)
     result = BI.run_variant(variant, model, weights, folder, extra, src)
-    if result["images"] != len(list(folder.iterdir())):
-        sys.exit(f"{variant} {extra}: indexed {result['images']} of {len(list(folder.iterdir()))} photos")
+    if result["images"] != (photos := len(list(folder.iterdir()))):
+        sys.exit(f"{variant} {extra}: indexed {result['images']} of {photos} photos")
     print(
         f"  [{model}] {variant} {' '.join(extra or [])}: {result['images_per_s']:.2f} img/s "
         f"(other processes: {result['foreign_load_cores']:.2f} cores)",

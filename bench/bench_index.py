@@ -22,11 +22,13 @@ cached in a temp dir for the next run (``--fresh`` regenerates).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -282,7 +284,7 @@ def worker_profile(args: argparse.Namespace) -> dict:
             except Exception as error:  # noqa: BLE001
                 grid[label] = f"error: {error}"
     torch.set_num_threads(cores)
-    grid.update(_onnx_forward_ms(args, embedder, tensors, cores))
+    grid.update(_onnx_forward_ms(args, tensors))
 
     # Insert: one row per call (seed) vs petwatch's Store.upsert of a batch.
     vectors = np.random.default_rng(0).standard_normal((64, embedder.dim)).astype(np.float32)
@@ -310,11 +312,32 @@ def worker_profile(args: argparse.Namespace) -> dict:
     return out
 
 
-def _onnx_forward_ms(args: argparse.Namespace, embedder, tensors: list, cores: int) -> dict[str, float | str]:
-    """ms per image through ONNX Runtime (the engine petwatch runs on CPU): one run on every
-    core, and the runs side by side that the indexer uses, 16 photos a round, best of three."""
+@contextlib.contextmanager
+def onnx_forwards(folder: Path, size: int, pixels) -> Iterator[dict[str, Callable[[], object]]]:
+    """ONNX Runtime's two ways of running one batch of ``pixels`` from the export in ``folder``:
+    one run on every core, and petwatch's runs side by side on a share of the batch each
+    (``engine.onnx_parallel_runs``); labelled with their runs and threads, the second last."""
     from concurrent.futures import ThreadPoolExecutor
 
+    import numpy as np
+
+    from petwatch import engine
+
+    cores = os.cpu_count() or 1
+    one = engine.OnnxSession(folder, (size,), parallel_runs=1)
+    side_by_side = engine.OnnxSession(folder, (size,))
+    runs = side_by_side.parallel_runs
+    shares = np.array_split(pixels, runs)
+    with ThreadPoolExecutor(runs) as pool:
+        yield {
+            f"ONNX Runtime, 1 run x {cores} threads": lambda: one.run(pixels),
+            f"ONNX Runtime, {runs} runs x {cores // runs} threads": lambda: list(pool.map(side_by_side.run, shares)),
+        }
+
+
+def _onnx_forward_ms(args: argparse.Namespace, tensors: list) -> dict[str, float | str]:
+    """ms per image through ONNX Runtime (the engine petwatch runs on CPU) both ways
+    (``onnx_forwards``), 16 photos a round, best of three."""
     import numpy as np
 
     from petwatch import engine
@@ -323,29 +346,19 @@ def _onnx_forward_ms(args: argparse.Namespace, embedder, tensors: list, cores: i
     px = int(tensors[0].shape[-1])
     try:
         engine.open_session(args.model, args.weights, "cpu", "float32", "onnx")  # the export, made once
-        folder = engine.export_folder(args.model, args.weights)
-        one = engine.OnnxSession(folder, (px,), parallel_runs=1)
-        side_by_side = engine.OnnxSession(folder, (px,))
     except Exception as error:  # noqa: BLE001 - a network that does not export
         return {f"{px}px ONNX Runtime": f"error: {error}"}
     x = np.stack([tensors[i % len(tensors)] for i in range(16)])
-    runs = side_by_side.parallel_runs
-    shares = np.array_split(x, runs)
     out: dict[str, float | str] = {}
-    with ThreadPoolExecutor(runs) as pool:
-        side_by_side_label = f"{px}px ONNX Runtime {runs} runs x {cores // runs} threads, batch {16 // runs} each"
-        plans = {
-            f"{px}px ONNX Runtime 1 run x {cores} threads, batch 16": lambda: one.run(x),
-            f"{side_by_side_label} (petwatch)": lambda: list(pool.map(side_by_side.run, shares)),
-        }
-        for label, forward in plans.items():
+    with onnx_forwards(engine.export_folder(args.model, args.weights), px, x) as forwards:
+        for label, forward in forwards.items():
             forward()  # warm
             best = float("inf")
             for _ in range(3):
                 t = time.perf_counter()
                 forward()
                 best = min(best, (time.perf_counter() - t) / 16 * 1000)
-            out[label] = best
+            out[f"{px}px {label}, 16 photos"] = best
     return out
 
 
